@@ -1,0 +1,45 @@
+# The two commands of the quick start: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+WITH_SERVICES := $(BIN)/python -m backend.embedded exec --
+
+.PHONY: install run test test-fast lint format protos clean-data stop-services
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+## make run: migrate, create the demo org, then serve web + ingest workers + beat on :8000
+run: $(STAMP)
+	$(WITH_SERVICES) $(BIN)/python -m backend.runner
+
+## make test: the whole suite against real PostgreSQL and Redis (embedded unless *_URL are set)
+test: $(STAMP)
+	$(WITH_SERVICES) $(BIN)/pytest $(PYTEST_ARGS)
+
+## make test-fast: skip the browser and real-peer tests
+test-fast: $(STAMP)
+	$(WITH_SERVICES) $(BIN)/pytest -m "not e2e and not compat" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+stop-services: $(STAMP)
+	$(BIN)/python -m backend.embedded stop
+
+clean-data: stop-services
+	rm -rf .canopy

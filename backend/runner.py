@@ -1,0 +1,64 @@
+"""``make run``: prepare the database, then run every Canopy process in one foreground command.
+
+Web (gunicorn), the Celery ingest worker and Celery beat run side by side under honcho's
+process manager, their output interleaved with a name prefix. Ctrl-C stops them all; the
+embedded PostgreSQL/Redis (if any) are stopped afterwards by ``backend.embedded exec``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+PROCESSES = {
+    "web": [
+        "gunicorn", "backend.wsgi", "--bind", "{bind}", "--workers", "{web_workers}",
+        "--threads", "4", "--access-logfile", "-", "--graceful-timeout", "10",
+    ],
+    "worker": [
+        "celery", "-A", "backend", "worker", "--queues", "ingest,default,maintenance",
+        "--concurrency", "{worker_concurrency}", "--loglevel", "INFO", "--without-gossip",
+    ],
+    "beat": [
+        "celery", "-A", "backend", "beat", "--loglevel", "INFO",
+        "--schedule", "{data_dir}/celerybeat-schedule",
+    ],
+}  # fmt: skip
+
+
+def prepare() -> None:
+    import django
+    from django.core.management import call_command
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    call_command("bootstrap_demo")
+
+
+def main() -> int:
+    from honcho.manager import Manager
+    from honcho.printer import Printer
+
+    prepare()
+    from django.conf import settings
+
+    values = {
+        "bind": os.environ.get("CANOPY_BIND", "127.0.0.1:8000"),
+        "web_workers": os.environ.get("CANOPY_WEB_WORKERS", "2"),
+        "worker_concurrency": os.environ.get("CANOPY_WORKER_CONCURRENCY", "2"),
+        "data_dir": str(settings.DATA_DIR),
+    }
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    manager = Manager(Printer(sys.stdout))
+    for name, argv in PROCESSES.items():
+        argv = [os.path.join(bin_dir, argv[0]), *(a.format(**values) for a in argv[1:])]
+        manager.add_process(name, " ".join(argv), env=env)
+    manager.loop()
+    return manager.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

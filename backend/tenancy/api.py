@@ -1,0 +1,144 @@
+"""Management REST API: organizations, members and API tokens."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import OuterRef, Subquery
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotAuthenticated, ValidationError
+from rest_framework.generics import get_object_or_404
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from backend.tenancy import selectors, services
+from backend.tenancy.api_base import OrgAPIView
+from backend.tenancy.authentication import TokenPrincipal
+from backend.tenancy.models import Membership, Scope
+from backend.tenancy.serializers import (
+    ApiTokenCreatedSerializer,
+    ApiTokenCreateSerializer,
+    ApiTokenSerializer,
+    MembershipCreateSerializer,
+    MembershipSerializer,
+    MembershipUpdateSerializer,
+    OrganizationSerializer,
+)
+
+ADMIN_ONLY = {
+    "GET": [Scope.ADMIN],
+    "POST": [Scope.ADMIN],
+    "PATCH": [Scope.ADMIN],
+    "DELETE": [Scope.ADMIN],
+}
+
+
+def _service_call(fn, **kwargs):
+    """Run a service; its ValidationError becomes a 400 with the reason."""
+    try:
+        return fn(**kwargs)
+    except DjangoValidationError as exc:
+        raise ValidationError({"detail": exc.messages}) from exc
+
+
+class MyOrgsView(APIView):
+    """The organizations the caller belongs to (a token: its own organization)."""
+
+    @extend_schema(responses=OrganizationSerializer(many=True))
+    def get(self, request):
+        user = request.user
+        if isinstance(user, TokenPrincipal):
+            org = user.org
+            org.role = None
+            return Response(OrganizationSerializer([org], many=True).data)
+        if not user.is_authenticated:
+            raise NotAuthenticated()
+        role = Membership.objects.unscoped().filter(org=OuterRef("pk"), user=user).values("role")
+        orgs = selectors.org_list_for_user(user=user).annotate(role=Subquery(role[:1]))
+        return Response(OrganizationSerializer(orgs, many=True).data)
+
+
+class MemberListView(OrgAPIView):
+    scopes = ADMIN_ONLY
+
+    @extend_schema(responses=MembershipSerializer(many=True))
+    def get(self, request, org_slug=None):
+        return Response(
+            MembershipSerializer(selectors.membership_list(org=self.org), many=True).data
+        )
+
+    @extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer})
+    def post(self, request, org_slug=None):
+        data = MembershipCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = _service_call(
+            services.member_add, org=self.org, user=data.validated_data["username"],
+            role=data.validated_data["role"], actor=request.user,
+        )  # fmt: skip
+        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailView(OrgAPIView):
+    scopes = ADMIN_ONLY
+
+    def get_membership(self, pk: int) -> Membership:
+        return get_object_or_404(selectors.membership_list(org=self.org), pk=pk)
+
+    @extend_schema(responses=MembershipSerializer)
+    def get(self, request, pk: int, org_slug=None):
+        return Response(MembershipSerializer(self.get_membership(pk)).data)
+
+    @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
+    def patch(self, request, pk: int, org_slug=None):
+        membership = self.get_membership(pk)
+        data = MembershipUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        _service_call(
+            services.member_change_role,
+            membership=membership,
+            role=data.validated_data["role"],
+            actor=request.user,
+        )
+        return Response(MembershipSerializer(membership).data)
+
+    def delete(self, request, pk: int, org_slug=None):
+        _service_call(
+            services.member_remove, membership=self.get_membership(pk), actor=request.user
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenListView(OrgAPIView):
+    scopes = ADMIN_ONLY
+
+    @extend_schema(responses=ApiTokenSerializer(many=True))
+    def get(self, request, org_slug=None):
+        return Response(ApiTokenSerializer(selectors.token_list(org=self.org), many=True).data)
+
+    @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
+    def post(self, request, org_slug=None):
+        data = ApiTokenCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, secret = _service_call(
+            services.token_create, org=self.org, name=data.validated_data["name"],
+            scopes=data.validated_data["scopes"], created_by=request.user,
+            expires_at=data.validated_data.get("expires_at"),
+        )  # fmt: skip
+        token.token = secret
+        return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
+
+
+class TokenDetailView(OrgAPIView):
+    scopes = ADMIN_ONLY
+
+    @extend_schema(responses=ApiTokenSerializer)
+    def get(self, request, pk: int, org_slug=None):
+        return Response(
+            ApiTokenSerializer(get_object_or_404(selectors.token_list(org=self.org), pk=pk)).data
+        )
+
+    @extend_schema(responses=ApiTokenSerializer, summary="Revoke the token")
+    def delete(self, request, pk: int, org_slug=None):
+        token = get_object_or_404(selectors.token_list(org=self.org), pk=pk)
+        services.token_revoke(token=token, actor=request.user)
+        return Response(ApiTokenSerializer(token).data)

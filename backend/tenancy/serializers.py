@@ -1,0 +1,62 @@
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from backend.tenancy.models import ALL_SCOPES, ApiToken, Membership, Organization, Role
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Organization
+        fields = ["slug", "name", "created_at", "role"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "email", "role", "created_at"]
+
+
+class MembershipCreateSerializer(serializers.Serializer):
+    username = serializers.SlugRelatedField(
+        slug_field="username", queryset=get_user_model().objects.all()
+    )
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class MembershipUpdateSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id", "name", "prefix", "scopes", "created_by", "created_at",
+            "last_used_at", "expires_at", "revoked_at", "active",
+        ]  # fmt: skip
+
+    def get_active(self, token: ApiToken) -> bool:
+        return token.is_active()
+
+
+class ApiTokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(ALL_SCOPES)), allow_empty=False
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The secret. Shown this once only.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]

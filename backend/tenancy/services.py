@@ -1,0 +1,201 @@
+"""Writes of the tenancy domain. Keyword-only; every change to an org is audited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from backend.tenancy.models import (
+    ALL_SCOPES,
+    DISPLAY_PREFIX_LENGTH,
+    ApiToken,
+    AuditEvent,
+    Membership,
+    Organization,
+    Role,
+    generate_token_secret,
+    hash_token,
+)
+
+User = get_user_model()
+
+# last_used_at is a hint for humans ("used 3 minutes ago"), not an access log: write it at most
+# once a minute per token so authentication does not turn every request into an UPDATE.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def audit_record(
+    *,
+    org: Organization,
+    action: str,
+    target: str = "",
+    actor=None,
+    details: dict | None = None,
+) -> AuditEvent:
+    """``actor`` is a user, a token principal (anything with ``.token``) or None."""
+    token = getattr(actor, "token", None)
+    user = actor if token is None and actor is not None and actor.is_authenticated else None
+    return AuditEvent.objects.for_org(org).create(
+        org=org, actor=user, actor_token=token, action=action, target=target, details=details or {}
+    )
+
+
+def org_create(*, slug: str, name: str, owner: AbstractBaseUser) -> Organization:
+    with transaction.atomic():
+        org = Organization(slug=slug, name=name)
+        org.full_clean()
+        org.save()
+        Membership.objects.for_org(org).create(org=org, user=owner, role=Role.OWNER)
+        audit_record(org=org, actor=owner, action="org.create", target=slug)
+    return org
+
+
+def _clean_scopes(scopes: Iterable[str]) -> list[str]:
+    scopes = sorted(set(scopes))
+    unknown = [s for s in scopes if s not in ALL_SCOPES]
+    if unknown:
+        raise ValidationError(f"unknown scope(s): {', '.join(unknown)}")
+    if not scopes:
+        raise ValidationError("a token needs at least one scope")
+    return scopes
+
+
+def token_create(
+    *,
+    org: Organization,
+    name: str,
+    scopes: Iterable[str],
+    created_by: AbstractBaseUser | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a token; returns it with its secret, which is never stored and never shown again."""
+    secret = generate_token_secret()
+    token = ApiToken.objects.for_org(org).create(
+        org=org,
+        name=name,
+        prefix=secret[:DISPLAY_PREFIX_LENGTH],
+        secret_hash=hash_token(secret),
+        scopes=_clean_scopes(scopes),
+        created_by=created_by if isinstance(created_by, User) else None,
+        expires_at=expires_at,
+    )
+    audit_record(
+        org=org,
+        actor=created_by,
+        action="token.create",
+        target=token.prefix,
+        details={"name": name, "scopes": token.scopes},
+    )
+    return token, secret
+
+
+def token_revoke(*, token: ApiToken, actor: AbstractBaseUser | None = None) -> ApiToken:
+    # Compare-and-set: two concurrent revocations record one revocation time and one audit row.
+    now = timezone.now()
+    updated = (
+        ApiToken.objects.for_org(token.org_id)
+        .filter(pk=token.pk, revoked_at__isnull=True)
+        .update(revoked_at=now)
+    )
+    if updated:
+        token.revoked_at = now
+        audit_record(org=token.org, actor=actor, action="token.revoke", target=token.prefix)
+    else:
+        token.refresh_from_db(fields=["revoked_at"])
+    return token
+
+
+def token_touch(*, token: ApiToken, now: datetime | None = None) -> None:
+    """Record use, at most once per LAST_USED_RESOLUTION per token across all processes."""
+    now = now or timezone.now()
+    if token.last_used_at and now - token.last_used_at < LAST_USED_RESOLUTION:
+        return
+    # The cache key is only a cheap gate before the UPDATE; the WHERE clause is the real guard.
+    if not cache.add(f"token-touch:{token.pk}", 1, timeout=LAST_USED_RESOLUTION.total_seconds()):
+        return
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    ApiToken.objects.for_org(token.org_id).filter(stale, pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now
+
+
+def member_add(
+    *, org: Organization, user: AbstractBaseUser, role: str, actor: AbstractBaseUser | None
+) -> Membership:
+    if role not in Role.values:
+        raise ValidationError(f"unknown role {role!r}")
+    membership, created = Membership.objects.for_org(org).get_or_create(
+        org=org, user=user, defaults={"role": role}
+    )
+    if not created:
+        raise ValidationError(f"{user.get_username()} is already a member")
+    audit_record(
+        org=org,
+        actor=actor,
+        action="member.add",
+        target=user.get_username(),
+        details={"role": role},
+    )
+    return membership
+
+
+def _ensure_an_owner_remains(membership: Membership, new_role: str | None) -> None:
+    if membership.role != Role.OWNER or new_role == Role.OWNER:
+        return
+    owners = Membership.objects.for_org(membership.org_id).filter(role=Role.OWNER)
+    if not owners.exclude(pk=membership.pk).exists():
+        raise ValidationError("an organization must keep at least one owner")
+
+
+def member_change_role(
+    *, membership: Membership, role: str, actor: AbstractBaseUser | None
+) -> Membership:
+    if role not in Role.values:
+        raise ValidationError(f"unknown role {role!r}")
+    with transaction.atomic():
+        # Lock the org's owner rows so two admins cannot demote the last two owners at once.
+        list(
+            Membership.objects.for_org(membership.org_id)
+            .filter(role=Role.OWNER)
+            .select_for_update()
+        )
+        _ensure_an_owner_remains(membership, role)
+        old = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit_record(
+            org=membership.org,
+            actor=actor,
+            action="member.change_role",
+            target=membership.user.get_username(),
+            details={"from": old, "to": role},
+        )
+    return membership
+
+
+def member_remove(*, membership: Membership, actor: AbstractBaseUser | None) -> None:
+    with transaction.atomic():
+        list(
+            Membership.objects.for_org(membership.org_id)
+            .filter(role=Role.OWNER)
+            .select_for_update()
+        )
+        _ensure_an_owner_remains(membership, None)
+        username = membership.user.get_username()
+        membership.delete()
+        audit_record(org=membership.org, actor=actor, action="member.remove", target=username)
+
+
+def user_get_or_create(*, username: str, email: str = "", password: str | None = None):
+    user, created = User.objects.get_or_create(username=username, defaults={"email": email})
+    if password is not None and (created or not user.check_password(password)):
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    return user

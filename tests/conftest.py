@@ -1,0 +1,78 @@
+"""Shared fixtures: every test gets an org with an owner, a member and a viewer, and an
+outsider who owns another org, so isolation can be checked everywhere for free."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from backend.tenancy.models import Organization, Role, Scope
+from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@dataclass
+class Tenants:
+    org: Organization
+    other_org: Organization
+    owner: object
+    member: object
+    viewer: object
+    outsider: object
+
+    def token(self, scopes, org: Organization | None = None, **kwargs) -> str:
+        _, secret = token_create(org=org or self.org, name="test", scopes=scopes, **kwargs)
+        return secret
+
+    def outsider_token(self, scopes=(Scope.ADMIN,)) -> str:
+        return self.token(scopes, org=self.other_org)
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    # Real hashing costs ~0.3 s a user; the hasher is Django's business, not ours.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Tests run without collectstatic: serve assets from the apps, without a manifest.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    # Redis is shared with the whole run: start each test without rate-limit or lockout state.
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def tenants(db) -> Tenants:
+    owner = user_get_or_create(username="owner", email="owner@example.com", password=PASSWORD)
+    member = user_get_or_create(username="member", password=PASSWORD)
+    viewer = user_get_or_create(username="viewer", password=PASSWORD)
+    outsider = user_get_or_create(username="outsider", password=PASSWORD)
+    org = org_create(slug="acme", name="Acme", owner=owner)
+    member_add(org=org, user=member, role=Role.MEMBER, actor=owner)
+    member_add(org=org, user=viewer, role=Role.VIEWER, actor=owner)
+    other = org_create(slug="globex", name="Globex", owner=outsider)
+    return Tenants(org, other, owner, member, viewer, outsider)
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+
+
+def basic(username: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{username}:{secret}".encode()).decode()
+    return {"HTTP_AUTHORIZATION": f"Basic {raw}"}

@@ -1,0 +1,97 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from backend.tenancy import selectors, services
+from backend.tenancy.api_base import SESSION_ORG_KEY
+from backend.tenancy.models import ALL_SCOPES, Scope
+from web.orgs import current_membership
+
+
+def _membership_or_404(request):
+    membership, _ = current_membership(request)
+    if membership is None:
+        raise Http404("You are not a member of any organization yet.")
+    return membership
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    membership, _ = current_membership(request)
+    context = {"public_url": request.build_absolute_uri("/").rstrip("/")}
+    if membership is not None:
+        tokens = selectors.token_list(org=membership.org)
+        context["active_tokens"] = sum(1 for t in tokens if t.is_active())
+        context["member_count"] = selectors.membership_list(org=membership.org).count()
+    return render(request, "web/home.html", context)
+
+
+@login_required
+@require_POST
+def switch_org(request: HttpRequest) -> HttpResponse:
+    slug = request.POST.get("org", "")
+    _, memberships = current_membership(request)
+    if not any(m.org.slug == slug for m in memberships):
+        raise Http404("no such organization")
+    request.session[SESSION_ORG_KEY] = slug
+    return redirect(request.POST.get("next") or "web:home")
+
+
+@login_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    membership = _membership_or_404(request)
+    created_secret = None
+    if request.method == "POST":
+        if not membership.can_manage:
+            raise Http404("only owners and admins manage tokens")
+        try:
+            token, created_secret = services.token_create(
+                org=membership.org,
+                name=request.POST.get("name", "").strip() or "unnamed token",
+                scopes=request.POST.getlist("scopes"),
+                created_by=request.user,
+            )
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        else:
+            messages.success(
+                request, f"Token “{token.name}” created. Copy it now: it is shown once."
+            )
+    return render(
+        request,
+        "web/tokens.html",
+        {
+            "tokens": selectors.token_list(org=membership.org) if membership.can_manage else [],
+            "can_manage": membership.can_manage,
+            "all_scopes": sorted(ALL_SCOPES),
+            "default_scopes": [Scope.METRICS_WRITE, Scope.TRACES_WRITE],
+            "created_secret": created_secret,
+        },
+    )
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    membership = _membership_or_404(request)
+    if not membership.can_manage:
+        raise Http404("only owners and admins manage tokens")
+    token = selectors.token_list(org=membership.org).filter(pk=pk).first()
+    if token is None:
+        raise Http404("no such token")
+    services.token_revoke(token=token, actor=request.user)
+    messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("web:tokens")
+
+
+@login_required
+def members(request: HttpRequest) -> HttpResponse:
+    membership = _membership_or_404(request)
+    return render(
+        request,
+        "web/members.html",
+        {"members": selectors.membership_list(org=membership.org)},
+    )

@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from backend.tenancy import selectors, services
@@ -37,7 +38,10 @@ def switch_org(request: HttpRequest) -> HttpResponse:
     if not any(m.org.slug == slug for m in memberships):
         raise Http404("no such organization")
     request.session[SESSION_ORG_KEY] = slug
-    return redirect(request.POST.get("next") or "web:home")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = "web:home"
+    return redirect(next_url)
 
 
 @login_required

@@ -37,12 +37,20 @@ def _redis_dir(data_dir: Path) -> Path:
     return data_dir / "redis"
 
 
+def _import_pgserver():
+    # pgserver keeps its lock file in the user runtime dir; platformdirs warns when
+    # XDG_RUNTIME_DIR is unset (as on servers and in CI) and falls back to /tmp, which is fine.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    import pgserver
+    import pgserver.utils
+
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    return pgserver
+
+
 def postgres_url(data_dir: Path) -> str:
     """Start the embedded PostgreSQL if it is not running, ensure the database, return its URL."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pgserver
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    pgserver = _import_pgserver()
 
     pgdata = _postgres_dir(data_dir)
     pgdata.mkdir(parents=True, exist_ok=True)
@@ -65,9 +73,17 @@ def _redis_socket(data_dir: Path) -> Path:
 
 def _redis_ping(sock: Path) -> bool:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
+    if not sock.exists():
+        return False
     try:
-        return bool(redis.Redis(unix_socket_path=str(sock), socket_timeout=1).ping())
+        # No retries: redis-py's default backoff would turn "not running" into seconds of waiting.
+        client = redis.Redis(
+            unix_socket_path=str(sock), socket_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
+        return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -105,9 +121,7 @@ def redis_url(data_dir: Path) -> str:
 
 
 def running(data_dir: Path) -> dict[str, bool]:
-    from pgserver.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(_postgres_dir(data_dir))
+    info = _import_pgserver().utils.PostmasterInfo.read_from_pgdata(_postgres_dir(data_dir))
     return {
         "postgres": info is not None and info.is_running(),
         "redis": _redis_ping(_redis_socket(data_dir)),
@@ -125,6 +139,7 @@ def stop(data_dir: Path, *, postgres: bool = True, redis_server: bool = True) ->
             redis.Redis(unix_socket_path=str(sock)).shutdown(save=False)
     pgdata = _postgres_dir(data_dir)
     if postgres and (pgdata / "postmaster.pid").exists():
+        _import_pgserver()
         from pgserver import _commands
 
         user = "pgserver" if os.geteuid() == 0 else None

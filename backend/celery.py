@@ -14,6 +14,13 @@ class Queue(enum.StrEnum):
     MAINTENANCE = "maintenance"
 
 
+# Every task's queue, in one place (Celery deprecates the per-task ``queue`` attribute).
+TASK_ROUTES = {
+    "backend.metrics.tasks.drain_org": {"queue": Queue.INGEST.value},
+    "backend.metrics.tasks.*": {"queue": Queue.MAINTENANCE.value},
+}
+
 app = Celery("canopy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_routes = TASK_ROUTES
 app.autodiscover_tasks(["backend.tenancy", "backend.metrics", "backend.tracing", "ingest"])

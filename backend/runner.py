@@ -12,18 +12,43 @@ import sys
 
 PROCESSES = {
     "web": [
-        "gunicorn", "backend.wsgi", "--bind", "{bind}", "--workers", "{web_workers}",
-        "--threads", "4", "--access-logfile", "-", "--graceful-timeout", "10",
+        "gunicorn",
+        "backend.wsgi",
+        "--bind",
+        "{bind}",
+        "--workers",
+        "{web_workers}",
+        "--threads",
+        "4",
+        "--access-logfile",
+        "-",
+        "--graceful-timeout",
+        "10",
     ],
     "worker": [
-        "celery", "-A", "backend", "worker", "--queues", "ingest,default,maintenance",
-        "--concurrency", "{worker_concurrency}", "--loglevel", "INFO", "--without-gossip",
+        "celery",
+        "-A",
+        "backend",
+        "worker",
+        "--queues",
+        "ingest,default,maintenance",
+        "--concurrency",
+        "{worker_concurrency}",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
     ],
     "beat": [
-        "celery", "-A", "backend", "beat", "--loglevel", "INFO",
-        "--schedule", "{data_dir}/celerybeat-schedule",
+        "celery",
+        "-A",
+        "backend",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        "{data_dir}/celerybeat-schedule",
     ],
-}  # fmt: skip
+}
 
 
 def prepare() -> None:

@@ -61,7 +61,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "django.contrib.postgres",
     "backend.tenancy",
+    "backend.metrics",
     "web",
 ]
 
@@ -174,6 +176,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE = {
+    "metrics-sweep-outbox": {"task": "backend.metrics.tasks.sweep_outbox", "schedule": 15.0},
+    "metrics-compact-blocks": {"task": "backend.metrics.tasks.compact_blocks", "schedule": 30.0},
+    "metrics-retention": {"task": "backend.metrics.tasks.apply_retention", "schedule": 3600.0},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

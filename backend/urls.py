@@ -7,6 +7,8 @@ from backend import health
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # The write path (ingest/) is wired in here, at the project's root URLconf, by name only.
+    path("", include("ingest.urls")),
     path("api/v1/", include("backend.tenancy.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 from django.core.cache import cache
+from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from backend.tenancy.models import Organization, Role, Scope
+from backend.tenancy.selectors import caches_clear
 from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create
 
 PASSWORD = "correct-horse-battery-staple"
@@ -45,9 +47,15 @@ def _test_settings(settings):
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache():
-    # Redis is shared with the whole run: start each test without rate-limit or lockout state.
-    cache.clear()
+def _clean_redis_state():
+    # Start each test without rate-limit buckets, series counters or cached lockouts. Only
+    # Canopy's own keys go: Celery's queues in the same Redis stay.
+    cache.delete_pattern("*")
+    caches_clear()
+    redis = get_redis_connection("default")
+    keys = list(redis.scan_iter("canopy:*"))
+    if keys:
+        redis.delete(*keys)
     yield
 
 

@@ -23,6 +23,7 @@ from backend.tenancy.serializers import (
     MembershipSerializer,
     MembershipUpdateSerializer,
     OrganizationSerializer,
+    OrgLimitsSerializer,
 )
 
 ADMIN_ONLY = {
@@ -72,9 +73,12 @@ class MemberListView(OrgAPIView):
         data = MembershipCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         membership = _service_call(
-            services.member_add, org=self.org, user=data.validated_data["username"],
-            role=data.validated_data["role"], actor=request.user,
-        )  # fmt: skip
+            services.member_add,
+            org=self.org,
+            user=data.validated_data["username"],
+            role=data.validated_data["role"],
+            actor=request.user,
+        )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
@@ -120,10 +124,13 @@ class TokenListView(OrgAPIView):
         data = ApiTokenCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         token, secret = _service_call(
-            services.token_create, org=self.org, name=data.validated_data["name"],
-            scopes=data.validated_data["scopes"], created_by=request.user,
+            services.token_create,
+            org=self.org,
+            name=data.validated_data["name"],
+            scopes=data.validated_data["scopes"],
+            created_by=request.user,
             expires_at=data.validated_data.get("expires_at"),
-        )  # fmt: skip
+        )
         token.token = secret
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
@@ -142,3 +149,28 @@ class TokenDetailView(OrgAPIView):
         token = get_object_or_404(selectors.token_list(org=self.org), pk=pk)
         services.token_revoke(token=token, actor=request.user)
         return Response(ApiTokenSerializer(token).data)
+
+
+class LimitsView(OrgAPIView):
+    """The organization's ingest limits; any member may read them, admins change them."""
+
+    scopes = {
+        "GET": [Scope.METRICS_READ, Scope.TRACES_READ, Scope.METRICS_WRITE, Scope.TRACES_WRITE],
+        "PATCH": [Scope.ADMIN],
+    }
+
+    @extend_schema(responses=OrgLimitsSerializer)
+    def get(self, request, org_slug=None):
+        return Response(OrgLimitsSerializer(selectors.limits_get(org_id=self.org.pk)).data)
+
+    @extend_schema(request=OrgLimitsSerializer, responses=OrgLimitsSerializer)
+    def patch(self, request, org_slug=None):
+        data = OrgLimitsSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        limits = _service_call(
+            services.limits_update,
+            org=self.org,
+            changes=dict(data.validated_data),
+            actor=request.user,
+        )
+        return Response(OrgLimitsSerializer(limits).data)

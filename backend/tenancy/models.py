@@ -142,3 +142,34 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target}"
+
+
+MiB = 1024 * 1024
+
+
+class OrgLimits(models.Model):
+    """Per-tenant limits. Defaults are those of Cortex/Mimir/Grafana Cloud."""
+
+    org = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="limits")
+    ingestion_rate = models.PositiveIntegerField(default=10_000, help_text="samples/s")
+    ingestion_burst_size = models.PositiveIntegerField(default=200_000, help_text="samples")
+    max_global_series_per_user = models.PositiveIntegerField(default=150_000)
+    max_global_series_per_metric = models.PositiveIntegerField(default=20_000)
+    max_label_names_per_series = models.PositiveIntegerField(default=30)
+    max_label_name_length = models.PositiveIntegerField(default=1024)
+    max_label_value_length = models.PositiveIntegerField(default=2048)
+    creation_grace_period_seconds = models.PositiveIntegerField(default=600)
+    out_of_order_time_window_seconds = models.PositiveIntegerField(
+        default=3600, help_text="samples older than this (relative to now) are refused"
+    )
+    max_request_bytes = models.PositiveIntegerField(default=100 * MiB)
+    retention_days = models.PositiveIntegerField(default=30)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        verbose_name_plural = "org limits"
+
+    def __str__(self) -> str:
+        return f"limits of {self.org_id}"

@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from backend.tenancy.models import ALL_SCOPES, ApiToken, Membership, Organization, Role
+from backend.tenancy.models import ALL_SCOPES, ApiToken, Membership, Organization, OrgLimits, Role
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
@@ -39,9 +39,17 @@ class ApiTokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
         fields = [
-            "id", "name", "prefix", "scopes", "created_by", "created_at",
-            "last_used_at", "expires_at", "revoked_at", "active",
-        ]  # fmt: skip
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+            "active",
+        ]
 
     def get_active(self, token: ApiToken) -> bool:
         return token.is_active()
@@ -60,3 +68,10 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
+
+
+class OrgLimitsSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OrgLimits
+        exclude = ["id", "org"]
+        read_only_fields = ["updated_at"]

@@ -20,6 +20,7 @@ from backend.tenancy.models import (
     AuditEvent,
     Membership,
     Organization,
+    OrgLimits,
     Role,
     generate_token_secret,
     hash_token,
@@ -106,6 +107,9 @@ def token_revoke(*, token: ApiToken, actor: AbstractBaseUser | None = None) -> A
         .update(revoked_at=now)
     )
     if updated:
+        from backend.tenancy.selectors import caches_clear
+
+        caches_clear()  # this process at once; others within TOKEN_CACHE_SECONDS
         token.revoked_at = now
         audit_record(org=token.org, actor=actor, action="token.revoke", target=token.prefix)
     else:
@@ -199,3 +203,19 @@ def user_get_or_create(*, username: str, email: str = "", password: str | None =
         user.set_password(password)
         user.save(update_fields=["password"])
     return user
+
+
+def limits_update(*, org: Organization, changes: dict, actor=None) -> OrgLimits:
+    from backend.tenancy.selectors import caches_clear
+
+    limits, _ = OrgLimits.objects.for_org(org).get_or_create(org=org)
+    before = {field: getattr(limits, field) for field in changes}
+    for field, value in changes.items():
+        setattr(limits, field, value)
+    limits.full_clean(validate_unique=False)  # uniqueness: one row per org, by get_or_create
+    limits.save()
+    caches_clear()
+    audit_record(
+        org=org, actor=actor, action="limits.update", details={"from": before, "to": changes}
+    )
+    return limits

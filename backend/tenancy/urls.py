@@ -7,6 +7,7 @@ org_scoped = [
     path("members/<int:pk>", api.MemberDetailView.as_view(), name="member-detail"),
     path("tokens", api.TokenListView.as_view(), name="token-list"),
     path("tokens/<int:pk>", api.TokenDetailView.as_view(), name="token-detail"),
+    path("limits", api.LimitsView.as_view(), name="limits"),
 ]
 
 urlpatterns = [

@@ -1,0 +1,165 @@
+"""The series catalog: label sets ↔ series ids, per org, with the active-series limits.
+
+``series_resolve`` is on the ingest hot path: it takes the label sets of a request that the
+calling process has not seen before, creates the missing ones with a single
+``INSERT … ON CONFLICT DO NOTHING`` and reads back every id with one more statement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+from django.db import connection
+from django_redis import get_redis_connection
+
+LabelSet = tuple[tuple[str, str], ...]
+
+
+def fingerprint(labels: LabelSet) -> int:
+    """A signed 64-bit hash of the sorted label set (names and values separated by 0xff,
+    a byte that cannot occur in UTF-8)."""
+    h = hashlib.blake2b(digest_size=8)
+    for name, value in labels:
+        h.update(name.encode())
+        h.update(b"\xff")
+        h.update(value.encode())
+        h.update(b"\xff")
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+# Negative "ids" say why a new series was refused.
+REFUSED_PER_USER = -1
+REFUSED_PER_METRIC = -2
+REFUSAL_REASONS = {
+    REFUSED_PER_USER: "per_user_series_limit",
+    REFUSED_PER_METRIC: "per_metric_series_limit",
+}
+
+
+def _series_counter_keys(org_id: int, metric: str) -> tuple[str, str]:
+    # The {org} hash tag keeps one org's counters in one Redis Cluster slot (the script needs it).
+    return f"canopy:series:{{{org_id}}}", f"canopy:series:{{{org_id}}}:{metric}"
+
+
+def series_resolve(
+    *, org_id: int, label_sets: Sequence[LabelSet], max_per_user: int, max_per_metric: int
+) -> list[int]:
+    """Series ids for the label sets (label names sorted, ``__name__`` among them); a
+    negative REFUSED_* code where a series limit refused a new series."""
+    if not label_sets:
+        return []
+    fps = [fingerprint(ls) for ls in label_sets]
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT fingerprint, id FROM metric_series WHERE org_id = %s AND fingerprint = ANY(%s)",
+            [org_id, fps],
+        )
+        known = dict(cur.fetchall())
+        missing = [i for i, fp in enumerate(fps) if fp not in known]
+        verdicts: dict[int, int] = {}
+        if missing:
+            codes = _admit_new_series(
+                org_id, [label_sets[i] for i in missing], max_per_user, max_per_metric
+            )
+            new = [i for i, code in zip(missing, codes, strict=True) if code == 0]
+            verdicts = {i: code for i, code in zip(missing, codes, strict=True) if code}
+            if new:
+                names = [dict(label_sets[i]).get("__name__", "") for i in new]
+                cur.execute(
+                    """
+                    INSERT INTO metric_series (org_id, fingerprint, metric_name, labels, created_at)
+                    SELECT %s, fp, name, labels::jsonb, now()
+                    FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(fp, name, labels)
+                    ON CONFLICT (org_id, fingerprint) DO NOTHING
+                    """,
+                    [
+                        org_id,
+                        [fps[i] for i in new],
+                        names,
+                        [json.dumps(dict(label_sets[i])) for i in new],
+                    ],
+                )
+                cur.execute(
+                    "SELECT fingerprint, id FROM metric_series "
+                    "WHERE org_id = %s AND fingerprint = ANY(%s)",
+                    [org_id, [fps[i] for i in new]],
+                )
+                known.update(cur.fetchall())
+    return [verdicts[i] if i in verdicts else known[fp] for i, fp in enumerate(fps)]
+
+
+# KEYS[1] is the org's counter, KEYS[2..] each new series' metric counter; ARGV holds the two
+# limits. Returns per series 0 (admitted), -1 (over the org's limit), -2 (over the metric's).
+_ADMIT = """
+local max_user, max_metric = tonumber(ARGV[1]), tonumber(ARGV[2])
+local total = tonumber(redis.call('GET', KEYS[1]) or '0')
+local out = {}
+for i = 2, #KEYS do
+  local per_metric = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if total >= max_user then
+    out[#out + 1] = -1
+  elseif per_metric >= max_metric then
+    out[#out + 1] = -2
+  else
+    total = total + 1
+    redis.call('INCR', KEYS[i])
+    out[#out + 1] = 0
+  end
+end
+redis.call('SET', KEYS[1], total)
+return out
+"""
+
+
+def _admit_new_series(
+    org_id: int,
+    label_sets: Sequence[LabelSet],
+    max_per_user: int,
+    max_per_metric: int,
+) -> list[int]:
+    """Count new series against the org's and the metric's limits in Redis, atomically and in
+    one round trip for the whole request (every web process shares the counts). A series
+    admitted here but created concurrently by another request is counted twice: the count
+    errs towards refusing, and ``series_counts_reset`` recounts exactly."""
+    redis = get_redis_connection("default")
+    user_key, _ = _series_counter_keys(org_id, "")
+    metric_keys = [
+        _series_counter_keys(org_id, dict(ls).get("__name__", ""))[1] for ls in label_sets
+    ]
+    return [
+        int(v)
+        for v in redis.eval(
+            _ADMIT, 1 + len(metric_keys), user_key, *metric_keys, max_per_user, max_per_metric
+        )
+    ]
+
+
+def series_counts_reset(*, org_id: int) -> None:
+    """Recount the org's series into the limit counters (after retention deleted some)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT metric_name, count(*) FROM metric_series WHERE org_id = %s GROUP BY 1",
+            [org_id],
+        )
+        rows = cur.fetchall()
+    redis = get_redis_connection("default")
+    user_key, _ = _series_counter_keys(org_id, "")
+    stale = list(redis.scan_iter(f"{user_key}:*"))
+    pipe = redis.pipeline()
+    if stale:
+        pipe.delete(*stale)
+    pipe.set(user_key, sum(n for _, n in rows))
+    for metric, n in rows:
+        pipe.set(_series_counter_keys(org_id, metric)[1], n)
+    pipe.execute()
+
+
+def series_metric_names(*, org_id: int, series_ids: Sequence[int]) -> dict[int, str]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT id, metric_name FROM metric_series WHERE org_id = %s AND id = ANY(%s)",
+            [org_id, list(series_ids)],
+        )
+        return dict(cur.fetchall())

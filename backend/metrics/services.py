@@ -1,0 +1,90 @@
+"""Writes of the metrics domain that the ingest receivers and the workers call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+from django_redis import get_redis_connection
+
+from backend.metrics import storage
+from backend.metrics.models import MetricMetadata
+
+_DRAIN_PENDING_TTL = 10  # seconds; a lost task is picked up by the outbox sweep anyway
+
+
+def _drain_pending_key(org_id: int) -> str:
+    return f"canopy:drain-pending:{org_id}"
+
+
+def samples_write(
+    *, org_id: int, series_ids: np.ndarray, timestamps: np.ndarray, values: np.ndarray
+) -> int:
+    """Durably accept samples. When this returns the batch is committed to PostgreSQL, and a
+    drain task is (or already was) queued for the org."""
+    from backend.metrics.tasks import drain_org
+
+    with transaction.atomic():
+        batch_id = storage.batch_append(
+            org_id=org_id, series_ids=series_ids, timestamps=timestamps, values=values
+        )
+    # One queued drain per org is enough: the task clears the key before it claims batches,
+    # so a batch committed before a failed SET NX is always seen by the queued task.
+    if get_redis_connection("default").set(
+        _drain_pending_key(org_id), 1, nx=True, ex=_DRAIN_PENDING_TTL
+    ):
+        drain_org.delay(org_id)
+    return batch_id
+
+
+def org_drain(*, org_id: int, max_rounds: int = 20) -> int:
+    """Drain the org's outbox (what the ingest task does); returns samples moved."""
+    get_redis_connection("default").delete(_drain_pending_key(org_id))
+    moved = 0
+    for _ in range(max_rounds):
+        n = storage.batches_drain(org_id=org_id)
+        moved += n
+        if n == 0:
+            break
+    return moved
+
+
+def metadata_upsert(*, org_id: int, entries: Sequence[tuple[str, str, str, str]]) -> None:
+    """Store (metric family, type, help, unit); the latest report wins."""
+    latest = {e[0]: e for e in entries if e[0]}
+    if not latest:
+        return
+    now = timezone.now()
+    MetricMetadata.objects.for_org(org_id).bulk_create(
+        [
+            MetricMetadata(
+                org_id=org_id, metric_family_name=n, type=t, help=h, unit=u, updated_at=now
+            )
+            for n, t, h, u in latest.values()
+        ],
+        update_conflicts=True,
+        unique_fields=["org", "metric_family_name"],
+        update_fields=["type", "help", "unit", "updated_at"],
+    )
+
+
+def retention_apply(*, now_ms: int | None = None) -> dict:
+    """Drop whole partitions past the longest retention, then trim orgs with shorter ones."""
+    from backend.tenancy.models import Organization, OrgLimits
+
+    now_ms = now_ms or storage.now_ms()
+    day_ms = 24 * 3600 * 1000
+    default_days = OrgLimits._meta.get_field("retention_days").default
+    custom = dict(OrgLimits.objects.unscoped().values_list("org_id", "retention_days"))
+    longest = max([default_days, *custom.values()])
+    dropped = storage.partitions_drop_before(cutoff_ms=now_ms - longest * day_ms)
+    trimmed = 0
+    for org_id in Organization.objects.values_list("id", flat=True):
+        days = custom.get(org_id, default_days)
+        if days < longest:
+            trimmed += storage.org_samples_delete_before(
+                org_id=org_id, cutoff_ms=now_ms - days * day_ms
+            )
+    return {"dropped_partitions": dropped, "trimmed_blocks": trimmed}

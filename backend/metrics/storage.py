@@ -1,0 +1,348 @@
+"""Sample storage: the ingest outbox, the block table, compaction and retention.
+
+Write path: a receiver appends one ``metric_batches`` row per request (the durable hand-off)
+and a Celery task drains the org's outbox into ``metric_blocks``: samples grouped by metric
+name and time window, sorted, de-duplicated and compressed (``blocks.py``). Draining deletes
+the batches in the same transaction that inserts the blocks, so a worker killed half-way
+leaves everything for the redelivered task and nothing is stored twice.
+
+Compaction merges the blocks that share (org, metric, window) into one, which is where a
+window's compression becomes good and duplicates (a sender's retry) disappear for good.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import psycopg
+from django.db import IntegrityError, connection, transaction
+from psycopg import sql
+
+from backend.metrics import blocks
+from backend.metrics.catalog import series_metric_names
+
+WINDOW_MS = 10 * 60 * 1000  # blocks cover aligned 10-minute windows
+PARTITION_MS = 24 * 3600 * 1000  # one partition of metric_blocks per UTC day
+DRAIN_MAX_BATCHES = 500
+
+_known_partitions: set[int] = set()
+
+
+def batch_append(
+    *, org_id: int, series_ids: np.ndarray, timestamps: np.ndarray, values: np.ndarray
+) -> int:
+    """Durably store a request's samples in the outbox; returns the batch id."""
+    with connection.cursor() as cur:
+        cur.execute(
+            'INSERT INTO metric_batches (org_id, n_samples, series_ids, timestamps, "values") '
+            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            [
+                org_id,
+                len(series_ids),
+                np.ascontiguousarray(series_ids, dtype="<i8").tobytes(),
+                np.ascontiguousarray(timestamps, dtype="<i8").tobytes(),
+                np.ascontiguousarray(values, dtype="<f8").tobytes(),
+            ],
+        )
+        return cur.fetchone()[0]
+
+
+def orgs_with_pending_batches(*, older_than_seconds: float = 0) -> list[int]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT org_id FROM metric_batches WHERE received_at <= now() - %s",
+            [timedelta(seconds=older_than_seconds)],
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def _ensure_partitions(window_starts: Iterable[int]) -> None:
+    for day in {ws - ws % PARTITION_MS for ws in window_starts} - _known_partitions:
+        name = "metric_blocks_" + datetime.fromtimestamp(day / 1000, UTC).strftime("%Y%m%d")
+        with connection.cursor() as cur:
+            # Concurrent workers may race to create the same partition: take a lock per day.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [day])
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF metric_blocks "
+                f"FOR VALUES FROM ({day}) TO ({day + PARTITION_MS})"
+            )
+        _known_partitions.add(day)
+
+
+@dataclass(slots=True)
+class BlockRow:
+    org_id: int
+    metric_name: str
+    window_start: int
+    block: blocks.EncodedBlock
+
+
+def _copy_blocks(rows: Sequence[BlockRow]) -> None:
+    with (
+        connection.cursor() as cur,
+        cur.copy(
+            "COPY metric_blocks (org_id, metric_name, window_start, min_ts, max_ts, n_series, "
+            'n_samples, value_mode, series, timestamps, "values") FROM STDIN'
+        ) as copy,
+    ):
+        for r in rows:
+            b = r.block
+            copy.write_row(
+                (
+                    r.org_id,
+                    r.metric_name,
+                    r.window_start,
+                    b.min_ts,
+                    b.max_ts,
+                    b.n_series,
+                    b.n_samples,
+                    b.value_mode,
+                    b.series,
+                    b.timestamps,
+                    b.values,
+                )
+            )
+
+
+def _insert_blocks(rows: Sequence[BlockRow]) -> None:
+    if not rows:
+        return
+    _ensure_partitions(r.window_start for r in rows)
+    try:
+        with transaction.atomic():  # a savepoint: the retry below needs a usable transaction
+            _copy_blocks(rows)
+    except (IntegrityError, psycopg.IntegrityError):  # COPY errors arrive unwrapped
+        # This process believed a partition existed that another one dropped (retention), or
+        # whose creation was rolled back: forget what it knew and create them again.
+        _known_partitions.clear()
+        _ensure_partitions(r.window_start for r in rows)
+        _copy_blocks(rows)
+
+
+def _to_blocks(org_id: int, samples: blocks.Samples, names: dict[int, str]) -> list[BlockRow]:
+    """Split normalised samples by (metric name, window) and encode each part."""
+    uniq, inverse = np.unique(samples.series, return_inverse=True)
+    name_list = sorted({names.get(int(s), "") for s in uniq})
+    name_index = {n: i for i, n in enumerate(name_list)}
+    sample_name = np.array([name_index[names.get(int(s), "")] for s in uniq])[inverse]
+    window = samples.timestamps - samples.timestamps % WINDOW_MS
+    rows = []
+    order = np.lexsort((window, sample_name))  # stable: keeps (series, ts) order inside groups
+    key_name, key_window = sample_name[order], window[order]
+    bounds = np.flatnonzero((np.diff(key_name) != 0) | (np.diff(key_window) != 0)) + 1
+    for part in np.split(order, bounds):
+        if len(part) == 0:
+            continue
+        sub = blocks.Samples(samples.series[part], samples.timestamps[part], samples.values[part])
+        rows.append(
+            BlockRow(
+                org_id, name_list[sample_name[part[0]]], int(window[part[0]]), blocks.encode(sub)
+            )
+        )
+    return rows
+
+
+def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int:
+    """Move up to ``max_batches`` of the org's outbox into blocks; returns samples moved."""
+    with transaction.atomic(), connection.cursor() as cur:
+        # SKIP LOCKED: two workers draining the same org take disjoint batches.
+        cur.execute(
+            """
+            DELETE FROM metric_batches WHERE id IN (
+                SELECT id FROM metric_batches WHERE org_id = %s
+                ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
+            RETURNING id, series_ids, timestamps, "values"
+            """,
+            [org_id, max_batches],
+        )
+        rows = sorted(cur.fetchall())  # arrival order, so that a later write wins
+        if not rows:
+            return 0
+        series = np.concatenate([np.frombuffer(r[1], dtype="<i8") for r in rows])
+        ts = np.concatenate([np.frombuffer(r[2], dtype="<i8") for r in rows])
+        values = np.concatenate([np.frombuffer(r[3], dtype="<f8") for r in rows])
+        samples = blocks.normalize(series, ts, values)
+        names = _metric_names(org_id, np.unique(samples.series))
+        _insert_blocks(_to_blocks(org_id, samples, names))
+        return len(series)
+
+
+_names_cache: dict[tuple[int, int], str] = {}
+
+
+def _metric_names(org_id: int, series_ids: np.ndarray) -> dict[int, str]:
+    wanted = [int(s) for s in series_ids]
+    missing = [s for s in wanted if (org_id, s) not in _names_cache]
+    if missing:
+        if len(_names_cache) > 2_000_000:
+            _names_cache.clear()
+        for sid, name in series_metric_names(org_id=org_id, series_ids=missing).items():
+            _names_cache[(org_id, sid)] = name
+    return {s: _names_cache.get((org_id, s), "") for s in wanted}
+
+
+@dataclass(slots=True)
+class StoredBlock:
+    id: int
+    window_start: int
+    n_series: int
+    value_mode: int
+    series: bytes
+    timestamps: bytes
+    values: bytes
+
+    def decode(self) -> blocks.Samples:
+        return blocks.decode(
+            n_series=self.n_series,
+            value_mode=self.value_mode,
+            series=self.series,
+            timestamps=self.timestamps,
+            values=self.values,
+        )
+
+
+def _fetch_blocks(cur, where: str, params: list, *, lock: bool = False) -> list[StoredBlock]:
+    """``where`` is a fixed fragment of this module; values travel as ``params``."""
+    query = sql.SQL(
+        'SELECT id, window_start, n_series, value_mode, series, timestamps, "values" '
+        "FROM metric_blocks WHERE {} ORDER BY window_start, id{}"
+    ).format(sql.SQL(where), sql.SQL(" FOR UPDATE SKIP LOCKED" if lock else ""))
+    cur.execute(query, params)
+    return [StoredBlock(*row) for row in cur.fetchall()]
+
+
+def blocks_compact(*, min_age_seconds: float = 30, max_groups: int = 200) -> int:
+    """Merge blocks sharing (org, metric, window) once the newest of them is ``min_age`` old.
+    Returns the number of groups merged."""
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT org_id, metric_name, window_start FROM metric_blocks
+            GROUP BY 1, 2, 3
+            HAVING count(*) > 1 AND (max(created_at) <= now() - %s OR count(*) >= 50)
+            LIMIT %s
+            """,
+            [timedelta(seconds=min_age_seconds), max_groups],
+        )
+        groups = cur.fetchall()
+    merged = 0
+    for org_id, metric, window_start in groups:
+        with transaction.atomic(), connection.cursor() as cur:
+            # Lock the group's rows; a concurrent compactor skips them instead of waiting.
+            found = _fetch_blocks(
+                cur,
+                "org_id = %s AND metric_name = %s AND window_start = %s",
+                [org_id, metric, window_start],
+                lock=True,
+            )
+            if len(found) < 2:
+                continue
+            parts = [b.decode() for b in sorted(found, key=lambda b: b.id)]
+            samples = blocks.normalize(
+                np.concatenate([p.series for p in parts]),
+                np.concatenate([p.timestamps for p in parts]),
+                np.concatenate([p.values for p in parts]),
+            )
+            cur.execute(
+                "DELETE FROM metric_blocks WHERE window_start = %s AND id = ANY(%s)",
+                [window_start, [b.id for b in found]],
+            )
+            _insert_blocks([BlockRow(org_id, metric, window_start, blocks.encode(samples))])
+            merged += 1
+    return merged
+
+
+def samples_fetch(
+    *, org_id: int, series: dict[int, str], start_ms: int, end_ms: int
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """(timestamps, values) per series id, sorted, de-duplicated, within [start, end].
+
+    ``series`` maps each wanted series id to its metric name (from ``series_match``), which
+    says which blocks to read.
+    """
+    if not series:
+        return {}
+    names = sorted(set(series.values()))
+    wanted = np.fromiter(series.keys(), dtype=np.int64)
+    with connection.cursor() as cur:
+        found = _fetch_blocks(
+            cur,
+            "org_id = %s AND metric_name = ANY(%s) AND window_start > %s AND window_start <= %s"
+            " AND max_ts >= %s AND min_ts <= %s",
+            [org_id, names, start_ms - WINDOW_MS, end_ms, start_ms, end_ms],
+        )
+    parts_s, parts_t, parts_v = [], [], []
+    for block in found:
+        part = block.decode()
+        keep = (
+            np.isin(part.series, wanted)
+            & (part.timestamps >= start_ms)
+            & (part.timestamps <= end_ms)
+        )
+        parts_s.append(part.series[keep])
+        parts_t.append(part.timestamps[keep])
+        parts_v.append(part.values[keep])
+    if not parts_s:
+        return {}
+    samples = blocks.normalize(
+        np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
+    )
+    if len(samples) == 0:
+        return {}
+    out = {}
+    starts = np.flatnonzero(np.diff(samples.series, prepend=samples.series[:1] - 1))
+    for lo, hi in zip(starts, [*starts[1:], len(samples.series)], strict=True):
+        out[int(samples.series[lo])] = (samples.timestamps[lo:hi], samples.values[lo:hi])
+    return out
+
+
+def partitions_drop_before(*, cutoff_ms: int) -> list[str]:
+    """Drop whole daily partitions that end before ``cutoff_ms``."""
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = 'metric_blocks'::regclass
+            """
+        )
+        dropped = []
+        for name, bound in cur.fetchall():
+            # bound: FOR VALUES FROM ('x') TO ('y')
+            upper = int(bound.rsplit("(", 1)[1].strip("')"))
+            if upper <= cutoff_ms:
+                cur.execute(f"DROP TABLE {name}")
+                _known_partitions.discard(upper - PARTITION_MS)
+                dropped.append(name)
+        return dropped
+
+
+def org_samples_delete_before(*, org_id: int, cutoff_ms: int) -> int:
+    """Per-tenant retention shorter than the global one: delete that org's older blocks."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "DELETE FROM metric_blocks WHERE org_id = %s AND window_start + %s <= %s",
+            [org_id, WINDOW_MS, cutoff_ms],
+        )
+        return cur.rowcount
+
+
+def storage_bytes() -> int:
+    """Bytes on disk of all sample and series tables, with their indexes and TOAST."""
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+            WHERE c.relkind = 'r' AND (c.relname IN ('metric_series', 'metric_batches')
+                OR c.relname LIKE 'metric_blocks_%%')
+            """
+        )
+        return int(cur.fetchone()[0])
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,16 @@
+"""Protobuf schemas of the Prometheus remote-write protocols, and their generated Python code.
+
+The ``.proto`` files are Canopy's own, written from the field numbers of the public remote-write
+1.0 and 2.0 specifications (package ``canopy.prompb.v1`` / ``canopy.prompb.v2``; only field
+numbers and types matter on the wire). The ``*_pb2.py``/``*_pb2.pyi`` files next to them are
+generated and committed; regenerate them after editing a ``.proto``, from the repository root:
+
+    .venv/bin/pip install 'grpcio-tools==1.85.1'
+    .venv/bin/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \\
+        ingest/decoders/proto/remote_write_v1.proto ingest/decoders/proto/remote_write_v2.proto
+
+grpcio-tools 1.85.1 bundles protoc 35.1, whose Python gencode (7.35.1) needs the ``protobuf``
+runtime >= 7.35.1 and < 8 (it checks at import time). Running protoc from the repository root
+registers the files under their full path, so they cannot clash with another ``remote_write``
+schema in the default descriptor pool.
+"""

@@ -1,0 +1,1 @@
+"""Compatibility checks against real peers (a real Prometheus, the real OpenTelemetry SDK)."""

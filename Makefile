@@ -21,13 +21,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(WITH_SERVICES) $(BIN)/python -m backend.runner
 
-## make test: the whole suite against real PostgreSQL and Redis (embedded unless *_URL are set)
+## make test: the whole suite against real PostgreSQL and Redis (embedded unless *_URL are set;
+## the embedded ones live in their own data folder, apart from `make run`'s)
+TEST_DATA_DIR ?= $(CURDIR)/.canopy/test
 test: $(STAMP)
-	$(WITH_SERVICES) $(BIN)/pytest $(PYTEST_ARGS)
+	CANOPY_DATA_DIR=$(TEST_DATA_DIR) $(WITH_SERVICES) $(BIN)/pytest $(PYTEST_ARGS)
 
 ## make test-fast: skip the browser and real-peer tests
 test-fast: $(STAMP)
-	$(WITH_SERVICES) $(BIN)/pytest -m "not e2e and not compat" $(PYTEST_ARGS)
+	CANOPY_DATA_DIR=$(TEST_DATA_DIR) $(WITH_SERVICES) $(BIN)/pytest -m "not e2e and not compat" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

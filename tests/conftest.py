@@ -84,3 +84,20 @@ def bearer(secret: str) -> dict[str, str]:
 def basic(username: str, secret: str) -> dict[str, str]:
     raw = base64.b64encode(f"{username}:{secret}".encode()).decode()
     return {"HTTP_AUTHORIZATION": f"Basic {raw}"}
+
+
+CELERY_QUEUES = ("ingest", "maintenance", "default")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_task_queues(django_db_blocker):
+    """Tests enqueue real Celery tasks into the Redis they are given; most have no worker to
+    consume them. Start and end the run with Canopy's queues empty."""
+
+    def purge():
+        redis = get_redis_connection("default")
+        redis.delete(*CELERY_QUEUES, "unacked", "unacked_index", "unacked_mutex")
+
+    purge()
+    yield
+    purge()

@@ -108,7 +108,7 @@ def read_doubles(wire: WireBuffer, at: np.ndarray) -> np.ndarray:
 
 def truncate_uint32(values: np.ndarray) -> np.ndarray:
     """What a protobuf runtime keeps of a varint read into a 32-bit field."""
-    return values & _U32_MASK
+    return (values & _U32_MASK).astype(np.uint32)
 
 
 @dataclass(slots=True)
@@ -190,53 +190,54 @@ def scan_fields(
     return FieldTable(*cols, unparsed=unparsed)
 
 
-def decode_packed_varints(
+def decode_packed_uint32(
     wire: WireBuffer, starts: np.ndarray, ends: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode packed varint regions ``[starts[i], ends[i])`` (e.g. ``repeated uint32``).
+    """Decode packed ``repeated uint32`` regions ``[starts[i], ends[i])``.
 
-    Returns ``(values as uint64, count per region, ok per region)``: values of region ``i`` are
-    ``values[offsets[i]:offsets[i + 1]]`` with ``offsets = concat([0], cumsum(counts))``. A region
-    is not ok (and its values are meaningless) when its last varint is unterminated or one of its
-    varints is longer than 8 bytes.
+    Returns ``(values as uint32, count per region, ok per region)``: values of region ``i`` are
+    ``values[offsets[i]:offsets[i + 1]]`` with ``offsets = concat([0], cumsum(counts))``. Like a
+    protobuf runtime, varints are truncated to 32 bits. A region is not ok (its values are then
+    meaningless) when its last varint is unterminated or one is longer than 5 bytes.
     """
-    lengths = (ends - starts).astype(np.int64)
-    total = int(lengths.sum())
     regions = len(starts)
     ok = np.ones(regions, bool)
-    if total == 0:
-        return np.zeros(0, _U64), np.zeros(regions, np.int64), ok
-    first_byte = np.cumsum(lengths) - lengths
-    at = np.arange(total) + np.repeat(starts - first_byte, lengths)
-    data = wire.u8[at]
+    lengths = ends - starts
+    region_end = np.cumsum(lengths)
+    region_start = region_end - lengths
+    total = int(region_end[-1]) if regions else 0
+    if not total:
+        return np.zeros(0, np.uint32), np.zeros(regions, np.int64), ok
+    # the regions' bytes side by side
+    data = wire.u8[np.arange(total) + np.repeat(starts - region_start, lengths)]
     more = data >= 0x80  # a varint continues after this byte
     if not more.any():  # every value below 128: one byte each
-        return data.astype(_U64), lengths, ok
+        return data.astype(np.uint32), lengths, ok
     nonempty = lengths > 0
-    ok[nonempty] = ~more[(first_byte + lengths - 1)[nonempty]]
+    ok[nonempty] = ~more[region_end[nonempty] - 1]
     if not ok.all():
         # An unterminated varint would run into the next region: read those regions as empty.
+        keep = np.repeat(ok, lengths)
+        data, more = data[keep], more[keep]
         lengths = np.where(ok, lengths, 0)
-        keep = np.repeat(ok, ends - starts)
-        at, more = at[keep], more[keep]
-        first_byte = np.cumsum(lengths) - lengths
-    last = np.flatnonzero(~more)  # last byte of each varint
+        region_end = np.cumsum(lengths)
+        region_start = region_end - lengths
+    last = np.flatnonzero(~more)  # the last byte of each varint
     first = np.empty_like(last)
     first[:1] = 0
     first[1:] = last[:-1] + 1
     size = last - first + 1
-    too_long = size > 8
+    too_long = size > 5
     if too_long.any():
-        region_of_byte = np.repeat(np.arange(regions), lengths)
-        ok[region_of_byte[last[too_long]]] = False
-        size = np.minimum(size, 8)
-    # 7 bits per byte, least significant first (byte gathers: unaligned 64-bit ones are slower)
-    low = (wire.u8[at] & 0x7F).astype(_U64)
+        ok[np.searchsorted(region_end, last[too_long], side="right")] = False
+        size = np.minimum(size, 5)
+    # 7 bits per byte, least significant first; uint32 arithmetic truncates like protobuf does
+    low = (data & 0x7F).astype(np.uint32)
     values = low[first]
     for j in range(1, int(size.max())):
         longer = np.flatnonzero(size > j)
-        values[longer] |= low[first[longer] + j] << _U64(7 * j)
-    counts = np.searchsorted(last, first_byte + lengths) - np.searchsorted(last, first_byte)
+        values[longer] |= low[first[longer] + j] << np.uint32(7 * j)
+    counts = np.searchsorted(last, region_end) - np.searchsorted(last, region_start)
     return values, counts, ok
 
 
@@ -261,11 +262,12 @@ def peel_trailing_samples(
     ``0x12 len [0x09 <8-byte double>] 0x10 <varint timestamp>`` (the value is left out when it
     is 0). This recognises that layout backwards from the end of each series, one sample per
     numpy pass, until it no longer matches. What is left in front, ``remaining_end``, is only
-    *assumed* to hold the labels: the caller must check that it is a sequence of complete
-    field-1 entries (a cache hit on those exact bytes proves it). When it is, the split is the
-    protobuf parse of the series, because parsing runs left to right through complete fields.
-    Samples with timestamp 0 or beyond 2**56, exemplars, histograms and unusual layouts stop the
-    peeling early; the prefix check then fails and the caller uses the protobuf runtime.
+    *assumed* to hold the labels: the caller must check that it parses as complete fields with
+    no samples, exemplars or histograms among them (a cache hit on those exact bytes proves it).
+    When it does, the split is the protobuf parse of the series, because parsing runs left to
+    right through complete fields. Samples with timestamp 0 or beyond 2**56, exemplars,
+    histograms and unusual layouts stop the peeling early; the prefix check then fails and the
+    caller uses the protobuf runtime.
     """
     u8, u64 = wire.u8, wire.u64
     remaining_end = ends.copy()
@@ -324,36 +326,8 @@ def peel_trailing_samples(
     return PeeledSamples(m, r, v, t, remaining_end, exhausted)
 
 
-def split_len_fields(data: bytes, tag: int) -> list[bytes] | None:
-    """The payloads of ``data`` if it is only complete length-delimited fields with this tag byte.
-
-    Returns None as soon as anything else shows up (another field, a truncated length...).
-    """
-    out = []
-    i, n = 0, len(data)
-    while i < n:
-        if data[i] != tag:
-            return None
-        i += 1
-        length = shift = 0
-        while True:
-            if i >= n or shift > 28:
-                return None
-            byte = data[i]
-            i += 1
-            length |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-        if length > n - i:
-            return None
-        out.append(data[i : i + length])
-        i += length
-    return out
-
-
 def encode_len_fields(tag: int, payloads: list[bytes]) -> bytes:
-    """The inverse of :func:`split_len_fields`, in canonical (shortest) encoding."""
+    """Length-delimited fields with this (one-byte) tag, in canonical (shortest) encoding."""
     head = bytes((tag,))
     return b"".join(head + encode_varint(len(p)) + p for p in payloads)
 

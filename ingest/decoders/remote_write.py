@@ -14,14 +14,13 @@ known series runs no Python code per series or per sample. Series the vectorized
 recognise (exemplars, histograms, unusual encodings) are decoded by the protobuf runtime instead,
 which also remains the judge of what is corrupt.
 
-``python -m ingest.decoders.remote_write --bench`` prints decode figures (see bench/).
+``.venv/bin/python bench/decode_remote_write.py`` measures it on Istio-shaped requests.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 import numpy as np
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -31,13 +30,15 @@ from ingest.decoders.errors import DecodeError, UnsupportedMediaType
 from ingest.decoders.proto import remote_write_v1_pb2 as pb1
 from ingest.decoders.proto import remote_write_v2_pb2 as pb2
 from ingest.decoders.series_labels import (
+    DEFAULT_LIMITS,
+    NON_CANONICAL,
     LabelLimits,
     Labels,
     LabelSet,
     LabelSetCache,
     SymbolIds,
     first_problem,
-    labelset_from_pairs,
+    labelset_from_columns,
     labelset_from_wire,
     series_text,
 )
@@ -64,6 +65,8 @@ V2_SYMBOL_IDS = SymbolIds(max_entries=200_000)
 # The vectorized readers give up on series with more samples/fields than this (one numpy pass
 # each); the protobuf runtime decodes those.
 _MAX_PEELED_SAMPLES = 16
+# False: decode every series with the protobuf runtime (the tests check both paths agree).
+_VECTORIZED = True
 _MAX_V2_FIELDS = 24
 _MAX_V2_SAMPLE_FIELDS = 6
 _MAX_V2_METADATA_FIELDS = 6
@@ -79,13 +82,12 @@ _METRIC_TYPES = (
     "stateset",
 )
 
+_NAME = attrgetter("name")
+_VALUE = attrgetter("value")
+# LabelSet fields, read over whole lists with map() (C speed)
 _LABELS = itemgetter(0)
-_PROBLEM = itemgetter(1)
-_N_LABELS = itemgetter(2)
-_LONGEST_NAME = itemgetter(3)
-_LONGEST_VALUE = itemgetter(4)
 _METRIC_NAME = itemgetter(5)
-_LABELS_HASH = itemgetter(6)
+_FLAGS = itemgetter(6)
 
 
 @dataclass(slots=True)
@@ -255,17 +257,19 @@ def _decode_v1(raw: bytes) -> _Decoded:
     ]
     labelsets: list[LabelSet | None] = list(map(V1_LABEL_SETS.get, keys))
     slow = peeled.exhausted
+    if not _VECTORIZED:
+        slow[:] = True
     if None in labelsets:
         for i in [i for i, found in enumerate(labelsets) if found is None]:
             if slow[i]:
                 continue
             # A miss: the bytes in front of the peeled samples must be labels and nothing else
             # (see peel_trailing_samples); otherwise the protobuf runtime reads this series.
-            label_fields = protowire.split_len_fields(keys[i], 0x0A)
-            if label_fields is None:
+            labelset = _v1_labelset(keys[i])  # type: ignore[arg-type]
+            if labelset is None:
                 slow[i] = True
             else:
-                labelsets[i] = V1_LABEL_SETS.insert(keys[i], _v1_labelset(label_fields))
+                labelsets[i] = V1_LABEL_SETS.insert(keys[i], labelset)  # type: ignore[arg-type]
 
     fast = ~slow[peeled.msg] if slow.any() else slice(None)
     entry, position = peeled.msg[fast], -peeled.rank[fast]
@@ -281,11 +285,11 @@ def _decode_v1(raw: bytes) -> _Decoded:
                 one = pb1.TimeSeriesView.FromString(series[i])
             except ProtobufDecodeError:
                 raise DecodeError(f"timeseries #{i} is not a valid protobuf TimeSeries") from None
-            label_fields = list(one.labels)
-            keys[i] = key = protowire.encode_len_fields(0x0A, label_fields)
-            labelsets[i] = V1_LABEL_SETS.get(key) or V1_LABEL_SETS.insert(
-                key, _v1_labelset(label_fields)
-            )
+            keys[i] = key = protowire.encode_len_fields(0x0A, list(one.labels))
+            labelset = V1_LABEL_SETS.get(key) or _v1_labelset(key)
+            if labelset is None:
+                raise DecodeError(f"timeseries #{i} has a label that is not a valid protobuf Label")
+            labelsets[i] = V1_LABEL_SETS.insert(key, labelset)
             for j, sample in enumerate(one.samples):
                 extra_entry.append(i)
                 extra_position.append(j)
@@ -314,15 +318,20 @@ def _decode_v1(raw: bytes) -> _Decoded:
     )
 
 
-def _v1_labelset(label_fields: list[bytes]) -> LabelSet:
-    pairs = []
-    for encoded in label_fields:
-        try:
-            label = pb1.LabelView.FromString(encoded)
-        except ProtobufDecodeError:
-            raise DecodeError("a label is not a valid protobuf Label") from None
-        pairs.append((label.name, label.value))
-    return labelset_from_wire(pairs)
+def _v1_labelset(key: bytes) -> LabelSet | None:
+    """The label set encoded by ``key``, or None if ``key`` holds more than complete labels."""
+    try:
+        view = pb1.LabelsView.FromString(key)
+    except ProtobufDecodeError:
+        return None
+    if view.samples or view.exemplars or view.histograms:
+        return None
+    names = list(map(_NAME, view.labels))
+    values = list(map(_VALUE, view.labels))
+    # Is the key the one encoding of these labels? (Equal label sets under different keys are
+    # merged per request, see _assemble.)
+    view.DiscardUnknownFields()
+    return labelset_from_wire(names, values, canonical=view.SerializeToString() == key)
 
 
 def _v1_metadata(
@@ -362,6 +371,8 @@ def _decode_v2(raw: bytes) -> _Decoded:
     wire, starts, ends = protowire.concat_messages(series)
     table = protowire.scan_fields(wire, starts, ends, max_fields=_MAX_V2_FIELDS)
     slow = table.unparsed.copy()
+    if not _VECTORIZED:
+        slow[:] = True
     msg, fld, wt = table.msg, table.field, table.wire_type
     # Known fields with another wire type, labels_refs in several chunks (or unpacked), repeated
     # metadata: legal but unusual, left to the protobuf runtime.
@@ -430,13 +441,14 @@ def _decode_v2(raw: bytes) -> _Decoded:
     region_start[msg[is_refs]] = table.data_start[is_refs]
     region_end[msg[is_refs]] = table.data_end[is_refs]
     region_start[slow] = region_end[slow] = 0
-    refs, ref_counts, refs_ok = protowire.decode_packed_varints(wire, region_start, region_end)
-    refs = protowire.truncate_uint32(refs).astype(np.int64)
+    refs, ref_counts, refs_ok = protowire.decode_packed_uint32(wire, region_start, region_end)
     slow |= ~refs_ok
     offsets = np.concatenate(([0], np.cumsum(ref_counts)))
     ref_msg = np.repeat(np.arange(count), ref_counts)
     out_of_range = refs >= n_symbols
-    if n_symbols:
+    if not out_of_range.any():
+        ids = symbol_ids[refs]
+    elif n_symbols:
         ids = symbol_ids[np.where(out_of_range, 0, refs)]
     else:
         ids = np.full(len(refs), SymbolIds.INVALID, np.uint64)
@@ -445,7 +457,7 @@ def _decode_v2(raw: bytes) -> _Decoded:
     special[ref_msg[out_of_range]] = True
     special[ref_msg[ids == SymbolIds.INVALID]] = True
     special |= ((md_help != 0) & (md_help >= n_symbols)) | ((md_unit != 0) & (md_unit >= n_symbols))
-    key_bytes = ids.astype("<u8").tobytes()
+    key_bytes = ids.tobytes()
     key_slices = map(slice, (8 * offsets[:-1]).tolist(), (8 * offsets[1:]).tolist())
     keys: list[bytes | int] = list(map(key_bytes.__getitem__, key_slices))
     labelsets: list[LabelSet | None] = list(map(V2_LABEL_SETS.get, keys))
@@ -524,7 +536,7 @@ def _utf8_or_none(data: bytes) -> str | None:
 
 def _enum_value(raw: np.ndarray) -> np.ndarray:
     """What a protobuf runtime keeps of a varint read into an enum (int32) field."""
-    return protowire.truncate_uint32(raw).astype(np.uint32).view(np.int32)
+    return protowire.truncate_uint32(raw).view(np.int32)
 
 
 def _v2_series(
@@ -576,18 +588,17 @@ def _v2_series(
 
 
 def _v2_labelset(refs: list[int], symbols: list[str | None]) -> LabelSet:
-    pairs = []
-    utf8_problem = None
-    for name_ref, value_ref in zip(refs[::2], refs[1::2], strict=True):
-        name, value = symbols[name_ref], symbols[value_ref]
-        if name is None or value is None:
-            if utf8_problem is None:
-                what = "label name" if name is None else f"value of label {name!r}"
-                utf8_problem = f"{what} is not valid UTF-8"
-            name = "\ufffd" if name is None else name
-            value = "\ufffd" if value is None else value
-        pairs.append((name, value))
-    return labelset_from_pairs(pairs, utf8_problem=utf8_problem)
+    names = list(map(symbols.__getitem__, refs[::2]))
+    values = list(map(symbols.__getitem__, refs[1::2]))
+    if None not in names and None not in values:
+        return labelset_from_columns(names, values)  # type: ignore[arg-type]
+    name = next((n for n, v in zip(names, values, strict=True) if n is None or v is None), None)
+    return labelset_from_columns(
+        ["\ufffd" if n is None else n for n in names],
+        ["\ufffd" if v is None else v for v in values],
+        utf8_problem=f"{'label name' if name is None else f'value of label {name!r}'} is not "
+        "valid UTF-8",
+    )
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -610,13 +621,11 @@ class _RejectionLog:
         return list(self._by_reason.values())
 
 
-def _all_acceptable(labelsets: list[LabelSet | None], limits: LabelLimits) -> bool:
-    """True when no set has a problem under ``limits``: four C-level passes, no Python per set."""
-    return not labelsets or (
-        not any(map(_PROBLEM, labelsets))
-        and max(map(_N_LABELS, labelsets)) <= limits.max_label_names_per_series
-        and max(map(_LONGEST_NAME, labelsets)) <= limits.max_label_name_length
-        and max(map(_LONGEST_VALUE, labelsets)) <= limits.max_label_value_length
+def _at_least(limits: LabelLimits, reference: LabelLimits) -> bool:
+    return (
+        limits.max_label_names_per_series >= reference.max_label_names_per_series
+        and limits.max_label_name_length >= reference.max_label_name_length
+        and limits.max_label_value_length >= reference.max_label_value_length
     )
 
 
@@ -634,38 +643,57 @@ def _assemble(
     keys = decoded.keys
     count = len(keys)
 
-    # One "unique series" per distinct key, numbered by first appearance.
-    first_seen: dict[bytes | int, int] = {}
-    first = np.fromiter(map(first_seen.setdefault, keys, range(count)), np.int64, count)
-    unique = np.flatnonzero(first == np.arange(count))
-    unique_list = unique.tolist()
-    unique_sets: list[LabelSet | None] = list(map(decoded.labelsets.__getitem__, unique_list))
+    # One "unique series" per distinct key, numbered by first appearance. (The keys' hashes are
+    # cached by now: the set is cheap, and usually tells that every key is distinct.)
+    if len(set(keys)) == count:
+        unique_list = list(range(count))
+        unique_sets = decoded.labelsets
+        unique_of_entry = np.arange(count)
+    else:
+        first_seen: dict[bytes | int, int] = {}
+        first = np.fromiter(map(first_seen.setdefault, keys, range(count)), np.int64, count)
+        unique = np.flatnonzero(first == np.arange(count))
+        unique_list = unique.tolist()
+        unique_sets = list(map(decoded.labelsets.__getitem__, unique_list))
+        unique_of_entry = np.empty(count, np.int64)
+        unique_of_entry[unique] = np.arange(len(unique_list))
+        unique_of_entry = unique_of_entry[first]
     n_unique = len(unique_list)
-    unique_of_entry = np.empty(count, np.int64)
-    unique_of_entry[unique] = np.arange(n_unique)
-    unique_of_entry = unique_of_entry[first]
 
+    # Verdicts. Usually one C-level pass over the flags says every series is fine.
     accepted = np.ones(n_unique, bool)
     problems: dict[int, tuple[str, str]] = {}
-    if decoded.early_problems or not _all_acceptable(unique_sets, limits):
+    merge = False
+    if (
+        decoded.early_problems
+        or any(map(_FLAGS, unique_sets))  # type: ignore[arg-type]
+        or not _at_least(limits, DEFAULT_LIMITS)
+    ):
         for j, i in enumerate(unique_list):
             labelset = unique_sets[j]
             problem = decoded.early_problems.get(i)
             if problem is None and labelset is not None:
                 problem = first_problem(labelset, limits)
+                merge = merge or bool(labelset.flags & NON_CANONICAL)
             if problem is not None:
                 accepted[j] = False
                 problems[j] = problem
-    series_of_unique = np.full(n_unique, -1, np.int64)
-    kept = np.flatnonzero(accepted)
-    series_of_unique[kept] = np.arange(len(kept))
-    kept_sets = list(map(unique_sets.__getitem__, kept.tolist()))
-    series_labels: list[Labels] = list(map(_LABELS, kept_sets))
-    if len(set(map(_LABELS_HASH, kept_sets))) != len(kept_sets):
+    if problems:
+        kept = np.flatnonzero(accepted)
+        kept_sets = list(map(unique_sets.__getitem__, kept.tolist()))
+        series_of_unique = np.full(n_unique, -1, np.int64)
+        series_of_unique[kept] = np.arange(len(kept))
+    else:
+        kept_sets = unique_sets
+        series_of_unique = np.arange(n_unique)
+    series_labels: list[Labels] = list(map(_LABELS, kept_sets))  # type: ignore[arg-type]
+    series_names: list[str] = list(map(_METRIC_NAME, kept_sets))  # type: ignore[arg-type]
+    if merge:
         # Equal label sets reached through different bytes (e.g. one also sent an empty-valued
         # label): merge them into one series.
-        series_labels, series_of_unique = _merge_equal_series(series_labels, series_of_unique)
-        kept_sets = None
+        series_labels, series_names, series_of_unique = _merge_equal_series(
+            series_labels, series_names, series_of_unique
+        )
     series_of_entry = series_of_unique[unique_of_entry]
 
     sample_unique = unique_of_entry[decoded.sample_entry]
@@ -714,11 +742,9 @@ def _assemble(
 
     metadata = decoded.metadata
     if decoded.series_metadata is not None and decoded.symbols is not None:
-        if kept_sets is None:
-            names = [dict(labels).get("__name__", "") for labels in series_labels]
-        else:
-            names = list(map(_METRIC_NAME, kept_sets))
-        metadata = _v2_metadata(decoded.series_metadata, decoded.symbols, series_of_entry, names)
+        metadata = _v2_metadata(
+            decoded.series_metadata, decoded.symbols, series_of_entry, series_names
+        )
 
     return WriteBatch(
         series_labels=series_labels,
@@ -733,14 +759,15 @@ def _assemble(
 
 
 def _merge_equal_series(
-    series_labels: list[Labels], series_of_unique: np.ndarray
-) -> tuple[list[Labels], np.ndarray]:
+    series_labels: list[Labels], series_names: list[str], series_of_unique: np.ndarray
+) -> tuple[list[Labels], list[str], np.ndarray]:
     index: dict[Labels, int] = {}
     remap = np.array([index.setdefault(labels, len(index)) for labels in series_labels], np.int64)
+    names = dict(zip(remap.tolist(), series_names, strict=True))
     merged = series_of_unique.copy()
     valid = merged >= 0
     merged[valid] = remap[merged[valid]]
-    return list(index), merged
+    return list(index), [names[j] for j in range(len(index))], merged
 
 
 def _check_sample_order(
@@ -813,25 +840,25 @@ def _v2_metadata(
     if not len(rows):
         return []
     # Every series of a metric repeats its metadata: de-duplicate numerically first. Metric names
-    # are interned (series_labels.labelset_from_pairs), so equal names are the same object.
+    # are interned (series_labels.labelset_from_columns), so equal names are the same object.
     names = list(map(series_names.__getitem__, series_of_entry[rows].tolist()))
-    name_ids = np.fromiter(map(id, names), np.int64, len(names))
-    table = np.stack((name_ids, kinds[rows], helps[rows], units[rows]), axis=1)
-    _, first = np.unique(table, axis=0, return_index=True)
+    columns = (
+        np.fromiter(map(id, names), np.int64, len(names)),
+        kinds[rows],
+        helps[rows],
+        units[rows],
+    )
+    order = np.lexsort(columns[::-1])  # stable: the first row of each group comes first
+    starts_group = np.zeros(len(order), bool)
+    starts_group[0] = True
+    for column in columns:
+        ordered = column[order]
+        starts_group[1:] |= ordered[1:] != ordered[:-1]
     out = {}
-    for row in np.sort(first).tolist():
+    for row in np.sort(order[starts_group]).tolist():
         kind, help_ref, unit_ref = int(kinds[rows[row]]), helps[rows[row]], units[rows[row]]
         kind_text = _METRIC_TYPES[kind] if 0 <= kind < len(_METRIC_TYPES) else "unknown"
         help_text = (symbols[help_ref] or "") if help_ref < len(symbols) else ""
         unit_text = (symbols[unit_ref] or "") if unit_ref < len(symbols) else ""
         out[(names[row], kind_text, help_text, unit_text)] = None
     return list(out)
-
-
-if __name__ == "__main__":
-    if "--bench" in sys.argv[1:]:
-        from bench.decode_remote_write import main
-
-        sys.exit(main([a for a in sys.argv[1:] if a != "--bench"]))
-    print("usage: python -m ingest.decoders.remote_write --bench [bench options]")
-    sys.exit(2)

@@ -13,6 +13,7 @@ duplicate, order.
 
 from __future__ import annotations
 
+import operator
 import re
 import sys
 import threading
@@ -40,6 +41,12 @@ class LabelLimits:
 
 
 _NO_LIMITS = LabelLimits(sys.maxsize, sys.maxsize, sys.maxsize)
+DEFAULT_LIMITS = LabelLimits()
+
+# LabelSet.flags: anything set sends the request through the slower, per-series checks.
+HAS_PROBLEM = 1  # invalid whatever the limits
+EXCEEDS_DEFAULT_LIMITS = 2  # may be invalid under DEFAULT_LIMITS or lower ones
+NON_CANONICAL = 4  # other bytes may encode the same labels (e.g. an empty-valued label was sent)
 
 
 class LabelSet(NamedTuple):
@@ -47,7 +54,8 @@ class LabelSet(NamedTuple):
 
     ``labels`` are in wire order with empty-valued labels dropped (Prometheus treats an empty
     value as an absent label); for a valid set that is sorted by name. ``problem`` is the first
-    (reason, message) found with no limits, or None.
+    (reason, message) found with no limits, or None. ``flags`` summarises the above so that a
+    whole request of unremarkable series is checked in one C-level pass.
     """
 
     labels: Labels
@@ -56,7 +64,7 @@ class LabelSet(NamedTuple):
     longest_name: int
     longest_value: int
     metric_name: str
-    labels_hash: int
+    flags: int
 
 
 def series_text(labels: Iterable[tuple[str, str]], limit: int = 512) -> str:
@@ -77,11 +85,8 @@ def _utf8_len(text: str) -> int:
 
 def first_problem(labelset: LabelSet, limits: LabelLimits) -> tuple[str, str] | None:
     """Why this series must be rejected under ``limits`` as (reason, message), or None."""
-    if (
-        labelset.problem is None
-        and labelset.n_labels <= limits.max_label_names_per_series
-        and labelset.longest_name <= limits.max_label_name_length
-        and labelset.longest_value <= limits.max_label_value_length
+    if labelset.problem is None and not exceeds_limits(
+        labelset.n_labels, labelset.longest_name, labelset.longest_value, limits
     ):
         return None
     if labelset.problem is not None and labelset.problem[0] == "invalid_utf8":
@@ -89,92 +94,181 @@ def first_problem(labelset: LabelSet, limits: LabelLimits) -> tuple[str, str] | 
     return _check(labelset.labels, limits)
 
 
+class _Syntax:
+    """Memo of names known to match a pattern: a few hundred distinct names cover most traffic.
+
+    ``valid.get`` can be mapped over a list of names at C speed (None for a name not seen yet).
+    """
+
+    def __init__(self, pattern: re.Pattern[str], max_entries: int = 10_000) -> None:
+        self._match = pattern.fullmatch
+        self.valid: dict[str, bool] = {}
+        self._max_entries = max_entries
+
+    def ok(self, name: str) -> bool:
+        if name in self.valid:
+            return True
+        if self._match(name) is None:
+            return False
+        if len(self.valid) >= self._max_entries:
+            self.valid.clear()
+        self.valid[name] = True
+        return True
+
+
+_METRIC_NAME_SYNTAX = _Syntax(METRIC_NAME_RE)
+_LABEL_NAME_SYNTAX = _Syntax(LABEL_NAME_RE)
+
+
 def _check(labels: Labels, limits: LabelLimits) -> tuple[str, str] | None:
-    series = series_text(labels)
     name = next((value for key, value in labels if key == METRIC_NAME_LABEL), None)
     if name is None:
-        return "missing_metric_name", f"sample missing metric name, series {series}"
-    if not METRIC_NAME_RE.fullmatch(name):
-        return "invalid_metric_name", f"sample invalid metric name: {_quote(name)}, series {series}"
+        return "missing_metric_name", f"sample missing metric name, series {series_text(labels)}"
+    if not _METRIC_NAME_SYNTAX.ok(name):
+        return (
+            "invalid_metric_name",
+            f"sample invalid metric name: {_quote(name)}, series {series_text(labels)}",
+        )
     if len(labels) > limits.max_label_names_per_series:
         return (
             "max_label_names_per_series",
             f"series has too many labels (actual: {len(labels)}, "
-            f"limit: {limits.max_label_names_per_series}) series: {series}",
+            f"limit: {limits.max_label_names_per_series}) series: {series_text(labels)}",
         )
+    check_lengths = limits is not _NO_LIMITS
     last = ""
     for key, value in labels:
         if key == "":
-            return "empty_label_name", f"sample has an empty label name, series {series}"
-        if not LABEL_NAME_RE.fullmatch(key):
-            return "invalid_label_name", f"sample invalid label: {_quote(key)} series {series}"
-        if _utf8_len(key) > limits.max_label_name_length:
+            return (
+                "empty_label_name",
+                f"sample has an empty label name, series {series_text(labels)}",
+            )
+        if not _LABEL_NAME_SYNTAX.ok(key):
+            return (
+                "invalid_label_name",
+                f"sample invalid label: {_quote(key)} series {series_text(labels)}",
+            )
+        if check_lengths and _utf8_len(key) > limits.max_label_name_length:
             return (
                 "label_name_too_long",
                 f"label name too long (actual: {_utf8_len(key)}, limit: "
-                f"{limits.max_label_name_length}): {_quote(key)} series {series}",
+                f"{limits.max_label_name_length}): {_quote(key)} series {series_text(labels)}",
             )
-        if _utf8_len(value) > limits.max_label_value_length:
+        if check_lengths and _utf8_len(value) > limits.max_label_value_length:
             return (
                 "label_value_too_long",
                 f"label value too long (actual: {_utf8_len(value)}, limit: "
                 f"{limits.max_label_value_length}) for label {_quote(key)}: {_quote(value)} "
-                f"series {series}",
+                f"series {series_text(labels)}",
             )
-        if key == last:
-            return "duplicate_label_names", f"duplicate label name: {_quote(key)} series {series}"
-        if key < last:
+        if key <= last:
+            if key == last:
+                return (
+                    "duplicate_label_names",
+                    f"duplicate label name: {_quote(key)} series {series_text(labels)}",
+                )
             return (
                 "labels_not_sorted",
-                f"labels not sorted: {_quote(key)} comes after {_quote(last)} series {series}",
+                f"labels not sorted: {_quote(key)} comes after {_quote(last)} "
+                f"series {series_text(labels)}",
             )
         last = key
     return None
 
 
-def labelset_from_pairs(
-    pairs: Sequence[tuple[str, str]], *, utf8_problem: str | None = None
+def _longest_utf8(texts: Sequence[str]) -> int:
+    if not texts:
+        return 0
+    if all(map(str.isascii, texts)):
+        return max(map(len, texts))
+    return max(map(_utf8_len, texts))
+
+
+def labelset_from_columns(
+    names: list[str],
+    values: list[str],
+    *,
+    utf8_problem: str | None = None,
+    canonical: bool = True,
 ) -> LabelSet:
-    """Build a :class:`LabelSet` from decoded (name, value) pairs in wire order.
+    """Build a :class:`LabelSet` from decoded label names and values, in wire order.
 
     ``utf8_problem`` describes a name or value that was not valid UTF-8 (decoded with
-    replacement characters in ``pairs``); such a set is always rejected.
+    replacement characters); such a set is always rejected. ``canonical`` is False when the
+    cache key of this set is not the only encoding of these labels. (Mostly C-level passes over
+    the labels: this runs for every series a process has not seen yet.)
     """
-    intern = sys.intern
-    labels = tuple((intern(name), intern(value)) for name, value in pairs if value != "")
-    metric_name = next((value for key, value in labels if key == METRIC_NAME_LABEL), "")
+    dropped = "" in values
+    if dropped:
+        kept = [i for i, value in enumerate(values) if value]
+        names = [names[i] for i in kept]
+        values = [values[i] for i in kept]
+    # interned: label sets share their strings, and equal metric names are the same object
+    names = list(map(sys.intern, names))
+    values = list(map(sys.intern, values))
+    labels = tuple(zip(names, values, strict=True))
+    metric_name = values[names.index(METRIC_NAME_LABEL)] if METRIC_NAME_LABEL in names else ""
+    problem: tuple[str, str] | None = None
     if utf8_problem is not None:
-        problem: tuple[str, str] | None = (
-            "invalid_utf8",
-            f"{utf8_problem}, series {series_text(labels)}",
-        )
-    else:
+        problem = ("invalid_utf8", f"{utf8_problem}, series {series_text(labels)}")
+    elif not (
+        metric_name in _METRIC_NAME_SYNTAX.valid
+        and all(map(_LABEL_NAME_SYNTAX.valid.get, names))
+        and all(map(operator.lt, names, names[1:]))  # sorted and unique
+    ):
         problem = _check(labels, _NO_LIMITS)
+    longest_name = _longest_utf8(names)
+    longest_value = _longest_utf8(values)
+    flags = 0
+    if problem is not None:
+        flags |= HAS_PROBLEM
+    if exceeds_limits(len(labels), longest_name, longest_value, DEFAULT_LIMITS):
+        flags |= EXCEEDS_DEFAULT_LIMITS
+    if dropped or not canonical:
+        flags |= NON_CANONICAL
     return LabelSet(
         labels=labels,
         problem=problem,
         n_labels=len(labels),
-        longest_name=max((_utf8_len(k) for k, _ in labels), default=0),
-        longest_value=max((_utf8_len(v) for _, v in labels), default=0),
+        longest_name=longest_name,
+        longest_value=longest_value,
         metric_name=metric_name,
-        labels_hash=hash(labels),
+        flags=flags,
     )
 
 
-def labelset_from_wire(pairs: Sequence[tuple[bytes, bytes]]) -> LabelSet:
-    """A :class:`LabelSet` from raw (name, value) bytes as found on the wire."""
-    decoded = []
+def exceeds_limits(
+    n_labels: int, longest_name: int, longest_value: int, limits: LabelLimits
+) -> bool:
+    """Whether a set of this shape exceeds one of ``limits``."""
+    return (
+        n_labels > limits.max_label_names_per_series
+        or longest_name > limits.max_label_name_length
+        or longest_value > limits.max_label_value_length
+    )
+
+
+def labelset_from_wire(names: list[bytes], values: list[bytes], *, canonical: bool) -> LabelSet:
+    """A :class:`LabelSet` from raw label names and values as found on the wire."""
+    try:
+        return labelset_from_columns(
+            list(map(bytes.decode, names)), list(map(bytes.decode, values)), canonical=canonical
+        )
+    except UnicodeDecodeError:
+        pass
     utf8_problem = None
-    for name, value in pairs:
-        try:
-            decoded.append((name.decode(), value.decode()))
-        except UnicodeDecodeError:
-            text = name.decode(errors="replace")
-            decoded.append((text, value.decode(errors="replace")))
-            if utf8_problem is None:
-                what = "value of label" if _is_utf8(name) else "label name"
-                utf8_problem = f"{what} {_quote(text)} is not valid UTF-8"
-    return labelset_from_pairs(decoded, utf8_problem=utf8_problem)
+    for name, value in zip(names, values, strict=True):
+        if not (_is_utf8(name) and _is_utf8(value)):
+            text = _quote(name.decode(errors="replace"))
+            utf8_problem = f"{'value of label' if _is_utf8(name) else 'label name'} {text}"
+            utf8_problem += " is not valid UTF-8"
+            break
+    return labelset_from_columns(
+        [name.decode(errors="replace") for name in names],
+        [value.decode(errors="replace") for value in values],
+        utf8_problem=utf8_problem,
+        canonical=canonical,
+    )
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -93,7 +93,7 @@ def test_stale_markers_and_special_values_survive_bit_exact(client, tenants):
     ])  # fmt: skip
     assert push(client, body, token).status_code == 204
     _, samples = stored(tenants.org)
-    (ts, values), = samples.values()
+    ((ts, values),) = samples.values()
     bits = values.view(np.uint64)
     assert values[0] == math.inf
     assert bits[1] == np.float64(-0.0).view(np.uint64)
@@ -267,7 +267,8 @@ def test_metadata_is_stored_per_org(client, tenants):
     response = push(client, body, token)
     assert response.status_code == 204, response.content
     assert metadata_list(org_id=tenants.org.pk) == [
-        ("http_requests_total", "counter", "Requests.", "")]
+        ("http_requests_total", "counter", "Requests.", "")
+    ]
     assert metadata_list(org_id=tenants.other_org.pk) == []
 
 

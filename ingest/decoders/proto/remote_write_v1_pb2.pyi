@@ -157,6 +157,18 @@ class TimeSeriesView(_message.Message):
     histograms: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, labels: _Optional[_Iterable[bytes]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., exemplars: _Optional[_Iterable[bytes]] = ..., histograms: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
+class LabelsView(_message.Message):
+    __slots__ = ("labels", "samples", "exemplars", "histograms")
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    EXEMPLARS_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.RepeatedCompositeFieldContainer[LabelView]
+    samples: _containers.RepeatedScalarFieldContainer[bytes]
+    exemplars: _containers.RepeatedScalarFieldContainer[bytes]
+    histograms: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, labels: _Optional[_Iterable[_Union[LabelView, _Mapping]]] = ..., samples: _Optional[_Iterable[bytes]] = ..., exemplars: _Optional[_Iterable[bytes]] = ..., histograms: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class LabelView(_message.Message):
     __slots__ = ("name", "value")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -1,0 +1,99 @@
+"""The durable hand-off: real Celery workers drain the outbox; a worker killed in the middle of
+a batch leaves it for redelivery, and it is stored exactly once."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import connection
+
+from backend.metrics import storage
+from backend.metrics.selectors import Matcher, samples_for_series, series_match
+from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
+from bench import istio_payloads as ip
+from ingest import series_ids
+from tests.conftest import bearer
+from tests.workers import celery_worker, kill, wait_until, worker_database_url
+
+N_REQUESTS = 5
+SERIES = 500
+
+
+@pytest.fixture
+def org(transactional_db):
+    series_ids.clear()
+    org = org_create(slug="acme", name="Acme", owner=user_get_or_create(username="ops"))
+    limits_update(org=org, changes={"ingestion_rate": 1_000_000, "ingestion_burst_size": 10**6})
+    yield org
+    series_ids.clear()
+    with connection.cursor() as cur:  # raw tables are not flushed between transactional tests
+        cur.execute("DELETE FROM metric_batches WHERE org_id = %s", [org.pk])
+        cur.execute("DELETE FROM metric_blocks WHERE org_id = %s", [org.pk])
+
+
+def _pending(org) -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM metric_batches WHERE org_id = %s", [org.pk])
+        return cur.fetchone()[0]
+
+
+def _stored_samples(org) -> int:
+    series = series_match(org_id=org.pk, matchers=[Matcher("__name__", "=", ip.METRIC_NAME)])
+    data = samples_for_series(org_id=org.pk, series=series, start_ms=0, end_ms=2**62)
+    return sum(len(t) for t, _ in data.values())
+
+
+def _push_requests(client, org):
+    _, token = token_create(org=org, name="w", scopes=["metrics:write"])
+    start = ip.aligned_start_ms(N_REQUESTS)
+    for body in ip.build_requests(
+        2, N_REQUESTS, start, n_series=SERIES, samples_per_request=SERIES
+    ):
+        response = client.post(
+            "/api/v1/push",
+            body,
+            content_type="application/x-protobuf",
+            HTTP_CONTENT_ENCODING="snappy",
+            **bearer(token),
+        )
+        assert response.status_code == 204
+
+
+def test_a_worker_drains_what_was_acknowledged(client, org, tmp_path):
+    _push_requests(client, org)
+    assert _pending(org) == N_REQUESTS  # durable before any worker ran
+    with celery_worker(log_path=tmp_path / "worker.log"):
+        wait_until(lambda: _pending(org) == 0, 60, "the worker did not drain the outbox")
+    assert _stored_samples(org) == N_REQUESTS * SERIES
+
+
+def test_a_killed_worker_batch_is_redelivered_and_stored_once(client, org, tmp_path):
+    _push_requests(client, org)
+    today = storage.now_ms() // storage.PARTITION_MS * storage.PARTITION_MS
+    # Hold the lock a fresh worker takes before creating the day's partition: the worker then
+    # waits *inside* its drain transaction, after claiming (deleting) the batches.
+    blocker = psycopg.connect(worker_database_url(), autocommit=True)
+    blocker.execute("SELECT pg_advisory_lock(%s)", [today])
+    log = tmp_path / "worker.log"
+    try:
+        with celery_worker(visibility_timeout=3, log_path=log) as first:
+
+            def worker_is_blocked():
+                row = blocker.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                return row[0] > 0
+
+            wait_until(worker_is_blocked, 60, "the worker never reached the batch")
+            kill(first)  # SIGKILL: no chance to finish, roll back or acknowledge
+        blocker.execute("SELECT pg_advisory_unlock(%s)", [today])
+        # The killed worker's transaction died with its connection: nothing is lost...
+        wait_until(lambda: _pending(org) == N_REQUESTS, 10, "batches vanished with the worker")
+        assert _stored_samples(org) == 0
+        # ...and the unacknowledged task is handed to the next worker.
+        with celery_worker(visibility_timeout=3, log_path=log):
+            wait_until(lambda: _pending(org) == 0, 60, "the task was not redelivered")
+    finally:
+        blocker.close()
+    assert _stored_samples(org) == N_REQUESTS * SERIES
+    assert "drain_org" in log.read_text()

@@ -1,0 +1,89 @@
+"""Real Celery worker processes for tests whose flow needs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_database_url() -> str:
+    """DATABASE_URL with the test database in place of the real one (for worker processes)."""
+    url = urlsplit(settings.DATABASE_URL)
+    return urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+@contextmanager
+def celery_worker(*, queues: str = "ingest", visibility_timeout: int = 300, log_path=None):
+    env = {
+        **os.environ,
+        "DATABASE_URL": worker_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_VISIBILITY_TIMEOUT": str(visibility_timeout),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "backend",
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        kill(proc, signal.SIGTERM)
+        if log_path:
+            log.close()
+
+
+def kill(proc: subprocess.Popen, sig=signal.SIGKILL, timeout: float = 15) -> None:
+    """Signal the worker's whole process group (the parent and its pool children)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+
+
+def wait_until(predicate, timeout: float, message: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(message)

@@ -52,6 +52,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import istio_payloads
+from bench.canopy_server import CanopyServer
 from tests.compat.prometheus_harness import (
     PrometheusError,
     PrometheusServer,
@@ -129,7 +130,9 @@ class TreeCpu:
         roots = set(self.pids)
         for pattern in self.patterns:
             roots |= _pgrep(pattern)
-        ours = _descendants({os.getpid()}, procs)
+        # Our own tree (the senders) is never counted, except servers we started ourselves
+        # and named explicitly as roots.
+        ours = _descendants({os.getpid()}, procs) - _descendants(self.pids, procs)
         return _descendants(roots - ours, procs) - ours, procs
 
     def pids_now(self) -> set[int]:
@@ -664,6 +667,42 @@ def run_canopy(args: argparse.Namespace, payloads: Payloads) -> TargetResult:
     return res
 
 
+def run_managed_canopy(args: argparse.Namespace, payloads: Payloads) -> TargetResult:
+    """A fresh Canopy (bench/canopy_server.py): same payloads, its whole process tree's CPU
+    (web, workers, beat, embedded PostgreSQL and Redis), stored = drained into blocks."""
+    with CanopyServer(
+        web_workers=args.canopy_web_workers, worker_concurrency=args.canopy_worker_concurrency
+    ) as srv:
+        headers = dict(istio_payloads.REMOTE_WRITE_HEADERS)
+        headers["Authorization"] = f"Bearer {srv.token}"
+        tree = TreeCpu(srv.root_pids(), srv.cpu_patterns())
+        bytes_before = srv.storage_bytes()
+        res = measure_target(
+            "canopy",
+            srv.url + "/api/v1/push",
+            headers,
+            payloads,
+            cpu=tree,
+            stored_check=srv.stored_samples,
+            ready_timeout=args.ready_timeout,
+            settle_timeout=args.settle_timeout,
+        )
+        n = payloads.total_samples
+        fresh = srv.storage_bytes() - bytes_before
+        srv.compact()
+        res.bytes_on_disk = srv.storage_bytes() - bytes_before
+        parts = ", ".join(f"{name} {size / n:.2f}" for name, size in srv.table_bytes().items())
+        res.details.append(f"B/sample by table after compaction: {parts}")
+        res.bytes_note = "tables + indexes after compaction"
+        res.details.append(
+            f"disk before compaction {fresh:,} B = {fresh / n:.2f} B/sample; after "
+            f"{res.bytes_on_disk:,} B = {res.bytes_on_disk / n:.2f} B/sample "
+            "(series catalog, outbox, blocks, with indexes and TOAST)"
+        )
+        res.details.append(f"server tree: {len(tree.pids_now())} processes at the end")
+    return res
+
+
 def _run_bytes_cmd(cmd: str) -> int:
     out = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=True)
     return int(out.stdout.strip().split()[0])
@@ -790,6 +829,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--step-ms", type=int, default=15000, help="scrape interval (default 15000)")
     g.add_argument("--start-ms", type=int, help="first timestamp (default: run ends now)")
     c = p.add_argument_group("canopy (optional second target)")
+    c.add_argument(
+        "--canopy",
+        action="store_true",
+        help="start a fresh Canopy (embedded PostgreSQL/Redis, temp data dir) and measure it",
+    )
+    c.add_argument("--canopy-web-workers", type=int, default=2)
+    c.add_argument("--canopy-worker-concurrency", type=int, default=2)
     c.add_argument("--canopy-url", help="e.g. http://127.0.0.1:8000")
     c.add_argument("--token", help="API token with the metrics write scope")
     c.add_argument("--canopy-push-path", default="/api/v1/push")
@@ -850,7 +896,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_sink(args, payloads))
     prom = run_prometheus(args, payloads)
     results.append(prom)
-    canopy = run_canopy(args, payloads) if args.canopy_url else None
+    canopy = None
+    if args.canopy:
+        canopy = run_managed_canopy(args, payloads)
+    elif args.canopy_url:
+        canopy = run_canopy(args, payloads)
     if canopy:
         results.append(canopy)
     print_table(results)

@@ -8,7 +8,6 @@ calling process has not seen before, creates the missing ones with a single
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 
 from django.db import connection
@@ -27,6 +26,69 @@ def fingerprint(labels: LabelSet) -> int:
         h.update(value.encode())
         h.update(b"\xff")
     return int.from_bytes(h.digest(), "little", signed=True)
+
+
+def pair_hash(name: str, value: str) -> int:
+    h = hashlib.blake2b(f"{name}\xff{value}".encode(), digest_size=8)
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+# Label pairs never change once created: each process keeps the ones it has seen, both ways.
+_pair_ids: dict[tuple[int, str, str], int] = {}
+_pairs_by_id: dict[int, tuple[str, str]] = {}
+_MAX_PAIRS = 2_000_000
+
+
+def _remember(org_id: int, rows) -> None:
+    if len(_pair_ids) > _MAX_PAIRS:
+        _pair_ids.clear()
+        _pairs_by_id.clear()
+    for pid, name, value in rows:
+        _pair_ids[(org_id, name, value)] = pid
+        _pairs_by_id[pid] = (name, value)
+
+
+def label_pair_ids(cur, org_id: int, pairs: set[tuple[str, str]], *, create: bool) -> dict:
+    """{(name, value): id} for the pairs; with ``create``, missing pairs are added."""
+    missing = [p for p in pairs if (org_id, *p) not in _pair_ids]
+    if missing:
+        hashes = [pair_hash(n, v) for n, v in missing]
+        if create:
+            cur.execute(
+                """
+                INSERT INTO metric_label_pairs (org_id, pair_hash, name, value)
+                SELECT %s, h, n, v FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(h, n, v)
+                ON CONFLICT (org_id, pair_hash) DO NOTHING
+                """,
+                [org_id, hashes, [n for n, _ in missing], [v for _, v in missing]],
+            )
+        cur.execute(
+            "SELECT id, name, value FROM metric_label_pairs "
+            "WHERE org_id = %s AND pair_hash = ANY(%s)",
+            [org_id, hashes],
+        )
+        _remember(org_id, cur.fetchall())
+    return {p: _pair_ids[(org_id, *p)] for p in pairs if (org_id, *p) in _pair_ids}
+
+
+def label_pairs_by_id(cur, org_id: int, ids: set[int]) -> dict[int, tuple[str, str]]:
+    missing = [i for i in ids if i not in _pairs_by_id]
+    if missing:
+        cur.execute(
+            "SELECT id, name, value FROM metric_label_pairs WHERE org_id = %s AND id = ANY(%s)",
+            [org_id, missing],
+        )
+        _remember(org_id, cur.fetchall())
+    return {i: _pairs_by_id[i] for i in ids if i in _pairs_by_id}
+
+
+def label_pairs_named(cur, org_id: int, name: str) -> list[tuple[int, str]]:
+    """(id, value) of every pair with this label name (for regex and negative matchers)."""
+    cur.execute(
+        "SELECT id, value FROM metric_label_pairs WHERE org_id = %s AND name = %s",
+        [org_id, name],
+    )
+    return cur.fetchall()
 
 
 # Negative "ids" say why a new series was refused.
@@ -66,19 +128,22 @@ def series_resolve(
             new = [i for i, code in zip(missing, codes, strict=True) if code == 0]
             verdicts = {i: code for i, code in zip(missing, codes, strict=True) if code}
             if new:
-                names = [dict(label_sets[i]).get("__name__", "") for i in new]
+                pair_ids = label_pair_ids(
+                    cur, org_id, {p for i in new for p in label_sets[i]}, create=True
+                )
                 cur.execute(
                     """
-                    INSERT INTO metric_series (org_id, fingerprint, metric_name, labels, created_at)
-                    SELECT %s, fp, name, labels::jsonb, now()
-                    FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(fp, name, labels)
+                    INSERT INTO metric_series (org_id, fingerprint, metric_name, label_ids,
+                                               created_at)
+                    SELECT %s, fp, name, string_to_array(ids, ',')::int[], now()
+                    FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(fp, name, ids)
                     ON CONFLICT (org_id, fingerprint) DO NOTHING
                     """,
                     [
                         org_id,
                         [fps[i] for i in new],
-                        names,
-                        [json.dumps(dict(label_sets[i])) for i in new],
+                        [dict(label_sets[i]).get("__name__", "") for i in new],
+                        [",".join(str(pair_ids[p]) for p in label_sets[i]) for i in new],
                     ],
                 )
                 cur.execute(

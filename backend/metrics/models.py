@@ -1,7 +1,13 @@
 """The series catalog and metric metadata. Samples live in two raw-SQL tables (see
 ``storage.py``): ``metric_batches`` (the ingest outbox) and ``metric_blocks`` (compressed,
-time-partitioned columnar blocks)."""
+time-partitioned columnar blocks).
 
+Label sets are stored the way Prometheus' index stores them: each distinct (name, value) pair
+of an org once, in ``metric_label_pairs``, and a series as the array of its pairs' ids, with a
+GIN index on that array serving as the postings lists (series by label pair).
+"""
+
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.utils import timezone
@@ -10,12 +16,34 @@ from backend.tenancy.models import Organization
 from backend.tenancy.scoping import TenantManager
 
 
-class Series(models.Model):
+class LabelPair(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    # blake2b-64 of the sorted label set (see fingerprint()), unique per org.
+    # blake2b-64 of name and value: a short key for uniqueness (values may be 2 KiB long).
+    pair_hash = models.BigIntegerField()
+    name = models.CharField(max_length=1024)
+    value = models.TextField()
+
+    objects = TenantManager()
+
+    class Meta:
+        db_table = "metric_label_pairs"
+        constraints = [
+            models.UniqueConstraint(fields=["org", "pair_hash"], name="label_pair_org_hash")
+        ]
+        indexes = [models.Index(fields=["org", "name"], name="label_pair_org_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value!r}"
+
+
+class Series(models.Model):
+    org = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # blake2b-64 of the sorted label set (see catalog.fingerprint), unique per org.
     fingerprint = models.BigIntegerField()
     metric_name = models.CharField(max_length=1024)
-    labels = models.JSONField()
+    label_ids = ArrayField(models.IntegerField())
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = TenantManager()
@@ -27,12 +55,12 @@ class Series(models.Model):
         ]
         indexes = [
             models.Index(fields=["org", "metric_name"], name="series_org_metric"),
-            GinIndex(fields=["labels"], name="series_labels_gin", opclasses=["jsonb_path_ops"]),
+            GinIndex(fields=["label_ids"], name="series_label_ids_gin"),
         ]
         verbose_name_plural = "series"
 
     def __str__(self) -> str:
-        return f"{self.metric_name}{self.labels}"
+        return f"{self.metric_name} #{self.pk}"
 
 
 class MetricMetadata(models.Model):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from django.db import connection
 from psycopg import sql
 
 from backend.metrics import storage
+from backend.metrics.catalog import label_pair_ids, label_pairs_by_id, label_pairs_named
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,33 +40,57 @@ def _matches(labels: dict[str, str], matcher: Matcher, pattern) -> bool:
 def series_match(
     *, org_id: int, matchers: Sequence[Matcher], limit: int | None = None
 ) -> dict[int, dict[str, str]]:
-    """Series id -> labels for the org's series that satisfy every matcher."""
+    """Series id -> labels for the org's series that satisfy every matcher.
+
+    Equality matchers and regexes that cannot match the empty string become postings
+    look-ups (the GIN index on the series' label-pair ids); the others are checked on the
+    candidates' labels.
+    """
     if org_id is None:
         raise ValueError("series_match needs an org")
-    where = ["org_id = %s"]
+    where = [sql.SQL("org_id = %s")]
     params: list = [org_id]
-    contains = {m.name: m.value for m in matchers if m.op == "=" and m.value != ""}
-    if "__name__" in contains:
-        where.append("metric_name = %s")
-        params.append(contains["__name__"])
-    if contains:
-        where.append("labels @> %s::jsonb")  # served by the GIN index
-        params.append(json.dumps(contains))
-    rest = [(m, m.compile()) for m in matchers if not (m.op == "=" and m.value != "")]
-    out: dict[int, dict[str, str]] = {}
+    post: list[tuple[Matcher, object]] = []
     with connection.cursor() as cur:
-        # The WHERE clause is built from fixed fragments; every value is a bound parameter.
-        query = sql.SQL("SELECT id, labels FROM metric_series WHERE {} ORDER BY id").format(
-            sql.SQL(" AND ").join(sql.SQL(w) for w in where)
+        required: list[int] = []
+        for m in matchers:
+            pattern = m.compile()
+            if m.op == "=" and m.value != "":
+                found = label_pair_ids(cur, org_id, {(m.name, m.value)}, create=False)
+                if not found:
+                    return {}
+                required.extend(found.values())
+                if m.name == "__name__":
+                    where.append(sql.SQL("metric_name = %s"))
+                    params.append(m.value)
+            elif m.op == "=~" and pattern.match("") is None:
+                ids = [
+                    pid
+                    for pid, value in label_pairs_named(cur, org_id, m.name)
+                    if pattern.match(value)
+                ]
+                if not ids:
+                    return {}
+                where.append(sql.SQL("label_ids && %s::int[]"))
+                params.append(ids)
+            else:
+                post.append((m, pattern))
+        if required:
+            where.append(sql.SQL("label_ids @> %s::int[]"))
+            params.append(required)
+        query = sql.SQL("SELECT id, label_ids FROM metric_series WHERE {} ORDER BY id").format(
+            sql.SQL(" AND ").join(where)
         )
         cur.execute(query, params)
-        for sid, labels in cur:
-            if isinstance(labels, str):
-                labels = json.loads(labels)
-            if all(_matches(labels, m, p) for m, p in rest):
-                out[sid] = labels
-                if limit is not None and len(out) >= limit:
-                    break
+        rows = cur.fetchall()
+        pairs = label_pairs_by_id(cur, org_id, {pid for _, ids in rows for pid in ids})
+    out: dict[int, dict[str, str]] = {}
+    for sid, ids in rows:
+        labels = dict(pairs[pid] for pid in ids)
+        if all(_matches(labels, m, p) for m, p in post):
+            out[sid] = labels
+            if limit is not None and len(out) >= limit:
+                break
     return out
 
 

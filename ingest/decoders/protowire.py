@@ -111,6 +111,27 @@ def truncate_uint32(values: np.ndarray) -> np.ndarray:
     return (values & _U32_MASK).astype(np.uint32)
 
 
+def read_samples(
+    wire: WireBuffer, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``Sample{double value = 1; int64 timestamp = 2}`` messages in their usual layouts.
+
+    Each message ``[starts[i], ends[i])`` is recognised when it is ``[0x09 <8 bytes>]
+    [0x10 <varint>]`` (either field left out when 0) and nothing else. Returns
+    ``(values, timestamps, recognised)``; the caller reads the others some other way.
+    """
+    size = ends - starts
+    has_value = (wire.u8[starts] == 0x09) & (size >= 9)
+    ts_tag = np.where(has_value, starts + 9, starts)
+    has_ts = (ts_tag < ends) & (wire.u8[ts_tag] == 0x10)
+    stamp, stamp_len, stamp_ok = read_varints(wire, ts_tag + 1, ends)
+    has_ts &= stamp_ok & (ts_tag + 1 + stamp_len == ends)
+    recognised = has_ts | (ts_tag == ends)  # (ts_tag == ends: no timestamp field, nothing more)
+    values = np.where(has_value, read_doubles(wire, starts + 1), 0.0)
+    timestamps = np.where(has_ts, stamp.view(np.int64), 0)
+    return values, timestamps, recognised
+
+
 @dataclass(slots=True)
 class FieldTable:
     """Every field of a set of messages, one row per field, in wire order within a message.

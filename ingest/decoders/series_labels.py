@@ -14,6 +14,7 @@ duplicate, order.
 from __future__ import annotations
 
 import operator
+import random
 import re
 import sys
 import threading
@@ -119,6 +120,10 @@ class _Syntax:
 _METRIC_NAME_SYNTAX = _Syntax(METRIC_NAME_RE)
 _LABEL_NAME_SYNTAX = _Syntax(LABEL_NAME_RE)
 
+# (name, value) pairs shared by the cached label sets (see labelset_from_columns)
+_PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
+_MAX_PAIRS = 200_000
+
 
 def _check(labels: Labels, limits: LabelLimits) -> tuple[str, str] | None:
     name = next((value for key, value in labels if key == METRIC_NAME_LABEL), None)
@@ -203,10 +208,14 @@ def labelset_from_columns(
         kept = [i for i, value in enumerate(values) if value]
         names = [names[i] for i in kept]
         values = [values[i] for i in kept]
-    # interned: label sets share their strings, and equal metric names are the same object
+    # interned: label sets share their strings and (name, value) pairs, which halves the memory
+    # of a cache of similar series; equal metric names are then also the same object
     names = list(map(sys.intern, names))
     values = list(map(sys.intern, values))
-    labels = tuple(zip(names, values, strict=True))
+    pairs = list(zip(names, values, strict=True))
+    if len(_PAIRS) > _MAX_PAIRS:
+        _PAIRS.clear()
+    labels = tuple(map(_PAIRS.setdefault, pairs, pairs))
     metric_name = values[names.index(METRIC_NAME_LABEL)] if METRIC_NAME_LABEL in names else ""
     problem: tuple[str, str] | None = None
     if utf8_problem is not None:
@@ -284,14 +293,18 @@ class LabelSetCache:
 
     Reads are plain ``dict.get`` calls (atomic under the GIL, and cheap enough to be mapped over
     a whole request in C); inserts take a lock because eviction is a read-modify-write. When full,
-    the oldest insertions are evicted first (FIFO: hits do not reorder, which would cost a dict
-    operation per series on the hot path).
+    a random tenth of the entries is evicted. Not LRU on purpose: hits would have to reorder
+    entries (a dict operation per series on the hot path), and senders cycle through their
+    series in a fixed order, which makes LRU (and FIFO) miss on every series as soon as there
+    are more than fit; random eviction keeps a proportional share of hits instead.
     """
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
         self._entries: dict[bytes, LabelSet] = {}
         self._lock = threading.Lock()
+        # eviction only needs to be unpredictable enough to not follow the senders' order
+        self._random = random.Random()  # noqa: S311
         self.get = self._entries.get
 
     def __len__(self) -> int:
@@ -301,24 +314,14 @@ class LabelSetCache:
         with self._lock:
             entries = self._entries
             if len(entries) >= self.max_entries:
-                # evict a tenth at once so that a full cache does not pay this on every miss
-                drop = max(1, self.max_entries // 10)
-                for old in list(_take(entries, drop)):
-                    del entries[old]
+                drop = min(len(entries), max(1, self.max_entries // 10))
+                for victim in self._random.sample(list(entries), drop):
+                    del entries[victim]
             return entries.setdefault(key, labelset)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-
-
-def _take(entries: dict[bytes, LabelSet], n: int) -> Iterable[bytes]:
-    iterator = iter(entries)
-    for _ in range(n):
-        key = next(iterator, None)
-        if key is None:
-            return
-        yield key
 
 
 class SymbolIds:

@@ -291,6 +291,32 @@ def test_v2_metadata_is_deduplicated_per_metric():
     assert decode(v2_request(series)).metadata == []  # read as 1.0: an empty request
 
 
+def test_empty_requests():
+    for batch in both((b"", b"")):
+        assert batch.series_labels == []
+        assert len(batch.values) == len(batch.timestamps_ms) == len(batch.sample_series) == 0
+        assert not batch.rejected
+
+
+def test_ordinary_requests_never_decode_series_one_by_one(monkeypatch):
+    # The vectorized reader handles what Prometheus sends; the per-series protobuf path is the
+    # slow fallback and must stay unused for it (a performance guard).
+    def refuse(data):
+        raise AssertionError("per-series fallback used")
+
+    monkeypatch.setattr(pb1.TimeSeriesView, "FromString", refuse)
+    monkeypatch.setattr(pb2.TimeSeriesView, "FromString", refuse)
+    series = [
+        (ISTIO, [(NOW, 1.0)]),
+        (up("a"), [(NOW - 1, 0.0), (NOW, STALE_NAN)]),
+        (up("b"), [(NOW - 30_000 * i, float(i)) for i in range(5, -1, -1)]),
+    ]
+    for _ in range(2):
+        for batch in both(request_pair(series, metadata=[(1, "up", "Up.", "")])):
+            assert len(batch.values) == 9
+            assert not batch.rejected
+
+
 # --- label validation ------------------------------------------------------------------------
 
 
@@ -678,6 +704,6 @@ def test_fuzz_mutated_v2_requests_agree_with_the_protobuf_runtime(raw):
 )
 def test_fuzz_headers(content_type, encoding):
     try:
-        remote_write_protocol(content_type, encoding)
-    except UnsupportedMediaType:
-        pass
+        assert remote_write_protocol(content_type, encoding) in (1, 2)
+    except UnsupportedMediaType as exc:
+        assert str(exc)

@@ -93,7 +93,7 @@ def test_stale_markers_and_special_values_survive_bit_exact(client, tenants):
     ])  # fmt: skip
     assert push(client, body, token).status_code == 204
     _, samples = stored(tenants.org)
-    ((ts, values),) = samples.values()
+    ((_, values),) = samples.values()
     bits = values.view(np.uint64)
     assert values[0] == math.inf
     assert bits[1] == np.float64(-0.0).view(np.uint64)
@@ -203,7 +203,7 @@ def test_a_repeated_request_stores_nothing_twice(client, tenants):
     assert push(client, body, token).status_code == 204
     services.org_drain(org_id=tenants.org.pk)
     assert push(client, body, token).status_code == 204  # Prometheus' retry after a timeout
-    series, samples = stored(tenants.org, "istio_requests_total")
+    _, samples = stored(tenants.org, "istio_requests_total")
     assert sum(len(t) for t, _ in samples.values()) == 100
     storage.blocks_compact(min_age_seconds=0)
     _, samples = stored(tenants.org, "istio_requests_total")

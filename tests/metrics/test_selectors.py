@@ -1,0 +1,68 @@
+"""Label matchers with Prometheus' semantics, over the catalog's postings."""
+
+import pytest
+
+from backend.metrics.catalog import series_resolve
+from backend.metrics.selectors import Matcher, series_match
+
+pytestmark = pytest.mark.django_db
+
+SERIES = [
+    (("__name__", "http_requests_total"), ("code", "200"), ("job", "api")),
+    (("__name__", "http_requests_total"), ("code", "500"), ("job", "api")),
+    (("__name__", "http_requests_total"), ("code", "200"), ("job", "web")),
+    (("__name__", "up"), ("job", "api")),
+    (("__name__", "up"), ("instance", "a:1"), ("job", "web")),
+]
+
+
+@pytest.fixture
+def catalog(tenants):
+    ids = series_resolve(
+        org_id=tenants.org.pk, label_sets=SERIES, max_per_user=100, max_per_metric=100
+    )
+    # the same label sets in another org must never show up
+    series_resolve(
+        org_id=tenants.other_org.pk, label_sets=SERIES, max_per_user=100, max_per_metric=100
+    )
+    return dict(zip(ids, SERIES, strict=True))
+
+
+def match(tenants, *matchers):
+    found = series_match(org_id=tenants.org.pk, matchers=[Matcher(*m) for m in matchers])
+    return sorted(tuple(sorted(labels.items())) for labels in found.values())
+
+
+def expected(*indexes):
+    return sorted(tuple(sorted(SERIES[i])) for i in indexes)
+
+
+@pytest.mark.parametrize(
+    ("matchers", "want"),
+    [
+        ([("__name__", "=", "http_requests_total")], [0, 1, 2]),
+        ([("__name__", "=", "http_requests_total"), ("code", "!=", "200")], [1]),
+        ([("__name__", "=~", "http_.*"), ("job", "=", "api")], [0, 1]),
+        ([("code", "=~", "5..")], [1]),
+        ([("code", "=~", "5")], []),  # fully anchored
+        ([("job", "=", "web"), ("code", "!~", "2..")], [4]),
+        ([("__name__", "=", "up"), ("instance", "=", "")], [3]),  # empty = absent
+        ([("__name__", "=", "up"), ("instance", "!=", "")], [4]),
+        ([("__name__", "=", "up"), ("instance", "=~", "|a:.*")], [3, 4]),
+        ([("job", "=", "nope")], []),
+        ([("__name__", "=~", "up|http_requests_total"), ("job", "=", "web")], [2, 4]),
+    ],
+)
+def test_matchers(catalog, tenants, matchers, want):
+    assert match(tenants, *matchers) == expected(*want)
+
+
+def test_resolve_is_stable_and_isolated(catalog, tenants):
+    again = series_resolve(
+        org_id=tenants.org.pk, label_sets=SERIES, max_per_user=100, max_per_metric=100
+    )
+    assert again == list(catalog)
+    other = series_resolve(
+        org_id=tenants.other_org.pk, label_sets=SERIES, max_per_user=100, max_per_metric=100
+    )
+    assert not set(other) & set(catalog)

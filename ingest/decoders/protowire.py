@@ -316,13 +316,13 @@ def peel_trailing_samples(
         rows = np.flatnonzero(candidate)
         end, k, tag_at, last_word = end[rows], k[rows], tag_at[rows], last_word[rows]
         room = end - starts[msg[rows]]
-        full = (
-            (u8[tag_at - 9] == 0x09)
-            & (u8[tag_at - 10] == 10 + k)
-            & (u8[tag_at - 11] == 0x12)
-            & (room >= k + 12)
+        # "0x12 <len> 0x09" before the 8 value bytes, or "0x12 <len>" right before the tag: three
+        # or two bytes compared at once in the low bytes of a word
+        head = k.astype(_U64) << _U64(8)
+        full = ((u64[tag_at - 11] & _U64(0xFF_FFFF)) == (head + _U64(0x09_0A12))) & (room >= k + 12)
+        zero_value = (
+            ~full & ((u64[tag_at - 2] & _U64(0xFFFF)) == (head + _U64(0x0112))) & (room >= k + 3)
         )
-        zero_value = ~full & (u8[tag_at - 1] == 1 + k) & (u8[tag_at - 2] == 0x12) & (room >= k + 3)
         matched = full | zero_value
         if not matched.any():
             break

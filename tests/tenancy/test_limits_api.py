@@ -1,0 +1,43 @@
+import pytest
+
+from backend.tenancy.selectors import limits_get
+from tests.conftest import bearer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_defaults_are_cortex_like(api, tenants):
+    limits = api.get("/api/v1/limits", **bearer(tenants.token(["metrics:write"]))).json()
+    assert limits["ingestion_rate"] == 10_000
+    assert limits["ingestion_burst_size"] == 200_000
+    assert limits["max_global_series_per_user"] == 150_000
+    assert limits["max_global_series_per_metric"] == 20_000
+    assert limits["max_label_names_per_series"] == 30
+    assert limits["max_request_bytes"] == 100 * 1024 * 1024
+
+
+def test_admins_change_limits_others_cannot(api, tenants):
+    admin = tenants.token(["admin"])
+    writer = tenants.token(["metrics:write"])
+    changed = api.patch(
+        "/api/v1/limits", {"ingestion_rate": 50_000}, format="json", **bearer(admin)
+    )
+    assert changed.status_code == 200 and changed.json()["ingestion_rate"] == 50_000
+    assert limits_get(org_id=tenants.org.pk).ingestion_rate == 50_000
+    refused = api.patch("/api/v1/limits", {"ingestion_rate": 1}, format="json", **bearer(writer))
+    assert refused.status_code == 403
+    bad = api.patch("/api/v1/limits", {"ingestion_rate": -5}, format="json", **bearer(admin))
+    assert bad.status_code == 400
+
+
+def test_outsider_cannot_read_or_change_acme_limits(api, tenants):
+    outsider = tenants.outsider_token()
+    assert api.get("/api/v1/orgs/acme/limits", **bearer(outsider)).status_code == 404
+    assert (
+        api.patch(
+            "/api/v1/orgs/acme/limits", {"ingestion_rate": 1}, format="json", **bearer(outsider)
+        ).status_code
+        == 404
+    )
+    api.patch("/api/v1/limits", {"ingestion_rate": 7}, format="json", **bearer(outsider))
+    assert limits_get(org_id=tenants.org.pk).ingestion_rate == 10_000

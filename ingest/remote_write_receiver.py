@@ -169,6 +169,16 @@ def push(request: HttpRequest) -> HttpResponse:
             **{"Retry-After": "5"},
         )
 
+    # Like Mimir with native histograms and exemplars disabled: they are dropped without an
+    # error (the float samples of the request are kept), counted, and 2.0 senders see 0 in
+    # the *-Written headers.
+    dropped = {
+        "native_histograms_not_supported": batch.histograms_received,
+        "exemplars_not_supported": batch.exemplars_received,
+    }
+    rejections_count(
+        org_id=org_id, signal="metrics", reasons={k: v for k, v in dropped.items() if v}
+    )
     headers = _written_headers(written)
     if rejected:
         rejections_count(

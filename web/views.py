@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -6,9 +8,11 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from backend.metrics.selectors import ingest_overview
 from backend.tenancy import selectors, services
 from backend.tenancy.api_base import SESSION_ORG_KEY
 from backend.tenancy.models import ALL_SCOPES, Scope
+from backend.tenancy.rejections import rejections_get
 from web.orgs import current_membership
 
 
@@ -24,9 +28,21 @@ def home(request: HttpRequest) -> HttpResponse:
     membership, _ = current_membership(request)
     context = {"public_url": request.build_absolute_uri("/").rstrip("/")}
     if membership is not None:
-        tokens = selectors.token_list(org=membership.org)
+        org = membership.org
+        tokens = selectors.token_list(org=org)
         context["active_tokens"] = sum(1 for t in tokens if t.is_active())
-        context["member_count"] = selectors.membership_list(org=membership.org).count()
+        context["member_count"] = selectors.membership_list(org=org).count()
+        context["ingest"] = ingest_overview(org_id=org.pk)
+        if context["ingest"].last_sample_ms:
+            context["last_sample"] = datetime.fromtimestamp(
+                context["ingest"].last_sample_ms / 1000, UTC
+            )
+        rejected = rejections_get(org_id=org.pk).get("metrics", {})
+        top = max(rejected.values(), default=0)
+        context["rejections"] = [
+            {"reason": reason.replace("_", " "), "count": n, "pct": round(100 * n / top)}
+            for reason, n in sorted(rejected.items(), key=lambda kv: -kv[1])
+        ]
     return render(request, "web/home.html", context)
 
 

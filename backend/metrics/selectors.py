@@ -109,3 +109,36 @@ def metadata_list(*, org_id: int, metric: str | None = None) -> list[tuple[str, 
     if metric:
         qs = qs.filter(metric_family_name=metric)
     return list(qs.values_list("metric_family_name", "type", "help", "unit"))
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOverview:
+    series: int
+    metrics: int
+    samples_last_hour: int
+    last_sample_ms: int | None
+    pending_batches: int
+
+
+def ingest_overview(*, org_id: int, now_ms: int | None = None) -> IngestOverview:
+    """What the dashboard shows about an org's metrics ingest (cheap: catalog and block
+    headers only, no sample is decoded)."""
+    now_ms = now_ms or storage.now_ms()
+    hour_ago = now_ms - 3600 * 1000
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), count(DISTINCT metric_name) FROM metric_series WHERE org_id = %s",
+            [org_id],
+        )
+        series, metrics = cur.fetchone()
+        cur.execute(
+            """
+            SELECT coalesce(sum(n_samples) FILTER (WHERE window_start >= %s), 0), max(max_ts)
+            FROM metric_blocks WHERE org_id = %s AND window_start >= %s
+            """,
+            [hour_ago - hour_ago % storage.WINDOW_MS, org_id, now_ms - 24 * 3600 * 1000],
+        )
+        samples, last = cur.fetchone()
+        cur.execute("SELECT count(*) FROM metric_batches WHERE org_id = %s", [org_id])
+        (pending,) = cur.fetchone()
+    return IngestOverview(series, metrics, int(samples), last, pending)

@@ -689,7 +689,10 @@ def _assemble(
         kept_sets = unique_sets
         series_of_unique = np.arange(n_unique)
     series_labels: list[Labels] = list(map(_LABELS, kept_sets))
-    series_names: list[str] = list(map(_METRIC_NAME, kept_sets))
+    # (metric names: for 2.0 metadata only)
+    series_names: list[str] = (
+        list(map(_METRIC_NAME, kept_sets)) if decoded.series_metadata is not None else []
+    )
     if merge:
         # Equal label sets reached through different bytes (e.g. one also sent an empty-valued
         # label): merge them into one series.
@@ -765,11 +768,11 @@ def _merge_equal_series(
 ) -> tuple[list[Labels], list[str], np.ndarray]:
     index: dict[Labels, int] = {}
     remap = np.array([index.setdefault(labels, len(index)) for labels in series_labels], np.int64)
-    names = dict(zip(remap.tolist(), series_names, strict=True))
+    names = dict(zip(remap.tolist(), series_names, strict=False))  # (names may be left empty)
     merged = series_of_unique.copy()
     valid = merged >= 0
     merged[valid] = remap[merged[valid]]
-    return list(index), [names[j] for j in range(len(index))], merged
+    return list(index), [names[j] for j in range(len(names))], merged
 
 
 def _check_sample_order(

@@ -286,3 +286,21 @@ def test_outsider_writes_land_in_their_own_org_only(client, tenants):
     leaked = samples_for_series(org_id=tenants.other_org.pk, series=acme_series, start_ms=0,
                                 end_ms=2**62)  # fmt: skip
     assert leaked == {}
+
+
+def test_exemplars_are_dropped_and_counted_while_samples_are_kept(client, tenants):
+    token = tenants.token(["metrics:write"])
+    t = now_ms()
+    labels = ip.encode_labels([("__name__", "http_requests_total"), ("job", "a")])
+    sample = ip._field_bytes(2, b"\x09" + struct.pack("<d", 5.0) + b"\x10" + ip._varint(t))
+    exemplar_label = ip._field_bytes(1, ip._field_bytes(1, b"trace_id") + ip._field_bytes(2, b"ab"))
+    exemplar = ip._field_bytes(
+        3, exemplar_label + b"\x11" + struct.pack("<d", 0.2) + b"\x18" + ip._varint(t)
+    )
+    body = ip.compress(ip._field_bytes(1, labels + sample + exemplar))
+    response = push(client, body, token)
+    assert response.status_code == 204, response.content
+    assert response["X-Prometheus-Remote-Write-Exemplars-Written"] == "0"
+    _, samples = stored(tenants.org, "http_requests_total")
+    assert [v.tolist() for _, v in samples.values()] == [[5.0]]
+    assert rejections_get(org_id=tenants.org.pk)["metrics"]["exemplars_not_supported"] == 1

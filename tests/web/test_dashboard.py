@@ -1,7 +1,12 @@
+import numpy as np
 import pytest
 from django.urls import reverse
 
+from backend.metrics import services
+from backend.metrics.catalog import series_resolve
+from backend.metrics.storage import now_ms
 from backend.tenancy.models import ApiToken
+from backend.tenancy.rejections import rejections_count
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -69,3 +74,29 @@ def test_outsider_cannot_revoke_or_see_acme_tokens(client, tenants):
     assert token.revoked_at is None
     members = client.get(reverse("web:members"))
     assert b"owner@example.com" not in members.content
+
+
+def test_home_shows_this_orgs_ingest_figures_only(client, tenants):
+    ids = series_resolve(
+        org_id=tenants.org.pk,
+        label_sets=[(("__name__", "up"), ("job", j)) for j in "abc"],
+        max_per_user=10,
+        max_per_metric=10,
+    )
+    services.samples_write(
+        org_id=tenants.org.pk,
+        series_ids=np.array(ids),
+        timestamps=np.full(3, now_ms()),
+        values=np.ones(3),
+    )
+    services.org_drain(org_id=tenants.org.pk)
+    rejections_count(org_id=tenants.org.pk, signal="metrics", reasons={"too_old": 7})
+    client.force_login(tenants.owner)
+    page = client.get("/")
+    assert page.context["ingest"].series == 3
+    assert page.context["ingest"].samples_last_hour == 3
+    assert b"too old" in page.content
+    client.force_login(tenants.outsider)
+    other = client.get("/")
+    assert other.context["ingest"].series == 0
+    assert b"too old" not in other.content

@@ -52,7 +52,11 @@ def label_pair_ids(cur, org_id: int, pairs: set[tuple[str, str]], *, create: boo
     """{(name, value): id} for the pairs; with ``create``, missing pairs are added."""
     missing = [p for p in pairs if (org_id, *p) not in _pair_ids]
     if missing:
-        hashes = [pair_hash(n, v) for n, v in missing]
+        # Insert in hash order: two requests creating overlapping pairs then take the unique
+        # index's locks in the same order and cannot deadlock.
+        keyed = sorted((pair_hash(n, v), n, v) for n, v in missing)
+        hashes = [h for h, _, _ in keyed]
+        missing = [(n, v) for _, n, v in keyed]
         if create:
             cur.execute(
                 """
@@ -125,7 +129,12 @@ def series_resolve(
             codes = _admit_new_series(
                 org_id, [label_sets[i] for i in missing], max_per_user, max_per_metric
             )
-            new = [i for i, code in zip(missing, codes, strict=True) if code == 0]
+            # Fingerprint order, for the same reason as label pairs: no deadlocks between
+            # concurrent requests creating the same series.
+            new = sorted(
+                (i for i, code in zip(missing, codes, strict=True) if code == 0),
+                key=fps.__getitem__,
+            )
             verdicts = {i: code for i, code in zip(missing, codes, strict=True) if code}
             if new:
                 pair_ids = label_pair_ids(

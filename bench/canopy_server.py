@@ -25,6 +25,7 @@ owner = user_get_or_create(username="bench")
 org = Organization.objects.filter(slug="bench").first() or org_create(
     slug="bench", name="Benchmark", owner=owner)
 limits_update(org=org, changes={"ingestion_rate": 100_000_000, "ingestion_burst_size": 100_000_000,
+              "out_of_order_time_window_seconds": 6 * 3600,
               "max_global_series_per_user": 10_000_000, "max_global_series_per_metric": 10_000_000})
 _, secret = token_create(org=org, name="bench", scopes=["metrics:write", "metrics:read"])
 print(org.pk, secret)
@@ -40,7 +41,7 @@ def _free_port() -> int:
 
 
 class CanopyServer:
-    def __init__(self, *, web_workers: int = 2, worker_concurrency: int = 2, keep: bool = False):
+    def __init__(self, *, web_workers: int = 2, worker_concurrency: int = 2, keep: bool = bool(os.environ.get("CANOPY_BENCH_KEEP"))):
         self.data_dir = Path(tempfile.mkdtemp(prefix="canopy-bench-"))
         self.port = _free_port()
         self.keep = keep

@@ -18,6 +18,8 @@ class Queue(enum.StrEnum):
 TASK_ROUTES = {
     "backend.metrics.tasks.drain_org": {"queue": Queue.INGEST.value},
     "backend.metrics.tasks.*": {"queue": Queue.MAINTENANCE.value},
+    "backend.tracing.tasks.drain_org": {"queue": Queue.INGEST.value},
+    "backend.tracing.tasks.*": {"queue": Queue.MAINTENANCE.value},
 }
 
 app = Celery("canopy")

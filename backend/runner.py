@@ -1,8 +1,9 @@
 """``make run``: prepare the database, then run every Canopy process in one foreground command.
 
-Web (gunicorn), the Celery ingest worker and Celery beat run side by side under honcho's
-process manager, their output interleaved with a name prefix. Ctrl-C stops them all; the
-embedded PostgreSQL/Redis (if any) are stopped afterwards by ``backend.embedded exec``.
+Web (gunicorn), the OTLP/gRPC receiver, the Celery ingest worker and Celery beat run side by
+side under honcho's process manager, their output interleaved with a name prefix. Ctrl-C stops
+them all; the embedded PostgreSQL/Redis (if any) are stopped afterwards by
+``backend.embedded exec``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ PROCESSES = {
         "INFO",
         "--without-gossip",
     ],
+    "otlp-grpc": ["python", "-m", "ingest.otlp_grpc", "--bind", "{otlp_grpc_bind}"],
     "beat": [
         "celery",
         "-A",
@@ -74,6 +76,7 @@ def main() -> int:
         "web_workers": os.environ.get("CANOPY_WEB_WORKERS", "2"),
         "worker_concurrency": os.environ.get("CANOPY_WORKER_CONCURRENCY", "2"),
         "data_dir": str(settings.DATA_DIR),
+        "otlp_grpc_bind": os.environ.get("CANOPY_OTLP_GRPC_BIND", "127.0.0.1:4317"),
     }
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "backend.tenancy",
     "backend.metrics",
+    "backend.tracing",
     "web",
 ]
 
@@ -186,6 +187,8 @@ CELERY_BEAT_SCHEDULE = {
     "metrics-sweep-outbox": {"task": "backend.metrics.tasks.sweep_outbox", "schedule": 15.0},
     "metrics-compact-blocks": {"task": "backend.metrics.tasks.compact_blocks", "schedule": 30.0},
     "metrics-retention": {"task": "backend.metrics.tasks.apply_retention", "schedule": 3600.0},
+    "traces-sweep-outbox": {"task": "backend.tracing.tasks.sweep_outbox", "schedule": 15.0},
+    "traces-retention": {"task": "backend.tracing.tasks.apply_retention", "schedule": 3600.0},
 }
 
 REST_FRAMEWORK = {

@@ -41,7 +41,9 @@ def _free_port() -> int:
 
 
 class CanopyServer:
-    def __init__(self, *, web_workers: int = 2, worker_concurrency: int = 2, keep: bool = bool(os.environ.get("CANOPY_BENCH_KEEP"))):
+    def __init__(self, *, web_workers: int = 2, worker_concurrency: int = 2, keep: bool = False):
+        # CANOPY_BENCH_KEEP=1 keeps the data folder (and its canopy.log) for a post-mortem.
+        keep = keep or bool(os.environ.get("CANOPY_BENCH_KEEP"))
         self.data_dir = Path(tempfile.mkdtemp(prefix="canopy-bench-"))
         self.port = _free_port()
         self.keep = keep

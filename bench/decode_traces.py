@@ -171,7 +171,9 @@ def otlp_json(spans: list[dict]) -> bytes:
             "kind": _KIND_NUMBERS[span["kind"]],
             "startTimeUnixNano": str(span["start_us"] * 1000),
             "endTimeUnixNano": str((span["start_us"] + span["duration_us"]) * 1000),
-            "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in span["tags"].items()],
+            "attributes": [
+                {"key": k, "value": {"stringValue": v}} for k, v in span["tags"].items()
+            ],
             "status": {"code": 2} if span["error"] else {},
         }
         if span["parent_id"]:

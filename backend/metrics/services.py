@@ -7,16 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 from django.db import transaction
 from django.utils import timezone
-from django_redis import get_redis_connection
 
+from backend import outbox
 from backend.metrics import storage
 from backend.metrics.models import MetricMetadata
-
-_DRAIN_PENDING_TTL = 10  # seconds; a lost task is picked up by the outbox sweep anyway
-
-
-def _drain_pending_key(org_id: int) -> str:
-    return f"canopy:drain-pending:{org_id}"
 
 
 def samples_write(
@@ -30,18 +24,13 @@ def samples_write(
         batch_id = storage.batch_append(
             org_id=org_id, series_ids=series_ids, timestamps=timestamps, values=values
         )
-    # One queued drain per org is enough: the task clears the key before it claims batches,
-    # so a batch committed before a failed SET NX is always seen by the queued task.
-    if get_redis_connection("default").set(
-        _drain_pending_key(org_id), 1, nx=True, ex=_DRAIN_PENDING_TTL
-    ):
-        drain_org.delay(org_id)
+    outbox.drain_requested("metrics", org_id, drain_org)
     return batch_id
 
 
 def org_drain(*, org_id: int, max_rounds: int = 20) -> int:
     """Drain the org's outbox (what the ingest task does); returns samples moved."""
-    get_redis_connection("default").delete(_drain_pending_key(org_id))
+    outbox.drain_started("metrics", org_id)
     moved = 0
     for _ in range(max_rounds):
         n = storage.batches_drain(org_id=org_id)

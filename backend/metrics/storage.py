@@ -13,23 +13,20 @@ window's compression becomes good and duplicates (a sender's retry) disappear fo
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
-import psycopg
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from psycopg import sql
 
+from backend import partitions
 from backend.metrics import blocks
 from backend.metrics.catalog import series_metric_names
 
 WINDOW_MS = 10 * 60 * 1000  # blocks cover aligned 10-minute windows
-PARTITION_MS = 24 * 3600 * 1000  # one partition of metric_blocks per UTC day
 DRAIN_MAX_BATCHES = 500
-
-_known_partitions: set[int] = set()
 
 
 def batch_append(
@@ -58,19 +55,6 @@ def orgs_with_pending_batches(*, older_than_seconds: float = 0) -> list[int]:
             [timedelta(seconds=older_than_seconds)],
         )
         return [row[0] for row in cur.fetchall()]
-
-
-def _ensure_partitions(window_starts: Iterable[int]) -> None:
-    for day in {ws - ws % PARTITION_MS for ws in window_starts} - _known_partitions:
-        name = "metric_blocks_" + datetime.fromtimestamp(day / 1000, UTC).strftime("%Y%m%d")
-        with connection.cursor() as cur:
-            # Concurrent workers may race to create the same partition: take a lock per day.
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", [day])
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF metric_blocks "
-                f"FOR VALUES FROM ({day}) TO ({day + PARTITION_MS})"
-            )
-        _known_partitions.add(day)
 
 
 @dataclass(slots=True)
@@ -109,18 +93,10 @@ def _copy_blocks(rows: Sequence[BlockRow]) -> None:
 
 
 def _insert_blocks(rows: Sequence[BlockRow]) -> None:
-    if not rows:
-        return
-    _ensure_partitions(r.window_start for r in rows)
-    try:
-        with transaction.atomic():  # a savepoint: the retry below needs a usable transaction
-            _copy_blocks(rows)
-    except (IntegrityError, psycopg.IntegrityError):  # COPY errors arrive unwrapped
-        # This process believed a partition existed that another one dropped (retention), or
-        # whose creation was rolled back: forget what it knew and create them again.
-        _known_partitions.clear()
-        _ensure_partitions(r.window_start for r in rows)
-        _copy_blocks(rows)
+    if rows:
+        partitions.write_with_partitions(
+            "metric_blocks", [r.window_start for r in rows], lambda: _copy_blocks(rows)
+        )
 
 
 def _to_blocks(org_id: int, samples: blocks.Samples, names: dict[int, str]) -> list[BlockRow]:
@@ -302,23 +278,7 @@ def samples_fetch(
 
 def partitions_drop_before(*, cutoff_ms: int) -> list[str]:
     """Drop whole daily partitions that end before ``cutoff_ms``."""
-    with connection.cursor() as cur:
-        cur.execute(
-            """
-            SELECT c.relname, pg_get_expr(c.relpartbound, c.oid)
-            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-            WHERE i.inhparent = 'metric_blocks'::regclass
-            """
-        )
-        dropped = []
-        for name, bound in cur.fetchall():
-            # bound: FOR VALUES FROM ('x') TO ('y')
-            upper = int(bound.rsplit("(", 1)[1].strip("')"))
-            if upper <= cutoff_ms:
-                cur.execute(f"DROP TABLE {name}")
-                _known_partitions.discard(upper - PARTITION_MS)
-                dropped.append(name)
-        return dropped
+    return partitions.drop_before("metric_blocks", cutoff_ms)
 
 
 def org_samples_delete_before(*, org_id: int, cutoff_ms: int) -> int:

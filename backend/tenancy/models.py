@@ -164,6 +164,19 @@ class OrgLimits(models.Model):
     )
     max_request_bytes = models.PositiveIntegerField(default=100 * MiB)
     retention_days = models.PositiveIntegerField(default=30)
+    # Traces (Tempo's defaults, counted in spans rather than bytes).
+    traces_ingestion_rate = models.PositiveIntegerField(default=20_000, help_text="spans/s")
+    traces_ingestion_burst_size = models.PositiveIntegerField(default=400_000, help_text="spans")
+    max_attributes_per_span = models.PositiveIntegerField(
+        default=128, help_text="further attributes are dropped (and counted)"
+    )
+    max_attribute_value_length = models.PositiveIntegerField(
+        default=4096, help_text="longer values are truncated (and counted)"
+    )
+    max_spans_per_trace = models.PositiveIntegerField(
+        default=50_000, help_text="spans beyond this, per trace and day, are refused"
+    )
+    traces_retention_days = models.PositiveIntegerField(default=14)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()

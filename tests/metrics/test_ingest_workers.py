@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from django.db import connection
 
+from backend import partitions
 from backend.metrics import storage
 from backend.metrics.selectors import Matcher, samples_for_series, series_match
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
@@ -69,11 +70,12 @@ def test_a_worker_drains_what_was_acknowledged(client, org, tmp_path):
 
 def test_a_killed_worker_batch_is_redelivered_and_stored_once(client, org, tmp_path):
     _push_requests(client, org)
-    today = storage.now_ms() // storage.PARTITION_MS * storage.PARTITION_MS
+    today = storage.now_ms() // partitions.DAY_MS * partitions.DAY_MS
+    lock = list(partitions.lock_key("metric_blocks", today))
     # Hold the lock a fresh worker takes before creating the day's partition: the worker then
     # waits *inside* its drain transaction, after claiming (deleting) the batches.
     blocker = psycopg.connect(worker_database_url(), autocommit=True)
-    blocker.execute("SELECT pg_advisory_lock(%s)", [today])
+    blocker.execute("SELECT pg_advisory_lock(%s, %s)", lock)
     log = tmp_path / "worker.log"
     try:
         with celery_worker(visibility_timeout=3, log_path=log) as first:
@@ -86,7 +88,7 @@ def test_a_killed_worker_batch_is_redelivered_and_stored_once(client, org, tmp_p
 
             wait_until(worker_is_blocked, 60, "the worker never reached the batch")
             kill(first)  # SIGKILL: no chance to finish, roll back or acknowledge
-        blocker.execute("SELECT pg_advisory_unlock(%s)", [today])
+        blocker.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
         # The killed worker's transaction died with its connection: nothing is lost...
         wait_until(lambda: _pending(org) == N_REQUESTS, 10, "batches vanished with the worker")
         assert _stored_samples(org) == 0

@@ -1,0 +1,25 @@
+"""Queueing the drain of an org's outbox (``metric_batches``, ``trace_batches``) once."""
+
+from __future__ import annotations
+
+from django_redis import get_redis_connection
+
+_PENDING_TTL = 10  # seconds; a lost task is picked up by the outbox sweep anyway
+
+
+def _key(kind: str, org_id: int) -> str:
+    return f"canopy:drain-pending:{kind}:{org_id}"
+
+
+def drain_requested(kind: str, org_id: int, task) -> None:
+    """Queue ``task.delay(org_id)`` unless one is already queued for this org.
+
+    The task calls :func:`drain_started` before it claims batches, so a batch committed before
+    a refused SET NX is always seen by the queued task.
+    """
+    if get_redis_connection("default").set(_key(kind, org_id), 1, nx=True, ex=_PENDING_TTL):
+        task.delay(org_id)
+
+
+def drain_started(kind: str, org_id: int) -> None:
+    get_redis_connection("default").delete(_key(kind, org_id))

@@ -1,0 +1,63 @@
+"""Service, operation and resource catalogs of the span store. Spans themselves live in the
+raw-SQL, day-partitioned ``trace_spans`` table (see ``storage.py``)."""
+
+from django.db import models
+from django.utils import timezone
+
+from backend.tenancy.models import Organization
+from backend.tenancy.scoping import TenantManager
+
+
+class TraceService(models.Model):
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=512)
+    first_seen = models.DateTimeField(default=timezone.now)
+
+    objects = TenantManager()
+
+    class Meta:
+        db_table = "trace_services"
+        constraints = [models.UniqueConstraint(fields=["org", "name"], name="trace_service_uniq")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TraceOperation(models.Model):
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    service = models.ForeignKey(TraceService, on_delete=models.CASCADE, related_name="operations")
+    name = models.CharField(max_length=1024)
+    kind = models.SmallIntegerField()  # OTLP SpanKind number
+    first_seen = models.DateTimeField(default=timezone.now)
+
+    objects = TenantManager()
+
+    class Meta:
+        db_table = "trace_operations"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "service", "name", "kind"], name="trace_operation_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TraceResource(models.Model):
+    """A resource's attributes (Jaeger's "process"), stored once and shared by its spans."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    attributes_hash = models.BigIntegerField()
+    attributes = models.JSONField()
+
+    objects = TenantManager()
+
+    class Meta:
+        db_table = "trace_resources"
+        constraints = [
+            models.UniqueConstraint(fields=["org", "attributes_hash"], name="trace_resource_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"resource {self.pk}"

@@ -26,8 +26,11 @@ org = Organization.objects.filter(slug="bench").first() or org_create(
     slug="bench", name="Benchmark", owner=owner)
 limits_update(org=org, changes={"ingestion_rate": 100_000_000, "ingestion_burst_size": 100_000_000,
               "out_of_order_time_window_seconds": 6 * 3600,
-              "max_global_series_per_user": 10_000_000, "max_global_series_per_metric": 10_000_000})
-_, secret = token_create(org=org, name="bench", scopes=["metrics:write", "metrics:read"])
+              "max_global_series_per_user": 10_000_000, "max_global_series_per_metric": 10_000_000,
+              "traces_ingestion_rate": 100_000_000, "traces_ingestion_burst_size": 100_000_000,
+              "max_spans_per_trace": 10_000_000})
+_, secret = token_create(org=org, name="bench",
+                         scopes=["metrics:write", "metrics:read", "traces:write", "traces:read"])
 print(org.pk, secret)
 """
 

@@ -17,6 +17,7 @@ inverse is a cumulative sum (or XOR) minus the running total at each boundary.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,8 +28,20 @@ VALUE_MODE_XOR = 2
 _MAX_EXACT_INT = 2.0**53
 _ZSTD_LEVEL = 3
 
-_compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
+# zstd contexts are not thread-safe (gunicorn's threads share this module): one per thread.
+_zstd = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    if not hasattr(_zstd, "c"):
+        _zstd.c = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    return _zstd.c
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    if not hasattr(_zstd, "d"):
+        _zstd.d = zstandard.ZstdDecompressor()
+    return _zstd.d
 
 
 @dataclass(slots=True)
@@ -65,11 +78,11 @@ def _unshuffle(raw: bytes, dtype) -> np.ndarray:
 
 
 def _pack(words: np.ndarray) -> bytes:
-    return _compressor.compress(_shuffle(words))
+    return _compressor().compress(_shuffle(words))
 
 
 def _unpack(blob: bytes, dtype) -> np.ndarray:
-    return _unshuffle(_decompressor.decompress(blob), dtype)
+    return _unshuffle(_decompressor().decompress(blob), dtype)
 
 
 def _starts(series: np.ndarray) -> np.ndarray:

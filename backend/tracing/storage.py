@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -27,8 +28,20 @@ from backend.tenancy.ttlcache import TTLCache
 NS_PER_MS = 1_000_000
 DRAIN_MAX_BATCHES = 200
 
-_compress = zstandard.ZstdCompressor(level=1).compress
-_decompress = zstandard.ZstdDecompressor().decompress
+# zstd contexts are not thread-safe (gunicorn's threads share this module): one per thread.
+_zstd = threading.local()
+
+
+def _compress(data: bytes) -> bytes:
+    if not hasattr(_zstd, "c"):
+        _zstd.c = zstandard.ZstdCompressor(level=1)
+    return _zstd.c.compress(data)
+
+
+def _decompress(data: bytes) -> bytes:
+    if not hasattr(_zstd, "d"):
+        _zstd.d = zstandard.ZstdDecompressor()
+    return _zstd.d.decompress(data)
 
 
 class SpanLike(Protocol):
@@ -60,8 +73,41 @@ def _json_default(value: Any):
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    """JSON for a jsonb column. PostgreSQL cannot store NUL in text or jsonb: senders' NULs
+    become U+FFFD (rare, so the clean-up runs only when one is there)."""
+    text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in text:
+        text = json.dumps(
+            _without_nul(value), default=_json_default, ensure_ascii=False, separators=(",", ":")
+        )
+    return text
+
+
+SERVICE_NAME_MAX = 512  # the catalogs' column sizes
+OPERATION_NAME_MAX = 1024
+
+
+def _service(span: SpanLike) -> str:
+    return span.service.replace("\x00", "\ufffd")[:SERVICE_NAME_MAX]
+
+
+def _operation(span: SpanLike) -> str:
+    return span.name.replace("\x00", "\ufffd")[:OPERATION_NAME_MAX]
+
+
+def _text(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value and "\x00" in value else value or None
 
 
 # --- catalogs ---------------------------------------------------------------------------------
@@ -134,13 +180,13 @@ def _resource_id(cur, org_id: int, resource: dict[str, Any], memo: dict[int, int
 
 
 def _catalog_ids(cur, org_id: int, spans: Sequence[SpanLike]):
-    services = {s.service for s in spans}
+    services = {_service(s) for s in spans}
     missing = [n for n in services if _services.get((org_id, n)) is None]
     if missing:
         for name, sid in _service_ids(cur, org_id, missing).items():
             _services.set((org_id, name), sid)
     service_ids = {n: _services.get((org_id, n)) for n in services}
-    ops = {(service_ids[s.service], s.name, s.kind) for s in spans}
+    ops = {(service_ids[_service(s)], _operation(s), s.kind) for s in spans}
     missing_ops = [k for k in ops if _operations.get((org_id, *k)) is None]
     if missing_ops:
         for key, oid in _operation_ids(cur, org_id, missing_ops).items():
@@ -182,7 +228,7 @@ def batch_append(*, org_id: int, spans: Sequence[SpanLike]) -> int:
         memo: dict[int, int] = {}
         rows = []
         for s in spans:
-            sid = service_ids[s.service]
+            sid = service_ids[_service(s)]
             scope = f"{s.scope_name}@{s.scope_version}" if s.scope_version else s.scope_name
             rows.append(
                 (
@@ -190,7 +236,7 @@ def batch_append(*, org_id: int, spans: Sequence[SpanLike]) -> int:
                     s.span_id.hex(),
                     s.parent_span_id.hex() if s.parent_span_id else None,
                     sid,
-                    op_ids[(sid, s.name, s.kind)],
+                    op_ids[(sid, _operation(s), s.kind)],
                     s.kind,
                     s.start_ns,
                     s.duration_ns,

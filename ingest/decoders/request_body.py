@@ -63,7 +63,7 @@ def decode_body(body: bytes, *, content_encoding: str | None, max_size: int) -> 
     if not is_gzip(content_encoding):
         if len(body) > max_size:
             raise PayloadTooLarge(f"body is {len(body)} bytes, the limit is {max_size}")
-        return bytes(body)
+        return body if type(body) is bytes else bytes(body)
     return _gunzip(body, max_size)
 
 

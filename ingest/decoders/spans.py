@@ -26,14 +26,15 @@ Truncating and dropping keep the span. A span itself is **rejected** (left out o
 ``TraceBatch.spans``, counted in ``TraceBatch.rejected`` by reason, the rest of the batch kept)
 when it cannot be stored meaningfully:
 
-* ``invalid_trace_id``: not 16 bytes (Zipkin: 8 or 16), or all zeros;
+* ``invalid_trace_id``: not 16 bytes (Zipkin: 8 or 16, or 1-32 hex digits), or all zeros;
 * ``invalid_span_id``: not 8 bytes, or all zeros;
 * ``invalid_parent_span_id``: present but not 8 bytes (all zeros reads as "no parent");
 * ``missing_timestamp``: no start time (0 or absent);
 * ``negative_duration``: the end is before the start (an absent end time included);
 * ``timestamp_out_of_range``: the end is past 2**63 - 1 ns (year 2262: no int64 column holds it),
   or (Zipkin) the timestamp is negative;
-* ``malformed_span``: (JSON only) a field of the wrong type or an unparsable value.
+* ``malformed_span``: (JSON) a field of the wrong type or an unparsable value; (both) an
+  attribute value nested deeper than ``MAX_VALUE_DEPTH`` arrays/kvlists.
 
 Whatever is wrong with the request as a whole (media type, compression, size, corrupt encoding)
 raises a :class:`~ingest.decoders.errors.DecodeError` subclass instead.
@@ -51,6 +52,8 @@ __all__ = [
     "KIND_PRODUCER",
     "KIND_SERVER",
     "KIND_UNSPECIFIED",
+    "MAX_TIME_NS",
+    "MAX_VALUE_DEPTH",
     "STATUS_ERROR",
     "STATUS_OK",
     "STATUS_UNSET",
@@ -62,6 +65,8 @@ __all__ = [
     "SpanRejection",
     "TraceBatch",
     "TraceBatchBuilder",
+    "span_label",
+    "truncate_value",
 ]
 
 # OTLP SpanKind and Status.StatusCode numbers
@@ -146,6 +151,8 @@ class SpanRejection:
 
 @dataclass(slots=True)
 class TraceBatch:
+    """What one request carried, within the limits (see the module docstring)."""
+
     spans: list[Span]
     rejected: list[SpanRejection]
     truncated_attributes: int

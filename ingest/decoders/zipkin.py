@@ -22,7 +22,7 @@ Mapping to the span model (decisions, so that Zipkin and OTLP data can be querie
   sent); absent → ``unknown_service`` as for OTLP. The resource holds ``service.name`` and the
   local ``ipv4`` (or ``ipv6``) and ``port`` as ``net.host.ip`` / ``net.host.port``; spans with
   the same local endpoint share one resource dict.
-* ``remoteEndpoint`` becomes span attributes ``peer.service`` (its serviceName),
+* ``remoteEndpoint`` becomes span attributes ``peer.service`` (its serviceName, lowercased),
   ``net.sock.peer.addr`` (ipv4, else ipv6) and ``net.peer.port``, unless a tag already has the key.
 * ``tags`` become string attributes (numbers/booleans some clients send are turned into their JSON
   text). Status: a tag ``otel.status_code`` (OK/ERROR, what OpenTelemetry's Zipkin exporter
@@ -32,6 +32,12 @@ Mapping to the span model (decisions, so that Zipkin and OTLP data can be querie
   to their fields; ``error`` stays an attribute.
 * ``annotations`` become events (µs → ns) without attributes; one without a timestamp is dropped.
 * ``shared`` is kept; ``debug: true`` becomes the attribute ``zipkin.debug``; ``flags`` is 0.
+
+Speed: JSON is parsed by the stdlib's C parser and tags are checked with C-level loops
+(``map``/``max``) rather than one by one. Protobuf is parsed through ``ListOfSpansView`` (in
+``proto/zipkin.proto``), where tags and endpoints are encoded bytes, each distinct one converted
+once per request: upb's Python map iteration costs about as much as the rest of a span.
+``.venv/bin/python bench/decode_traces.py`` measures both.
 """
 
 from __future__ import annotations

@@ -275,9 +275,8 @@ def _zipkin_body():
 
 def test_zipkin_json_as_envoy_sends_it(client, tenants):
     token = tenants.token(["traces:write"])
-    response = client.post(
-        "/api/v2/spans", _zipkin_body(), content_type="application/json", **bearer(token)
-    )
+    body = _zipkin_body()
+    response = client.post("/api/v2/spans", body, content_type="application/json", **bearer(token))
     assert response.status_code == 202
     client_span, server_span = stored(tenants.org)
     assert client_span.span_id == server_span.span_id  # both sides of the shared span kept
@@ -288,7 +287,7 @@ def test_zipkin_json_as_envoy_sends_it(client, tenants):
     assert server_span.events[0]["name"] == "retry"
     assert client_span.duration_ns == 12_873_000
     # a retry of the same report changes nothing
-    client.post("/api/v2/spans", _zipkin_body(), content_type="application/json", **bearer(token))
+    client.post("/api/v2/spans", body, content_type="application/json", **bearer(token))
     services.org_drain(org_id=tenants.org.pk)
     assert span_count(org_id=tenants.org.pk) == 2
 
@@ -324,3 +323,15 @@ def test_outsiders_spans_land_in_their_org_only(client, tenants):
     services.org_drain(org_id=tenants.other_org.pk)
     assert len(trace_get(org_id=tenants.other_org.pk, trace_id=TRACE)) == 1
     assert services_list(org_id=tenants.org.pk) == []
+
+
+def test_nul_characters_and_huge_names_are_stored_safely(client, tenants):
+    token = tenants.token(["traces:write"])
+    request = otlp_request(
+        [span("eee19b7ec3c1b174", name="x" * 5000 + "\x00", **{"nul": "a\x00b", "k\x00": "v"})],
+        service="svc\x00",
+    )
+    assert post_otlp(client, request.SerializeToString(), token).status_code == 200
+    (only,) = stored(tenants.org)
+    assert only.attributes == {"nul": "a\ufffdb", "k\ufffd": "v"}
+    assert len(only.name) == 1024 and only.service == "svc\ufffd"

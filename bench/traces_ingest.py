@@ -135,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
         t_stored = time.perf_counter()
         print(f"statuses {statuses}; stored {stored:,} of {total:,}")
-        copy_rate, copied = raw_copy_rate(srv)
+        # Size first: the COPY reference below adds (and deletes) rows in the same table.
         ((span_bytes,),) = srv.sql(
             "SELECT coalesce(sum(pg_total_relation_size(oid)), 0) FROM pg_class WHERE relkind = "
             "'r' AND (relname LIKE 'trace_spans_%%' OR relname IN ('trace_services', "
             "'trace_operations', 'trace_resources'))"
         )
+        copy_rate, copied = raw_copy_rate(srv)
     ack_s, stored_s = t_acked - t0, t_stored - t0
     p50 = statistics.median(latencies) * 1000
     p99 = sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000

@@ -76,7 +76,7 @@ def main() -> int:
         "web_workers": os.environ.get("CANOPY_WEB_WORKERS", "2"),
         "worker_concurrency": os.environ.get("CANOPY_WORKER_CONCURRENCY", "2"),
         "data_dir": str(settings.DATA_DIR),
-        "otlp_grpc_bind": os.environ.get("CANOPY_OTLP_GRPC_BIND", "127.0.0.1:4317"),
+        "otlp_grpc_bind": settings.OTLP_GRPC_BIND,
     }
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

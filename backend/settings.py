@@ -33,6 +33,7 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 PUBLIC_URL = (env_str("CANOPY_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+OTLP_GRPC_BIND = env_str("CANOPY_OTLP_GRPC_BIND") or "127.0.0.1:4317"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
 
 DATABASE_URL = env_str("DATABASE_URL") or embedded.postgres_url(DATA_DIR)

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_compose_stack_has_every_process_and_consumes_every_queue():
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "web", "worker", "beat", "migrate"} <= set(services)
+    assert {"postgres", "redis", "web", "worker", "beat", "migrate", "otlp-grpc"} <= set(services)
     assert "--appendonly" in services["redis"]["command"]
     worker = services["worker"]["command"]
     queues = worker[worker.index("--queues") + 1].split(",")

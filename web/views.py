@@ -1,3 +1,4 @@
+import time
 from datetime import UTC, datetime
 
 from django.contrib import messages
@@ -13,6 +14,7 @@ from backend.tenancy import selectors, services
 from backend.tenancy.api_base import SESSION_ORG_KEY
 from backend.tenancy.models import ALL_SCOPES, Scope
 from backend.tenancy.rejections import rejections_get
+from backend.tracing.selectors import traces_overview
 from web.orgs import current_membership
 
 
@@ -33,15 +35,26 @@ def home(request: HttpRequest) -> HttpResponse:
         context["active_tokens"] = sum(1 for t in tokens if t.is_active())
         context["member_count"] = selectors.membership_list(org=org).count()
         context["ingest"] = ingest_overview(org_id=org.pk)
+        context["traces"] = traces_overview(org_id=org.pk, now_ns=time.time_ns())
         if context["ingest"].last_sample_ms:
             context["last_sample"] = datetime.fromtimestamp(
                 context["ingest"].last_sample_ms / 1000, UTC
             )
-        rejected = rejections_get(org_id=org.pk).get("metrics", {})
-        top = max(rejected.values(), default=0)
+        refused = rejections_get(org_id=org.pk)
+        rows = [
+            (signal, reason, n)
+            for signal, reasons in refused.items()
+            for reason, n in reasons.items()
+        ]
+        top = max((n for *_, n in rows), default=0)
         context["rejections"] = [
-            {"reason": reason.replace("_", " "), "count": n, "pct": round(100 * n / top)}
-            for reason, n in sorted(rejected.items(), key=lambda kv: -kv[1])
+            {
+                "signal": signal,
+                "reason": reason.replace("_", " "),
+                "count": n,
+                "pct": round(100 * n / top),
+            }
+            for signal, reason, n in sorted(rows, key=lambda row: -row[2])
         ]
     return render(request, "web/home.html", context)
 

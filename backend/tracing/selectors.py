@@ -85,3 +85,26 @@ def span_count(*, org_id: int) -> int:
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM trace_spans WHERE org_id = %s", [org_id])
         return cur.fetchone()[0]
+
+
+@dataclass(frozen=True, slots=True)
+class TracesOverview:
+    services: int
+    spans_last_hour: int
+    pending_batches: int
+
+
+def traces_overview(*, org_id: int, now_ns: int) -> TracesOverview:
+    """What the dashboard shows about an org's trace ingest."""
+    hour_ago = now_ns - 3600 * 10**9
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM trace_services WHERE org_id = %s", [org_id])
+        (services,) = cur.fetchone()
+        cur.execute(
+            "SELECT count(*) FROM trace_spans WHERE org_id = %s AND start_ns >= %s",
+            [org_id, hour_ago],
+        )
+        (spans,) = cur.fetchone()
+        cur.execute("SELECT count(*) FROM trace_batches WHERE org_id = %s", [org_id])
+        (pending,) = cur.fetchone()
+    return TracesOverview(services, spans, pending)

@@ -65,5 +65,7 @@ class Command(BaseCommand):
             f"  Password:     {password}\n"
             f"  Write token:  {secret}\n"
             f"  Remote-write: {url}/api/v1/push   (Authorization: Bearer <token>)\n"
+            f"  OTLP traces:  {url}/v1/traces, gRPC {settings.OTLP_GRPC_BIND}; "
+            f"Zipkin: {url}/api/v2/spans\n"
             f"  API docs:     {url}/api/docs/\n"
         )

@@ -25,6 +25,7 @@ from backend.tenancy.models import Scope
 from backend.tenancy.ratelimit import bucket_take
 from backend.tenancy.rejections import rejections_count
 from backend.tenancy.selectors import limits_get
+from backend.tenancy.ttlcache import TTLCache
 from ingest import series_ids
 from ingest.decoders.errors import DecodeError, PayloadTooLarge, UnsupportedMediaType
 from ingest.decoders.remote_write import LabelLimits, Rejection, decode_remote_write
@@ -32,7 +33,15 @@ from ingest.decoders.remote_write import LabelLimits, Rejection, decode_remote_w
 log = logging.getLogger(__name__)
 
 MAX_REASONS_IN_BODY = 5
-_seen_metadata: set[tuple[int, tuple[str, str, str, str]]] = set()
+# Metadata already stored by this process (re-stored every 10 minutes, so a changed HELP text
+# is picked up and the cache stays bounded).
+_seen_metadata: TTLCache[tuple[int, tuple[str, str, str, str]], bool] = TTLCache(
+    ttl=600, max_entries=100_000
+)
+
+
+def forget_seen_metadata() -> None:
+    _seen_metadata.clear()
 
 
 def _text(status: int, message: str, **headers: str) -> HttpResponse:
@@ -157,10 +166,11 @@ def push(request: HttpRequest) -> HttpResponse:
             written = int(keep.sum())
         else:
             written = 0
-        new_metadata = [m for m in batch.metadata if (org_id, m) not in _seen_metadata]
+        new_metadata = [m for m in batch.metadata if not _seen_metadata.get((org_id, m))]
         if new_metadata:
             metadata_upsert(org_id=org_id, entries=new_metadata)
-            _seen_metadata.update((org_id, m) for m in new_metadata)
+            for m in new_metadata:
+                _seen_metadata.set((org_id, m), True)
     except (DatabaseError, RedisError) as exc:
         log.exception("remote-write storage unavailable")
         return _text(

@@ -11,9 +11,13 @@ from django.core.cache import cache
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
+from backend.metrics import catalog
 from backend.tenancy.models import Organization, Role, Scope
 from backend.tenancy.selectors import caches_clear
 from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create
+from backend.tracing import storage as trace_storage
+from ingest import series_ids
+from ingest.remote_write_receiver import forget_seen_metadata
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -46,12 +50,22 @@ def _test_settings(settings):
     }
 
 
+def _clear_process_caches():
+    """Per-process caches (tokens, limits, catalog ids) outlive the rows of a rolled-back or
+    flushed test database."""
+    caches_clear()
+    catalog.caches_clear()
+    trace_storage.caches_clear()
+    series_ids.clear()
+    forget_seen_metadata()
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis_state():
     # Start each test without rate-limit buckets, series counters or cached lockouts. Only
     # Canopy's own keys go: Celery's queues in the same Redis stay.
     cache.delete_pattern("*")
-    caches_clear()
+    _clear_process_caches()
     redis = get_redis_connection("default")
     keys = list(redis.scan_iter("canopy:*"))
     if keys:

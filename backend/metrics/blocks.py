@@ -77,11 +77,12 @@ def _unshuffle(raw: bytes, dtype) -> np.ndarray:
     return np.ascontiguousarray(data.reshape(8, -1).T).view(dtype).reshape(-1)
 
 
-def _pack(words: np.ndarray) -> bytes:
+def pack(words: np.ndarray) -> bytes:
+    """An array of 8-byte words, byte-shuffled and zstd'ed."""
     return _compressor().compress(_shuffle(words))
 
 
-def _unpack(blob: bytes, dtype) -> np.ndarray:
+def unpack(blob: bytes, dtype) -> np.ndarray:
     return _unshuffle(_decompressor().decompress(blob), dtype)
 
 
@@ -144,10 +145,10 @@ def encode(samples: Samples) -> EncodedBlock:
     counts = np.diff(np.append(np.flatnonzero(starts), len(series))).astype(np.int64)
 
     ids_delta = np.diff(ids, prepend=0)
-    series_blob = _pack(np.concatenate([ids_delta, counts]))
+    series_blob = pack(np.concatenate([ids_delta, counts]))
 
     dd = _segmented_delta(_segmented_delta(ts, starts), starts)
-    ts_blob = _pack(_zigzag(dd))
+    ts_blob = pack(_zigzag(dd))
 
     integral = np.isfinite(values).all() and bool(
         (np.abs(values) < _MAX_EXACT_INT).all() and (values == np.floor(values)).all()
@@ -155,10 +156,10 @@ def encode(samples: Samples) -> EncodedBlock:
     # -0.0 is an integer value but not one int64 can carry: keep it bit-exact in XOR mode.
     if integral and not np.signbit(values[values == 0]).any():
         mode = VALUE_MODE_INT_DELTA
-        values_blob = _pack(_zigzag(_segmented_delta(values.astype(np.int64), starts)))
+        values_blob = pack(_zigzag(_segmented_delta(values.astype(np.int64), starts)))
     else:
         mode = VALUE_MODE_XOR
-        values_blob = _pack(_segmented_xor(values.view(np.uint64), starts))
+        values_blob = pack(_segmented_xor(values.view(np.uint64), starts))
 
     return EncodedBlock(
         n_series=len(ids),
@@ -175,17 +176,17 @@ def encode(samples: Samples) -> EncodedBlock:
 def decode(
     *, n_series: int, value_mode: int, series: bytes, timestamps: bytes, values: bytes
 ) -> Samples:
-    meta = _unpack(series, np.int64)
+    meta = unpack(series, np.int64)
     ids = np.cumsum(meta[:n_series])
     counts = meta[n_series:]
     starts_idx = np.zeros(n_series, dtype=np.int64)
     starts_idx[1:] = np.cumsum(counts)[:-1]
     sample_series = np.repeat(ids, counts)
 
-    dd = _unzigzag(_unpack(timestamps, np.uint64))
+    dd = _unzigzag(unpack(timestamps, np.uint64))
     ts = _segmented_cumsum(_segmented_cumsum(dd, starts_idx, counts), starts_idx, counts)
 
-    raw = _unpack(values, np.uint64)
+    raw = unpack(values, np.uint64)
     if value_mode == VALUE_MODE_INT_DELTA:
         vals = _segmented_cumsum(_unzigzag(raw), starts_idx, counts).astype(np.float64)
     elif value_mode == VALUE_MODE_XOR:

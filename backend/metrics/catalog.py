@@ -39,6 +39,11 @@ _pairs_by_id: dict[int, tuple[str, str]] = {}
 _MAX_PAIRS = 2_000_000
 
 
+def caches_clear() -> None:
+    _pair_ids.clear()
+    _pairs_by_id.clear()
+
+
 def _remember(org_id: int, rows) -> None:
     if len(_pair_ids) > _MAX_PAIRS:
         _pair_ids.clear()

@@ -40,9 +40,10 @@ def batch_append(
             [
                 org_id,
                 len(series_ids),
-                np.ascontiguousarray(series_ids, dtype="<i8").tobytes(),
-                np.ascontiguousarray(timestamps, dtype="<i8").tobytes(),
-                np.ascontiguousarray(values, dtype="<f8").tobytes(),
+                # Compressed: fewer bytes to write, WAL-log and TOAST on the hot path.
+                blocks.pack(np.ascontiguousarray(series_ids, dtype="<i8")),
+                blocks.pack(np.ascontiguousarray(timestamps, dtype="<i8")),
+                blocks.pack(np.ascontiguousarray(values, dtype="<f8")),
             ],
         )
         return cur.fetchone()[0]
@@ -138,9 +139,9 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int:
         rows = sorted(cur.fetchall())  # arrival order, so that a later write wins
         if not rows:
             return 0
-        series = np.concatenate([np.frombuffer(r[1], dtype="<i8") for r in rows])
-        ts = np.concatenate([np.frombuffer(r[2], dtype="<i8") for r in rows])
-        values = np.concatenate([np.frombuffer(r[3], dtype="<f8") for r in rows])
+        series = np.concatenate([blocks.unpack(r[1], "<i8") for r in rows])
+        ts = np.concatenate([blocks.unpack(r[2], "<i8") for r in rows])
+        values = np.concatenate([blocks.unpack(r[3], "<f8") for r in rows])
         samples = blocks.normalize(series, ts, values)
         names = _metric_names(org_id, np.unique(samples.series))
         _insert_blocks(_to_blocks(org_id, samples, names))

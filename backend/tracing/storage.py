@@ -118,6 +118,11 @@ _operations: TTLCache[tuple[int, int, str, int], int] = TTLCache(ttl=3600, max_e
 _resources: TTLCache[tuple[int, int], int] = TTLCache(ttl=3600, max_entries=100_000)
 
 
+def caches_clear() -> None:
+    for cache in (_services, _operations, _resources):
+        cache.clear()
+
+
 def _service_ids(cur, org_id: int, names: list[str]) -> dict[str, int]:
     names = sorted(set(names))  # key order: concurrent inserts lock the index in one order
     cur.execute(

@@ -8,7 +8,6 @@ from backend.metrics import services
 from backend.metrics.selectors import Matcher, metadata_list, samples_for_series, series_match
 from backend.tenancy.models import Role
 from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create
-from ingest import series_ids
 from tests.compat.prometheus_harness import PrometheusServer
 
 pytestmark = pytest.mark.compat
@@ -16,13 +15,11 @@ pytestmark = pytest.mark.compat
 
 @pytest.fixture
 def orgs(transactional_db):
-    series_ids.clear()
     owner = user_get_or_create(username="ops")
     acme = org_create(slug="acme", name="Acme", owner=owner)
     globex = org_create(slug="globex", name="Globex", owner=owner)
     member_add(org=globex, user=user_get_or_create(username="x"), role=Role.VIEWER, actor=owner)
     yield acme, globex
-    series_ids.clear()
 
 
 def _wait_for_series(org, name, timeout=60.0):

@@ -6,7 +6,6 @@ from backend.tenancy.models import ApiToken, Organization, Role
 from backend.tenancy.selectors import token_authenticate
 from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create
 from bench import istio_payloads as ip
-from ingest import series_ids
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-password-1234"
@@ -59,7 +58,6 @@ def test_log_in_switch_org_and_create_a_token(page, live_server, owner, tmp_path
 
 
 def test_home_shows_metrics_arriving(page, live_server, owner, tmp_path):
-    series_ids.clear()
     org = Organization.objects.get(slug="acme")
     _, secret = token_create(org=org, name="prom", scopes=["metrics:write"])
     body = ip.build_requests(0, 1, ip.aligned_start_ms(1), n_series=40, samples_per_request=40)[0]
@@ -86,4 +84,3 @@ def test_home_shows_metrics_arriving(page, live_server, owner, tmp_path):
     assert page.inner_text("[data-testid=series-count]") == "40"
     assert "http 400" in page.inner_text(".bars")
     page.screenshot(path=str(tmp_path / "home-with-data.png"), full_page=True)
-    series_ids.clear()

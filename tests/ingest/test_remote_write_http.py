@@ -14,20 +14,11 @@ from backend.metrics.selectors import Matcher, samples_for_series, series_match
 from backend.tenancy.rejections import rejections_get
 from backend.tenancy.services import limits_update
 from bench import istio_payloads as ip
-from ingest import series_ids
 from tests.conftest import basic, bearer
 
 pytestmark = pytest.mark.django_db
 PROTOBUF = "application/x-protobuf"
 STALE_NAN_BITS = 0x7FF0000000000002
-
-
-@pytest.fixture(autouse=True)
-def _fresh_series_cache():
-    # The receiver's label-set → series-id cache is per process; test databases are not.
-    series_ids.clear()
-    yield
-    series_ids.clear()
 
 
 def push(client, body, token, *, content_type=PROTOBUF, encoding="snappy", auth=None, **extra):

@@ -12,7 +12,6 @@ from backend.metrics import storage
 from backend.metrics.selectors import Matcher, samples_for_series, series_match
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
 from bench import istio_payloads as ip
-from ingest import series_ids
 from tests.conftest import bearer
 from tests.workers import celery_worker, kill, wait_until, worker_database_url
 
@@ -22,11 +21,9 @@ SERIES = 500
 
 @pytest.fixture
 def org(transactional_db):
-    series_ids.clear()
     org = org_create(slug="acme", name="Acme", owner=user_get_or_create(username="ops"))
     limits_update(org=org, changes={"ingestion_rate": 1_000_000, "ingestion_burst_size": 10**6})
     yield org
-    series_ids.clear()
     with connection.cursor() as cur:  # raw tables are not flushed between transactional tests
         cur.execute("DELETE FROM metric_batches WHERE org_id = %s", [org.pk])
         cur.execute("DELETE FROM metric_blocks WHERE org_id = %s", [org.pk])

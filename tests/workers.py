@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from django.conf import settings
 from django.db import connection
 
@@ -87,3 +88,40 @@ def wait_until(predicate, timeout: float, message: str, interval: float = 0.2):
             return value
         time.sleep(interval)
     raise AssertionError(message)
+
+
+def kill_a_worker_mid_drain(*, table: str, pending, stored, batches: int, log_path) -> None:
+    """Make a fresh worker stop *inside* its drain transaction (after it claimed, i.e. deleted,
+    the batches), SIGKILL it, check nothing was lost or stored, then start a second worker
+    and wait until the redelivered task has drained the outbox.
+
+    The worker is held by the advisory lock it takes before creating ``table``'s partition of
+    today (a fresh process has not created it yet). ``pending()`` / ``stored()`` count the
+    org's outbox rows and stored items.
+    """
+    from backend import partitions
+
+    today = time.time_ns() // 10**6 // partitions.DAY_MS * partitions.DAY_MS
+    lock = list(partitions.lock_key(table, today))
+    blocker = psycopg.connect(worker_database_url(), autocommit=True)
+    blocker.execute("SELECT pg_advisory_lock(%s, %s)", lock)
+    try:
+        with celery_worker(visibility_timeout=3, log_path=log_path) as first:
+
+            def worker_is_blocked():
+                row = blocker.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                return row[0] > 0
+
+            wait_until(worker_is_blocked, 60, "the worker never reached the batch")
+            kill(first)  # SIGKILL: no chance to finish, roll back or acknowledge
+        blocker.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
+        # The killed worker's transaction died with its connection: nothing is lost...
+        wait_until(lambda: pending() == batches, 10, "batches vanished with the worker")
+        assert stored() == 0
+        # ...and the unacknowledged task is handed to the next worker.
+        with celery_worker(visibility_timeout=3, log_path=log_path):
+            wait_until(lambda: pending() == 0, 60, "the task was not redelivered")
+    finally:
+        blocker.close()

@@ -11,6 +11,7 @@ from django.utils import timezone
 from backend import outbox
 from backend.metrics import storage
 from backend.metrics.models import MetricMetadata
+from backend.tenancy.selectors import retention_days_by_org
 
 
 def samples_write(
@@ -61,19 +62,13 @@ def metadata_upsert(*, org_id: int, entries: Sequence[tuple[str, str, str, str]]
 
 def retention_apply(*, now_ms: int | None = None) -> dict:
     """Drop whole partitions past the longest retention, then trim orgs with shorter ones."""
-    from backend.tenancy.models import Organization, OrgLimits
-
     now_ms = now_ms or storage.now_ms()
     day_ms = 24 * 3600 * 1000
-    default_days = OrgLimits._meta.get_field("retention_days").default
-    custom = dict(OrgLimits.objects.unscoped().values_list("org_id", "retention_days"))
-    longest = max([default_days, *custom.values()])
+    longest, days_by_org = retention_days_by_org(field="retention_days")
     dropped = storage.partitions_drop_before(cutoff_ms=now_ms - longest * day_ms)
-    trimmed = 0
-    for org_id in Organization.objects.values_list("id", flat=True):
-        days = custom.get(org_id, default_days)
-        if days < longest:
-            trimmed += storage.org_samples_delete_before(
-                org_id=org_id, cutoff_ms=now_ms - days * day_ms
-            )
+    trimmed = sum(
+        storage.org_samples_delete_before(org_id=org_id, cutoff_ms=now_ms - days * day_ms)
+        for org_id, days in days_by_org.items()
+        if days < longest
+    )
     return {"dropped_partitions": dropped, "trimmed_blocks": trimmed}

@@ -73,3 +73,16 @@ def caches_clear() -> None:
     """Forget cached tokens and limits in this process (tests; after an admin change)."""
     _tokens.clear()
     _limits.clear()
+
+
+def retention_days_by_org(*, field: str) -> tuple[int, dict[int, int]]:
+    """(the longest retention of any org, {org id: its retention}) for a retention limit
+    field of OrgLimits (``retention_days``, ``traces_retention_days``): what a retention job
+    needs to drop whole partitions first and trim orgs with shorter retention after."""
+    default = OrgLimits._meta.get_field(field).default
+    custom = dict(OrgLimits.objects.unscoped().values_list("org_id", field))
+    days = {
+        org_id: custom.get(org_id, default)
+        for org_id in Organization.objects.values_list("id", flat=True)
+    }
+    return max([default, *days.values()]), days

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backend import outbox
+from backend.tenancy.selectors import retention_days_by_org
 from backend.tracing import storage
 from backend.tracing.storage import SpanLike
 
@@ -34,18 +35,12 @@ def org_drain(*, org_id: int, max_rounds: int = 20) -> int:
 
 def retention_apply(*, now_ns: int | None = None) -> dict:
     """Drop whole span partitions past the longest traces retention; trim shorter ones."""
-    from backend.tenancy.models import Organization, OrgLimits
-
     now_ns = now_ns or storage.now_ns()
-    default_days = OrgLimits._meta.get_field("traces_retention_days").default
-    custom = dict(OrgLimits.objects.unscoped().values_list("org_id", "traces_retention_days"))
-    longest = max([default_days, *custom.values()])
+    longest, days_by_org = retention_days_by_org(field="traces_retention_days")
     dropped = storage.partitions_drop_before(cutoff_ns=now_ns - longest * DAY_NS)
-    trimmed = 0
-    for org_id in Organization.objects.values_list("id", flat=True):
-        days = custom.get(org_id, default_days)
-        if days < longest:
-            trimmed += storage.org_spans_delete_before(
-                org_id=org_id, cutoff_ns=now_ns - days * DAY_NS
-            )
+    trimmed = sum(
+        storage.org_spans_delete_before(org_id=org_id, cutoff_ns=now_ns - days * DAY_NS)
+        for org_id, days in days_by_org.items()
+        if days < longest
+    )
     return {"dropped_partitions": dropped, "trimmed_spans": trimmed}

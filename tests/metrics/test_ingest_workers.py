@@ -3,17 +3,14 @@ a batch leaves it for redelivery, and it is stored exactly once."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from django.db import connection
 
-from backend import partitions
-from backend.metrics import storage
 from backend.metrics.selectors import Matcher, samples_for_series, series_match
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
 from bench import istio_payloads as ip
 from tests.conftest import bearer
-from tests.workers import celery_worker, kill, wait_until, worker_database_url
+from tests.workers import celery_worker, kill_a_worker_mid_drain, wait_until
 
 N_REQUESTS = 5
 SERIES = 500
@@ -67,32 +64,13 @@ def test_a_worker_drains_what_was_acknowledged(client, org, tmp_path):
 
 def test_a_killed_worker_batch_is_redelivered_and_stored_once(client, org, tmp_path):
     _push_requests(client, org)
-    today = storage.now_ms() // partitions.DAY_MS * partitions.DAY_MS
-    lock = list(partitions.lock_key("metric_blocks", today))
-    # Hold the lock a fresh worker takes before creating the day's partition: the worker then
-    # waits *inside* its drain transaction, after claiming (deleting) the batches.
-    blocker = psycopg.connect(worker_database_url(), autocommit=True)
-    blocker.execute("SELECT pg_advisory_lock(%s, %s)", lock)
     log = tmp_path / "worker.log"
-    try:
-        with celery_worker(visibility_timeout=3, log_path=log) as first:
-
-            def worker_is_blocked():
-                row = blocker.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                ).fetchone()
-                return row[0] > 0
-
-            wait_until(worker_is_blocked, 60, "the worker never reached the batch")
-            kill(first)  # SIGKILL: no chance to finish, roll back or acknowledge
-        blocker.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
-        # The killed worker's transaction died with its connection: nothing is lost...
-        wait_until(lambda: _pending(org) == N_REQUESTS, 10, "batches vanished with the worker")
-        assert _stored_samples(org) == 0
-        # ...and the unacknowledged task is handed to the next worker.
-        with celery_worker(visibility_timeout=3, log_path=log):
-            wait_until(lambda: _pending(org) == 0, 60, "the task was not redelivered")
-    finally:
-        blocker.close()
+    kill_a_worker_mid_drain(
+        table="metric_blocks",
+        pending=lambda: _pending(org),
+        stored=lambda: _stored_samples(org),
+        batches=N_REQUESTS,
+        log_path=log,
+    )
     assert _stored_samples(org) == N_REQUESTS * SERIES
-    assert "drain_org" in log.read_text()
+    assert "metrics.tasks.drain_org" in log.read_text()

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import time
 
-import psycopg
 import pytest
 from django.db import connection
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from backend import partitions
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
 from backend.tracing import services, storage
 from backend.tracing.selectors import span_count
 from tests.conftest import bearer
-from tests.workers import celery_worker, kill, wait_until, worker_database_url
+from tests.workers import kill_a_worker_mid_drain
 
 N_REQUESTS, SPANS = 4, 50
 
@@ -65,30 +63,14 @@ def _push(client, org):
 
 def test_a_killed_worker_batch_is_redelivered_and_stored_once(client, org, tmp_path):
     _push(client, org)
-    assert _pending(org) == N_REQUESTS
-    today = time.time_ns() // 10**6 // partitions.DAY_MS * partitions.DAY_MS
-    lock = list(partitions.lock_key("trace_spans", today))
-    blocker = psycopg.connect(worker_database_url(), autocommit=True)
-    blocker.execute("SELECT pg_advisory_lock(%s, %s)", lock)
     log = tmp_path / "worker.log"
-    try:
-        with celery_worker(visibility_timeout=3, log_path=log) as first:
-
-            def worker_is_blocked():
-                row = blocker.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                ).fetchone()
-                return row[0] > 0
-
-            wait_until(worker_is_blocked, 60, "the worker never reached the batch")
-            kill(first)
-        blocker.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
-        wait_until(lambda: _pending(org) == N_REQUESTS, 10, "batches vanished with the worker")
-        assert span_count(org_id=org.pk) == 0
-        with celery_worker(visibility_timeout=3, log_path=log):
-            wait_until(lambda: _pending(org) == 0, 60, "the task was not redelivered")
-    finally:
-        blocker.close()
+    kill_a_worker_mid_drain(
+        table="trace_spans",
+        pending=lambda: _pending(org),
+        stored=lambda: span_count(org_id=org.pk),
+        batches=N_REQUESTS,
+        log_path=log,
+    )
     assert span_count(org_id=org.pk) == N_REQUESTS * SPANS
     assert "tracing.tasks.drain_org" in log.read_text()
 

@@ -30,24 +30,24 @@ class StoredSpan:
     trace_state: str | None
 
 
-def trace_get(*, org_id: int, trace_id: bytes) -> list[StoredSpan]:
-    """Every stored span of one trace of the org, by start time."""
+_SPAN_COLUMNS = """
+    s.trace_id, s.span_id, s.parent_span_id, sv.name, op.name, s.kind, s.start_ns,
+    s.duration_ns, s.status_code, s.status_message, r.attributes, s.scope, s.attributes,
+    s.events, s.links, s.flags, s.trace_state
+"""
+
+
+def _spans_where(org_id: int, condition: str, params: list) -> list[StoredSpan]:
     if org_id is None:
-        raise ValueError("trace_get needs an org")
+        raise ValueError("span reads need an org")
     with connection.cursor() as cur:
         cur.execute(
-            """
-            SELECT s.trace_id, s.span_id, s.parent_span_id, sv.name, op.name, s.kind,
-                   s.start_ns, s.duration_ns, s.status_code, s.status_message, r.attributes,
-                   s.scope, s.attributes, s.events, s.links, s.flags, s.trace_state
-            FROM trace_spans s
-            JOIN trace_services sv ON sv.id = s.service_id
-            JOIN trace_operations op ON op.id = s.operation_id
-            JOIN trace_resources r ON r.id = s.resource_id
-            WHERE s.org_id = %s AND s.trace_id = %s
-            ORDER BY s.start_ns, s.span_id
-            """,
-            [org_id, trace_id],
+            f"SELECT {_SPAN_COLUMNS} FROM trace_spans s "  # noqa: S608
+            "JOIN trace_services sv ON sv.id = s.service_id "
+            "JOIN trace_operations op ON op.id = s.operation_id "
+            "JOIN trace_resources r ON r.id = s.resource_id "
+            f"WHERE s.org_id = %s AND {condition} ORDER BY s.start_ns, s.span_id",
+            [org_id, *params],
         )
         rows = cur.fetchall()
     return [
@@ -66,6 +66,11 @@ def trace_get(*, org_id: int, trace_id: bytes) -> list[StoredSpan]:
         )
         for r in rows
     ]
+
+
+def trace_get(*, org_id: int, trace_id: bytes) -> list[StoredSpan]:
+    """Every stored span of one trace of the org, by start time."""
+    return _spans_where(org_id, "s.trace_id = %s", [trace_id])
 
 
 def _json(value, empty):
@@ -108,3 +113,75 @@ def traces_overview(*, org_id: int, now_ns: int) -> TracesOverview:
         cur.execute("SELECT count(*) FROM trace_batches WHERE org_id = %s", [org_id])
         (pending,) = cur.fetchone()
     return TracesOverview(services, spans, pending)
+
+
+def operations_list(*, org_id: int, service: str, kind: int | None = None) -> list[tuple[str, int]]:
+    """(operation name, OTLP kind) of one service of the org."""
+    query = (
+        "SELECT o.name, o.kind FROM trace_operations o JOIN trace_services s ON s.id = o.service_id"
+        " WHERE o.org_id = %s AND s.org_id = %s AND s.name = %s"
+    )
+    params: list = [org_id, org_id, service]
+    if kind is not None:
+        query += " AND o.kind = %s"
+        params.append(kind)
+    with connection.cursor() as cur:
+        cur.execute(query + " ORDER BY o.name, o.kind", params)
+        return cur.fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    service: str
+    start_ns: int
+    end_ns: int
+    operation: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # every one must match, as text
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    errors_only: bool = False
+    limit: int = 20
+
+
+def traces_find(*, org_id: int, query: TraceQuery) -> list[bytes]:
+    """Ids of the org's traces with a span matching the query, the most recent first."""
+    where = ["s.org_id = %s", "sv.org_id = %s", "sv.name = %s", "s.start_ns BETWEEN %s AND %s"]
+    params: list = [org_id, org_id, query.service, query.start_ns, query.end_ns]
+    joins = "JOIN trace_services sv ON sv.id = s.service_id"
+    if query.operation:
+        joins += " JOIN trace_operations op ON op.id = s.operation_id"
+        where.append("op.name = %s")
+        params.append(query.operation)
+    if query.min_duration_ns is not None:
+        where.append("s.duration_ns >= %s")
+        params.append(query.min_duration_ns)
+    if query.max_duration_ns is not None:
+        where.append("s.duration_ns <= %s")
+        params.append(query.max_duration_ns)
+    if query.errors_only:
+        where.append("s.status_code = 2")
+    for key, value in query.tags:
+        if key == "error" and value == "true":
+            where.append("(s.status_code = 2 OR s.attributes->>'error' = 'true')")
+        else:
+            # Tags match as text, whatever their stored type (Jaeger sends them as strings).
+            where.append("(s.attributes->>%s = %s OR r.attributes->>%s = %s)")
+            params += [key, value, key, value]
+            if "trace_resources r" not in joins:
+                joins += " JOIN trace_resources r ON r.id = s.resource_id"
+    sql_text = (
+        f"SELECT s.trace_id FROM trace_spans s {joins} WHERE {' AND '.join(where)} "  # noqa: S608
+        "GROUP BY s.trace_id ORDER BY max(s.start_ns) DESC LIMIT %s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql_text, [*params, query.limit])
+        return [bytes(row[0]) for row in cur.fetchall()]
+
+
+def traces_get(*, org_id: int, trace_ids: list[bytes]) -> dict[bytes, list[StoredSpan]]:
+    """The spans of several traces of the org, by trace id (one query)."""
+    spans = _spans_where(org_id, "s.trace_id = ANY(%s)", [trace_ids]) if trace_ids else []
+    out: dict[bytes, list[StoredSpan]] = {}
+    for span in spans:
+        out.setdefault(span.trace_id, []).append(span)
+    return out

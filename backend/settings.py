@@ -190,6 +190,10 @@ CELERY_BEAT_SCHEDULE = {
     "metrics-retention": {"task": "backend.metrics.tasks.apply_retention", "schedule": 3600.0},
     "traces-sweep-outbox": {"task": "backend.tracing.tasks.sweep_outbox", "schedule": 15.0},
     "traces-retention": {"task": "backend.tracing.tasks.apply_retention", "schedule": 3600.0},
+    "traces-dependencies": {
+        "task": "backend.tracing.tasks.rollup_dependencies",
+        "schedule": 30.0,
+    },
 }
 
 REST_FRAMEWORK = {

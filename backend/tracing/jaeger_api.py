@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
-from backend.tracing import selectors
+from backend.tracing import dependencies, selectors
 from backend.tracing.selectors import StoredSpan, TraceQuery
 
 KIND_NAMES = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
@@ -269,3 +269,20 @@ class TracesView(JaegerView):
         trace_ids = selectors.traces_find(org_id=self.org.pk, query=query)
         found = selectors.traces_get(org_id=self.org.pk, trace_ids=trace_ids)
         return envelope([jaeger_trace(found[t]) for t in trace_ids if t in found])
+
+
+class DependenciesView(JaegerView):
+    """``/api/dependencies?endTs=<ms>&lookback=<ms>`` → ``[{parent, child, callCount}]``."""
+
+    def get(self, request):
+        end_ms = _int_param(request.query_params, "endTs") or time.time_ns() // 10**6
+        lookback = _int_param(request.query_params, "lookback") or 24 * 3600 * 1000
+        edges = dependencies.dependencies_get(
+            org_id=self.org.pk, start_ms=end_ms - lookback, end_ms=end_ms
+        )
+        return envelope(
+            [
+                {"parent": e["parent"], "child": e["child"], "callCount": e["callCount"]}
+                for e in edges
+            ]
+        )

@@ -61,3 +61,41 @@ class TraceResource(models.Model):
 
     def __str__(self) -> str:
         return f"resource {self.pk}"
+
+
+class DependencyEdge(models.Model):
+    """Calls from one service to another in one minute (rolled up from spans by beat)."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    minute = models.BigIntegerField(help_text="start of the minute, ms since the epoch")
+    parent = models.CharField(max_length=512)
+    child = models.CharField(max_length=512)
+    calls = models.IntegerField()
+    errors = models.IntegerField()
+    duration_ns_sum = models.BigIntegerField()
+
+    objects = TenantManager()
+
+    class Meta:
+        db_table = "trace_dependency_edges"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "minute", "parent", "child"], name="dependency_edge_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.parent} → {self.child}"
+
+
+class RollupState(models.Model):
+    """How far the dependency rollup got (one row, not tenant data)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    done_until_ms = models.BigIntegerField()
+
+    class Meta:
+        db_table = "trace_rollup_state"
+
+    def __str__(self) -> str:
+        return f"{self.name} until {self.done_until_ms}"

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from backend.tracing import services, storage
+from backend.tracing import dependencies, services, storage
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -22,3 +22,8 @@ def sweep_outbox() -> int:
 @shared_task
 def apply_retention() -> dict:
     return services.retention_apply()
+
+
+@shared_task
+def rollup_dependencies() -> int:
+    return dependencies.rollup_due()

@@ -10,6 +10,7 @@ urlpatterns = [
         name="jaeger-service-operations",
     ),
     path("api/operations", jaeger_api.OperationsView.as_view(), name="jaeger-operations"),
+    path("api/dependencies", jaeger_api.DependenciesView.as_view(), name="jaeger-dependencies"),
     path("api/traces", jaeger_api.TracesView.as_view(), name="jaeger-traces"),
     path("api/traces/<str:trace_id>", jaeger_api.TraceView.as_view(), name="jaeger-trace"),
 ]

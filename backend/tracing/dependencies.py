@@ -1,0 +1,100 @@
+"""The service dependency graph: per-org, per-minute edges parent service → child service,
+rolled up from the span store by a beat job, so ``/api/dependencies`` and the dashboard's
+service map read small rollups instead of scanning spans.
+
+An edge is counted for every span whose parent span belongs to another service, and for every
+leaf client span whose ``peer.service`` attribute names an uninstrumented peer. Minutes are
+rolled up once they are ``LATE_MS`` old; a span arriving later than that is not counted.
+Re-rolling a minute deletes and recomputes its edges, so the job is idempotent.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db import connection, transaction
+
+from backend.tracing.models import RollupState
+
+MINUTE_MS = 60_000
+LATE_MS = 2 * MINUTE_MS  # how long to wait for late spans before rolling a minute up
+MAX_MINUTES_PER_RUN = 60
+FIRST_RUN_LOOKBACK_MS = 60 * MINUTE_MS
+STATE = "dependencies"
+
+_ROLLUP = """
+WITH edges AS (
+    -- a child span whose parent belongs to another service
+    SELECT c.org_id, ps.name AS parent, cs.name AS child, c.status_code, c.duration_ns
+    FROM trace_spans c
+    JOIN trace_spans p ON p.org_id = c.org_id AND p.trace_id = c.trace_id
+                      AND p.span_id = c.parent_span_id
+    JOIN trace_services ps ON ps.id = p.service_id
+    JOIN trace_services cs ON cs.id = c.service_id
+    WHERE c.start_ns >= %(lo)s AND c.start_ns < %(hi)s AND p.service_id <> c.service_id
+    UNION ALL
+    -- a leaf client span calling an uninstrumented peer
+    SELECT c.org_id, cs.name, left(c.attributes->>'peer.service', 512), c.status_code,
+           c.duration_ns
+    FROM trace_spans c
+    JOIN trace_services cs ON cs.id = c.service_id
+    WHERE c.start_ns >= %(lo)s AND c.start_ns < %(hi)s AND c.kind = 3
+      AND c.attributes ? 'peer.service' AND c.attributes->>'peer.service' <> cs.name
+      AND NOT EXISTS (SELECT 1 FROM trace_spans k WHERE k.org_id = c.org_id
+                      AND k.trace_id = c.trace_id AND k.parent_span_id = c.span_id)
+)
+INSERT INTO trace_dependency_edges (org_id, minute, parent, child, calls, errors,
+                                    duration_ns_sum)
+SELECT org_id, %(minute)s, parent, child, count(*), count(*) FILTER (WHERE status_code = 2),
+       sum(duration_ns)
+FROM edges GROUP BY org_id, parent, child
+"""
+
+
+def rollup_minute(minute_ms: int) -> None:
+    """(Re)compute the edges of one minute for every org."""
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("DELETE FROM trace_dependency_edges WHERE minute = %s", [minute_ms])
+        cur.execute(
+            _ROLLUP,
+            {"lo": minute_ms * 10**6, "hi": (minute_ms + MINUTE_MS) * 10**6, "minute": minute_ms},
+        )
+
+
+def rollup_due(*, now_ms: int | None = None) -> int:
+    """Roll up every minute that is old enough and not done yet; returns minutes rolled up."""
+    now_ms = now_ms or time.time_ns() // 10**6
+    ready_until = (now_ms - LATE_MS) // MINUTE_MS * MINUTE_MS
+    with transaction.atomic():
+        # select_for_update: two beat-triggered runs must not roll the same minutes twice.
+        state, _ = RollupState.objects.select_for_update().get_or_create(
+            name=STATE, defaults={"done_until_ms": ready_until - FIRST_RUN_LOOKBACK_MS}
+        )
+        done = 0
+        minute = state.done_until_ms
+        while minute < ready_until and done < MAX_MINUTES_PER_RUN:
+            rollup_minute(minute)
+            minute += MINUTE_MS
+            done += 1
+        state.done_until_ms = minute
+        state.save(update_fields=["done_until_ms"])
+    return done
+
+
+def dependencies_get(*, org_id: int, start_ms: int, end_ms: int) -> list[dict]:
+    """[{parent, child, callCount, errorCount}] summed over the minutes in [start, end]."""
+    if org_id is None:
+        raise ValueError("dependencies need an org")
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT parent, child, sum(calls), sum(errors) FROM trace_dependency_edges
+            WHERE org_id = %s AND minute >= %s AND minute <= %s
+            GROUP BY parent, child ORDER BY parent, child
+            """,
+            [org_id, start_ms - start_ms % MINUTE_MS, end_ms],
+        )
+        return [
+            {"parent": p, "child": c, "callCount": int(n), "errorCount": int(e)}
+            for p, c, n, e in cur.fetchall()
+        ]

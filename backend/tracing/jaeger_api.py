@@ -214,7 +214,7 @@ class TraceView(JaegerView):
         return envelope([jaeger_trace(spans)])
 
 
-def _int_param(params, name: str) -> int | None:
+def int_param(params, name: str) -> int | None:
     raw = params.get(name)
     if raw in (None, ""):
         return None
@@ -236,21 +236,21 @@ class TracesView(JaegerView):
         service = params.get("service")
         if not service:
             raise BadRequest("parameter 'service' is required")
-        end_us = _int_param(params, "end") or time.time_ns() // 1000
+        end_us = int_param(params, "end") or time.time_ns() // 1000
         lookback = params.get("lookback")
         default_start = end_us - (
             go_duration_ns(lookback) // 1000
             if lookback and lookback != "custom"
             else DEFAULT_LOOKBACK_US
         )
-        start_us = _int_param(params, "start") or default_start
+        start_us = int_param(params, "start") or default_start
         try:
             tags = json.loads(params.get("tags") or "{}")
         except json.JSONDecodeError as exc:
             raise BadRequest(f"tags must be a JSON map: {exc}") from exc
         if not isinstance(tags, dict):
             raise BadRequest("tags must be a JSON map")
-        limit = min(_int_param(params, "limit") or 20, MAX_LIMIT)
+        limit = min(int_param(params, "limit") or 20, MAX_LIMIT)
         operation = params.get("operation") or None
         query = TraceQuery(
             service=service,
@@ -275,8 +275,8 @@ class DependenciesView(JaegerView):
     """``/api/dependencies?endTs=<ms>&lookback=<ms>`` → ``[{parent, child, callCount}]``."""
 
     def get(self, request):
-        end_ms = _int_param(request.query_params, "endTs") or time.time_ns() // 10**6
-        lookback = _int_param(request.query_params, "lookback") or 24 * 3600 * 1000
+        end_ms = int_param(request.query_params, "endTs") or time.time_ns() // 10**6
+        lookback = int_param(request.query_params, "lookback") or 24 * 3600 * 1000
         edges = dependencies.dependencies_get(
             org_id=self.org.pk, start_ms=end_ms - lookback, end_ms=end_ms
         )

@@ -1,0 +1,147 @@
+"""Zipkin's v2 query API (what Grafana's Zipkin data source calls), under ``/zipkin``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rest_framework.response import Response
+
+from backend.tenancy.api_base import OrgAPIView
+from backend.tenancy.models import Scope
+from backend.tracing import dependencies, selectors
+from backend.tracing.jaeger_api import BadRequest, int_param, parse_trace_id
+from backend.tracing.selectors import StoredSpan, TraceQuery
+
+KINDS = {2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+DEFAULT_LOOKBACK_MS = 24 * 3600 * 1000
+
+
+def _tag_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _trace_id(trace_id: bytes) -> str:
+    return (trace_id[8:] if trace_id[:8] == bytes(8) else trace_id).hex()
+
+
+def zipkin_span(span: StoredSpan) -> dict:
+    out = {
+        "traceId": _trace_id(span.trace_id),
+        "id": span.span_id.hex(),
+        "name": span.name,
+        "timestamp": span.start_ns // 1000,
+        "duration": span.duration_ns // 1000,
+        "localEndpoint": {"serviceName": span.service},
+        "tags": {k: _tag_text(v) for k, v in span.attributes.items()},
+    }
+    if span.parent_span_id:
+        out["parentId"] = span.parent_span_id.hex()
+    if span.kind in KINDS:
+        out["kind"] = KINDS[span.kind]
+    if span.status_code == 2:
+        out["tags"]["error"] = span.status_message or "true"
+    if "peer.service" in span.attributes:
+        out["remoteEndpoint"] = {"serviceName": str(span.attributes["peer.service"])}
+    if span.events:
+        out["annotations"] = [
+            {"timestamp": e["time_ns"] // 1000, "value": e["name"]} for e in span.events
+        ]
+    return out
+
+
+class ZipkinView(OrgAPIView):
+    scopes = {"GET": [Scope.TRACES_READ]}
+
+    def handle_exception(self, exc):
+        if isinstance(exc, BadRequest):
+            return Response(str(exc), status=400)
+        return super().handle_exception(exc)
+
+
+class ServicesView(ZipkinView):
+    def get(self, request):
+        return Response(selectors.services_list(org_id=self.org.pk))
+
+
+class SpanNamesView(ZipkinView):
+    def get(self, request):
+        service = request.query_params.get("serviceName", "")
+        names = {n for n, _ in selectors.operations_list(org_id=self.org.pk, service=service)}
+        return Response(sorted(names))
+
+
+class RemoteServicesView(ZipkinView):
+    def get(self, request):
+        service = request.query_params.get("serviceName", "")
+        now_ms = time.time_ns() // 10**6
+        edges = dependencies.dependencies_get(
+            org_id=self.org.pk, start_ms=now_ms - DEFAULT_LOOKBACK_MS, end_ms=now_ms
+        )
+        return Response(sorted({e["child"] for e in edges if e["parent"] == service}))
+
+
+class TraceView(ZipkinView):
+    def get(self, request, trace_id: str):
+        spans = selectors.trace_get(org_id=self.org.pk, trace_id=parse_trace_id(trace_id))
+        if not spans:
+            return Response(f"trace {trace_id} not found", status=404)
+        return Response([zipkin_span(s) for s in spans])
+
+
+def _annotation_query(text: str) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """``error and http.method=GET`` → (tags, errors only)."""
+    tags, errors_only = [], False
+    for term in filter(None, (t.strip() for t in text.split(" and "))):
+        key, sep, value = term.partition("=")
+        if sep:
+            tags.append((key.strip(), value.strip()))
+        elif key == "error":
+            errors_only = True
+        else:
+            raise BadRequest(
+                f"annotationQuery term {term!r}: only key=value and 'error' are supported"
+            )
+    return tuple(tags), errors_only
+
+
+class TracesView(ZipkinView):
+    def get(self, request):
+        params = request.query_params
+        end_ms = int_param(params, "endTs") or time.time_ns() // 10**6
+        lookback = int_param(params, "lookback") or DEFAULT_LOOKBACK_MS
+        tags, errors_only = _annotation_query(params.get("annotationQuery", ""))
+        min_us, max_us = int_param(params, "minDuration"), int_param(params, "maxDuration")
+        service = params.get("serviceName")
+        if not service:
+            raise BadRequest("serviceName is required")
+        span_name = params.get("spanName")
+        query = TraceQuery(
+            service=service,
+            operation=None if span_name in (None, "", "all") else span_name,
+            start_ns=(end_ms - lookback) * 10**6,
+            end_ns=end_ms * 10**6,
+            tags=tags,
+            errors_only=errors_only,
+            min_duration_ns=min_us * 1000 if min_us is not None else None,
+            max_duration_ns=max_us * 1000 if max_us is not None else None,
+            limit=min(int_param(params, "limit") or 10, 1000),
+        )
+        ids = selectors.traces_find(org_id=self.org.pk, query=query)
+        found = selectors.traces_get(org_id=self.org.pk, trace_ids=ids)
+        return Response([[zipkin_span(s) for s in found[t]] for t in ids if t in found])
+
+
+class DependenciesView(ZipkinView):
+    def get(self, request):
+        end_ms = int_param(request.query_params, "endTs") or time.time_ns() // 10**6
+        lookback = int_param(request.query_params, "lookback") or DEFAULT_LOOKBACK_MS
+        return Response(
+            dependencies.dependencies_get(
+                org_id=self.org.pk, start_ms=end_ms - lookback, end_ms=end_ms
+            )
+        )

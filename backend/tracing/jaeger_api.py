@@ -12,6 +12,7 @@ import re
 import time
 from typing import Any
 
+from django.db import DataError
 from rest_framework.response import Response
 
 from backend.tenancy.api_base import OrgAPIView
@@ -224,7 +225,35 @@ def int_param(params, name: str) -> int | None:
         raise BadRequest(f"{name} must be an integer, not {raw!r}") from exc
 
 
+STATUS_CODES = {"UNSET": 0, "OK": 1, "ERROR": 2}
+
+
+def _tag_filters(raw: str | None) -> tuple[tuple[str, str, str], ...]:
+    """Canopy's extension: ``tagFilters=[["http.status_code", "=~", "5.."], ["env", "!=",
+    "dev"]]`` (every filter must hold)."""
+    if not raw:
+        return ()
+    try:
+        filters = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"tagFilters must be a JSON list: {exc}") from exc
+    if not isinstance(filters, list) or not all(
+        isinstance(f, list) and len(f) == 3 and f[1] in selectors.TAG_OPS for f in filters
+    ):
+        raise BadRequest("tagFilters is a list of [key, op, value], op one of = != =~ !~")
+    for _, op, value in filters:
+        if op in ("=~", "!~"):
+            try:
+                re.compile(str(value))
+            except re.error as exc:
+                raise BadRequest(f"invalid regex {value!r}: {exc}") from exc
+    return tuple((str(k), op, str(v)) for k, op, v in filters)
+
+
 class TracesView(JaegerView):
+    """Jaeger's search, plus Canopy's extensions: ``tagFilters`` (negation and regexes),
+    ``errorsOnly=true``, ``statusCode=UNSET|OK|ERROR`` and ``sortBy=start|duration``."""
+
     def get(self, request):
         params = request.query_params
         ids = params.getlist("traceID")
@@ -252,12 +281,23 @@ class TracesView(JaegerView):
             raise BadRequest("tags must be a JSON map")
         limit = min(int_param(params, "limit") or 20, MAX_LIMIT)
         operation = params.get("operation") or None
+        tag_filters = _tag_filters(params.get("tagFilters"))
+        status = params.get("statusCode")
+        if status is not None and status.upper() not in STATUS_CODES:
+            raise BadRequest("statusCode is one of UNSET, OK, ERROR")
+        sort = params.get("sortBy", "start")
+        if sort not in selectors.SORTS:
+            raise BadRequest("sortBy is start or duration")
         query = TraceQuery(
             service=service,
             operation=None if operation == "all" else operation,
             start_ns=start_us * 1000,
             end_ns=end_us * 1000,
             tags=tuple((str(k), str(v)) for k, v in tags.items()),
+            tag_filters=tag_filters,
+            errors_only=params.get("errorsOnly", "").lower() == "true",
+            status_code=STATUS_CODES[status.upper()] if status else None,
+            sort=sort,
             min_duration_ns=go_duration_ns(params["minDuration"])
             if params.get("minDuration")
             else None,
@@ -266,7 +306,10 @@ class TracesView(JaegerView):
             else None,
             limit=limit,
         )
-        trace_ids = selectors.traces_find(org_id=self.org.pk, query=query)
+        try:
+            trace_ids = selectors.traces_find(org_id=self.org.pk, query=query)
+        except DataError as exc:  # a regex Python accepted but PostgreSQL's engine did not
+            raise BadRequest(f"invalid tag filter: {exc}") from exc
         found = selectors.traces_get(org_id=self.org.pk, trace_ids=trace_ids)
         return envelope([jaeger_trace(found[t]) for t in trace_ids if t in found])
 

@@ -137,10 +137,19 @@ class TraceQuery:
     end_ns: int
     operation: str | None = None
     tags: tuple[tuple[str, str], ...] = ()  # every one must match, as text
+    # (key, op, value) with op "=", "!=", "=~" or "!~" (regex fully anchored); an absent
+    # attribute counts as "" (so it satisfies != and !~ of anything non-empty)
+    tag_filters: tuple[tuple[str, str, str], ...] = ()
     min_duration_ns: int | None = None
     max_duration_ns: int | None = None
     errors_only: bool = False
+    status_code: int | None = None
+    sort: str = "start"  # or "duration": the slowest traces first
     limit: int = 20
+
+
+TAG_OPS = {"=": "=", "!=": "<>", "=~": "~", "!~": "!~"}
+SORTS = {"start": "max(s.start_ns)", "duration": "max(s.duration_ns)"}
 
 
 def traces_find(*, org_id: int, query: TraceQuery) -> list[bytes]:
@@ -160,18 +169,25 @@ def traces_find(*, org_id: int, query: TraceQuery) -> list[bytes]:
         params.append(query.max_duration_ns)
     if query.errors_only:
         where.append("s.status_code = 2")
-    for key, value in query.tags:
-        if key == "error" and value == "true":
+    if query.status_code is not None:
+        where.append("s.status_code = %s")
+        params.append(query.status_code)
+    filters = [(k, "=", v) for k, v in query.tags] + list(query.tag_filters)
+    for key, op, value in filters:
+        if key == "error" and op == "=" and value == "true":
             where.append("(s.status_code = 2 OR s.attributes->>'error' = 'true')")
-        else:
-            # Tags match as text, whatever their stored type (Jaeger sends them as strings).
-            where.append("(s.attributes->>%s = %s OR r.attributes->>%s = %s)")
-            params += [key, value, key, value]
-            if "trace_resources r" not in joins:
-                joins += " JOIN trace_resources r ON r.id = s.resource_id"
+            continue
+        # Tags match as text, whatever their stored type (Jaeger sends them as strings), on
+        # the span's attributes first and its resource's second.
+        if op in ("=~", "!~"):
+            value = f"^(?:{value})$"
+        where.append(f"coalesce(s.attributes->>%s, r.attributes->>%s, '') {TAG_OPS[op]} %s")
+        params += [key, key, value]
+        if "trace_resources r" not in joins:
+            joins += " JOIN trace_resources r ON r.id = s.resource_id"
     sql_text = (
         f"SELECT s.trace_id FROM trace_spans s {joins} WHERE {' AND '.join(where)} "  # noqa: S608
-        "GROUP BY s.trace_id ORDER BY max(s.start_ns) DESC LIMIT %s"
+        f"GROUP BY s.trace_id ORDER BY {SORTS[query.sort]} DESC LIMIT %s"
     )
     with connection.cursor() as cur:
         cur.execute(sql_text, [*params, query.limit])

@@ -169,3 +169,74 @@ def test_isolation(api, traces, tenants):
     assert get(api, "/jaeger/api/services/checkout/operations", outsider)[1]["data"] == []
     assert get(api, "/jaeger/api/services", tenants.token(["metrics:read"]))[0] == 403
     assert api.get("/jaeger/api/services").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("extra", "found"),
+    [
+        ({"tagFilters": json.dumps([["db.system", "=~", "post.*"]])}, True),
+        ({"tagFilters": json.dumps([["db.system", "=~", "post"]])}, False),  # anchored
+        (
+            {
+                "tagFilters": json.dumps(
+                    [["db.system", "!=", "postgresql"], ["http.status_code", "!~", "5.."]]
+                )
+            },
+            True,
+        ),
+        ({"tagFilters": json.dumps([["k8s.namespace", "=", "shop"]])}, True),  # resource
+        ({"tagFilters": json.dumps([["k8s.namespace", "!=", "shop"]])}, False),
+        ({"errorsOnly": "true", "operation": "SELECT"}, True),
+        ({"errorsOnly": "true", "operation": "GET /cart"}, False),
+        ({"statusCode": "UNSET", "operation": "GET /cart"}, True),
+        ({"statusCode": "OK"}, False),
+        ({"sortBy": "duration"}, True),
+    ],
+)
+def test_search_beyond_jaeger(api, traces, extra, found):
+    base = {
+        "service": "checkout",
+        "start": str(NOW // 1000 - 10**6),
+        "end": str(NOW // 1000 + 10**7),
+    }
+    status, body = get(api, "/jaeger/api/traces", traces, **{**base, **extra})
+    assert status == 200, body
+    assert len(body["data"]) == (1 if found else 0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"tagFilters": "not json"},
+        {"tagFilters": json.dumps([["a", "like", "b"]])},
+        {"tagFilters": json.dumps([["a", "=~", "("]])},
+        {"tagFilters": json.dumps([["a", "=~", "(?P<n>x)y"]])},  # Python-only syntax
+        {"statusCode": "MAYBE"},
+        {"sortBy": "name"},
+    ],
+)
+def test_search_extensions_refuse_bad_input(api, traces, bad):
+    status, body = get(api, "/jaeger/api/traces", traces, service="checkout", **bad)
+    assert status == 400 and body["errors"][0]["msg"]
+
+
+def test_sort_by_duration_puts_the_slowest_first(api, client, tenants, traces):
+    token = tenants.token(["traces:write"])
+    slow = otlp_request([span("eee19b7ec3c1b199", name="GET /cart", start=NOW + 10**9)])
+    slow.resource_spans[0].scope_spans[0].spans[0].trace_id = b"\x07" * 16
+    slow.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = NOW + 10**9 + 10**8
+    post_otlp(client, slow.SerializeToString(), token)
+    services.org_drain(org_id=tenants.org.pk)
+    base = {
+        "service": "checkout",
+        "start": str(NOW // 1000 - 10**6),
+        "end": str(NOW // 1000 + 10**7),
+    }
+    by_start = get(api, "/jaeger/api/traces", traces, **base)[1]["data"]
+    by_duration = get(api, "/jaeger/api/traces", traces, sortBy="duration", **base)[1]["data"]
+    assert [t["traceID"] for t in by_start] == ["07" * 16, TRACE.hex()]  # newest first
+    assert [t["traceID"] for t in by_duration] == ["07" * 16, TRACE.hex()]
+    fast_first = get(
+        api, "/jaeger/api/traces", traces, **{**base, "minDuration": "1ms", "maxDuration": "10ms"}
+    )[1]["data"]
+    assert [t["traceID"] for t in fast_first] == [TRACE.hex()]

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
 from backend.tracing import dependencies, selectors
+from backend.tracing.critical_path import critical_path
 from backend.tracing.selectors import StoredSpan, TraceQuery
 
 KIND_NAMES = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
@@ -327,5 +328,21 @@ class DependenciesView(JaegerView):
             [
                 {"parent": e["parent"], "child": e["child"], "callCount": e["callCount"]}
                 for e in edges
+            ]
+        )
+
+
+class CriticalPathView(JaegerView):
+    """``/api/traces/{id}/critical-path`` → chronological ``[{spanID, startTime, endTime}]``
+    (µs): the dashboard highlights these; their durations add up to the trace's."""
+
+    def get(self, request, trace_id: str):
+        spans = selectors.trace_get(org_id=self.org.pk, trace_id=parse_trace_id(trace_id))
+        if not spans:
+            return error(404, "trace not found")
+        return envelope(
+            [
+                {"spanID": sid.hex(), "startTime": start // 1000, "endTime": end // 1000}
+                for sid, start, end in critical_path(spans)
             ]
         )

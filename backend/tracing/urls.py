@@ -13,4 +13,9 @@ urlpatterns = [
     path("api/dependencies", jaeger_api.DependenciesView.as_view(), name="jaeger-dependencies"),
     path("api/traces", jaeger_api.TracesView.as_view(), name="jaeger-traces"),
     path("api/traces/<str:trace_id>", jaeger_api.TraceView.as_view(), name="jaeger-trace"),
+    path(
+        "api/traces/<str:trace_id>/critical-path",
+        jaeger_api.CriticalPathView.as_view(),
+        name="jaeger-critical-path",
+    ),
 ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from backend.tracing import jaeger_api
+from backend.tracing import jaeger_api, jaeger_v3_api
 
 urlpatterns = [
     path("api/services", jaeger_api.ServicesView.as_view(), name="jaeger-services"),
@@ -18,4 +18,8 @@ urlpatterns = [
         jaeger_api.CriticalPathView.as_view(),
         name="jaeger-critical-path",
     ),
+    path("api/v3/services", jaeger_v3_api.ServicesView.as_view(), name="jaeger-v3-services"),
+    path("api/v3/operations", jaeger_v3_api.OperationsView.as_view(), name="jaeger-v3-operations"),
+    path("api/v3/traces", jaeger_v3_api.TracesView.as_view(), name="jaeger-v3-traces"),
+    path("api/v3/traces/<str:trace_id>", jaeger_v3_api.TraceView.as_view(), name="jaeger-v3-trace"),
 ]

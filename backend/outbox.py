@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django_redis import get_redis_connection
 
 _PENDING_TTL = 10  # seconds; a lost task is picked up by the outbox sweep anyway
@@ -17,8 +18,14 @@ def drain_requested(kind: str, org_id: int, task) -> None:
     The task calls :func:`drain_started` before it claims batches, so a batch committed before
     a refused SET NX is always seen by the queued task.
     """
-    if get_redis_connection("default").set(_key(kind, org_id), 1, nx=True, ex=_PENDING_TTL):
-        task.delay(org_id)
+
+    def request() -> None:
+        if get_redis_connection("default").set(_key(kind, org_id), 1, nx=True, ex=_PENDING_TTL):
+            task.delay(org_id)
+
+    # Inside a transaction (the span-metrics rollup), the task must not run before the batch
+    # is committed; in autocommit (the receivers) this runs at once.
+    transaction.on_commit(request)
 
 
 def drain_started(kind: str, org_id: int) -> None:

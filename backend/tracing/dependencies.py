@@ -14,6 +14,7 @@ import time
 
 from django.db import connection, transaction
 
+from backend.tracing import span_metrics
 from backend.tracing.models import RollupState
 
 MINUTE_MS = 60_000
@@ -74,6 +75,7 @@ def rollup_due(*, now_ms: int | None = None) -> int:
         minute = state.done_until_ms
         while minute < ready_until and done < MAX_MINUTES_PER_RUN:
             rollup_minute(minute)
+            span_metrics.write_minute(minute)  # same transaction: counted exactly once
             minute += MINUTE_MS
             done += 1
         state.done_until_ms = minute

@@ -99,3 +99,22 @@ class RollupState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} until {self.done_until_ms}"
+
+
+class MetricTotal(models.Model):
+    """The running total of one span-metrics counter series (for cumulative samples)."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    fingerprint = models.BigIntegerField()
+    total = models.FloatField()
+
+    objects = TenantManager()
+
+    class Meta:
+        db_table = "trace_metric_totals"
+        constraints = [
+            models.UniqueConstraint(fields=["org", "fingerprint"], name="trace_metric_total_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.fingerprint} = {self.total}"

@@ -1,0 +1,149 @@
+"""RED metrics derived from spans, written into the metrics store under the names Tempo's
+metrics-generator uses, so PromQL over them works like over any other series:
+
+- ``traces_spanmetrics_calls_total{service, span_name, span_kind, status_code}``
+- ``traces_spanmetrics_latency_bucket{…, le}``, ``_sum``, ``_count`` (seconds)
+- ``traces_service_graph_request_total{client, server}``,
+  ``traces_service_graph_request_failed_total{client, server}``,
+  ``traces_service_graph_request_server_seconds_sum`` / ``_count``
+
+The dependency rollup calls :func:`write_minute` once per minute it rolls up, in the same
+transaction that advances its watermark, so each minute is added to the cumulative counters
+exactly once. Counters are cumulative per series (``trace_metric_totals`` keeps the running
+totals) and stamped at the end of the minute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from django.db import connection
+
+from backend.metrics.catalog import fingerprint, series_resolve
+from backend.metrics.services import samples_write
+from backend.tenancy.selectors import limits_get
+
+# Tempo's default span-metrics histogram buckets, in seconds.
+BUCKETS = (
+    0.002,
+    0.004,
+    0.008,
+    0.016,
+    0.032,
+    0.064,
+    0.128,
+    0.256,
+    0.512,
+    1.024,
+    2.048,
+    4.096,
+    8.192,
+    16.384,
+)
+KINDS = {
+    0: "SPAN_KIND_UNSPECIFIED",
+    1: "SPAN_KIND_INTERNAL",
+    2: "SPAN_KIND_SERVER",
+    3: "SPAN_KIND_CLIENT",
+    4: "SPAN_KIND_PRODUCER",
+    5: "SPAN_KIND_CONSUMER",
+}
+STATUSES = {0: "STATUS_CODE_UNSET", 1: "STATUS_CODE_OK", 2: "STATUS_CODE_ERROR"}
+
+_BUCKET_COLUMNS = ", ".join(
+    f"count(*) FILTER (WHERE s.duration_ns <= {int(b * 1e9)})" for b in BUCKETS
+)
+_SPANS = f"""
+SELECT s.org_id, sv.name, op.name, s.kind, s.status_code, count(*), sum(s.duration_ns),
+       {_BUCKET_COLUMNS}
+FROM trace_spans s
+JOIN trace_services sv ON sv.id = s.service_id
+JOIN trace_operations op ON op.id = s.operation_id
+WHERE s.start_ns >= %s AND s.start_ns < %s
+GROUP BY 1, 2, 3, 4, 5
+"""  # noqa: S608  (the bucket bounds are constants of this module)
+
+
+def _labels(name: str, **labels: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({"__name__": name, **labels}.items()))
+
+
+def _increments(minute_ms: int) -> dict[int, list[tuple[tuple, float]]]:
+    """{org id: [(label set, increment)]} for the spans and edges of one minute."""
+    out: dict[int, list[tuple[tuple, float]]] = {}
+    with connection.cursor() as cur:
+        cur.execute(_SPANS, [minute_ms * 10**6, (minute_ms + 60_000) * 10**6])
+        for org_id, service, span_name, kind, status, calls, dur_sum, *buckets in cur.fetchall():
+            base = {
+                "service": service,
+                "span_name": span_name,
+                "span_kind": KINDS.get(kind, ""),
+                "status_code": STATUSES.get(status, ""),
+            }
+            rows = out.setdefault(org_id, [])
+            rows.append((_labels("traces_spanmetrics_calls_total", **base), calls))
+            rows.append((_labels("traces_spanmetrics_latency_count", **base), calls))
+            rows.append((_labels("traces_spanmetrics_latency_sum", **base), float(dur_sum) / 1e9))
+            for bound, n in zip(BUCKETS, buckets, strict=True):
+                rows.append(
+                    (_labels("traces_spanmetrics_latency_bucket", le=repr(bound), **base), n)
+                )
+            rows.append((_labels("traces_spanmetrics_latency_bucket", le="+Inf", **base), calls))
+        cur.execute(
+            "SELECT org_id, parent, child, calls, errors, duration_ns_sum "
+            "FROM trace_dependency_edges WHERE minute = %s",
+            [minute_ms],
+        )
+        for org_id, client, server, calls, errors, dur_sum in cur.fetchall():
+            pair = {"client": client, "server": server}
+            rows = out.setdefault(org_id, [])
+            rows.append((_labels("traces_service_graph_request_total", **pair), calls))
+            rows.append((_labels("traces_service_graph_request_failed_total", **pair), errors))
+            rows.append(
+                (_labels("traces_service_graph_request_server_seconds_count", **pair), calls)
+            )
+            rows.append(
+                (_labels("traces_service_graph_request_server_seconds_sum", **pair), dur_sum / 1e9)
+            )
+    return out
+
+
+def write_minute(minute_ms: int) -> int:
+    """Add one minute's span metrics to the cumulative series; returns samples written."""
+    written = 0
+    stamp = minute_ms + 60_000
+    for org_id, rows in _increments(minute_ms).items():
+        label_sets = [labels for labels, _ in rows]
+        fps = [fingerprint(labels) for labels in label_sets]
+        with connection.cursor() as cur:
+            cur.execute(
+                """
+                INSERT INTO trace_metric_totals (org_id, fingerprint, total)
+                SELECT %s, f, v FROM unnest(%s::bigint[], %s::float8[]) AS t(f, v)
+                ORDER BY f
+                ON CONFLICT (org_id, fingerprint)
+                DO UPDATE SET total = trace_metric_totals.total + EXCLUDED.total
+                RETURNING fingerprint, total
+                """,
+                [org_id, fps, [float(v) for _, v in rows]],
+            )
+            totals = dict(cur.fetchall())
+        limits = limits_get(org_id=org_id)
+        ids = np.array(
+            series_resolve(
+                org_id=org_id,
+                label_sets=label_sets,
+                max_per_user=limits.max_global_series_per_user,
+                max_per_metric=limits.max_global_series_per_metric,
+            )
+        )
+        keep = ids > 0  # series over the org's limits are skipped, like any refused series
+        if keep.any():
+            values = np.array([totals[f] for f in fps])[keep]
+            samples_write(
+                org_id=org_id,
+                series_ids=ids[keep],
+                timestamps=np.full(int(keep.sum()), stamp),
+                values=values,
+            )
+            written += int(keep.sum())
+    return written

@@ -1,0 +1,186 @@
+"""Trace query benchmark: p50/p95 latency of the Jaeger API on a large span store.
+
+    .venv/bin/python bench/traces_query.py                 # 5,000,000 spans for the tenant
+    .venv/bin/python bench/traces_query.py --spans 1000000
+
+A fresh Canopy (bench/canopy_server.py) is filled directly in PostgreSQL (generate_series,
+so loading takes minutes, not hours): the tenant's spans spread over the last 24 hours
+across 20 services x 10 operations, traces of 10 spans (a root and 9 children in other
+services), Envoy-like tags with 2 % errors; another org's spans (a fifth as many) sit
+beside them. The dependency rollups are computed for the 24 hours, then each query runs
+--repeat times through the HTTP API: trace by id, service+operation search (last hour),
+tag search (http.status_code=500, last hour) and /api/dependencies over 24 h.
+Targets (issue 6): trace by id < 50 ms, searches < 300 ms at p95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.canopy_server import CanopyServer
+
+SERVICES, OPERATIONS, SPANS_PER_TRACE = 20, 10, 10
+DAY_NS = 24 * 3600 * 10**9
+
+_FILL = """
+INSERT INTO trace_spans (org_id, trace_id, span_id, parent_span_id, service_id, operation_id,
+    kind, start_ns, duration_ns, status_code, resource_id, attributes, flags)
+SELECT %(org)s,
+       decode(lpad(to_hex(%(salt)s::bigint), 16, '0') || lpad(to_hex(g / 10), 16, '0'), 'hex'),
+       decode(lpad(to_hex(g), 16, '0'), 'hex'),
+       CASE WHEN g %% 10 = 0 THEN NULL ELSE decode(lpad(to_hex(g - g %% 10), 16, '0'), 'hex') END,
+       (%(services)s)[1 + (g / 10 + g %% 10) %% 20],
+       (%(operations)s)[1 + ((g / 10 + g %% 10) %% 20) * 10 + (g / 10) %% 10],
+       CASE WHEN g %% 10 = 0 THEN 2 ELSE 3 END,
+       %(t0)s + (g / 10) * %(step)s + (g %% 10) * 1000,
+       1000000 + (g * 7919) %% 50000000,
+       CASE WHEN (g / 10) %% 50 = 0 THEN 2 ELSE 0 END,
+       %(resource)s,
+       jsonb_build_object('http.method', 'GET', 'http.status_code',
+                          CASE WHEN (g / 10) %% 50 = 0 THEN 500 ELSE 200 END,
+                          'upstream_cluster', 'outbound|9080||svc-' || (g %% 20),
+                          'node_id', 'sidecar~10.0.' || (g %% 250) || '.7~pod-' || (g %% 997),
+                          'guid:x-request-id', md5(g::text)),
+       1
+FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS g
+"""
+
+
+def fill(srv: CanopyServer, org_id: int, n_spans: int, salt: int) -> None:
+    services = [
+        srv.sql(
+            "INSERT INTO trace_services (org_id, name, first_seen) VALUES "
+            "(%s, %s, now()) RETURNING id",
+            [org_id, f"svc-{i}"],
+        )[0][0]
+        for i in range(SERVICES)
+    ]
+    operations = [
+        srv.sql(
+            "INSERT INTO trace_operations (org_id, service_id, name, kind, "
+            "first_seen) VALUES (%s, %s, %s, 2, now()) RETURNING id",
+            [org_id, services[s], f"GET /api/{o}"],
+        )[0][0]
+        for s in range(SERVICES)
+        for o in range(OPERATIONS)
+    ]
+    ((resource,),) = srv.sql(
+        "INSERT INTO trace_resources (org_id, attributes_hash, attributes)"
+        " VALUES (%s, %s, '{}') RETURNING id",
+        [org_id, salt],
+    )
+    now = time.time_ns()
+    t0 = now - DAY_NS
+    step = DAY_NS // max(1, n_spans // SPANS_PER_TRACE)
+    for day in range(3):  # partitions for yesterday, today and tomorrow
+        d = (now // 10**6 // 86_400_000 + day - 1) * 86_400_000
+        name = time.strftime("%Y%m%d", time.gmtime(d / 1000))
+        srv.sql(
+            f"CREATE TABLE IF NOT EXISTS trace_spans_{name} PARTITION OF trace_spans "
+            f"FOR VALUES FROM ({d * 10**6}) TO ({(d + 86_400_000) * 10**6})"
+        )
+    chunk = 500_000
+    for lo in range(0, n_spans, chunk):
+        srv.sql(
+            _FILL,
+            {
+                "org": org_id,
+                "salt": salt,
+                "services": services,
+                "operations": operations,
+                "t0": t0,
+                "step": step,
+                "resource": resource,
+                "lo": lo,
+                "hi": min(n_spans, lo + chunk),
+            },
+        )
+
+
+def timed(session, url, params, repeat) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        r = session.get(url, params=params, timeout=60)
+        out.append((time.perf_counter() - t) * 1000)
+        r.raise_for_status()
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--spans", type=int, default=5_000_000)
+    p.add_argument("--repeat", type=int, default=40)
+    args = p.parse_args(argv)
+    with CanopyServer() as srv:
+        t = time.perf_counter()
+        other = srv.sql(
+            "INSERT INTO tenancy_organization (slug, name, created_at) VALUES "
+            "('neighbour', 'Neighbour', now()) RETURNING id"
+        )[0][0]
+        fill(srv, srv.org_id, args.spans, salt=1)
+        fill(srv, other, args.spans // 5, salt=2)
+        srv.sql("ANALYZE trace_spans")
+        print(
+            f"loaded {args.spans:,} + {args.spans // 5:,} spans in {time.perf_counter() - t:.0f}s"
+        )
+        t = time.perf_counter()
+        srv._manage(
+            "shell",
+            "-c",
+            "from backend.tracing.dependencies import rollup_due, "
+            "MAX_MINUTES_PER_RUN\nimport backend.tracing.dependencies as d\n"
+            "d.MAX_MINUTES_PER_RUN = 2000\nd.FIRST_RUN_LOOKBACK_MS = 25 * 3600_000\n"
+            "print(rollup_due())",
+        )
+        print(f"dependency rollups for 24 h computed in {time.perf_counter() - t:.0f}s")
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {srv.token}"
+        base = srv.url + "/jaeger/api"
+        now_us = time.time_ns() // 1000
+        hour = {"start": now_us - 3600 * 10**6, "end": now_us, "limit": 20}
+        ids = [f"{1:016x}{random.randrange(args.spans // 10):016x}" for _ in range(args.repeat)]
+        results = {}
+        results["trace by id"] = [timed(session, f"{base}/traces/{i}", {}, 1)[0] for i in ids]
+        results["service+operation search, 1 h"] = timed(
+            session,
+            f"{base}/traces",
+            {**hour, "service": "svc-3", "operation": "GET /api/4"},
+            args.repeat,
+        )
+        results["tag search http.status_code=500, 1 h"] = timed(
+            session,
+            f"{base}/traces",
+            {**hour, "service": "svc-0", "tags": '{"http.status_code":"500"}'},
+            args.repeat,
+        )
+        results["dependencies, 24 h"] = timed(
+            session,
+            f"{base}/dependencies",
+            {"endTs": now_us // 1000, "lookback": 86_400_000},
+            args.repeat,
+        )
+        ((size,),) = srv.sql(
+            "SELECT sum(pg_total_relation_size(oid)) FROM pg_class "
+            "WHERE relname LIKE 'trace_spans_2%%' AND relkind = 'r'"
+        )
+    print(f"span tables: {size / 2**30:.1f} GiB")
+    print(f"{'query':42s} {'p50 ms':>8s} {'p95 ms':>8s}")
+    for name, ms in results.items():
+        ms = sorted(ms)
+        print(f"{name:42s} {statistics.median(ms):8.1f} {ms[int(len(ms) * 0.95) - 1]:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Queueing the drain of an org's outbox (``metric_batches``, ``trace_batches``) once."""
+"""Queueing and running the drain of an org's outbox (``metric_batches``, ``trace_batches``)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,16 @@ def drain_requested(kind: str, org_id: int, task) -> None:
 
 def drain_started(kind: str, org_id: int) -> None:
     get_redis_connection("default").delete(_key(kind, org_id))
+
+
+def drain(kind: str, org_id: int, drain_once, *, max_rounds: int = 20) -> int:
+    """What a drain task does: clear the pending flag, then call ``drain_once()`` (which
+    returns what it stored, or None when it claimed no batch) until the outbox is empty."""
+    drain_started(kind, org_id)
+    stored = 0
+    for _ in range(max_rounds):
+        moved = drain_once()
+        if moved is None:
+            break
+        stored += moved
+    return stored

@@ -29,6 +29,7 @@ from backend.tenancy.ttlcache import TTLCache
 from ingest import series_ids
 from ingest.decoders.errors import DecodeError, PayloadTooLarge, UnsupportedMediaType
 from ingest.decoders.remote_write import LabelLimits, Rejection, decode_remote_write
+from ingest.http_io import read_capped_body, text_response
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +43,6 @@ _seen_metadata: TTLCache[tuple[int, tuple[str, str, str, str]], bool] = TTLCache
 
 def forget_seen_metadata() -> None:
     _seen_metadata.clear()
-
-
-def _text(status: int, message: str, **headers: str) -> HttpResponse:
-    response = HttpResponse(message.rstrip() + "\n", status=status, content_type="text/plain")
-    for name, value in headers.items():
-        response[name] = value
-    return response
-
-
-def _read_body(request: HttpRequest, cap: int) -> bytes:
-    declared = request.META.get("CONTENT_LENGTH")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {cap} bytes")
-    body = request.read(cap + 1)
-    if len(body) > cap:
-        raise PayloadTooLarge(f"request body exceeds the limit of {cap} bytes")
-    return body
 
 
 def _written_headers(samples: int, histograms: int = 0, exemplars: int = 0) -> dict[str, str]:
@@ -94,13 +78,13 @@ def _series_limit_rejections(ids: np.ndarray, sample_series: np.ndarray, limits)
 
 @csrf_exempt
 @require_POST
-@token_required(Scope.METRICS_WRITE, error=lambda status, msg: _text(status, msg))
+@token_required(Scope.METRICS_WRITE, error=text_response)
 def push(request: HttpRequest) -> HttpResponse:
     org_id = request.org.pk
     limits = limits_get(org_id=org_id)
     now_ms = int(time.time() * 1000)
     try:
-        body = _read_body(request, limits.max_request_bytes)
+        body = read_capped_body(request, limits.max_request_bytes)
         batch = decode_remote_write(
             body,
             content_type=request.META.get("CONTENT_TYPE"),
@@ -125,7 +109,7 @@ def push(request: HttpRequest) -> HttpResponse:
             else 400
         )
         rejections_count(org_id=org_id, signal="metrics", reasons={f"http_{status}": 1})
-        return _text(status, str(exc))
+        return text_response(status, str(exc))
 
     n_samples = len(batch.values)
     rejected = list(batch.rejected)
@@ -141,7 +125,7 @@ def push(request: HttpRequest) -> HttpResponse:
                 rejections_count(
                     org_id=org_id, signal="metrics", reasons={"rate_limited": n_samples}
                 )
-                return _text(
+                return text_response(
                     429,
                     f"ingestion rate limit ({limits.ingestion_rate} samples/s) with burst size "
                     f"{limits.ingestion_burst_size} exceeded while adding {n_samples} samples",
@@ -173,7 +157,7 @@ def push(request: HttpRequest) -> HttpResponse:
                 _seen_metadata.set((org_id, m), True)
     except (DatabaseError, RedisError) as exc:
         log.exception("remote-write storage unavailable")
-        return _text(
+        return text_response(
             503,
             f"storage temporarily unavailable: {exc.__class__.__name__}",
             **{"Retry-After": "5"},
@@ -201,7 +185,7 @@ def push(request: HttpRequest) -> HttpResponse:
         lines += [f"{r.reason}: {r.message}" for r in rejected[:MAX_REASONS_IN_BODY]]
         if len(rejected) > MAX_REASONS_IN_BODY:
             lines.append(f"... and {len(rejected) - MAX_REASONS_IN_BODY} more reasons")
-        return _text(400, "\n".join(lines), **headers)
+        return text_response(400, "\n".join(lines), **headers)
     response = HttpResponse(status=204)
     for name, value in headers.items():
         response[name] = value

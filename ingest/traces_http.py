@@ -21,6 +21,7 @@ from ingest.decoders.otlp_traces import (
     response_media_type,
 )
 from ingest.decoders.zipkin import decode_zipkin_spans
+from ingest.http_io import read_capped_body, text_response
 from ingest.traces_accept import RateLimited, accept_spans, span_limits
 
 log = logging.getLogger(__name__)
@@ -37,16 +38,6 @@ def _status_for(exc: DecodeError) -> int:
     if isinstance(exc, PayloadTooLarge):
         return 413
     return 415 if isinstance(exc, UnsupportedMediaType) else 400
-
-
-def _read(request: HttpRequest, cap: int) -> bytes:
-    declared = request.META.get("CONTENT_LENGTH")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {cap}")
-    body = request.read(cap + 1)
-    if len(body) > cap:
-        raise PayloadTooLarge(f"request body exceeds the limit of {cap} bytes")
-    return body
 
 
 # --- OTLP/HTTP ----------------------------------------------------------------------------------
@@ -87,7 +78,7 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     cap = min(OTLP_MAX_BODY, limits.max_request_bytes)
     try:
         batch = decode_otlp_traces(
-            _read(request, cap),
+            read_capped_body(request, cap),
             content_type=content_type,
             content_encoding=request.META.get("HTTP_CONTENT_ENCODING"),
             max_size=cap,
@@ -115,21 +106,14 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
 # --- Zipkin v2 ----------------------------------------------------------------------------------
 
 
-def _text(status: int, message: str, **headers: str) -> HttpResponse:
-    response = HttpResponse(message.rstrip() + "\n", status=status, content_type="text/plain")
-    for name, value in headers.items():
-        response[name] = value
-    return response
-
-
 @csrf_exempt
 @require_POST
-@token_required(Scope.TRACES_WRITE, error=_text)
+@token_required(Scope.TRACES_WRITE, error=text_response)
 def zipkin_spans(request: HttpRequest) -> HttpResponse:
     limits = limits_get(org_id=request.org.pk)
     try:
         batch = decode_zipkin_spans(
-            _read(request, limits.max_request_bytes),
+            read_capped_body(request, limits.max_request_bytes),
             content_type=request.META.get("CONTENT_TYPE"),
             content_encoding=request.META.get("HTTP_CONTENT_ENCODING"),
             max_size=limits.max_request_bytes,
@@ -137,12 +121,12 @@ def zipkin_spans(request: HttpRequest) -> HttpResponse:
         )
         accepted = accept_spans(org_id=request.org.pk, limits=limits, batch=batch)
     except DecodeError as exc:
-        return _text(_status_for(exc), str(exc))
+        return text_response(_status_for(exc), str(exc))
     except RateLimited as exc:
-        return _text(429, str(exc), **{"Retry-After": str(exc.retry_after)})
+        return text_response(429, str(exc), **{"Retry-After": str(exc.retry_after)})
     except (DatabaseError, RedisError) as exc:
         log.exception("trace storage unavailable")
-        return _text(
+        return text_response(
             503,
             f"storage temporarily unavailable: {exc.__class__.__name__}",
             **{"Retry-After": "5"},
@@ -150,5 +134,5 @@ def zipkin_spans(request: HttpRequest) -> HttpResponse:
     if accepted.rejected:
         # Zipkin has no partial success: the valid spans are stored, and the 400 says which
         # were not and why.
-        return _text(400, f"{accepted.stored} span(s) stored; {accepted.message()}")
+        return text_response(400, f"{accepted.stored} span(s) stored; {accepted.message()}")
     return HttpResponse(status=202)

@@ -31,14 +31,9 @@ def samples_write(
 
 def org_drain(*, org_id: int, max_rounds: int = 20) -> int:
     """Drain the org's outbox (what the ingest task does); returns samples moved."""
-    outbox.drain_started("metrics", org_id)
-    moved = 0
-    for _ in range(max_rounds):
-        n = storage.batches_drain(org_id=org_id)
-        moved += n
-        if n == 0:
-            break
-    return moved
+    return outbox.drain(
+        "metrics", org_id, lambda: storage.batches_drain(org_id=org_id), max_rounds=max_rounds
+    )
 
 
 def metadata_upsert(*, org_id: int, entries: Sequence[tuple[str, str, str, str]]) -> None:

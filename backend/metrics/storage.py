@@ -123,8 +123,9 @@ def _to_blocks(org_id: int, samples: blocks.Samples, names: dict[int, str]) -> l
     return rows
 
 
-def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int:
-    """Move up to ``max_batches`` of the org's outbox into blocks; returns samples moved."""
+def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int | None:
+    """Move up to ``max_batches`` of the org's outbox into blocks; returns samples moved, None
+    if there was no batch."""
     with transaction.atomic(), connection.cursor() as cur:
         # SKIP LOCKED: two workers draining the same org take disjoint batches.
         cur.execute(
@@ -138,7 +139,7 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int:
         )
         rows = sorted(cur.fetchall())  # arrival order, so that a later write wins
         if not rows:
-            return 0
+            return None
         series = np.concatenate([blocks.unpack(r[1], "<i8") for r in rows])
         ts = np.concatenate([blocks.unpack(r[2], "<i8") for r in rows])
         values = np.concatenate([blocks.unpack(r[3], "<f8") for r in rows])

@@ -23,14 +23,9 @@ def spans_write(*, org_id: int, spans: Sequence[SpanLike]) -> int:
 
 def org_drain(*, org_id: int, max_rounds: int = 20) -> int:
     """Move the org's outbox into the span table; returns spans newly stored."""
-    outbox.drain_started("traces", org_id)
-    stored = 0
-    for _ in range(max_rounds):
-        moved = storage.batches_drain(org_id=org_id)
-        if moved is None:
-            break
-        stored += moved
-    return stored
+    return outbox.drain(
+        "traces", org_id, lambda: storage.batches_drain(org_id=org_id), max_rounds=max_rounds
+    )
 
 
 def retention_apply(*, now_ns: int | None = None) -> dict:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import re2
 from django.db import connection
 from psycopg import sql
 
 from backend.metrics import storage
 from backend.metrics.catalog import label_pair_ids, label_pairs_by_id, label_pairs_named
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+def anchored_regex(pattern: str):
+    """Prometheus's regexes: RE2 syntax and linear time whatever the pattern, fully anchored.
+    Raises ``re2.error`` for an invalid pattern."""
+    return re2.compile(f"^(?:{pattern})$", options=_RE2_OPTIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +31,7 @@ class Matcher:
 
     def compile(self):
         if self.op in ("=~", "!~"):
-            # Prometheus regexes are fully anchored.
-            return re.compile(f"(?:{self.value})\\Z", re.DOTALL)
+            return anchored_regex(self.value)
         return None
 
 
@@ -100,6 +108,22 @@ def samples_for_series(
     """(timestamps ms int64, values float64) per series within [start, end]."""
     names = {sid: labels.get("__name__", "") for sid, labels in series.items()}
     return storage.samples_fetch(org_id=org_id, series=names, start_ms=start_ms, end_ms=end_ms)
+
+
+def label_names(*, org_id: int) -> list[str]:
+    """Every label name the org's series use, sorted."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT name FROM metric_label_pairs WHERE org_id = %s ORDER BY name",
+            [org_id],
+        )
+        return [name for (name,) in cur.fetchall()]
+
+
+def label_values(*, org_id: int, name: str) -> list[str]:
+    """Every (non-empty) value of one label name across the org's series, sorted."""
+    with connection.cursor() as cur:
+        return sorted(value for _, value in label_pairs_named(cur, org_id, name) if value)
 
 
 def metadata_list(*, org_id: int, metric: str | None = None) -> list[tuple[str, str, str, str]]:

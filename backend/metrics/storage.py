@@ -234,16 +234,20 @@ def blocks_compact(*, min_age_seconds: float = 30, max_groups: int = 200) -> int
     return merged
 
 
-def samples_fetch(
+def samples_fetch_flat(
     *, org_id: int, series: dict[int, str], start_ms: int, end_ms: int
-) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """(timestamps, values) per series id, sorted, de-duplicated, within [start, end].
+) -> blocks.Samples:
+    """The samples of ``series`` within [start, end] as three flat arrays, sorted by (series id,
+    timestamp) and de-duplicated: the layout the PromQL engine searches in one go.
 
     ``series`` maps each wanted series id to its metric name (from ``series_match``), which
     says which blocks to read.
     """
+    empty = blocks.Samples(
+        series=np.empty(0, np.int64), timestamps=np.empty(0, np.int64), values=np.empty(0)
+    )
     if not series:
-        return {}
+        return empty
     names = sorted(set(series.values()))
     wanted = np.fromiter(series.keys(), dtype=np.int64)
     with connection.cursor() as cur:
@@ -265,13 +269,20 @@ def samples_fetch(
         parts_t.append(part.timestamps[keep])
         parts_v.append(part.values[keep])
     if not parts_s:
-        return {}
-    samples = blocks.normalize(
+        return empty
+    return blocks.normalize(
         np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
     )
-    if len(samples) == 0:
-        return {}
+
+
+def samples_fetch(
+    *, org_id: int, series: dict[int, str], start_ms: int, end_ms: int
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """(timestamps, values) per series id, sorted, de-duplicated, within [start, end]."""
+    samples = samples_fetch_flat(org_id=org_id, series=series, start_ms=start_ms, end_ms=end_ms)
     out = {}
+    if len(samples.series) == 0:
+        return out
     starts = np.flatnonzero(np.diff(samples.series, prepend=samples.series[:1] - 1))
     for lo, hi in zip(starts, [*starts[1:], len(samples.series)], strict=True):
         out[int(samples.series[lo])] = (samples.timestamps[lo:hi], samples.values[lo:hi])

@@ -177,6 +177,14 @@ class OrgLimits(models.Model):
         default=50_000, help_text="spans beyond this, per trace and day, are refused"
     )
     traces_retention_days = models.PositiveIntegerField(default=14)
+    # PromQL (Prometheus's defaults for samples and timeout).
+    query_max_series = models.PositiveIntegerField(
+        default=100_000, help_text="series one selector of a query may fetch"
+    )
+    query_max_samples = models.PositiveIntegerField(
+        default=50_000_000, help_text="samples a query may load into memory"
+    )
+    query_timeout_seconds = models.PositiveIntegerField(default=120)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()

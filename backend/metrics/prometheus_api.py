@@ -1,0 +1,274 @@
+"""Prometheus's HTTP query API under ``/prometheus/api/v1/``: what Grafana's Prometheus data
+source calls. GET or form POST; envelope ``{status, data}`` or ``{status, errorType, error}``
+with Prometheus's HTTP codes (400 bad_data, 422 execution, 503 timeout)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from datetime import datetime
+
+import promql_parser as pp
+from django.http import HttpResponse
+from rest_framework.parsers import FormParser, MultiPartParser
+
+from backend.metrics import promql
+from backend.metrics.promql.evaluator import matchers_of, unwrap
+from backend.metrics.promql.parse import parse_expr
+from backend.metrics.promql.values import valid_label_name
+from backend.metrics.selectors import (
+    Matcher,
+    label_names,
+    label_values,
+    metadata_list,
+    series_match,
+)
+from backend.tenancy.api_base import OrgAPIView
+from backend.tenancy.models import Scope
+from backend.tenancy.selectors import limits_get
+
+PROMETHEUS_VERSION = "2.42.0"  # the PromQL Canopy evaluates, checked against this release
+_DURATION = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
+_DURATION_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
+
+
+def _json(payload: dict, status: int = 200) -> HttpResponse:
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    return HttpResponse(body, status=status, content_type="application/json")
+
+
+def success(data) -> HttpResponse:
+    return _json({"status": "success", "data": data})
+
+
+def failure(error_type: str, message: str, status: int) -> HttpResponse:
+    return _json({"status": "error", "errorType": error_type, "error": message}, status)
+
+
+def parse_time(name: str, text: str) -> int:
+    """Prometheus's parseTime: float Unix seconds or RFC 3339, to milliseconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None and math.isfinite(seconds):
+        whole = math.floor(seconds)
+        return int(whole) * 1000 + round((seconds - whole) * 1000)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise ValueError(text)
+        return round(moment.timestamp() * 1000)
+    except ValueError:
+        raise promql.BadData(
+            f'invalid parameter "{name}": cannot parse "{text}" to a valid timestamp'
+        ) from None
+
+
+def parse_duration_ms(name: str, text: str) -> int:
+    """Float seconds or a Prometheus duration ("1m", "1h30m")."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        if not math.isfinite(seconds) or abs(seconds) * 1000 > 2**62:
+            raise promql.BadData(
+                f'invalid parameter "{name}": cannot parse "{text}" to a valid duration. '
+                "It overflows int64"
+            )
+        return round(seconds * 1000)
+    match = _DURATION.match(text)
+    if not text or match is None:
+        raise promql.BadData(
+            f'invalid parameter "{name}": cannot parse "{text}" to a valid duration'
+        )
+    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_MS, strict=True) if g)
+
+
+class PrometheusView(OrgAPIView):
+    scopes = {"GET": [Scope.METRICS_READ], "POST": [Scope.METRICS_READ]}
+    parser_classes = [FormParser, MultiPartParser]
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        value = self.request.query_params.get(name)
+        if value is None and self.request.method == "POST":
+            value = self.request.data.get(name)
+        return default if value is None else value
+
+    def params(self, name: str) -> list[str]:
+        values = list(self.request.query_params.getlist(name))
+        if self.request.method == "POST":
+            values += self.request.data.getlist(name)
+        return values
+
+    def limits(self) -> promql.QueryLimits:
+        limits = limits_get(org_id=self.org.pk)
+        timeout = float(limits.query_timeout_seconds)
+        wanted = self.param("timeout")
+        if wanted:
+            timeout = min(timeout, parse_duration_ms("timeout", wanted) / 1000)
+        return promql.QueryLimits(
+            max_series=limits.query_max_series,
+            max_samples=limits.query_max_samples,
+            timeout_seconds=timeout,
+        )
+
+    def selectors(self, required: bool) -> list[list[Matcher]]:
+        out = []
+        for text in self.params("match[]"):
+            try:
+                node = unwrap(parse_expr(text))
+            except promql.BadData as exc:
+                raise promql.BadData(f'invalid parameter "match[]": {exc}') from None
+            if not isinstance(node, pp.VectorSelector):
+                raise promql.BadData(
+                    'invalid parameter "match[]": 1:1: parse error: '
+                    f"expected a vector selector, got {text!r}"
+                )
+            out.append(matchers_of(node))
+        if required and not out:
+            raise promql.BadData("no match[] parameter provided")
+        return out
+
+    def handle(self):
+        raise NotImplementedError
+
+    def get(self, request, **kwargs):
+        try:
+            return self.handle(**kwargs)
+        except promql.PromQLError as exc:
+            return failure(exc.error_type, str(exc), exc.status)
+
+    post = get
+
+
+class QueryView(PrometheusView):
+    def handle(self):
+        query = self.param("query")
+        if query is None:
+            raise promql.BadData('invalid parameter "query": no query given')
+        when = self.param("time")
+        time_ms = parse_time("time", when) if when else int(time.time() * 1000)
+        return success(
+            promql.instant_query(
+                org_id=self.org.pk, query=query, time_ms=time_ms, limits=self.limits()
+            )
+        )
+
+
+class QueryRangeView(PrometheusView):
+    def handle(self):
+        start = parse_time("start", self.param("start") or "")
+        end = parse_time("end", self.param("end") or "")
+        if end < start:
+            raise promql.BadData(
+                'invalid parameter "end": end timestamp must not be before start time'
+            )
+        step = parse_duration_ms("step", self.param("step") or "")
+        if step <= 0:
+            raise promql.BadData(
+                'invalid parameter "step": zero or negative query resolution step widths are '
+                "not accepted. Try a positive integer"
+            )
+        query = self.param("query")
+        if query is None:
+            raise promql.BadData('invalid parameter "query": no query given')
+        return success(
+            promql.range_query(
+                org_id=self.org.pk,
+                query=query,
+                start_ms=start,
+                end_ms=end,
+                step_ms=step,
+                limits=self.limits(),
+            )
+        )
+
+
+def _matched_series(org_id: int, selectors: list[list[Matcher]], limit: int) -> list[dict]:
+    seen: dict[int, dict] = {}
+    for matchers in selectors:
+        seen.update(series_match(org_id=org_id, matchers=matchers, limit=limit + 1))
+        if len(seen) > limit:
+            raise promql.ExecutionError(
+                f"the query exceeded the maximum number of series (limit: {limit} series)"
+            )
+    return list(seen.values())
+
+
+class SeriesView(PrometheusView):
+    def handle(self):
+        selectors = self.selectors(required=True)
+        found = _matched_series(self.org.pk, selectors, self.limits().max_series)
+        found.sort(key=lambda labels: sorted(labels.items()))
+        return success(found)
+
+
+class LabelsView(PrometheusView):
+    def handle(self):
+        selectors = self.selectors(required=False)
+        if not selectors:
+            return success(label_names(org_id=self.org.pk))
+        found = _matched_series(self.org.pk, selectors, self.limits().max_series)
+        return success(sorted({name for labels in found for name in labels}))
+
+
+class LabelValuesView(PrometheusView):
+    def handle(self, name: str):
+        if not valid_label_name(name):
+            raise promql.BadData(f'invalid label name: "{name}"')
+        selectors = self.selectors(required=False)
+        if not selectors:
+            return success(label_values(org_id=self.org.pk, name=name))
+        found = _matched_series(self.org.pk, selectors, self.limits().max_series)
+        return success(sorted({labels[name] for labels in found if name in labels}))
+
+
+class MetadataView(PrometheusView):
+    def handle(self):
+        metric = self.param("metric")
+        limit = int(self.param("limit") or 0)
+        out: dict[str, list[dict]] = {}
+        for family, kind, help_text, unit in metadata_list(org_id=self.org.pk, metric=metric):
+            if limit and len(out) >= limit and family not in out:
+                break
+            out.setdefault(family, []).append({"type": kind, "help": help_text, "unit": unit})
+        return success(out)
+
+
+class ExemplarsView(PrometheusView):
+    def handle(self):
+        # Exemplars are dropped at ingest (and counted); see docs/metrics-ingest.md.
+        query = self.param("query")
+        if query:
+            parse_expr(query)
+        return success([])
+
+
+class RulesView(PrometheusView):
+    def handle(self):
+        return success({"groups": []})
+
+
+class AlertsView(PrometheusView):
+    def handle(self):
+        return success({"alerts": []})
+
+
+class BuildInfoView(PrometheusView):
+    def handle(self):
+        return success(
+            {
+                "version": PROMETHEUS_VERSION,
+                "revision": "canopy",
+                "branch": "canopy",
+                "buildUser": "canopy",
+                "buildDate": "",
+                "goVersion": "",
+            }
+        )

@@ -1,0 +1,142 @@
+"""Canopy's PromQL engine: ``instant_query`` and ``range_query`` answer with the ``data``
+object of Prometheus's HTTP API (``resultType`` and ``result``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from django.db import OperationalError, connection, transaction
+from psycopg import errors as pg_errors
+
+from backend.metrics.promql.errors import BadData, ExecutionError, PromQLError, QueryTimeout
+from backend.metrics.promql.evaluator import Evaluator, QueryLimits, value_kind
+from backend.metrics.promql.parse import parse_expr
+from backend.metrics.promql.values import (
+    Matrix,
+    Scalar,
+    String,
+    Vector,
+    format_time,
+    format_value,
+    labels_key,
+)
+
+__all__ = [
+    "BadData",
+    "ExecutionError",
+    "PromQLError",
+    "QueryLimits",
+    "QueryTimeout",
+    "instant_query",
+    "range_query",
+]
+
+MAX_POINTS_PER_SERIES = 11_000
+
+
+def _evaluate(evaluator: Evaluator, expr, ts: np.ndarray):
+    """Evaluate inside one read-only transaction bounded by the query timeout, so that a
+    slow statement is cancelled by PostgreSQL rather than left running."""
+    timeout_ms = max(1, int(evaluator.limits.timeout_seconds * 1000))
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cur:
+                cur.execute("SET LOCAL statement_timeout = %s", [timeout_ms])
+                cur.execute("SET LOCAL transaction_read_only = on")
+            return evaluator.eval(expr, ts)
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, pg_errors.QueryCanceled):
+            raise QueryTimeout("query timed out in expression evaluation") from exc
+        raise
+
+
+def instant_query(
+    *, org_id: int, query: str, time_ms: int, limits: QueryLimits | None = None
+) -> dict[str, Any]:
+    expr = parse_expr(query)
+    evaluator = Evaluator(
+        org_id=org_id,
+        start_ms=time_ms,
+        end_ms=time_ms,
+        limits=limits or QueryLimits(),
+        instant=True,
+    )
+    value = _evaluate(evaluator, expr, np.array([time_ms], dtype=np.int64))
+    t = format_time(time_ms)
+    if isinstance(value, Scalar):
+        return {"resultType": "scalar", "result": [t, format_value(value.values[0])]}
+    if isinstance(value, String):
+        return {"resultType": "string", "result": [t, value.value]}
+    if isinstance(value, Matrix):
+        return {"resultType": "matrix", "result": _matrix_samples(value)}
+    result = [
+        {"metric": labels, "value": [t, format_value(values[0])]}
+        for labels, values, present in zip(value.labels, value.values, value.present, strict=True)
+        if present[0]
+    ]
+    return {"resultType": "vector", "result": result}
+
+
+def range_query(
+    *,
+    org_id: int,
+    query: str,
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    limits: QueryLimits | None = None,
+) -> dict[str, Any]:
+    expr = parse_expr(query)
+    kind = value_kind(expr)
+    if kind in ("matrix", "string"):
+        name = "range vector" if kind == "matrix" else "string"
+        raise BadData(
+            f'invalid expression type "{name}" for range query, must be Scalar or instant Vector'
+        )
+    if (end_ms - start_ms) // step_ms + 1 > MAX_POINTS_PER_SERIES:
+        raise BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. "
+            "Try decreasing the query resolution (?step=XX)"
+        )
+    ts = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+    evaluator = Evaluator(
+        org_id=org_id, start_ms=start_ms, end_ms=end_ms, limits=limits or QueryLimits()
+    )
+    value = _evaluate(evaluator, expr, ts)
+    if isinstance(value, Scalar):
+        value = Vector([{}], value.values[None, :], np.ones((1, len(ts)), dtype=bool))
+    times = [format_time(int(t)) for t in ts]
+    order = sorted(range(len(value.labels)), key=lambda i: labels_key(value.labels[i]))
+    result = []
+    for i in order:
+        cols = np.flatnonzero(value.present[i])
+        if len(cols) == 0:
+            continue
+        row = value.values[i]
+        result.append(
+            {
+                "metric": value.labels[i],
+                "values": [[times[c], format_value(row[c])] for c in cols.tolist()],
+            }
+        )
+    return {"resultType": "matrix", "result": result}
+
+
+def _matrix_samples(m: Matrix) -> list[dict[str, Any]]:
+    lo, hi = m.windows()
+    out = []
+    for s, labels in enumerate(m.labels):
+        a, b = int(lo[s, 0]), int(hi[s, 0])
+        if a == b:
+            continue
+        out.append(
+            {
+                "metric": labels,
+                "values": [
+                    [format_time(int(t)), format_value(v)]
+                    for t, v in zip(m.timestamps[a:b].tolist(), m.values[a:b].tolist(), strict=True)
+                ],
+            }
+        )
+    return out

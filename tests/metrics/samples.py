@@ -1,0 +1,39 @@
+"""Hand-made series written straight into the metrics store, for engine and API tests."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from backend.metrics import storage
+from backend.metrics.catalog import series_resolve
+
+T0 = 1_699_999_980_000  # ms, a multiple of 60 s (subquery steps align to it)
+STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+
+
+def load(org, data: dict[tuple, list[tuple[int, float]]]) -> None:
+    """data: label pairs -> [(seconds after T0, value)]."""
+    label_sets = [tuple(sorted(k)) for k in data]
+    ids = series_resolve(
+        org_id=org.pk, label_sets=label_sets, max_per_user=10_000, max_per_metric=10_000
+    )
+    sid, ts, vs = [], [], []
+    for series_id, points in zip(ids, data.values(), strict=True):
+        for t, v in points:
+            sid.append(series_id)
+            ts.append(T0 + int(t * 1000))
+            vs.append(v)
+    storage.batch_append(
+        org_id=org.pk,
+        series_ids=np.array(sid),
+        timestamps=np.array(ts),
+        values=np.array(vs, dtype=float),
+    )
+    while storage.batches_drain(org_id=org.pk):
+        pass
+
+
+def counter(name="reqs", **labels):
+    return (("__name__", name), *sorted(labels.items()))

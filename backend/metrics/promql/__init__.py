@@ -19,6 +19,7 @@ from backend.metrics.promql.values import (
     Vector,
     format_time,
     format_value,
+    format_values,
     labels_key,
 )
 
@@ -113,11 +114,11 @@ def range_query(
         cols = np.flatnonzero(value.present[i])
         if len(cols) == 0:
             continue
-        row = value.values[i]
+        texts = format_values(value.values[i, cols])
         result.append(
             {
                 "metric": value.labels[i],
-                "values": [[times[c], format_value(row[c])] for c in cols.tolist()],
+                "values": [[times[c], v] for c, v in zip(cols.tolist(), texts, strict=True)],
             }
         )
     return {"resultType": "matrix", "result": result}

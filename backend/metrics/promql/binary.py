@@ -37,6 +37,8 @@ COMPARISON = {
     "<=": np.less_equal,
 }
 SET_OPERATORS = frozenset({"and", "or", "unless"})
+# Prometheus 2.x drops the metric name for these, but not for atan2.
+DROPS_NAME = frozenset({"+", "-", "*", "/", "%", "^"})
 Card = pp.VectorMatchCardinality
 
 
@@ -70,7 +72,8 @@ def _vector_scalar(op: str, vec: Vector, scalar: np.ndarray, *, swapped: bool, r
         left, right = right, left
     with np.errstate(all="ignore"):
         if op in ARITHMETIC:
-            values, present, drop_name = ARITHMETIC[op](left, right), vec.present, True
+            values, present = ARITHMETIC[op](left, right), vec.present
+            drop_name = op in DROPS_NAME
         else:
             hit = COMPARISON[op](left, right)
             if return_bool:
@@ -133,7 +136,7 @@ def _set_operation(op: str, lhs: Vector, rhs: Vector, signature) -> Vector:
 
 def _result_labels(many: Labels, one: Labels, op: str, mod, return_bool: bool) -> Labels:
     out = dict(many)
-    if op in ARITHMETIC or return_bool:
+    if op in DROPS_NAME or return_bool:
         out.pop(NAME, None)
     card = mod.card if mod is not None else Card.OneToOne
     matching = mod.matching if mod is not None else None

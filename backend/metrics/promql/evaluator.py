@@ -34,6 +34,7 @@ from backend.metrics.promql.values import (
     is_stale,
     labels_key,
     merge_rows,
+    search_series,
     without_name,
 )
 from backend.metrics.selectors import Matcher, series_match
@@ -215,19 +216,16 @@ class Evaluator:
         ref = self.ref_times(ts, node.at, node.offset)
         got = self.fetch(node, int(ref.min()) - LOOKBACK_MS, int(ref.max()))
         n = len(got.labels)
-        values = np.zeros((n, len(ts)))
-        present = np.zeros((n, len(ts)), dtype=bool)
-        sample_ts = np.zeros((n, len(ts)), dtype=np.int64)
-        for s in range(n):
-            a, b = got.offsets[s], got.offsets[s + 1]
-            t = got.timestamps[a:b]
-            idx = np.searchsorted(t, ref, side="right") - 1
-            ok = idx >= 0
-            idx = np.maximum(idx, 0)
-            ok &= t[idx] >= ref - LOOKBACK_MS
-            v = got.values[a:b][idx]
-            ok &= ~is_stale(v)
-            values[s], present[s], sample_ts[s] = v, ok, t[idx]
+        if n == 0:
+            return Vector.empty(len(ts)), np.zeros((0, len(ts)), dtype=np.int64)
+        # The last sample at or before each reference time, if within the lookback and not
+        # a staleness marker.
+        idx = search_series(got.timestamps, got.offsets, ref, "right") - 1
+        present = idx >= got.offsets[:-1, None]
+        idx = np.maximum(idx, 0)
+        sample_ts = got.timestamps[idx]
+        values = got.values[idx]
+        present &= (sample_ts >= ref[None, :] - LOOKBACK_MS) & ~is_stale(values)
         vec = Vector(got.labels, values, present)
         keep = np.flatnonzero(present.any(axis=1))
         return vec.take(keep), sample_ts[keep]

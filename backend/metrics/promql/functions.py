@@ -478,9 +478,9 @@ def _label_replace(vec: Vector, dst: str, replacement: str, src: str, regex: str
     try:
         pattern = anchored_regex(regex)
     except Exception as exc:  # re2.error
-        raise BadData(f"invalid regular expression in label_replace(): {regex}") from exc
+        raise ExecutionError(f"invalid regular expression in label_replace(): {regex}") from exc
     if not valid_label_name(dst):
-        raise BadData(f"invalid destination label name in label_replace(): {dst}")
+        raise ExecutionError(f"invalid destination label name in label_replace(): {dst}")
     labels = []
     for lab in vec.labels:
         match = pattern.search(lab.get(src, ""))
@@ -497,10 +497,10 @@ def _label_replace(vec: Vector, dst: str, replacement: str, src: str, regex: str
 
 def _label_join(vec: Vector, dst: str, sep: str, sources: list[str]) -> Vector:
     if not valid_label_name(dst):
-        raise BadData(f"invalid destination label name in label_join(): {dst}")
+        raise ExecutionError(f"invalid destination label name in label_join(): {dst}")
     for src in sources:
         if not valid_label_name(src):
-            raise BadData(f"invalid source label name in label_join(): {src}")
+            raise ExecutionError(f"invalid source label name in label_join(): {src}")
     labels = []
     for lab in vec.labels:
         value = sep.join(lab.get(src, "") for src in sources)

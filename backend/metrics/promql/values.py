@@ -99,16 +99,35 @@ class Matrix:
     def windows(self) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) sample indexes, each (series, steps): the window of series s at step i is
         ``values[lo[s, i]:hi[s, i]]``."""
-        n = len(self.labels)
-        lo = np.empty((n, len(self.ends)), dtype=np.int64)
-        hi = np.empty_like(lo)
-        starts = self.ends - self.range_ms
-        for s in range(n):
-            a, b = self.offsets[s], self.offsets[s + 1]
-            ts = self.timestamps[a:b]
-            lo[s] = a + np.searchsorted(ts, starts, side="left")
-            hi[s] = a + np.searchsorted(ts, self.ends, side="right")
+        lo = search_series(self.timestamps, self.offsets, self.ends - self.range_ms, "left")
+        hi = search_series(self.timestamps, self.offsets, self.ends, "right")
         return lo, hi
+
+
+def search_series(
+    timestamps: np.ndarray, offsets: np.ndarray, times: np.ndarray, side: str
+) -> np.ndarray:
+    """``np.searchsorted`` of ``times`` in every series of flat, per-series sorted timestamps
+    (series s at ``timestamps[offsets[s]:offsets[s + 1]]``), all series in one call: each
+    sample is keyed by (series, time) packed into one int64. Returns absolute indexes,
+    shape (series, len(times))."""
+    n = len(offsets) - 1
+    if n == 0:
+        return np.zeros((0, len(times)), dtype=np.int64)
+    if len(timestamps) == 0:
+        return np.broadcast_to(offsets[:-1, None], (n, len(times))).copy()
+    base = min(int(timestamps.min()), int(times.min())) - 1
+    stride = max(int(timestamps.max()), int(times.max())) - base + 2
+    if n * stride >= 2**62:  # cannot pack: fall back to one search per series
+        out = np.empty((n, len(times)), dtype=np.int64)
+        for s in range(n):
+            a, b = offsets[s], offsets[s + 1]
+            out[s] = a + np.searchsorted(timestamps[a:b], times, side=side)
+        return out
+    series_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+    keys = series_of * stride + (timestamps - base)
+    wanted = np.arange(n, dtype=np.int64)[:, None] * stride + (times - base)[None, :]
+    return np.searchsorted(keys, wanted, side=side)
 
 
 def merge_rows(
@@ -151,16 +170,24 @@ def merge_rows(
 
 def format_value(value: float) -> str:
     """Go's strconv.FormatFloat(v, 'f', -1, 64), as Prometheus writes sample values."""
-    if value != value:
-        return "NaN"
-    if value == np.inf:
-        return "+Inf"
-    if value == -np.inf:
-        return "-Inf"
-    text = repr(float(value))
-    if "e" in text:
-        return np.format_float_positional(value, trim="-")
-    return text[:-2] if text.endswith(".0") else text
+    return format_values(np.array([value], dtype=np.float64))[0]
+
+
+_SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+
+
+def format_values(values: np.ndarray) -> list[str]:
+    """``format_value`` for a whole array (the hot loop of a range query's answer)."""
+    out = []
+    for text in map(repr, values.tolist()):
+        if text.endswith(".0"):
+            text = text[:-2]
+        elif text in _SPECIAL:
+            text = _SPECIAL[text]
+        elif "e" in text:
+            text = np.format_float_positional(float(text), trim="-")
+        out.append(text)
+    return out
 
 
 def format_time(ms: int) -> float | int:

@@ -25,6 +25,7 @@ from backend.metrics.selectors import (
     metadata_list,
     series_match,
 )
+from backend.metrics.storage import metric_names_between
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
 from backend.tenancy.selectors import limits_get
@@ -135,6 +136,21 @@ class PrometheusView(OrgAPIView):
             raise promql.BadData("no match[] parameter provided")
         return out
 
+    def active_metrics(self) -> set[str] | None:
+        """With ``start``/``end``, the metric names that have samples in that range: series
+        of the others are left out (at metric granularity, from block headers)."""
+        start, end = self.param("start"), self.param("end")
+        if not start and not end:
+            return None
+        start_ms = parse_time("start", start) if start else 0
+        end_ms = parse_time("end", end) if end else int(time.time() * 1000)
+        return metric_names_between(org_id=self.org.pk, start_ms=start_ms, end_ms=end_ms)
+
+    def matched_series(self, selectors: list[list[Matcher]]) -> list[dict]:
+        return _matched_series(
+            self.org.pk, selectors, self.limits().max_series, self.active_metrics()
+        )
+
     def handle(self):
         raise NotImplementedError
 
@@ -190,7 +206,9 @@ class QueryRangeView(PrometheusView):
         )
 
 
-def _matched_series(org_id: int, selectors: list[list[Matcher]], limit: int) -> list[dict]:
+def _matched_series(
+    org_id: int, selectors: list[list[Matcher]], limit: int, active: set[str] | None
+) -> list[dict]:
     seen: dict[int, dict] = {}
     for matchers in selectors:
         seen.update(series_match(org_id=org_id, matchers=matchers, limit=limit + 1))
@@ -198,13 +216,16 @@ def _matched_series(org_id: int, selectors: list[list[Matcher]], limit: int) -> 
             raise promql.ExecutionError(
                 f"the query exceeded the maximum number of series (limit: {limit} series)"
             )
-    return list(seen.values())
+    found = seen.values()
+    if active is not None:
+        found = [labels for labels in found if labels.get("__name__") in active]
+    return list(found)
 
 
 class SeriesView(PrometheusView):
     def handle(self):
         selectors = self.selectors(required=True)
-        found = _matched_series(self.org.pk, selectors, self.limits().max_series)
+        found = self.matched_series(selectors)
         found.sort(key=lambda labels: sorted(labels.items()))
         return success(found)
 
@@ -214,7 +235,7 @@ class LabelsView(PrometheusView):
         selectors = self.selectors(required=False)
         if not selectors:
             return success(label_names(org_id=self.org.pk))
-        found = _matched_series(self.org.pk, selectors, self.limits().max_series)
+        found = self.matched_series(selectors)
         return success(sorted({name for labels in found for name in labels}))
 
 
@@ -224,8 +245,10 @@ class LabelValuesView(PrometheusView):
             raise promql.BadData(f'invalid label name: "{name}"')
         selectors = self.selectors(required=False)
         if not selectors:
-            return success(label_values(org_id=self.org.pk, name=name))
-        found = _matched_series(self.org.pk, selectors, self.limits().max_series)
+            values = label_values(org_id=self.org.pk, name=name)
+            active = self.active_metrics() if name == "__name__" else None
+            return success(values if active is None else [v for v in values if v in active])
+        found = self.matched_series(selectors)
         return success(sorted({labels[name] for labels in found if name in labels}))
 
 

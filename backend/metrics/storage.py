@@ -289,6 +289,17 @@ def samples_fetch(
     return out
 
 
+def metric_names_between(*, org_id: int, start_ms: int, end_ms: int) -> set[str]:
+    """Metric names with samples in [start, end] (from block headers, nothing decoded)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT metric_name FROM metric_blocks WHERE org_id = %s"
+            " AND window_start > %s AND window_start <= %s AND max_ts >= %s AND min_ts <= %s",
+            [org_id, start_ms - WINDOW_MS, end_ms, start_ms, end_ms],
+        )
+        return {name for (name,) in cur.fetchall()}
+
+
 def partitions_drop_before(*, cutoff_ms: int) -> list[str]:
     """Drop whole daily partitions that end before ``cutoff_ms``."""
     return partitions.drop_before("metric_blocks", cutoff_ms)

@@ -164,6 +164,18 @@ def test_series_labels_and_values(api, data):
     assert apps["data"] == ["reviews"]
 
 
+def test_start_and_end_leave_out_metrics_without_samples_then(api, data):
+    load(data.org, {counter("old_metric", job="gone"): [(-86_400, 1.0)]})
+    auth = reader(data)
+    window = {"start": T0_S - 3600, "end": T0_S + 3600}
+    names = api.get(f"{BASE}/label/__name__/values", window, **auth).json()["data"]
+    assert names == ["istio_requests_total", "up"]
+    everything = api.get(f"{BASE}/label/__name__/values", **auth).json()["data"]
+    assert "old_metric" in everything
+    series = api.get(f"{BASE}/series", {"match[]": '{job=~".+"}', **window}, **auth).json()
+    assert series["data"] == [{"__name__": "up", "job": "mesh"}]
+
+
 def test_the_other_endpoints_grafana_calls(api, data):
     auth = reader(data)
     info = api.get(f"{BASE}/status/buildinfo", **auth).json()["data"]

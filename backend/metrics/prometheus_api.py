@@ -46,6 +46,11 @@ def success(data) -> HttpResponse:
     return _json({"status": "success", "data": data})
 
 
+def success_raw(data_json: str) -> HttpResponse:
+    body = '{"status":"success","data":' + data_json + "}"
+    return HttpResponse(body, content_type="application/json")
+
+
 def failure(error_type: str, message: str, status: int) -> HttpResponse:
     return _json({"status": "error", "errorType": error_type, "error": message}, status)
 
@@ -194,8 +199,8 @@ class QueryRangeView(PrometheusView):
         query = self.param("query")
         if query is None:
             raise promql.BadData('invalid parameter "query": no query given')
-        return success(
-            promql.range_query(
+        return success_raw(
+            promql.range_query_json(
                 org_id=self.org.pk,
                 query=query,
                 start_ms=start,

@@ -166,6 +166,7 @@ def _metric_names(org_id: int, series_ids: np.ndarray) -> dict[int, str]:
 @dataclass(slots=True)
 class StoredBlock:
     id: int
+    metric_name: str
     window_start: int
     n_series: int
     value_mode: int
@@ -186,7 +187,7 @@ class StoredBlock:
 def _fetch_blocks(cur, where: str, params: list, *, lock: bool = False) -> list[StoredBlock]:
     """``where`` is a fixed fragment of this module; values travel as ``params``."""
     query = sql.SQL(
-        'SELECT id, window_start, n_series, value_mode, series, timestamps, "values" '
+        'SELECT id, metric_name, window_start, n_series, value_mode, series, timestamps, "values" '
         "FROM metric_blocks WHERE {} ORDER BY window_start, id{}"
     ).format(sql.SQL(where), sql.SQL(" FOR UPDATE SKIP LOCKED" if lock else ""))
     cur.execute(query, params)
@@ -270,9 +271,13 @@ def samples_fetch_flat(
         parts_v.append(part.values[keep])
     if not parts_s:
         return empty
-    return blocks.normalize(
-        np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
-    )
+    s, t, v = np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
+    if len({(b.metric_name, b.window_start) for b in found}) < len(found):
+        return blocks.normalize(s, t, v)  # a window not compacted yet: overlaps are possible
+    # One block per (metric, window): blocks come in window order and each is sorted by
+    # (series, time), so a stable sort by series alone yields (series, time) order.
+    order = np.argsort(s, kind="stable")
+    return blocks.Samples(series=s[order], timestamps=t[order], values=v[order])
 
 
 def samples_fetch(

@@ -177,16 +177,25 @@ _SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
 
 
 def format_values(values: np.ndarray) -> list[str]:
-    """``format_value`` for a whole array (the hot loop of a range query's answer)."""
-    out = []
-    for text in map(repr, values.tolist()):
-        if text.endswith(".0"):
-            text = text[:-2]
-        elif text in _SPECIAL:
-            text = _SPECIAL[text]
+    """``format_value`` for a whole array (the hot loop of a range query's answer):
+    integral values go through ``int``'s ``str``, the rest through ``repr``."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        integral = (np.abs(values) < 1e15) & (values == np.trunc(values))
+    integral &= ~((values == 0) & np.signbit(values))  # -0 prints as "-0"
+    if integral.all():
+        return list(map(str, values.astype(np.int64).tolist()))
+    out = list(map(repr, values.tolist()))
+    for i in np.flatnonzero(integral).tolist():
+        out[i] = str(int(values[i]))
+    for i in np.flatnonzero(~integral).tolist():
+        text = out[i]
+        if text in _SPECIAL:
+            out[i] = _SPECIAL[text]
+        elif text.endswith(".0"):
+            out[i] = text[:-2]
         elif "e" in text:
-            text = np.format_float_positional(float(text), trim="-")
-        out.append(text)
+            out[i] = np.format_float_positional(values[i], trim="-")
     return out
 
 

@@ -15,6 +15,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("metrics", views.metrics, name="metrics"),
     path("orgs/switch", views.switch_org, name="switch-org"),
     path("settings/tokens", views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),

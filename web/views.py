@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -16,6 +17,17 @@ from backend.tenancy.models import ALL_SCOPES, Scope
 from backend.tenancy.rejections import rejections_get
 from backend.tracing.selectors import traces_overview
 from web.orgs import current_membership
+
+# The explorer's time ranges (label -> seconds); the page asks for about 250 points across one.
+METRICS_RANGES = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
+METRICS_DEFAULT_RANGE = "1h"
+METRICS_EXAMPLES = [
+    "up",
+    "sum(rate(istio_requests_total[5m])) by (destination_service)",
+    'sum(rate(istio_requests_total{response_code=~"5.."}[5m])) by (destination_service)',
+    "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket[5m]))"
+    " by (le, destination_service))",
+]
 
 
 def _membership_or_404(request):
@@ -57,6 +69,37 @@ def home(request: HttpRequest) -> HttpResponse:
             for signal, reason, n in sorted(rows, key=lambda row: -row[2])
         ]
     return render(request, "web/home.html", context)
+
+
+@login_required
+def metrics(request: HttpRequest) -> HttpResponse:
+    """The Metrics explorer. The page carries no data of its own: the browser asks the
+    Prometheus API (``?org=<slug>``, with the session) for metric names and query results."""
+    membership, memberships = current_membership(request)
+    wanted = request.GET.get("org")
+    if wanted and (membership is None or membership.org.slug != wanted):
+        # A shared link names its org: follow it when the user belongs to it, as the org
+        # switcher would; otherwise answer as if the org did not exist.
+        membership = next((m for m in memberships if m.org.slug == wanted), None)
+        if membership is None:
+            raise Http404("no such organization")
+        request.session[SESSION_ORG_KEY] = wanted
+        request._canopy_memberships = (membership, memberships)
+    if membership is None:
+        raise Http404("You are not a member of any organization yet.")
+    chosen = request.GET.get("range", METRICS_DEFAULT_RANGE)
+    return render(
+        request,
+        "web/metrics.html",
+        {
+            "query": request.GET.get("q", ""),
+            "range": chosen if chosen in METRICS_RANGES else METRICS_DEFAULT_RANGE,
+            "ranges": METRICS_RANGES,
+            "examples": METRICS_EXAMPLES,
+            "public_url": request.build_absolute_uri("/").rstrip("/"),
+            "api_base": reverse("prom-query").removesuffix("query"),
+        },
+    )
 
 
 @login_required

@@ -136,6 +136,12 @@ class Evaluator:
         if self.samples_loaded > self.limits.max_samples:
             raise TooManySamples()
 
+    def check_dense(self, series: int, steps: int) -> None:
+        """A (series by steps) array is about to be built: refuse it past the samples limit
+        rather than run out of memory."""
+        if series * steps > self.limits.max_samples:
+            raise TooManySamples()
+
     def at_ms(self, at) -> int | None:
         if at is None:
             return None
@@ -218,6 +224,7 @@ class Evaluator:
         n = len(got.labels)
         if n == 0:
             return Vector.empty(len(ts)), np.zeros((0, len(ts)), dtype=np.int64)
+        self.check_dense(n, len(ts))
         # The last sample at or before each reference time, if within the lookback and not
         # a staleness marker.
         idx = search_series(got.timestamps, got.offsets, ref, "right") - 1
@@ -235,6 +242,7 @@ class Evaluator:
         ends = self.ref_times(ts, vs.at, vs.offset)
         range_ms = ms(node.range)
         got = self.fetch(vs, int(ends.min()) - range_ms, int(ends.max()))
+        self.check_dense(len(got.labels), len(ts))
         # Range selectors skip staleness markers.
         fresh = ~is_stale(got.values)
         if not fresh.all():
@@ -261,8 +269,7 @@ class Evaluator:
         inner_ts = np.arange(inner_start, int(ends.max()) + 1, step, dtype=np.int64)
         if len(inner_ts) == 0:
             inner_ts = np.array([inner_start], dtype=np.int64)
-        if len(inner_ts) > 11_000 * max(1, len(ts)):
-            raise ExecutionError("subquery would evaluate too many steps")
+        self.check_dense(1, len(inner_ts))
         inner = self.eval(node.expr, inner_ts)
         if not isinstance(inner, Vector):
             raise BadData("subquery is only allowed on instant vector")

@@ -3,7 +3,9 @@ rolled up from the span store by a beat job, so ``/api/dependencies`` and the da
 service map read small rollups instead of scanning spans.
 
 An edge is counted for every span whose parent span belongs to another service, and for every
-leaf client span whose ``peer.service`` attribute names an uninstrumented peer. Minutes are
+leaf client span whose ``peer.service`` attribute names an uninstrumented peer. Each edge keeps
+a latency histogram of the called (server) span and of the calling (client) span; for an
+uninstrumented peer both are the client span's. Minutes are
 rolled up once they are ``LATE_MS`` old; a span arriving later than that is not counted.
 Re-rolling a minute deletes and recomputes its edges, so the job is idempotent.
 """
@@ -26,7 +28,8 @@ STATE = "dependencies"
 _ROLLUP = """
 WITH edges AS (
     -- a child span whose parent belongs to another service
-    SELECT c.org_id, ps.name AS parent, cs.name AS child, c.status_code, c.duration_ns
+    SELECT c.org_id, ps.name AS parent, cs.name AS child, c.status_code, c.duration_ns,
+           p.duration_ns AS client_ns
     FROM trace_spans c
     JOIN trace_spans p ON p.org_id = c.org_id AND p.trace_id = c.trace_id
                       AND p.span_id = c.parent_span_id
@@ -36,7 +39,7 @@ WITH edges AS (
     UNION ALL
     -- a leaf client span calling an uninstrumented peer
     SELECT c.org_id, cs.name, left(c.attributes->>'peer.service', 512), c.status_code,
-           c.duration_ns
+           c.duration_ns, c.duration_ns
     FROM trace_spans c
     JOIN trace_services cs ON cs.id = c.service_id
     WHERE c.start_ns >= %(lo)s AND c.start_ns < %(hi)s AND c.kind = 3
@@ -45,11 +48,16 @@ WITH edges AS (
                       AND k.trace_id = c.trace_id AND k.parent_span_id = c.span_id)
 )
 INSERT INTO trace_dependency_edges (org_id, minute, parent, child, calls, errors,
-                                    duration_ns_sum)
+                                    duration_ns_sum, duration_buckets,
+                                    client_duration_ns_sum, client_duration_buckets)
 SELECT org_id, %(minute)s, parent, child, count(*), count(*) FILTER (WHERE status_code = 2),
-       sum(duration_ns)
+       sum(duration_ns), ARRAY[{server_buckets}], sum(client_ns), ARRAY[{client_buckets}]
 FROM edges GROUP BY org_id, parent, child
 """
+# The bucket bounds are constants of span_metrics, not input.
+_ROLLUP = _ROLLUP.replace(
+    "{server_buckets}", span_metrics.bucket_counts_sql("duration_ns")
+).replace("{client_buckets}", span_metrics.bucket_counts_sql("client_ns"))
 
 
 def rollup_minute(minute_ms: int) -> None:

@@ -1,6 +1,7 @@
 """Service, operation and resource catalogs of the span store. Spans themselves live in the
 raw-SQL, day-partitioned ``trace_spans`` table (see ``storage.py``)."""
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
@@ -72,7 +73,13 @@ class DependencyEdge(models.Model):
     child = models.CharField(max_length=512)
     calls = models.IntegerField()
     errors = models.IntegerField()
-    duration_ns_sum = models.BigIntegerField()
+    duration_ns_sum = models.BigIntegerField(help_text="server side: the called span")
+    # Cumulative counts at span_metrics.BUCKETS (seconds), Prometheus-histogram style.
+    duration_buckets = ArrayField(models.BigIntegerField(), default=list)
+    client_duration_ns_sum = models.BigIntegerField(
+        default=0, help_text="client side: the calling span"
+    )
+    client_duration_buckets = ArrayField(models.BigIntegerField(), default=list)
 
     objects = TenantManager()
 

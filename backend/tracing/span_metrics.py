@@ -5,7 +5,8 @@ metrics-generator uses, so PromQL over them works like over any other series:
 - ``traces_spanmetrics_latency_bucket{…, le}``, ``_sum``, ``_count`` (seconds)
 - ``traces_service_graph_request_total{client, server}``,
   ``traces_service_graph_request_failed_total{client, server}``,
-  ``traces_service_graph_request_server_seconds_sum`` / ``_count``
+  ``traces_service_graph_request_server_seconds_bucket`` / ``_sum`` / ``_count`` and
+  ``traces_service_graph_request_client_seconds_bucket`` / ``_sum`` / ``_count``
 
 The dependency rollup calls :func:`write_minute` once per minute it rolls up, in the same
 transaction that advances its watermark, so each minute is added to the cumulative counters
@@ -49,9 +50,13 @@ KINDS = {
 }
 STATUSES = {0: "STATUS_CODE_UNSET", 1: "STATUS_CODE_OK", 2: "STATUS_CODE_ERROR"}
 
-_BUCKET_COLUMNS = ", ".join(
-    f"count(*) FILTER (WHERE s.duration_ns <= {int(b * 1e9)})" for b in BUCKETS
-)
+
+def bucket_counts_sql(column: str) -> str:
+    """SQL aggregates counting ``column`` (nanoseconds) at or below each bucket bound."""
+    return ", ".join(f"count(*) FILTER (WHERE {column} <= {int(b * 1e9)})" for b in BUCKETS)
+
+
+_BUCKET_COLUMNS = bucket_counts_sql("s.duration_ns")
 _SPANS = f"""
 SELECT s.org_id, sv.name, op.name, s.kind, s.status_code, count(*), sum(s.duration_ns),
        {_BUCKET_COLUMNS}
@@ -81,30 +86,53 @@ def _increments(minute_ms: int) -> dict[int, list[tuple[tuple, float]]]:
             }
             rows = out.setdefault(org_id, [])
             rows.append((_labels("traces_spanmetrics_calls_total", **base), calls))
-            rows.append((_labels("traces_spanmetrics_latency_count", **base), calls))
-            rows.append((_labels("traces_spanmetrics_latency_sum", **base), float(dur_sum) / 1e9))
-            for bound, n in zip(BUCKETS, buckets, strict=True):
-                rows.append(
-                    (_labels("traces_spanmetrics_latency_bucket", le=repr(bound), **base), n)
-                )
-            rows.append((_labels("traces_spanmetrics_latency_bucket", le="+Inf", **base), calls))
+            rows.extend(
+                _histogram("traces_spanmetrics_latency", base, calls, float(dur_sum), buckets)
+            )
         cur.execute(
-            "SELECT org_id, parent, child, calls, errors, duration_ns_sum "
+            "SELECT org_id, parent, child, calls, errors, duration_ns_sum, duration_buckets, "
+            "client_duration_ns_sum, client_duration_buckets "
             "FROM trace_dependency_edges WHERE minute = %s",
             [minute_ms],
         )
-        for org_id, client, server, calls, errors, dur_sum in cur.fetchall():
+        for org_id, client, server, calls, errors, *latency in cur.fetchall():
+            server_sum, server_buckets, client_sum, client_buckets = latency
             pair = {"client": client, "server": server}
             rows = out.setdefault(org_id, [])
             rows.append((_labels("traces_service_graph_request_total", **pair), calls))
             rows.append((_labels("traces_service_graph_request_failed_total", **pair), errors))
-            rows.append(
-                (_labels("traces_service_graph_request_server_seconds_count", **pair), calls)
+            rows.extend(
+                _histogram(
+                    "traces_service_graph_request_server_seconds",
+                    pair,
+                    calls,
+                    float(server_sum),
+                    server_buckets,
+                )
             )
-            rows.append(
-                (_labels("traces_service_graph_request_server_seconds_sum", **pair), dur_sum / 1e9)
+            rows.extend(
+                _histogram(
+                    "traces_service_graph_request_client_seconds",
+                    pair,
+                    calls,
+                    float(client_sum),
+                    client_buckets,
+                )
             )
     return out
+
+
+def _histogram(name: str, labels: dict, count: int, sum_ns: float, buckets) -> list[tuple]:
+    """The increments of a classic histogram (``_bucket`` per bound and ``+Inf``, ``_sum`` in
+    seconds, ``_count``)."""
+    rows = [
+        (_labels(f"{name}_count", **labels), count),
+        (_labels(f"{name}_sum", **labels), sum_ns / 1e9),
+        (_labels(f"{name}_bucket", le="+Inf", **labels), count),
+    ]
+    for bound, n in zip(BUCKETS, buckets or [0] * len(BUCKETS), strict=True):
+        rows.append((_labels(f"{name}_bucket", le=repr(bound), **labels), n))
+    return rows
 
 
 def write_minute(minute_ms: int) -> int:

@@ -72,3 +72,34 @@ def test_span_metrics_and_service_graph(client, tenants):
     # each org its own: the outsider's single call, none of acme's
     outsider = _latest(tenants.other_org, "traces_spanmetrics_calls_total", service="cart")
     assert list(outsider.values()) == [1]
+
+
+def test_service_graph_latency_histograms(client, tenants):
+    """Each edge carries the called span's latency (server) and the caller's (client)."""
+    token = tenants.token(["traces:write"])
+    minute = (time.time_ns() - 10 * MINUTE_NS) // MINUTE_NS * MINUTE_NS
+    root = span("eee19b7ec3c1b100", name="GET /cart", start=minute)
+    root.end_time_unix_nano = root.start_time_unix_nano + 30 * 10**6  # 30 ms
+    child = span("aaa19b7ec3c1b100", "eee19b7ec3c1b100", name="SELECT", start=minute + 10)
+    child.end_time_unix_nano = child.start_time_unix_nano + 5 * 10**6  # 5 ms
+    for s, service in ((root, "cart"), (child, "db")):
+        s.trace_id = b"\x07" * 16
+        post_otlp(client, otlp_request([s], service=service).SerializeToString(), token)
+    services.org_drain(org_id=tenants.org.pk)
+    dependencies.rollup_due(now_ms=minute // 10**6 + 5 * 60_000)
+
+    def by_le(name):
+        found = _latest(tenants.org, name, client="cart", server="db")
+        return {dict(k)["le"]: v for k, v in found.items()}
+
+    server = by_le("traces_service_graph_request_server_seconds_bucket")
+    client_side = by_le("traces_service_graph_request_client_seconds_bucket")
+    assert (server["0.004"], server["0.008"], server["+Inf"]) == (0, 1, 1)
+    assert (client_side["0.016"], client_side["0.032"], client_side["+Inf"]) == (0, 1, 1)
+    assert len(server) == len(client_side) == len(BUCKETS) + 1
+    sums = {
+        side: _latest(tenants.org, f"traces_service_graph_request_{side}_seconds_sum")
+        for side in ("server", "client")
+    }
+    assert list(sums["server"].values()) == [pytest.approx(0.005)]
+    assert list(sums["client"].values()) == [pytest.approx(0.030)]

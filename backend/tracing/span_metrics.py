@@ -8,10 +8,12 @@ metrics-generator uses, so PromQL over them works like over any other series:
   ``traces_service_graph_request_server_seconds_bucket`` / ``_sum`` / ``_count`` and
   ``traces_service_graph_request_client_seconds_bucket`` / ``_sum`` / ``_count``
 
-The dependency rollup calls :func:`write_minute` once per minute it rolls up, in the same
-transaction that advances its watermark, so each minute is added to the cumulative counters
-exactly once. Counters are cumulative per series (``trace_metric_totals`` keeps the running
-totals) and stamped at the end of the minute.
+The dependency rollup calls :func:`write_minutes` for each batch of minutes it rolls up, in the
+same transaction that advances its watermark, so each minute is added to the cumulative
+counters exactly once (the running totals are read and written under that transaction, and
+the rollup's lock on its watermark keeps two runs from interleaving). Counters are cumulative
+per series (``trace_metric_totals`` keeps the running totals) and stamped at the end of the
+minute.
 """
 
 from __future__ import annotations
@@ -58,13 +60,13 @@ def bucket_counts_sql(column: str) -> str:
 
 _BUCKET_COLUMNS = bucket_counts_sql("s.duration_ns")
 _SPANS = f"""
-SELECT s.org_id, sv.name, op.name, s.kind, s.status_code, count(*), sum(s.duration_ns),
-       {_BUCKET_COLUMNS}
+SELECT s.org_id, s.start_ns / 60000000000 * 60000, sv.name, op.name, s.kind, s.status_code,
+       count(*), sum(s.duration_ns), {_BUCKET_COLUMNS}
 FROM trace_spans s
 JOIN trace_services sv ON sv.id = s.service_id
 JOIN trace_operations op ON op.id = s.operation_id
 WHERE s.start_ns >= %s AND s.start_ns < %s
-GROUP BY 1, 2, 3, 4, 5
+GROUP BY 1, 2, 3, 4, 5, 6
 """  # noqa: S608  (the bucket bounds are constants of this module)
 
 
@@ -72,33 +74,44 @@ def _labels(name: str, **labels: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({"__name__": name, **labels}.items()))
 
 
-def _increments(minute_ms: int) -> dict[int, list[tuple[tuple, float]]]:
-    """{org id: [(label set, increment)]} for the spans and edges of one minute."""
-    out: dict[int, list[tuple[tuple, float]]] = {}
+def _increments(first_ms: int, end_ms: int) -> dict[int, dict[int, list[tuple[tuple, float]]]]:
+    """{org id: {minute: [(label set, increment)]}} for the spans and edges of the minutes in
+    [first, end)."""
+    out: dict[int, dict[int, list[tuple[tuple, float]]]] = {}
     with connection.cursor() as cur:
-        cur.execute(_SPANS, [minute_ms * 10**6, (minute_ms + 60_000) * 10**6])
-        for org_id, service, span_name, kind, status, calls, dur_sum, *buckets in cur.fetchall():
+        cur.execute(_SPANS, [first_ms * 10**6, end_ms * 10**6])
+        for (
+            org_id,
+            minute,
+            service,
+            span_name,
+            kind,
+            status,
+            calls,
+            dur_sum,
+            *buckets,
+        ) in cur.fetchall():
             base = {
                 "service": service,
                 "span_name": span_name,
                 "span_kind": KINDS.get(kind, ""),
                 "status_code": STATUSES.get(status, ""),
             }
-            rows = out.setdefault(org_id, [])
+            rows = out.setdefault(org_id, {}).setdefault(minute, [])
             rows.append((_labels("traces_spanmetrics_calls_total", **base), calls))
             rows.extend(
                 _histogram("traces_spanmetrics_latency", base, calls, float(dur_sum), buckets)
             )
         cur.execute(
-            "SELECT org_id, parent, child, calls, errors, duration_ns_sum, duration_buckets, "
-            "client_duration_ns_sum, client_duration_buckets "
-            "FROM trace_dependency_edges WHERE minute = %s",
-            [minute_ms],
+            "SELECT org_id, minute, parent, child, calls, errors, duration_ns_sum, "
+            "duration_buckets, client_duration_ns_sum, client_duration_buckets "
+            "FROM trace_dependency_edges WHERE minute >= %s AND minute < %s",
+            [first_ms, end_ms],
         )
-        for org_id, client, server, calls, errors, *latency in cur.fetchall():
+        for org_id, minute, client, server, calls, errors, *latency in cur.fetchall():
             server_sum, server_buckets, client_sum, client_buckets = latency
             pair = {"client": client, "server": server}
-            rows = out.setdefault(org_id, [])
+            rows = out.setdefault(org_id, {}).setdefault(minute, [])
             rows.append((_labels("traces_service_graph_request_total", **pair), calls))
             rows.append((_labels("traces_service_graph_request_failed_total", **pair), errors))
             rows.extend(
@@ -135,26 +148,45 @@ def _histogram(name: str, labels: dict, count: int, sum_ns: float, buckets) -> l
     return rows
 
 
-def write_minute(minute_ms: int) -> int:
-    """Add one minute's span metrics to the cumulative series; returns samples written."""
+def write_minutes(first_ms: int, end_ms: int) -> int:
+    """Add the span metrics of the minutes in [first, end) to the cumulative series: one
+    sample per series and minute it moved in, stamped at the minute's end. Returns samples
+    written."""
     written = 0
-    stamp = minute_ms + 60_000
-    for org_id, rows in _increments(minute_ms).items():
-        label_sets = [labels for labels, _ in rows]
+    for org_id, by_minute in _increments(first_ms, end_ms).items():
+        label_sets = list(
+            dict.fromkeys(labels for rows in by_minute.values() for labels, _ in rows)
+        )
+        index = {labels: i for i, labels in enumerate(label_sets)}
         fps = [fingerprint(labels) for labels in label_sets]
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT fingerprint, total FROM trace_metric_totals "
+                "WHERE org_id = %s AND fingerprint = ANY(%s)",
+                [org_id, fps],
+            )
+            known = dict(cur.fetchall())
+        running = np.array([known.get(f, 0.0) for f in fps], dtype=np.float64)
+        sample_rows, sample_ts, sample_values = [], [], []
+        for minute in sorted(by_minute):
+            moved = {}
+            for labels, increment in by_minute[minute]:
+                i = index[labels]
+                running[i] += float(increment)
+                moved[i] = running[i]
+            sample_rows.extend(moved)
+            sample_ts.extend([minute + 60_000] * len(moved))
+            sample_values.extend(moved.values())
         with connection.cursor() as cur:
             cur.execute(
                 """
                 INSERT INTO trace_metric_totals (org_id, fingerprint, total)
                 SELECT %s, f, v FROM unnest(%s::bigint[], %s::float8[]) AS t(f, v)
                 ORDER BY f
-                ON CONFLICT (org_id, fingerprint)
-                DO UPDATE SET total = trace_metric_totals.total + EXCLUDED.total
-                RETURNING fingerprint, total
+                ON CONFLICT (org_id, fingerprint) DO UPDATE SET total = EXCLUDED.total
                 """,
-                [org_id, fps, [float(v) for _, v in rows]],
+                [org_id, fps, running.tolist()],
             )
-            totals = dict(cur.fetchall())
         limits = limits_get(org_id=org_id)
         ids = np.array(
             series_resolve(
@@ -164,14 +196,14 @@ def write_minute(minute_ms: int) -> int:
                 max_per_metric=limits.max_global_series_per_metric,
             )
         )
-        keep = ids > 0  # series over the org's limits are skipped, like any refused series
+        series_ids = ids[np.array(sample_rows, dtype=np.int64)]
+        keep = series_ids > 0  # series over the org's limits are skipped, like any refused one
         if keep.any():
-            values = np.array([totals[f] for f in fps])[keep]
             samples_write(
                 org_id=org_id,
-                series_ids=ids[keep],
-                timestamps=np.full(int(keep.sum()), stamp),
-                values=values,
+                series_ids=series_ids[keep],
+                timestamps=np.array(sample_ts, dtype=np.int64)[keep],
+                values=np.array(sample_values, dtype=np.float64)[keep],
             )
             written += int(keep.sum())
     return written

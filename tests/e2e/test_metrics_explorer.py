@@ -2,12 +2,11 @@
 
 import math
 
-import numpy as np
 import pytest
 
 from backend.metrics import storage
-from backend.metrics.catalog import series_resolve
 from backend.tenancy.services import org_create, user_get_or_create
+from tests.metrics.samples import load
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-password-1234"
@@ -16,26 +15,9 @@ RATE_QUERY = "sum by (app, code) (rate(istio_requests_total[5m]))"
 
 
 def write_recent(org, series: dict[tuple, list[tuple[int, float]]]) -> None:
-    """label pairs -> [(seconds before now, value)], stored and drained like ingest would."""
+    """label pairs -> [(seconds before now, value)]."""
     now = storage.now_ms() // 15_000 * 15_000
-    label_sets = [tuple(sorted(labels)) for labels in series]
-    ids = series_resolve(
-        org_id=org.pk, label_sets=label_sets, max_per_user=10_000, max_per_metric=10_000
-    )
-    sid, ts, vs = [], [], []
-    for series_id, points in zip(ids, series.values(), strict=True):
-        for ago, value in points:
-            sid.append(series_id)
-            ts.append(now - ago * 1000)
-            vs.append(value)
-    storage.batch_append(
-        org_id=org.pk,
-        series_ids=np.array(sid),
-        timestamps=np.array(ts),
-        values=np.array(vs, dtype=float),
-    )
-    while storage.batches_drain(org_id=org.pk):
-        pass
+    load(org, {k: [(-ago, v) for ago, v in points] for k, points in series.items()}, base_ms=now)
 
 
 def counter(per_second: float, skip=range(0)) -> list[tuple[int, float]]:

@@ -13,8 +13,9 @@ T0 = 1_699_999_980_000  # ms, a multiple of 60 s (subquery steps align to it)
 STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 
 
-def load(org, data: dict[tuple, list[tuple[int, float]]]) -> None:
-    """data: label pairs -> [(seconds after T0, value)]."""
+def load(org, data: dict[tuple, list[tuple[int, float]]], *, base_ms: int = T0) -> None:
+    """data: label pairs -> [(seconds after ``base_ms``, value)], stored and drained as the
+    ingest workers would."""
     label_sets = [tuple(sorted(k)) for k in data]
     ids = series_resolve(
         org_id=org.pk, label_sets=label_sets, max_per_user=10_000, max_per_metric=10_000
@@ -23,7 +24,7 @@ def load(org, data: dict[tuple, list[tuple[int, float]]]) -> None:
     for series_id, points in zip(ids, data.values(), strict=True):
         for t, v in points:
             sid.append(series_id)
-            ts.append(T0 + int(t * 1000))
+            ts.append(base_ms + int(t * 1000))
             vs.append(v)
     storage.batch_append(
         org_id=org.pk,

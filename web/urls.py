@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
 
-from web import views
+from web import api, views
 
 app_name = "web"
 
@@ -16,6 +16,10 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("metrics", views.metrics, name="metrics"),
+    path("traces", views.traces, name="traces"),
+    path("traces/map", views.traces_map, name="traces-map"),
+    path("traces/map/graph", api.ServiceGraphView.as_view(), name="traces-graph"),
+    re_path(r"^traces/(?P<trace_id>[0-9a-fA-F]{1,32})$", views.trace, name="trace"),
     path("orgs/switch", views.switch_org, name="switch-org"),
     path("settings/tokens", views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),

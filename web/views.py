@@ -1,6 +1,9 @@
+import re
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -30,11 +33,58 @@ METRICS_EXAMPLES = [
 ]
 
 
+# The Traces pages' lookbacks (label -> seconds).
+TRACE_LOOKBACKS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
+TRACE_DEFAULT_LOOKBACK = "1h"
+TRACE_ID = re.compile(r"[0-9a-f]{1,32}")
+TRACE_LIMIT = re.compile(r"[0-9]{1,4}")
+TRACE_DEFAULT_LIMIT = "20"
+TRACE_MAX_LIMIT = 1500  # the Jaeger API's cap
+
+
 def _membership_or_404(request):
     membership, _ = current_membership(request)
     if membership is None:
         raise Http404("You are not a member of any organization yet.")
     return membership
+
+
+def _page_membership(request):
+    """The membership a data page shows. A shared link names its org (``?org=<slug>``):
+    follow it when the user belongs to it, as the org switcher would; otherwise answer as if
+    the org did not exist."""
+    membership, memberships = current_membership(request)
+    wanted = request.GET.get("org")
+    if wanted and (membership is None or membership.org.slug != wanted):
+        membership = next((m for m in memberships if m.org.slug == wanted), None)
+        if membership is None:
+            raise Http404("no such organization")
+        request.session[SESSION_ORG_KEY] = wanted
+        request._canopy_memberships = (membership, memberships)
+    if membership is None:
+        raise Http404("You are not a member of any organization yet.")
+    return membership
+
+
+def _public_url(request) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+def _tracing_context(request) -> dict:
+    """What the Traces pages tell a new org about sending spans and reading them back."""
+    public_url = _public_url(request)
+    host = urlsplit(public_url).hostname or "127.0.0.1"
+    port = settings.OTLP_GRPC_BIND.rpartition(":")[2] or "4317"
+    return {
+        "public_url": public_url,
+        "public_host": host,
+        "grpc_endpoint": f"{f'[{host}]' if ':' in host else host}:{port}",
+        "grpc_port": port,
+        "api_base": reverse("jaeger-services").removesuffix("services"),
+        "search_url": reverse("web:traces"),
+        "map_url": reverse("web:traces-map"),
+        "trace_url": reverse("web:trace", args=["0"]).removesuffix("0"),
+    }
 
 
 @login_required
@@ -75,18 +125,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def metrics(request: HttpRequest) -> HttpResponse:
     """The Metrics explorer. The page carries no data of its own: the browser asks the
     Prometheus API (``?org=<slug>``, with the session) for metric names and query results."""
-    membership, memberships = current_membership(request)
-    wanted = request.GET.get("org")
-    if wanted and (membership is None or membership.org.slug != wanted):
-        # A shared link names its org: follow it when the user belongs to it, as the org
-        # switcher would; otherwise answer as if the org did not exist.
-        membership = next((m for m in memberships if m.org.slug == wanted), None)
-        if membership is None:
-            raise Http404("no such organization")
-        request.session[SESSION_ORG_KEY] = wanted
-        request._canopy_memberships = (membership, memberships)
-    if membership is None:
-        raise Http404("You are not a member of any organization yet.")
+    _page_membership(request)
     chosen = request.GET.get("range", METRICS_DEFAULT_RANGE)
     return render(
         request,
@@ -96,8 +135,72 @@ def metrics(request: HttpRequest) -> HttpResponse:
             "range": chosen if chosen in METRICS_RANGES else METRICS_DEFAULT_RANGE,
             "ranges": METRICS_RANGES,
             "examples": METRICS_EXAMPLES,
-            "public_url": request.build_absolute_uri("/").rstrip("/"),
+            "public_url": _public_url(request),
             "api_base": reverse("prom-query").removesuffix("query"),
+        },
+    )
+
+
+@login_required
+def traces(request: HttpRequest) -> HttpResponse:
+    """Trace search. Like the Metrics explorer the page carries no data of its own: the
+    browser asks the Jaeger API (``?org=<slug>``, with the session) for services, operations
+    and traces. ``?trace=<id>`` (the "go to trace" box) opens that trace."""
+    membership = _page_membership(request)
+    wanted = request.GET.get("trace", "").strip().lower()
+    if wanted:
+        if TRACE_ID.fullmatch(wanted):
+            url = reverse("web:trace", args=[wanted])
+            return redirect(f"{url}?{urlencode({'org': membership.org.slug})}")
+        messages.error(request, "A trace ID is 1 to 32 hexadecimal digits.")
+    params = request.GET
+    lookback = params.get("lookback", TRACE_DEFAULT_LOOKBACK)
+    limit = params.get("limit", "")
+    if not (TRACE_LIMIT.fullmatch(limit) and 1 <= int(limit) <= TRACE_MAX_LIMIT):
+        limit = TRACE_DEFAULT_LIMIT
+    return render(
+        request,
+        "web/traces.html",
+        {
+            **_tracing_context(request),
+            "lookbacks": TRACE_LOOKBACKS,
+            "lookback": lookback if lookback in TRACE_LOOKBACKS else TRACE_DEFAULT_LOOKBACK,
+            "tags": params.get("tags", ""),
+            "min_duration": params.get("minDuration", ""),
+            "max_duration": params.get("maxDuration", ""),
+            "limit": limit,
+            "errors_only": params.get("errorsOnly") == "true",
+            "sort_by": "duration" if params.get("sortBy") == "duration" else "start",
+            "trace_lookup": wanted,
+        },
+    )
+
+
+@login_required
+def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
+    """One trace's waterfall. The spans and the critical path come from the Jaeger API in the
+    browser, scoped to the viewer's org: another org's trace id shows the not-found state."""
+    _page_membership(request)
+    return render(
+        request,
+        "web/trace.html",
+        {**_tracing_context(request), "trace_id": trace_id.lower()},
+    )
+
+
+@login_required
+def traces_map(request: HttpRequest) -> HttpResponse:
+    """The service map, drawn in the browser from the org's dependency rollups."""
+    _page_membership(request)
+    lookback = request.GET.get("lookback", TRACE_DEFAULT_LOOKBACK)
+    return render(
+        request,
+        "web/traces_map.html",
+        {
+            **_tracing_context(request),
+            "lookbacks": TRACE_LOOKBACKS,
+            "lookback": lookback if lookback in TRACE_LOOKBACKS else TRACE_DEFAULT_LOOKBACK,
+            "graph_url": reverse("web:traces-graph"),
         },
     )
 

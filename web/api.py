@@ -1,0 +1,50 @@
+"""JSON the dashboard's pages read that the public query APIs do not carry.
+
+The service map needs each edge's error count, which Jaeger's ``/api/dependencies`` model has
+no field for. This endpoint reads the same per-minute rollups, with the same authentication,
+scope and org resolution as the Jaeger API (a session works with ``?org=<slug>``; another org
+answers 404).
+"""
+
+from __future__ import annotations
+
+import time
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from backend.tenancy.api_base import OrgAPIView
+from backend.tenancy.models import Scope
+from backend.tracing import dependencies
+
+DEFAULT_LOOKBACK_MS = 3600 * 1000
+MAX_LOOKBACK_MS = 30 * 24 * 3600 * 1000
+
+
+def _ms_param(params, name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise exceptions.ValidationError({name: "milliseconds, as an integer"}) from exc
+    if value <= 0:
+        raise exceptions.ValidationError({name: "must be positive"})
+    return value
+
+
+class ServiceGraphView(OrgAPIView):
+    """``GET ?endTs=<ms>&lookback=<ms>`` → ``{"data": [{parent, child, callCount,
+    errorCount}]}`` summed over the minutes in the window."""
+
+    scopes = {"GET": [Scope.TRACES_READ]}
+
+    def get(self, request):
+        params = request.query_params
+        end_ms = _ms_param(params, "endTs", time.time_ns() // 10**6)
+        lookback = min(_ms_param(params, "lookback", DEFAULT_LOOKBACK_MS), MAX_LOOKBACK_MS)
+        edges = dependencies.dependencies_get(
+            org_id=self.org.pk, start_ms=end_ms - lookback, end_ms=end_ms
+        )
+        return Response({"data": edges, "endTs": end_ms, "lookback": lookback})

@@ -137,6 +137,15 @@ def test_aggregations(tenants):
     assert [r["metric"]["i"] for r in bottom] == ["1", "2"]  # ties keep the input order
 
 
+def test_sum_adds_in_series_order_like_prometheus(tenants):
+    """Prometheus adds one series after another (label order); the last bit of such a sum
+    can move a histogram_quantile across a bucket, so Canopy adds in the same order."""
+    org = tenants.org
+    load(org, {counter("x", i=str(i)): [(0, v)] for i, v in enumerate([0.1, 0.2, 0.3])})
+    assert vector(org, "sum(x)", 0) == {(): 0.1 + 0.2 + 0.3}  # 0.6000000000000001, not 0.6
+    assert 0.1 + 0.2 + 0.3 != 0.6
+
+
 def test_vector_matching(tenants):
     org = tenants.org
     load(

@@ -81,45 +81,45 @@ def evaluate(ev, node: pp.AggregateExpr, ts: np.ndarray):
         return _top(vec, without, names, param, op == "topk", ev.instant)
 
     g, group_labels = _assign_groups(vec, without, names)
-    order = np.argsort(g, kind="stable")
-    gs = g[order]
-    starts = np.flatnonzero(np.concatenate([[True], gs[1:] != gs[:-1]]))
-    values, present = vec.values[order], vec.present[order]
-    count = np.add.reduceat(present.astype(np.int64), starts, axis=0)
+    shape = (len(group_labels), steps)
+    values, present = vec.values, vec.present
+    count = np.zeros(shape, dtype=np.int64)
+    np.add.at(count, g, present)
     any_present = count > 0
     with np.errstate(all="ignore"):
-        if op == "sum":
-            out = np.add.reduceat(np.where(present, values, 0.0), starts, axis=0)
-        elif op == "avg":
-            out = np.add.reduceat(np.where(present, values, 0.0), starts, axis=0) / count
+        if op in ("sum", "avg", "stddev", "stdvar"):
+            # ufunc.at adds row after row, in input order, like Prometheus's loop: the last
+            # bit of a sum can decide which bucket a histogram_quantile lands in.
+            total = np.zeros(shape)
+            np.add.at(total, g, np.where(present, values, 0.0))
+            out = total if op == "sum" else total / count
+            if op in ("stddev", "stdvar"):
+                dev = np.where(present, values - out[g], 0.0)
+                out = np.zeros(shape)
+                np.add.at(out, g, dev * dev)
+                out = out / count if op == "stdvar" else np.sqrt(out / count)
         elif op == "count":
             out = count.astype(np.float64)
         elif op == "group":
-            out = np.ones(count.shape)
-        elif op == "max":
-            out = np.fmax.reduceat(np.where(present, values, np.nan), starts, axis=0)
-        elif op == "min":
-            out = np.fmin.reduceat(np.where(present, values, np.nan), starts, axis=0)
-        elif op in ("stddev", "stdvar"):
-            mean = np.add.reduceat(np.where(present, values, 0.0), starts, axis=0) / count
-            group_of_row = np.repeat(np.arange(len(starts)), np.diff([*starts, len(gs)]))
-            dev = np.where(present, values - mean[group_of_row], 0.0)
-            out = np.add.reduceat(dev * dev, starts, axis=0) / count
-            if op == "stddev":
-                out = np.sqrt(out)
+            out = np.ones(shape)
+        elif op in ("max", "min"):
+            # NaN only where every value is NaN (fmax/fmin skip NaN), as Prometheus does.
+            out = np.full(shape, np.nan)
+            (np.fmax if op == "max" else np.fmin).at(out, g, np.where(present, values, np.nan))
         elif op == "quantile":
-            out = _quantile_groups(values, present, starts, param)
+            out = _quantile_groups(values, present, g, len(group_labels), param)
         else:
             raise ExecutionError(f"unsupported aggregation {op!r}")
-    labels = [group_labels[int(gs[s])] for s in starts]
-    return Vector(labels, np.where(any_present, out, 0.0), any_present)
+    return Vector(group_labels, np.where(any_present, out, 0.0), any_present)
 
 
-def _quantile_groups(values, present, starts, q) -> np.ndarray:
-    bounds = [*starts[1:], len(values)]
-    out = np.empty((len(starts), values.shape[1]))
-    for i, (a, b) in enumerate(zip(starts, bounds, strict=True)):
-        v, p = values[a:b], present[a:b]
+def _quantile_groups(values, present, g, groups: int, q) -> np.ndarray:
+    out = np.empty((groups, values.shape[1]))
+    by_group = np.argsort(g, kind="stable")
+    bounds = np.searchsorted(g[by_group], np.arange(groups + 1))
+    for i in range(groups):
+        rows = by_group[bounds[i] : bounds[i + 1]]
+        v, p = values[rows], present[rows]
         nan = np.isnan(v)
         # Go's sort.Float64s order (NaN first), absent entries last.
         rank_class = np.where(p, np.where(nan, 0, 1), 2)

@@ -3,6 +3,7 @@ Redis in a throw-away data folder, with one tenant whose limits do not throttle 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 _SETUP_TENANT = """
+import json, os
 from backend.tenancy.models import Organization
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
 owner = user_get_or_create(username="bench")
@@ -28,7 +30,8 @@ limits_update(org=org, changes={"ingestion_rate": 100_000_000, "ingestion_burst_
               "out_of_order_time_window_seconds": 6 * 3600,
               "max_global_series_per_user": 10_000_000, "max_global_series_per_metric": 10_000_000,
               "traces_ingestion_rate": 100_000_000, "traces_ingestion_burst_size": 100_000_000,
-              "max_spans_per_trace": 10_000_000})
+              "max_spans_per_trace": 10_000_000,
+              **json.loads(os.environ.get("CANOPY_BENCH_LIMITS") or "{}")})
 _, secret = token_create(org=org, name="bench",
                          scopes=["metrics:write", "metrics:read", "traces:write", "traces:read"])
 print(org.pk, secret)
@@ -44,12 +47,22 @@ def _free_port() -> int:
 
 
 class CanopyServer:
-    def __init__(self, *, web_workers: int = 2, worker_concurrency: int = 2, keep: bool = False):
+    def __init__(
+        self,
+        *,
+        web_workers: int = 2,
+        worker_concurrency: int = 2,
+        keep: bool = False,
+        extra_limits: dict[str, int] | None = None,
+    ):
+        # extra_limits: OrgLimits fields set on the bench tenant on top of the defaults above,
+        # e.g. {"out_of_order_time_window_seconds": 48 * 3600} to load a day of history.
         # CANOPY_BENCH_KEEP=1 keeps the data folder (and its canopy.log) for a post-mortem.
         keep = keep or bool(os.environ.get("CANOPY_BENCH_KEEP"))
         self.data_dir = Path(tempfile.mkdtemp(prefix="canopy-bench-"))
         self.port = _free_port()
         self.keep = keep
+        self.extra_limits = dict(extra_limits or {})
         self.env = {
             **os.environ,
             "CANOPY_DATA_DIR": str(self.data_dir),
@@ -69,11 +82,11 @@ class CanopyServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _manage(self, *args: str) -> str:
+    def _manage(self, *args: str, env: dict[str, str] | None = None) -> str:
         out = subprocess.run(
             [PYTHON, "-m", "backend.embedded", "exec", "--", PYTHON, "manage.py", *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             check=True,
@@ -102,7 +115,12 @@ class CanopyServer:
             time.sleep(0.5)
         else:
             raise RuntimeError("Canopy did not become ready within 180 s")
-        org_id, self.token = self._manage("shell", "-c", _SETUP_TENANT).split()[-2:]
+        org_id, self.token = self._manage(
+            "shell",
+            "-c",
+            _SETUP_TENANT,
+            env={"CANOPY_BENCH_LIMITS": json.dumps(self.extra_limits)},
+        ).split()[-2:]
         self.org_id = int(org_id)
         self.database_url = (
             self._manage(

@@ -173,15 +173,16 @@ def encode(samples: Samples) -> EncodedBlock:
     )
 
 
-def decode(
+def decode_segments(
     *, n_series: int, value_mode: int, series: bytes, timestamps: bytes, values: bytes
-) -> Samples:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(series ids, sample count per series, timestamps, values): the block's samples, series
+    after series (ids ascending), each series' samples in time order."""
     meta = unpack(series, np.int64)
     ids = np.cumsum(meta[:n_series])
     counts = meta[n_series:]
     starts_idx = np.zeros(n_series, dtype=np.int64)
     starts_idx[1:] = np.cumsum(counts)[:-1]
-    sample_series = np.repeat(ids, counts)
 
     dd = _unzigzag(unpack(timestamps, np.uint64))
     ts = _segmented_cumsum(_segmented_cumsum(dd, starts_idx, counts), starts_idx, counts)
@@ -193,7 +194,20 @@ def decode(
         vals = _segmented_unxor(raw, starts_idx, counts).view(np.float64)
     else:
         raise ValueError(f"unknown value mode {value_mode}")
-    return Samples(series=sample_series, timestamps=ts, values=vals)
+    return ids, counts, ts, vals
+
+
+def decode(
+    *, n_series: int, value_mode: int, series: bytes, timestamps: bytes, values: bytes
+) -> Samples:
+    ids, counts, ts, vals = decode_segments(
+        n_series=n_series,
+        value_mode=value_mode,
+        series=series,
+        timestamps=timestamps,
+        values=values,
+    )
+    return Samples(series=np.repeat(ids, counts), timestamps=ts, values=vals)
 
 
 def normalize(series: np.ndarray, timestamps: np.ndarray, values: np.ndarray) -> Samples:

@@ -183,6 +183,15 @@ class StoredBlock:
             values=self.values,
         )
 
+    def decode_segments(self):
+        return blocks.decode_segments(
+            n_series=self.n_series,
+            value_mode=self.value_mode,
+            series=self.series,
+            timestamps=self.timestamps,
+            values=self.values,
+        )
+
 
 def _fetch_blocks(cur, where: str, params: list, *, lock: bool = False) -> list[StoredBlock]:
     """``where`` is a fixed fragment of this module; values travel as ``params``."""
@@ -235,11 +244,21 @@ def blocks_compact(*, min_age_seconds: float = 30, max_groups: int = 200) -> int
     return merged
 
 
+def _blocks_for(org_id: int, names: list[str], start_ms: int, end_ms: int) -> list[StoredBlock]:
+    with connection.cursor() as cur:
+        return _fetch_blocks(
+            cur,
+            "org_id = %s AND metric_name = ANY(%s) AND window_start > %s AND window_start <= %s"
+            " AND max_ts >= %s AND min_ts <= %s",
+            [org_id, names, start_ms - WINDOW_MS, end_ms, start_ms, end_ms],
+        )
+
+
 def samples_fetch_flat(
     *, org_id: int, series: dict[int, str], start_ms: int, end_ms: int
 ) -> blocks.Samples:
     """The samples of ``series`` within [start, end] as three flat arrays, sorted by (series id,
-    timestamp) and de-duplicated: the layout the PromQL engine searches in one go.
+    timestamp) and de-duplicated.
 
     ``series`` maps each wanted series id to its metric name (from ``series_match``), which
     says which blocks to read.
@@ -249,15 +268,8 @@ def samples_fetch_flat(
     )
     if not series:
         return empty
-    names = sorted(set(series.values()))
+    found = _blocks_for(org_id, sorted(set(series.values())), start_ms, end_ms)
     wanted = np.fromiter(series.keys(), dtype=np.int64)
-    with connection.cursor() as cur:
-        found = _fetch_blocks(
-            cur,
-            "org_id = %s AND metric_name = ANY(%s) AND window_start > %s AND window_start <= %s"
-            " AND max_ts >= %s AND min_ts <= %s",
-            [org_id, names, start_ms - WINDOW_MS, end_ms, start_ms, end_ms],
-        )
     parts_s, parts_t, parts_v = [], [], []
     for block in found:
         part = block.decode()
@@ -271,13 +283,87 @@ def samples_fetch_flat(
         parts_v.append(part.values[keep])
     if not parts_s:
         return empty
-    s, t, v = np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
-    if len({(b.metric_name, b.window_start) for b in found}) < len(found):
-        return blocks.normalize(s, t, v)  # a window not compacted yet: overlaps are possible
-    # One block per (metric, window): blocks come in window order and each is sorted by
-    # (series, time), so a stable sort by series alone yields (series, time) order.
-    order = np.argsort(s, kind="stable")
-    return blocks.Samples(series=s[order], timestamps=t[order], values=v[order])
+    return blocks.normalize(
+        np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
+    )
+
+
+def _segments_of(group: list[StoredBlock]):
+    """(ids, counts, timestamps, values) of one (metric, window): one block as stored, or
+    several not yet compacted, merged (a later write wins) into the same layout."""
+    if len(group) == 1:
+        return group[0].decode_segments()
+    parts = [block.decode() for block in group]
+    merged = blocks.normalize(
+        np.concatenate([p.series for p in parts]),
+        np.concatenate([p.timestamps for p in parts]),
+        np.concatenate([p.values for p in parts]),
+    )
+    ids, counts = np.unique(merged.series, return_counts=True)
+    return ids, counts, merged.timestamps, merged.values
+
+
+def samples_fetch_rows(
+    *, org_id: int, series: dict[int, str], rows: dict[int, int], start_ms: int, end_ms: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(timestamps, values, offsets): the samples within [start, end] of ``series`` (id ->
+    metric name, which says which blocks to read), laid out by ``rows`` (id -> row), row after
+    row, each in time order; row r's samples are ``[offsets[r]:offsets[r + 1]]``. What the
+    PromQL engine reads.
+
+    Each block lists its series with their sample counts, so the wanted samples are located
+    per (block, series) segment and gathered in one pass, already in row order: no per-sample
+    membership test and no sort of the samples themselves.
+    """
+    n_rows = max(rows.values(), default=-1) + 1
+    no_samples = (np.empty(0, np.int64), np.empty(0), np.zeros(n_rows + 1, np.int64))
+    if not rows:
+        return no_samples
+    found = _blocks_for(org_id, sorted(set(series.values())), start_ms, end_ms)
+    groups: dict[tuple[str, int], list[StoredBlock]] = {}
+    for block in found:  # in window order
+        groups.setdefault((block.metric_name, block.window_start), []).append(block)
+    sids = np.fromiter(rows.keys(), dtype=np.int64)
+    row_of = np.fromiter(rows.values(), dtype=np.int64)
+    order = np.argsort(sids)
+    sids, row_of = sids[order], row_of[order]
+    seg_rows, seg_starts, seg_counts, seg_groups = [], [], [], []
+    parts_t, parts_v = [], []
+    base = 0
+    for g, group in enumerate(groups.values()):
+        ids, counts, ts, vals = _segments_of(group)
+        at = np.minimum(np.searchsorted(sids, ids), len(sids) - 1)
+        hit = sids[at] == ids
+        starts = np.cumsum(counts) - counts
+        seg_rows.append(row_of[at[hit]])
+        seg_starts.append(base + starts[hit])
+        seg_counts.append(counts[hit])
+        seg_groups.append(np.full(int(hit.sum()), g))
+        parts_t.append(ts)
+        parts_v.append(vals)
+        base += len(ts)
+    if not parts_t:
+        return no_samples
+    seg_rows = np.concatenate(seg_rows)
+    seg_counts = np.concatenate(seg_counts)
+    # Groups come in window order: ordering segments by (row, group) puts time in order.
+    seg_order = np.lexsort((np.concatenate(seg_groups), seg_rows))
+    seg_rows, seg_counts = seg_rows[seg_order], seg_counts[seg_order]
+    seg_starts = np.concatenate(seg_starts)[seg_order]
+    total = int(seg_counts.sum())
+    out_starts = np.cumsum(seg_counts) - seg_counts
+    gather = np.arange(total) + np.repeat(seg_starts - out_starts, seg_counts)
+    timestamps = np.concatenate(parts_t)[gather]
+    values = np.concatenate(parts_v)[gather]
+    per_row = np.bincount(seg_rows, weights=seg_counts, minlength=n_rows).astype(np.int64)
+    inside = (timestamps >= start_ms) & (timestamps <= end_ms)
+    if not inside.all():
+        sample_rows = np.repeat(np.arange(n_rows), per_row)
+        timestamps, values = timestamps[inside], values[inside]
+        per_row = np.bincount(sample_rows[inside], minlength=n_rows)
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(per_row, out=offsets[1:])
+    return timestamps, values, offsets
 
 
 def samples_fetch(

@@ -108,3 +108,35 @@ def test_retention_drops_old_partitions_and_trims_shorter_retention(tenants):
         samples_for_series(org_id=tenants.other_org.pk, series=other, start_ms=0, end_ms=2**62)
         == {}
     )  # 3 days: both went
+
+
+def test_rows_read_in_row_order_across_windows_and_uncompacted_blocks(tenants):
+    ids = _series(tenants.org, 3)
+    window = storage.WINDOW_MS
+    for series, ts, values in [
+        ([ids[0], ids[1]], [10, 20], [1.0, 2.0]),
+        ([ids[0], ids[0]], [10, window + 5], [9.0, 3.0]),  # 10 again: the later write wins
+        ([ids[2]], [window + 1], [4.0]),
+    ]:
+        _write(tenants.org, series, ts, values)
+        storage.batches_drain(org_id=tenants.org.pk)  # one block per write: not compacted
+    assert _block_rows(tenants.org) == 4
+    rows = {ids[2]: 0, ids[0]: 1}  # ids[1] not asked for
+    ts, values, offsets = storage.samples_fetch_rows(
+        org_id=tenants.org.pk,
+        series=dict.fromkeys(ids, "m"),
+        rows=rows,
+        start_ms=0,
+        end_ms=2 * window,
+    )
+    assert offsets.tolist() == [0, 1, 3]
+    assert ts.tolist() == [window + 1, 10, window + 5]
+    assert values.tolist() == [4.0, 9.0, 3.0]
+    clipped = storage.samples_fetch_rows(
+        org_id=tenants.org.pk,
+        series=dict.fromkeys(ids, "m"),
+        rows=rows,
+        start_ms=11,
+        end_ms=2 * window,
+    )
+    assert clipped[2].tolist() == [0, 1, 2] and clipped[0].tolist() == [window + 1, window + 5]

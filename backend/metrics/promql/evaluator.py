@@ -165,30 +165,24 @@ class Evaluator:
         found = series_match(org_id=self.org_id, matchers=matchers, limit=limit + 1)
         if len(found) > limit:
             raise TooManySeries(limit)
-        flat = storage.samples_fetch_flat(
+        # Rows in label order: the order Prometheus's selectors return series in (it decides,
+        # e.g., which of two equal values topk keeps, and the order sums add up in).
+        ordered = sorted(found, key=lambda sid: labels_key(found[sid]))
+        timestamps, values, offsets = storage.samples_fetch_rows(
             org_id=self.org_id,
             series={sid: lab.get(NAME, "") for sid, lab in found.items()},
+            rows={sid: i for i, sid in enumerate(ordered)},
             start_ms=start_ms,
             end_ms=end_ms,
         )
-        self.count_samples(len(flat.values))
+        self.count_samples(len(values))
         self.check_deadline()
-        if len(flat.series) == 0:
-            return Fetched([], np.empty(0, np.int64), np.empty(0), np.zeros(1, np.int64))
-        # Segments of the flat arrays per series id, then reordered by label set, the order
-        # Prometheus's selectors return series in.
-        sids, starts, counts = np.unique(flat.series, return_index=True, return_counts=True)
-        order = sorted(range(len(sids)), key=lambda i: labels_key(found[int(sids[i])]))
-        seg_starts, seg_counts = starts[order], counts[order]
-        offsets = np.zeros(len(order) + 1, dtype=np.int64)
-        np.cumsum(seg_counts, out=offsets[1:])
-        perm = np.repeat(seg_starts - offsets[:-1], seg_counts) + np.arange(offsets[-1])
-        return Fetched(
-            [found[int(sids[i])] for i in order],
-            flat.timestamps[perm],
-            flat.values[perm],
-            offsets,
-        )
+        counts = np.diff(offsets)
+        keep = np.flatnonzero(counts > 0)
+        if len(keep) < len(ordered):
+            offsets = np.zeros(len(keep) + 1, dtype=np.int64)
+            np.cumsum(counts[keep], out=offsets[1:])
+        return Fetched([found[ordered[i]] for i in keep], timestamps, values, offsets)
 
     # -- evaluation -------------------------------------------------------------------------
 

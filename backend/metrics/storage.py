@@ -183,13 +183,14 @@ class StoredBlock:
             values=self.values,
         )
 
-    def decode_segments(self):
+    def decode_segments(self, wanted: np.ndarray | None = None):
         return blocks.decode_segments(
             n_series=self.n_series,
             value_mode=self.value_mode,
             series=self.series,
             timestamps=self.timestamps,
             values=self.values,
+            wanted=wanted,
         )
 
 
@@ -288,11 +289,12 @@ def samples_fetch_flat(
     )
 
 
-def _segments_of(group: list[StoredBlock]):
-    """(ids, counts, timestamps, values) of one (metric, window): one block as stored, or
-    several not yet compacted, merged (a later write wins) into the same layout."""
+def _segments_of(group: list[StoredBlock], wanted: np.ndarray):
+    """(ids, counts, timestamps, values) of one (metric, window): one block as stored (only
+    the ``wanted`` series decoded), or several not yet compacted, merged (a later write wins)
+    into the same layout."""
     if len(group) == 1:
-        return group[0].decode_segments()
+        return group[0].decode_segments(wanted)
     parts = [block.decode() for block in group]
     merged = blocks.normalize(
         np.concatenate([p.series for p in parts]),
@@ -331,7 +333,7 @@ def samples_fetch_rows(
     parts_t, parts_v = [], []
     base = 0
     for g, group in enumerate(groups.values()):
-        ids, counts, ts, vals = _segments_of(group)
+        ids, counts, ts, vals = _segments_of(group, sids)
         at = np.minimum(np.searchsorted(sids, ids), len(sids) - 1)
         hit = sids[at] == ids
         starts = np.cumsum(counts) - counts

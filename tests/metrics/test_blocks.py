@@ -45,6 +45,20 @@ def test_round_trip_is_bit_exact(samples):
     assert np.array_equal(back.timestamps, normal.timestamps)
     assert np.array_equal(back.values.view(np.uint64), normal.values.view(np.uint64))
     assert block.min_ts == normal.timestamps.min() and block.max_ts == normal.timestamps.max()
+    # Decoding only some series gives exactly their samples.
+    wanted = np.unique(normal.series)[::2]
+    ids, counts, part_ts, part_values = blocks.decode_segments(
+        n_series=block.n_series,
+        value_mode=block.value_mode,
+        series=block.series,
+        timestamps=block.timestamps,
+        values=block.values,
+        wanted=np.append(wanted, 10**9),  # a wanted series the block does not hold
+    )
+    keep = np.isin(normal.series, wanted)
+    assert np.array_equal(np.repeat(ids, counts), normal.series[keep])
+    assert np.array_equal(part_ts, normal.timestamps[keep])
+    assert np.array_equal(part_values.view(np.uint64), normal.values[keep].view(np.uint64))
 
 
 def test_normalize_sorts_and_keeps_the_last_write_of_a_timestamp():

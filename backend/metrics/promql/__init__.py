@@ -44,9 +44,12 @@ def _evaluate(evaluator: Evaluator, expr, ts: np.ndarray):
     timeout_ms = max(1, int(evaluator.limits.timeout_seconds * 1000))
     try:
         with transaction.atomic():
-            with connection.cursor() as cur:
-                cur.execute("SET LOCAL statement_timeout = %s", [timeout_ms])
-                cur.execute("SET LOCAL transaction_read_only = on")
+            with connection.cursor() as cur:  # both settings last until the transaction ends
+                cur.execute(
+                    "SELECT set_config('statement_timeout', %s, true),"
+                    " set_config('transaction_read_only', 'on', true)",
+                    [str(timeout_ms)],
+                )
             return evaluator.eval(expr, ts)
     except OperationalError as exc:
         if isinstance(exc.__cause__, pg_errors.QueryCanceled):

@@ -83,29 +83,34 @@ def evaluate(ev, node: pp.AggregateExpr, ts: np.ndarray):
     g, group_labels = _assign_groups(vec, without, names)
     shape = (len(group_labels), steps)
     values, present = vec.values, vec.present
-    count = np.zeros(shape, dtype=np.int64)
-    np.add.at(count, g, present)
+    # Each (group, step) is one cell of a flat array; bincount adds the rows into their cells
+    # one after another, in input order, like Prometheus's loop (the last bit of a sum can
+    # decide which bucket a histogram_quantile lands in, so the order matters).
+    cells = (g[:, None] * steps + np.arange(steps)).ravel()
+
+    def group_sum(weights: np.ndarray) -> np.ndarray:
+        return np.bincount(cells, weights.ravel(), minlength=shape[0] * steps).reshape(shape)
+
+    count = group_sum(present.astype(np.float64))
     any_present = count > 0
     with np.errstate(all="ignore"):
         if op in ("sum", "avg", "stddev", "stdvar"):
-            # ufunc.at adds row after row, in input order, like Prometheus's loop: the last
-            # bit of a sum can decide which bucket a histogram_quantile lands in.
-            total = np.zeros(shape)
-            np.add.at(total, g, np.where(present, values, 0.0))
+            total = group_sum(np.where(present, values, 0.0))
             out = total if op == "sum" else total / count
             if op in ("stddev", "stdvar"):
                 dev = np.where(present, values - out[g], 0.0)
-                out = np.zeros(shape)
-                np.add.at(out, g, dev * dev)
-                out = out / count if op == "stdvar" else np.sqrt(out / count)
+                out = group_sum(dev * dev) / count
+                out = out if op == "stdvar" else np.sqrt(out)
         elif op == "count":
-            out = count.astype(np.float64)
+            out = count
         elif op == "group":
             out = np.ones(shape)
         elif op in ("max", "min"):
             # NaN only where every value is NaN (fmax/fmin skip NaN), as Prometheus does.
-            out = np.full(shape, np.nan)
-            (np.fmax if op == "max" else np.fmin).at(out, g, np.where(present, values, np.nan))
+            out = np.full(shape[0] * steps, np.nan)
+            ufunc = np.fmax if op == "max" else np.fmin
+            ufunc.at(out, cells, np.where(present, values, np.nan).ravel())
+            out = out.reshape(shape)
         elif op == "quantile":
             out = _quantile_groups(values, present, g, len(group_labels), param)
         else:

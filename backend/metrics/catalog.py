@@ -152,6 +152,7 @@ def series_resolve(
                     SELECT %s, fp, name, string_to_array(ids, ',')::int[], now()
                     FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(fp, name, ids)
                     ON CONFLICT (org_id, fingerprint) DO NOTHING
+                    RETURNING fingerprint, id
                     """,
                     [
                         org_id,
@@ -160,12 +161,16 @@ def series_resolve(
                         [",".join(str(pair_ids[p]) for p in label_sets[i]) for i in new],
                     ],
                 )
-                cur.execute(
-                    "SELECT fingerprint, id FROM metric_series "
-                    "WHERE org_id = %s AND fingerprint = ANY(%s)",
-                    [org_id, [fps[i] for i in new]],
-                )
                 known.update(cur.fetchall())
+                # Created meanwhile by a concurrent request: the insert skipped those.
+                raced = [fps[i] for i in new if fps[i] not in known]
+                if raced:
+                    cur.execute(
+                        "SELECT fingerprint, id FROM metric_series "
+                        "WHERE org_id = %s AND fingerprint = ANY(%s)",
+                        [org_id, raced],
+                    )
+                    known.update(cur.fetchall())
     return [verdicts[i] if i in verdicts else known[fp] for i, fp in enumerate(fps)]
 
 

@@ -66,3 +66,26 @@ def test_resolve_is_stable_and_isolated(catalog, tenants):
         org_id=tenants.other_org.pk, label_sets=SERIES, max_per_user=100, max_per_metric=100
     )
     assert not set(other) & set(catalog)
+
+
+def test_a_series_created_meanwhile_by_another_request_resolves_to_its_id(tenants, monkeypatch):
+    """Between the look-up and the insert another request may create the same series: the
+    insert skips it and its id is read back."""
+    from backend.metrics import catalog
+
+    labels = (("__name__", "raced"), ("job", "x"))
+    admit = catalog._admit_new_series
+    created = {}
+
+    def admit_while_another_request_creates_it(org_id, label_sets, *args):
+        monkeypatch.setattr(catalog, "_admit_new_series", admit)
+        (created["id"],) = series_resolve(
+            org_id=org_id, label_sets=[labels], max_per_user=100, max_per_metric=100
+        )
+        return admit(org_id, label_sets, *args)
+
+    monkeypatch.setattr(catalog, "_admit_new_series", admit_while_another_request_creates_it)
+    ids = series_resolve(
+        org_id=tenants.org.pk, label_sets=[labels], max_per_user=100, max_per_metric=100
+    )
+    assert ids == [created["id"]] and created["id"] > 0

@@ -11,7 +11,9 @@ import time
 from datetime import datetime
 
 import promql_parser as pp
+from django.db import DatabaseError
 from django.http import HttpResponse
+from redis.exceptions import RedisError
 from rest_framework.parsers import FormParser, MultiPartParser
 
 from backend.metrics import promql
@@ -164,6 +166,11 @@ class PrometheusView(OrgAPIView):
             return self.handle(**kwargs)
         except promql.PromQLError as exc:
             return failure(exc.error_type, str(exc), exc.status)
+        except (DatabaseError, RedisError) as exc:
+            # The store is down or restarting: Prometheus's "unavailable", worth a retry.
+            return failure(
+                "unavailable", f"storage temporarily unavailable: {exc.__class__.__name__}", 503
+            )
 
     post = get
 

@@ -125,6 +125,9 @@ def test_scalar_and_string_results(api, data):
             "range vector",
         ),
         ("query", {"query": "up + on() istio_requests_total"}, 422, "execution", "many-to-many"),
+        ("query", {"query": 'up{job=~"a++"}'}, 400, "bad_data", "regexp"),  # RE2 refuses it
+        ("query", {"query": 'up{job=~"a{1001}"}'}, 400, "bad_data", "regexp"),
+        ("series", {"match[]": 'up{job=~"a++"}'}, 400, "bad_data", "regexp"),
         ("series", {}, 400, "bad_data", "match[]"),
         ("series", {"match[]": "rate(up[5m])"}, 400, "bad_data", "match[]"),
         ("label/0bad/values", {}, 400, "bad_data", "label name"),
@@ -144,6 +147,18 @@ def test_errors_use_prometheus_envelope(api, data, path, params, status, error_t
     assert body["status"] == "error"
     assert body["errorType"] == error_type
     assert message in body["error"]
+
+
+def test_a_database_fault_is_503_unavailable(api, data):
+    """A real fault of the real database (the catalog table gone, inside this test's
+    transaction, which is rolled back): 503 unavailable, not a 500 page."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("ALTER TABLE metric_series RENAME TO metric_series_away")
+    response = api.get(f"{BASE}/query", {"query": "up"}, **reader(data))
+    assert response.status_code == 503
+    assert response.json()["errorType"] == "unavailable"
 
 
 def test_series_labels_and_values(api, data):

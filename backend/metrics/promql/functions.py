@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import promql_parser as pp
+import re2
 
 from backend.metrics.promql.errors import BadData, ExecutionError
 from backend.metrics.promql.values import (
@@ -477,7 +478,7 @@ def _group(match, name: str) -> str:
 def _label_replace(vec: Vector, dst: str, replacement: str, src: str, regex: str) -> Vector:
     try:
         pattern = anchored_regex(regex)
-    except Exception as exc:  # re2.error
+    except re2.error as exc:
         raise ExecutionError(f"invalid regular expression in label_replace(): {regex}") from exc
     if not valid_label_name(dst):
         raise ExecutionError(f"invalid destination label name in label_replace(): {dst}")

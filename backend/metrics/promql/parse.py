@@ -4,8 +4,10 @@ language (the parser follows 3.x, which renamed ``holt_winters`` and added a few
 from __future__ import annotations
 
 import promql_parser as pp
+import re2
 
 from backend.metrics.promql.errors import BadData
+from backend.metrics.selectors import anchored_regex
 
 # Prometheus 2.x's name for what 3.x calls double_exponential_smoothing.
 pp.clear_extra_functions()
@@ -62,6 +64,14 @@ def _check_node(node) -> None:
         raise BadData(f'1:1: parse error: unknown function with name "{node.func.name}"')
     if isinstance(node, pp.VectorSelector) and node.matchers.or_matchers:
         raise BadData("1:1: parse error: unexpected 'or' in label matchers")
+    if isinstance(node, pp.VectorSelector):
+        for m in node.matchers.matchers:
+            if str(m.op) in ("MatchOp.Re", "MatchOp.NotRe"):
+                # The parser's regex dialect is Rust's; matching is RE2's, as in Prometheus.
+                try:
+                    anchored_regex(m.value)
+                except re2.error:
+                    raise BadData(f"1:1: parse error: error parsing regexp: {m.value!r}") from None
     if isinstance(node, pp.AggregateExpr) and str(node.op) in ("limitk", "limit_ratio"):
         raise BadData(f"1:1: parse error: unknown aggregation {node.op}")
     if isinstance(node, pp.BinaryExpr) and node.modifier is not None:

@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from rest_framework.parsers import FormParser, MultiPartParser
 
 from backend.metrics import promql
-from backend.metrics.promql.evaluator import matchers_of, unwrap
-from backend.metrics.promql.parse import parse_expr
+from backend.metrics.promql.evaluator import matchers_of
+from backend.metrics.promql.parse import parse_expr, unwrap
 from backend.metrics.promql.values import valid_label_name
 from backend.metrics.selectors import (
     Matcher,
@@ -154,9 +154,16 @@ class PrometheusView(OrgAPIView):
         return metric_names_between(org_id=self.org.pk, start_ms=start_ms, end_ms=end_ms)
 
     def matched_series(self, selectors: list[list[Matcher]]) -> list[dict]:
-        return _matched_series(
-            self.org.pk, selectors, self.limits().max_series, self.active_metrics()
-        )
+        limit = self.limits().max_series
+        seen: dict[int, dict] = {}
+        for matchers in selectors:
+            seen.update(series_match(org_id=self.org.pk, matchers=matchers, limit=limit + 1))
+            if len(seen) > limit:
+                raise promql.TooManySeries(limit)
+        active = self.active_metrics()
+        return [
+            labels for labels in seen.values() if active is None or labels.get("__name__") in active
+        ]
 
     def handle(self):
         raise NotImplementedError
@@ -216,22 +223,6 @@ class QueryRangeView(PrometheusView):
                 limits=self.limits(),
             )
         )
-
-
-def _matched_series(
-    org_id: int, selectors: list[list[Matcher]], limit: int, active: set[str] | None
-) -> list[dict]:
-    seen: dict[int, dict] = {}
-    for matchers in selectors:
-        seen.update(series_match(org_id=org_id, matchers=matchers, limit=limit + 1))
-        if len(seen) > limit:
-            raise promql.ExecutionError(
-                f"the query exceeded the maximum number of series (limit: {limit} series)"
-            )
-    found = seen.values()
-    if active is not None:
-        found = [labels for labels in found if labels.get("__name__") in active]
-    return list(found)
 
 
 class SeriesView(PrometheusView):

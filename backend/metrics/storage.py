@@ -255,40 +255,6 @@ def _blocks_for(org_id: int, names: list[str], start_ms: int, end_ms: int) -> li
         )
 
 
-def samples_fetch_flat(
-    *, org_id: int, series: dict[int, str], start_ms: int, end_ms: int
-) -> blocks.Samples:
-    """The samples of ``series`` within [start, end] as three flat arrays, sorted by (series id,
-    timestamp) and de-duplicated.
-
-    ``series`` maps each wanted series id to its metric name (from ``series_match``), which
-    says which blocks to read.
-    """
-    empty = blocks.Samples(
-        series=np.empty(0, np.int64), timestamps=np.empty(0, np.int64), values=np.empty(0)
-    )
-    if not series:
-        return empty
-    found = _blocks_for(org_id, sorted(set(series.values())), start_ms, end_ms)
-    wanted = np.fromiter(series.keys(), dtype=np.int64)
-    parts_s, parts_t, parts_v = [], [], []
-    for block in found:
-        part = block.decode()
-        keep = (
-            np.isin(part.series, wanted)
-            & (part.timestamps >= start_ms)
-            & (part.timestamps <= end_ms)
-        )
-        parts_s.append(part.series[keep])
-        parts_t.append(part.timestamps[keep])
-        parts_v.append(part.values[keep])
-    if not parts_s:
-        return empty
-    return blocks.normalize(
-        np.concatenate(parts_s), np.concatenate(parts_t), np.concatenate(parts_v)
-    )
-
-
 def _segments_of(group: list[StoredBlock], wanted: np.ndarray):
     """(ids, counts, timestamps, values) of one (metric, window): one block as stored (only
     the ``wanted`` series decoded), or several not yet compacted, merged (a later write wins)
@@ -371,15 +337,21 @@ def samples_fetch_rows(
 def samples_fetch(
     *, org_id: int, series: dict[int, str], start_ms: int, end_ms: int
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """(timestamps, values) per series id, sorted, de-duplicated, within [start, end]."""
-    samples = samples_fetch_flat(org_id=org_id, series=series, start_ms=start_ms, end_ms=end_ms)
-    out = {}
-    if len(samples.series) == 0:
-        return out
-    starts = np.flatnonzero(np.diff(samples.series, prepend=samples.series[:1] - 1))
-    for lo, hi in zip(starts, [*starts[1:], len(samples.series)], strict=True):
-        out[int(samples.series[lo])] = (samples.timestamps[lo:hi], samples.values[lo:hi])
-    return out
+    """(timestamps, values) per series id, sorted, de-duplicated, within [start, end]; series
+    without samples there are left out."""
+    ids = list(series)
+    ts, values, offsets = samples_fetch_rows(
+        org_id=org_id,
+        series=series,
+        rows={sid: i for i, sid in enumerate(ids)},
+        start_ms=start_ms,
+        end_ms=end_ms,
+    )
+    return {
+        sid: (ts[lo:hi], values[lo:hi])
+        for sid, lo, hi in zip(ids, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
+        if hi > lo
+    }
 
 
 def metric_names_between(*, org_id: int, start_ms: int, end_ms: int) -> set[str]:

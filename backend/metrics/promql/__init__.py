@@ -10,7 +10,13 @@ import numpy as np
 from django.db import OperationalError, connection, transaction
 from psycopg import errors as pg_errors
 
-from backend.metrics.promql.errors import BadData, ExecutionError, PromQLError, QueryTimeout
+from backend.metrics.promql.errors import (
+    BadData,
+    ExecutionError,
+    PromQLError,
+    QueryTimeout,
+    TooManySeries,
+)
 from backend.metrics.promql.evaluator import Evaluator, QueryLimits, value_kind
 from backend.metrics.promql.parse import parse_expr
 from backend.metrics.promql.values import (
@@ -30,6 +36,7 @@ __all__ = [
     "PromQLError",
     "QueryLimits",
     "QueryTimeout",
+    "TooManySeries",
     "instant_query",
     "range_query",
     "range_query_json",
@@ -121,19 +128,17 @@ def range_query(
     step_ms: int,
     limits: QueryLimits | None = None,
 ) -> dict[str, Any]:
-    value, ts, order = _range_evaluate(org_id, query, start_ms, end_ms, step_ms, limits)
-    times = [format_time(int(t)) for t in ts]
-    result = []
-    for i in order:
-        cols = np.flatnonzero(value.present[i])
-        texts = format_values(value.values[i, cols])
-        result.append(
-            {
-                "metric": value.labels[i],
-                "values": [[times[c], v] for c, v in zip(cols.tolist(), texts, strict=True)],
-            }
+    """``range_query_json``'s answer as Python objects."""
+    return json.loads(
+        range_query_json(
+            org_id=org_id,
+            query=query,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            step_ms=step_ms,
+            limits=limits,
         )
-    return {"resultType": "matrix", "result": result}
+    )
 
 
 def range_query_json(

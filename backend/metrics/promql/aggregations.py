@@ -7,6 +7,7 @@ import numpy as np
 import promql_parser as pp
 
 from backend.metrics.promql.errors import BadData, ExecutionError
+from backend.metrics.promql.parse import unwrap
 from backend.metrics.promql.values import (
     NAME,
     Labels,
@@ -61,9 +62,7 @@ def evaluate(ev, node: pp.AggregateExpr, ts: np.ndarray):
     if op in ("topk", "bottomk", "quantile"):
         param = _param(ev, node, ts)
     elif op == "count_values":
-        inner = node.param
-        while isinstance(inner, pp.ParenExpr):
-            inner = inner.expr
+        inner = unwrap(node.param)
         if not isinstance(inner, pp.StringLiteral):
             raise BadData("expected a string parameter in count_values")
         param = inner.val
@@ -118,6 +117,13 @@ def evaluate(ev, node: pp.AggregateExpr, ts: np.ndarray):
     return Vector(group_labels, np.where(any_present, out, 0.0), any_present)
 
 
+def _column_order(key: np.ndarray, rank_class: np.ndarray) -> np.ndarray:
+    """Row order of each column: by ``rank_class`` first, then ``key``, ties in input order."""
+    order = np.argsort(key, axis=0, kind="stable")
+    by_class = np.argsort(np.take_along_axis(rank_class, order, axis=0), axis=0, kind="stable")
+    return np.take_along_axis(order, by_class, axis=0)
+
+
 def _quantile_groups(values, present, g, groups: int, q) -> np.ndarray:
     out = np.empty((groups, values.shape[1]))
     by_group = np.argsort(g, kind="stable")
@@ -127,13 +133,7 @@ def _quantile_groups(values, present, g, groups: int, q) -> np.ndarray:
         v, p = values[rows], present[rows]
         nan = np.isnan(v)
         # Go's sort.Float64s order (NaN first), absent entries last.
-        rank_class = np.where(p, np.where(nan, 0, 1), 2)
-        order = np.argsort(np.where(p & ~nan, v, 0.0), axis=0, kind="stable")
-        order = np.take_along_axis(
-            order,
-            np.argsort(np.take_along_axis(rank_class, order, axis=0), axis=0, kind="stable"),
-            axis=0,
-        )
+        order = _column_order(np.where(p & ~nan, v, 0.0), np.where(p, np.where(nan, 0, 1), 2))
         s = np.take_along_axis(v, order, axis=0)
         n = p.sum(axis=0)
         rank = q * (n - 1)
@@ -162,13 +162,7 @@ def _top(vec: Vector, without: bool, names: list[str], k_steps, top: bool, insta
         nan = np.isnan(v)
         # Best first; NaN after every number; absent last; ties keep input order.
         key = np.where(p & ~nan, -v if top else v, 0.0)
-        order = np.argsort(key, axis=0, kind="stable")
-        rank_class = np.where(p, np.where(nan, 1, 0), 2)
-        order = np.take_along_axis(
-            order,
-            np.argsort(np.take_along_axis(rank_class, order, axis=0), axis=0, kind="stable"),
-            axis=0,
-        )
+        order = _column_order(key, np.where(p, np.where(nan, 1, 0), 2))
         ranks = np.empty_like(order)
         np.put_along_axis(ranks, order, np.arange(len(rows))[:, None], axis=0)
         selected[rows] = p & (ranks < k[None, :])

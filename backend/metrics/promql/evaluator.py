@@ -24,6 +24,7 @@ from backend.metrics.promql.errors import (
     TooManySamples,
     TooManySeries,
 )
+from backend.metrics.promql.parse import unwrap
 from backend.metrics.promql.values import (
     NAME,
     Labels,
@@ -67,12 +68,6 @@ def ms(delta: timedelta | None) -> int:
     if delta is None:
         return 0
     return round(delta / timedelta(milliseconds=1))
-
-
-def unwrap(node):
-    while isinstance(node, pp.ParenExpr):
-        node = node.expr
-    return node
 
 
 def value_kind(node) -> str:

@@ -16,6 +16,7 @@ import promql_parser as pp
 import re2
 
 from backend.metrics.promql.errors import BadData, ExecutionError
+from backend.metrics.promql.parse import unwrap
 from backend.metrics.promql.values import (
     NAME,
     Labels,
@@ -291,7 +292,7 @@ def _range_function(ev, node: pp.Call, ts: np.ndarray):
         if name == "predict_linear":
             # The regression's intercept is at the evaluation time; under @ Prometheus
             # evaluates once, at the first step.
-            arg = _unwrap(node.args[matrix_at])
+            arg = unwrap(node.args[matrix_at])
             at = arg.vector_selector.at if isinstance(arg, pp.MatrixSelector) else arg.at
             scalars = [scalars[0], ts if at is None else np.full_like(ts, ts[0])]
         values, ok = _over_time(name, m, lo, hi, n, scalars)
@@ -370,12 +371,6 @@ def _date_part(name: str, seconds: np.ndarray) -> np.ndarray:
     return np.where(finite, out.astype(np.float64), np.nan)
 
 
-def _unwrap(node):
-    while isinstance(node, pp.ParenExpr):
-        node = node.expr
-    return node
-
-
 def _scalar_arg(ev, node, ts) -> np.ndarray:
     value = ev.eval(node, ts)
     if not isinstance(value, Scalar):
@@ -384,7 +379,7 @@ def _scalar_arg(ev, node, ts) -> np.ndarray:
 
 
 def _string_arg(node) -> str:
-    node = _unwrap(node)
+    node = unwrap(node)
     if not isinstance(node, pp.StringLiteral):
         raise BadData("expected a string literal argument")
     return node.val
@@ -408,7 +403,7 @@ def _absent_result(arg, absent_steps: np.ndarray) -> Vector:
     left out)."""
     if not absent_steps.any():
         return Vector.empty(len(absent_steps))
-    arg = _unwrap(arg)
+    arg = unwrap(arg)
     selector = None
     if isinstance(arg, pp.VectorSelector):
         selector = arg
@@ -615,7 +610,7 @@ def evaluate(ev, node: pp.Call, ts: np.ndarray):
     if name in _DATE and not args:
         return Vector([{}], _date_part(name, ts / 1000.0)[None, :], np.ones((1, steps), dtype=bool))
     if name == "timestamp":
-        inner = _unwrap(args[0])
+        inner = unwrap(args[0])
         if isinstance(inner, pp.VectorSelector):
             vec, sample_ts = ev.instant_selector(inner, ts)
             return _elementwise(vec, sample_ts / 1000.0)

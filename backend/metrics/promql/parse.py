@@ -48,6 +48,13 @@ NOT_IN_2X = frozenset(
 )
 
 
+def unwrap(node):
+    """The expression inside any parentheses."""
+    while isinstance(node, pp.ParenExpr):
+        node = node.expr
+    return node
+
+
 def parse_expr(query: str) -> pp.Expr:
     if not query.strip():
         raise BadData("empty query")

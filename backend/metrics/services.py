@@ -38,7 +38,8 @@ def org_drain(*, org_id: int, max_rounds: int = 20) -> int:
 
 def metadata_upsert(*, org_id: int, entries: Sequence[tuple[str, str, str, str]]) -> None:
     """Store (metric family, type, help, unit); the latest report wins."""
-    latest = {e[0]: e for e in entries if e[0]}
+    # (PostgreSQL text cannot hold NUL characters, which a sender may put in a HELP text)
+    latest = {e[0]: tuple(t.replace("\x00", "\ufffd") for t in e) for e in entries if e[0]}
     if not latest:
         return
     now = timezone.now()

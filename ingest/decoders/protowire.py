@@ -347,6 +347,67 @@ def peel_trailing_samples(
     return PeeledSamples(m, r, v, t, remaining_end, exhausted)
 
 
+@dataclass(slots=True)
+class PlainLabels:
+    """What :func:`read_plain_labels` found: one row per label, the labels of a message
+    consecutive and in wire order; ``complete[m]`` says message ``m`` was read to its end."""
+
+    msg: np.ndarray
+    label_start: np.ndarray  # the Label message's bytes
+    label_end: np.ndarray  # (the value's bytes end here too)
+    name_start: np.ndarray
+    name_end: np.ndarray
+    value_start: np.ndarray
+    complete: np.ndarray
+
+
+def read_plain_labels(
+    wire: WireBuffer, starts: np.ndarray, ends: np.ndarray, *, max_labels: int
+) -> PlainLabels:
+    """Read messages that hold nothing but ``repeated Label labels = 1`` (a remote-write 1.0
+    TimeSeries' labels) in the encoding every protobuf encoder writes for short labels:
+    ``0x0A len [0x0A len name 0x12 len value]`` with a 1..127-byte name and value and a Label
+    under 128 bytes (every length one byte).
+
+    One numpy pass per label position. A message with anything else (another field, an empty
+    or left-out string, a longer label, more than ``max_labels`` labels) is not ``complete``
+    and has no rows; the caller reads it some other way.
+    """
+    u8 = wire.u8
+    complete = np.zeros(len(starts), bool)
+    msg = np.flatnonzero(starts < ends)
+    pos, end = starts[msg], ends[msg]
+    rows: list[tuple[np.ndarray, ...]] = []
+    for _ in range(max_labels):
+        if not len(msg):
+            break
+        # (every read stays inside the buffer: at most 3 bytes past a message's end)
+        size, name_len = u8[pos + 1], u8[pos + 3]
+        name_end = np.minimum(pos + 4 + name_len, end)
+        value_len = u8[name_end + 1]
+        label_end = pos + 2 + size
+        ok = (u8[pos] == 0x0A) & (u8[pos + 2] == 0x0A) & (u8[name_end] == 0x12)
+        # lengths 1..127 (as uint8, 0 - 1 wraps to 255)
+        ok &= (size < 0x80) & (name_len - 1 < 0x7F) & (value_len - 1 < 0x7F)
+        ok &= (label_end <= end) & (name_end + 2 + value_len == label_end)
+        if not ok.all():
+            msg, pos, end, name_end, label_end = (
+                a[ok] for a in (msg, pos, end, name_end, label_end)
+            )
+        rows.append((msg, pos + 2, label_end, pos + 4, name_end))
+        done = label_end == end
+        complete[msg[done]] = True
+        msg, pos, end = msg[~done], label_end[~done], end[~done]
+    if not rows:
+        empty = np.zeros(0, np.int64)
+        return PlainLabels(empty, empty, empty, empty, empty, empty, complete)
+    cols = [np.concatenate(col) for col in zip(*rows, strict=True)]
+    order = np.lexsort((cols[1], cols[0]))  # by message, then by position in it
+    order = order[complete[cols[0][order]]]
+    msg, label_start, label_end, name_start, name_end = (col[order] for col in cols)
+    return PlainLabels(msg, label_start, label_end, name_start, name_end, name_end + 2, complete)
+
+
 def encode_len_fields(tag: int, payloads: list[bytes]) -> bytes:
     """Length-delimited fields with this (one-byte) tag, in canonical (shortest) encoding."""
     head = bytes((tag,))

@@ -19,6 +19,7 @@ which also remains the judge of what is corrupt.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 
@@ -40,7 +41,9 @@ from ingest.decoders.series_labels import (
     first_problem,
     labelset_from_columns,
     labelset_from_wire,
+    labelsets_from_pairs,
     series_text,
+    shared_pair,
 )
 
 __all__ = [
@@ -62,6 +65,14 @@ V2_PROTO = "io.prometheus.write.v2.Request"
 V1_LABEL_SETS = LabelSetCache(max_entries=50_000)
 V2_LABEL_SETS = LabelSetCache(max_entries=50_000)
 V2_SYMBOL_IDS = SymbolIds(max_entries=200_000)
+
+# Label pairs of 1.0 series by the bytes of their Label message (see _v1_labelsets).
+_V1_PAIRS: dict[bytes, tuple[str, str]] = {}
+_MAX_V1_PAIRS = 200_000
+# Fewer new series than this are decoded one by one (numpy's fixed costs would dominate);
+# series with more labels than _MAX_BULK_LABELS too.
+_BULK_MIN_SERIES = 16
+_MAX_BULK_LABELS = 40
 
 # The vectorized readers give up on series with more samples/fields than this (one numpy pass
 # each); the protobuf runtime decodes those.
@@ -131,6 +142,7 @@ def configure_caches(*, label_sets: int, symbols: int) -> None:
 
 def clear_caches() -> None:
     V1_LABEL_SETS.clear()
+    _V1_PAIRS.clear()
     V2_LABEL_SETS.clear()
     V2_SYMBOL_IDS.clear()
 
@@ -261,12 +273,13 @@ def _decode_v1(raw: bytes) -> _Decoded:
     if not _VECTORIZED:
         slow[:] = True
     if None in labelsets:
-        for i in [i for i, found in enumerate(labelsets) if found is None]:
-            if slow[i]:
-                continue
-            # A miss: the bytes in front of the peeled samples must be labels and nothing else
-            # (see peel_trailing_samples); otherwise the protobuf runtime reads this series.
-            labelset = _v1_labelset(keys[i])
+        misses = [i for i, found in enumerate(labelsets) if found is None and not slow[i]]
+        # A miss: the bytes in front of the peeled samples must be labels and nothing else
+        # (see peel_trailing_samples); otherwise the protobuf runtime reads this series.
+        found = _v1_labelsets(
+            wire, starts[misses], peeled.remaining_end[misses], [keys[i] for i in misses]
+        )
+        for i, labelset in zip(misses, found, strict=True):
             if labelset is None:
                 slow[i] = True
             else:
@@ -317,6 +330,60 @@ def _decode_v1(raw: bytes) -> _Decoded:
         metadata=metadata,
         metadata_problems=metadata_problems,
     )
+
+
+def _v1_labelsets(
+    wire: protowire.WireBuffer, starts: np.ndarray, ends: np.ndarray, keys: list[bytes]
+) -> list[LabelSet | None]:
+    """:func:`_v1_labelset` of many keys (``keys[i]`` is ``wire.data[starts[i]:ends[i]]``).
+
+    Keys in the one encoding senders write (see :func:`protowire.read_plain_labels`) are split
+    with numpy, and each label is found in a cache of the pairs seen before by its exact bytes;
+    the label sets are then built and checked together. Other keys go through
+    :func:`_v1_labelset`.
+    """
+    if len(keys) < _BULK_MIN_SERIES:
+        return list(map(_v1_labelset, keys))
+    found = protowire.read_plain_labels(wire, starts, ends, max_labels=_MAX_BULK_LABELS)
+    data = wire.data
+    label_bytes = list(
+        map(data.__getitem__, map(slice, found.label_start.tolist(), found.label_end.tolist()))
+    )
+    pairs = list(map(_V1_PAIRS.get, label_bytes))
+    plain = found.complete
+    if None in pairs:
+        # pairs not seen before, each decoded once (most recur across the series of a request)
+        missing = {label_bytes[j]: j for j, pair in enumerate(pairs) if pair is None}
+        at = np.fromiter(missing.values(), np.int64, len(missing))
+        if len(_V1_PAIRS) + len(missing) > _MAX_V1_PAIRS:
+            _V1_PAIRS.clear()
+        for raw, a, b, c, d in zip(
+            missing,
+            found.name_start[at].tolist(),
+            found.name_end[at].tolist(),
+            found.value_start[at].tolist(),
+            found.label_end[at].tolist(),
+            strict=True,
+        ):
+            # (a pair that is not valid UTF-8 stays out: _v1_labelset says which label it is)
+            with contextlib.suppress(UnicodeDecodeError):
+                _V1_PAIRS[raw] = shared_pair(data[a:b].decode(), data[c:d].decode())
+        pairs = list(map(_V1_PAIRS.get, label_bytes))
+        if None in pairs:
+            decoded = np.fromiter(map(bool, pairs), bool, len(pairs))
+            plain[found.msg[~decoded]] = False
+            keep = plain[found.msg]
+            found.msg = found.msg[keep]
+            pairs = list(map(pairs.__getitem__, np.flatnonzero(keep).tolist()))
+    bulk = np.flatnonzero(plain)
+    out: list[LabelSet | None] = [None] * len(keys)
+    counts = np.bincount(found.msg, minlength=len(keys))[bulk]
+    for i, labelset in zip(bulk.tolist(), labelsets_from_pairs(pairs, counts), strict=True):
+        out[i] = labelset
+    return [
+        labelset if labelset is not None else _v1_labelset(key)
+        for key, labelset in zip(keys, out, strict=True)
+    ]
 
 
 def _v1_labelset(key: bytes) -> LabelSet | None:

@@ -77,7 +77,8 @@ def series_text(labels: Iterable[tuple[str, str]], limit: int = 512) -> str:
 def _quote(value: str, limit: int = 200) -> str:
     if len(value) > limit:
         value = value[:limit] + "..."
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + value.replace("\x00", "\\x00") + '"'
 
 
 def _utf8_len(text: str) -> int:
@@ -166,6 +167,12 @@ def _check(labels: Labels, limits: LabelLimits) -> tuple[str, str] | None:
                 f"{limits.max_label_value_length}) for label {_quote(key)}: {_quote(value)} "
                 f"series {series_text(labels)}",
             )
+        if "\x00" in value:
+            return (
+                "invalid_label_value",
+                f"label value contains a NUL character, which Canopy cannot store, for label "
+                f"{_quote(key)}: {_quote(value)} series {series_text(labels)}",
+            )
         if key <= last:
             if key == last:
                 return (
@@ -224,6 +231,7 @@ def labelset_from_columns(
         metric_name in _METRIC_NAME_SYNTAX.valid
         and all(map(_LABEL_NAME_SYNTAX.valid.get, names))
         and all(map(operator.lt, names, names[1:]))  # sorted and unique
+        and "\x00" not in "".join(values)
     ):
         problem = _check(labels, _NO_LIMITS)
     longest_name = _longest_utf8(names)
@@ -244,6 +252,97 @@ def labelset_from_columns(
         metric_name=metric_name,
         flags=flags,
     )
+
+
+def shared_pair(name: str, value: str) -> tuple[str, str]:
+    """The (name, value) tuple that cached label sets share for these strings (interned)."""
+    pair = (sys.intern(name), sys.intern(value))
+    if len(_PAIRS) > _MAX_PAIRS:
+        _PAIRS.clear()
+    return _PAIRS.setdefault(pair, pair)
+
+
+_PAIR_NAME = operator.itemgetter(0)
+_PAIR_VALUE = operator.itemgetter(1)
+
+
+def labelsets_from_pairs(pairs: list[tuple[str, str]], counts: np.ndarray) -> list[LabelSet | None]:
+    """Label sets of many series at once: series ``i`` is the next ``counts[i]`` of ``pairs``
+    (from :func:`shared_pair`, in wire order).
+
+    The checks of :func:`labelset_from_columns` run over all series together (numpy and
+    C-level maps instead of Python code per label); this is the path of a request full of
+    series the process has not seen yet. A series that is not plainly valid (no or an invalid
+    metric name, invalid, unsorted or duplicate label names, an empty value) gets None: the
+    caller builds it with :func:`labelset_from_columns`, which says what is wrong.
+    """
+    n = len(counts)
+    total = len(pairs)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    names = list(map(_PAIR_NAME, pairs))
+    values = list(map(_PAIR_VALUE, pairs))
+    series_of = np.repeat(np.arange(n), counts)
+    bad = counts == 0
+    # label names: syntax, and sorted and unique within each series (by rank among the names
+    # of the request: strictly increasing)
+    distinct = sorted(set(names))
+    rank_of = {name: rank for rank, name in enumerate(distinct)}
+    rank = np.fromiter(map(rank_of.__getitem__, names), np.int64, total)
+    invalid = [rank_of[name] for name in distinct if not _LABEL_NAME_SYNTAX.ok(name)]
+    if invalid:
+        bad[series_of[np.isin(rank, invalid)]] = True
+    if total > 1:
+        steps_down = np.flatnonzero(np.diff(rank) <= 0) + 1  # label j is not above label j - 1
+        bad[series_of[steps_down[series_of[steps_down] == series_of[steps_down - 1]]]] = True
+    # lengths are UTF-8 bytes, like Cortex's limits
+    value_len = np.fromiter(
+        map(len if all(map(str.isascii, values)) else _utf8_len, values), np.int64, total
+    )
+    name_len_of = np.array([_utf8_len(name) for name in distinct], np.int64)
+    name_len = name_len_of[rank]
+    bad[series_of[value_len == 0]] = True
+    if "\x00" in "".join(values):
+        bad[series_of[np.fromiter(("\x00" in v for v in values), bool, total)]] = True
+    # exactly one __name__ per series (duplicates were caught above), with a valid value
+    metric_rank = rank_of.get(METRIC_NAME_LABEL, -1)
+    at_name = np.flatnonzero(rank == metric_rank)
+    has_name = np.zeros(n, bool)
+    has_name[series_of[at_name]] = True
+    bad |= ~has_name
+    metric_names = [""] * n
+    for i, at in zip(series_of[at_name].tolist(), at_name.tolist(), strict=True):
+        metric_names[i] = values[at]
+    for name in set(metric_names):
+        if name and not _METRIC_NAME_SYNTAX.ok(name):
+            bad |= np.array([m == name for m in metric_names], bool)
+    nonempty = np.flatnonzero(counts > 0)
+    longest_name = np.zeros(n, np.int64)
+    longest_value = np.zeros(n, np.int64)
+    if len(nonempty):
+        longest_name[nonempty] = np.maximum.reduceat(name_len, starts[nonempty])
+        longest_value[nonempty] = np.maximum.reduceat(value_len, starts[nonempty])
+    flags = np.where(
+        (counts > DEFAULT_LIMITS.max_label_names_per_series)
+        | (longest_name > DEFAULT_LIMITS.max_label_name_length)
+        | (longest_value > DEFAULT_LIMITS.max_label_value_length),
+        EXCEEDS_DEFAULT_LIMITS,
+        0,
+    )
+    labels = map(tuple, map(pairs.__getitem__, map(slice, starts.tolist(), ends.tolist())))
+    return [
+        None if is_bad else LabelSet(labels_, None, count_, name_, value_, metric_, flag_)
+        for is_bad, labels_, count_, name_, value_, metric_, flag_ in zip(
+            bad.tolist(),
+            labels,
+            counts.tolist(),
+            longest_name.tolist(),
+            longest_value.tolist(),
+            metric_names,
+            flags.tolist(),
+            strict=True,
+        )
+    ]
 
 
 def exceeds_limits(

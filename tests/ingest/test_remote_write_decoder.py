@@ -165,8 +165,11 @@ def up(job: str, **extra: str) -> list[tuple[str, str]]:
     return sorted({"__name__": "up", "job": job, **extra}.items())
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches():
+@pytest.fixture(autouse=True, params=["bulk", "one_by_one"])
+def _fresh_caches(request, monkeypatch):
+    # Every test runs twice: series new to the process decoded all together (what a request of
+    # thousands of new series takes), and one by one (what a few new series take).
+    monkeypatch.setattr(remote_write, "_BULK_MIN_SERIES", 1 if request.param == "bulk" else 10**9)
     remote_write.clear_caches()
     yield
     remote_write.clear_caches()
@@ -332,6 +335,7 @@ LABEL_CASES = {
     "max_label_names_per_series": [("__name__", "up")] + [(f"l{i:02}", "v") for i in range(30)],
     "label_name_too_long": [("__name__", "up"), ("n" * 1025, "v")],
     "label_value_too_long": [("__name__", "up"), ("job", "é" * 1025)],  # 2050 bytes
+    "invalid_label_value": [("__name__", "up"), ("job", "a\x00b")],  # PostgreSQL text can't
 }
 
 
@@ -572,6 +576,40 @@ def decode_both_ways(raw: bytes, content_type: str) -> tuple:
         finally:
             remote_write._VECTORIZED = True
     return tuple(results)
+
+
+def test_a_crowd_of_new_series_with_odd_ones_among_them_decodes_like_the_runtime():
+    # what a first request of thousands of series takes (all of them new to the process), with
+    # series that the bulk reader must leave to the one-by-one path in between
+    odd = [
+        [("__name__", "up"), ("job", "x" * 200)],  # a label of more than 127 bytes
+        [("__name__", "up"), ("empty", ""), ("job", "e")],  # an empty value is dropped
+        [("__name__", "up"), ("zone", "a"), ("job", "b")],  # unsorted
+        [("__name__", "up"), ("job", "a\x00b")],  # NUL
+        [("__name__", "1up"), ("job", "c")],  # invalid metric name
+        [("job", "nameless")],
+        [("__name__", "up"), ("job", "é")],  # multi-byte UTF-8, fine
+        [("__name__", "up"), ("job-x", "d")],  # invalid label name
+    ]
+    series = []
+    for i in range(40):
+        series.append((up(f"job{i}", instance=f"10.0.0.{i}:9090"), [(NOW, float(i))]))
+        if i % 5 == 0:
+            series.append((odd[i // 5], [(NOW - 1, 1.0), (NOW, 2.0)]))
+    series.append(series[3])  # the same series twice
+    raw = bytearray(v1_request(series))
+    raw[raw.index(b"job39") + 3] = 0xFF  # and one label value that is not UTF-8
+    first, second = decode_both_ways(bytes(raw), V1)
+    assert first == second
+    assert len(first[0]) == 40 - 1 + 3  # job39 out; the long, the empty-valued and "é" in
+    assert {r[0] for r in first[-1]} == {
+        "invalid_utf8",
+        "labels_not_sorted",
+        "invalid_label_value",
+        "invalid_metric_name",
+        "missing_metric_name",
+        "invalid_label_name",
+    }
 
 
 def test_unusual_encodings_decode_like_the_protobuf_runtime():

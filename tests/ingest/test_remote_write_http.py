@@ -99,6 +99,7 @@ def test_stale_markers_and_special_values_survive_bit_exact(client, tenants):
         ([("__name__", "up"), ("bad-label", "x")], "invalid_label_name"),
         ([("__name__", "up"), ("job", "a"), ("job", "b")], "duplicate_label_names"),
         ([("__name__", "up"), ("zone", "a"), ("job", "b")], "labels_not_sorted"),
+        ([("__name__", "up"), ("job", "a\x00b")], "invalid_label_value"),
     ],
 )
 def test_invalid_series_get_400_with_reason_and_valid_ones_are_kept(
@@ -261,6 +262,17 @@ def test_metadata_is_stored_per_org(client, tenants):
         ("http_requests_total", "counter", "Requests.", "")
     ]
     assert metadata_list(org_id=tenants.other_org.pk) == []
+
+
+def test_metadata_with_a_nul_character_is_stored_with_a_replacement(client, tenants):
+    from backend.metrics.selectors import metadata_list
+
+    token = tenants.token(["metrics:write"])
+    meta = ip._field_bytes(3, b"\x08\x02" + ip._field_bytes(2, b"temp")
+                           + ip._field_bytes(4, b"Temp\x00erature."))  # fmt: skip
+    response = push(client, ip.compress(meta), token)
+    assert response.status_code == 204, response.content
+    assert metadata_list(org_id=tenants.org.pk) == [("temp", "gauge", "Temp\ufffderature.", "")]
 
 
 def test_outsider_writes_land_in_their_own_org_only(client, tenants):

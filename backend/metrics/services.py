@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from django.db import transaction
 from django.utils import timezone
 
 from backend import outbox
@@ -21,10 +20,10 @@ def samples_write(
     drain task is (or already was) queued for the org."""
     from backend.metrics.tasks import drain_org
 
-    with transaction.atomic():
-        batch_id = storage.batch_append(
-            org_id=org_id, series_ids=series_ids, timestamps=timestamps, values=values
-        )
+    # One INSERT: committed on its own (or with the caller's transaction, if there is one).
+    batch_id = storage.batch_append(
+        org_id=org_id, series_ids=series_ids, timestamps=timestamps, values=values
+    )
     outbox.drain_requested("metrics", org_id, drain_org)
     return batch_id
 

@@ -23,6 +23,8 @@ PROCESSES = {
         "4",
         "--access-logfile",
         "-",
+        "--logger-class",
+        "backend.gunicorn_logging.AccessLogger",
         "--graceful-timeout",
         "10",
     ],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django_redis import get_redis_connection
+from redis.commands.core import Script
 
 _TAKE = """
 local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -39,7 +40,13 @@ class Verdict:
     retry_after: float  # seconds until the request would fit
 
 
+_take: Script | None = None
+
+
 def bucket_take(*, key: str, rate: float, burst: int, cost: int) -> Verdict:
+    global _take
     redis = get_redis_connection("default")
-    allowed, wait = redis.eval(_TAKE, 1, f"canopy:bucket:{key}", rate, burst, cost)
+    if _take is None:
+        _take = redis.register_script(_TAKE)  # EVALSHA: the script is not sent every time
+    allowed, wait = _take(keys=[f"canopy:bucket:{key}"], args=[rate, burst, cost], client=redis)
     return Verdict(bool(allowed), float(wait))

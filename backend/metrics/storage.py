@@ -100,12 +100,17 @@ def _insert_blocks(rows: Sequence[BlockRow]) -> None:
         )
 
 
-def _to_blocks(org_id: int, samples: blocks.Samples, names: dict[int, str]) -> list[BlockRow]:
-    """Split normalised samples by (metric name, window) and encode each part."""
-    uniq, inverse = np.unique(samples.series, return_inverse=True)
-    name_list = sorted({names.get(int(s), "") for s in uniq})
+def _to_blocks(org_id: int, samples: blocks.Samples) -> list[BlockRow]:
+    """Split normalised samples (sorted by series) by (metric name, window) and encode each
+    part."""
+    first = np.ones(len(samples.series), dtype=bool)
+    first[1:] = samples.series[1:] != samples.series[:-1]
+    uniq = samples.series[first]
+    names = _metric_names(org_id, uniq)
+    name_list = sorted(set(names))
     name_index = {n: i for i, n in enumerate(name_list)}
-    sample_name = np.array([name_index[names.get(int(s), "")] for s in uniq])[inverse]
+    series_name = np.fromiter(map(name_index.__getitem__, names), np.int64, len(names))
+    sample_name = series_name[np.cumsum(first) - 1]
     window = samples.timestamps - samples.timestamps % WINDOW_MS
     rows = []
     order = np.lexsort((window, sample_name))  # stable: keeps (series, ts) order inside groups
@@ -144,23 +149,28 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
         ts = np.concatenate([blocks.unpack(r[2], "<i8") for r in rows])
         values = np.concatenate([blocks.unpack(r[3], "<f8") for r in rows])
         samples = blocks.normalize(series, ts, values)
-        names = _metric_names(org_id, np.unique(samples.series))
-        _insert_blocks(_to_blocks(org_id, samples, names))
+        _insert_blocks(_to_blocks(org_id, samples))
         return len(series)
 
 
-_names_cache: dict[tuple[int, int], str] = {}
+# series id -> metric name, per org (a series never changes its name)
+_names_cache: dict[int, dict[int, str]] = {}
+_MAX_NAMES = 2_000_000
 
 
-def _metric_names(org_id: int, series_ids: np.ndarray) -> dict[int, str]:
-    wanted = [int(s) for s in series_ids]
-    missing = [s for s in wanted if (org_id, s) not in _names_cache]
-    if missing:
-        if len(_names_cache) > 2_000_000:
+def _metric_names(org_id: int, series_ids: np.ndarray) -> list[str]:
+    """The metric name of each series ("" for an id the catalog does not know)."""
+    wanted = series_ids.tolist()
+    cache = _names_cache.setdefault(org_id, {})
+    names = list(map(cache.get, wanted))
+    if None in names:
+        if sum(map(len, _names_cache.values())) > _MAX_NAMES:
             _names_cache.clear()
-        for sid, name in series_metric_names(org_id=org_id, series_ids=missing).items():
-            _names_cache[(org_id, sid)] = name
-    return {s: _names_cache.get((org_id, s), "") for s in wanted}
+            cache = _names_cache.setdefault(org_id, {})
+        missing = [s for s, name in zip(wanted, names, strict=True) if name is None]
+        cache.update(series_metric_names(org_id=org_id, series_ids=missing))
+        names = [cache.get(s, "") for s in wanted]
+    return names
 
 
 @dataclass(slots=True)

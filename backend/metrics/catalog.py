@@ -114,6 +114,16 @@ def _series_counter_keys(org_id: int, metric: str) -> tuple[str, str]:
     return f"canopy:series:{{{org_id}}}", f"canopy:series:{{{org_id}}}:{metric}"
 
 
+def _series_by_fingerprint(cur, org_id: int, fps: Sequence[int]) -> dict[int, int]:
+    # (the fingerprints as one string: adapting a list of thousands costs more in Python)
+    cur.execute(
+        "SELECT fingerprint, id FROM metric_series "
+        "WHERE org_id = %s AND fingerprint = ANY(string_to_array(%s, ',')::bigint[])",
+        [org_id, ",".join(map(str, fps))],
+    )
+    return dict(cur.fetchall())
+
+
 def series_resolve(
     *, org_id: int, label_sets: Sequence[LabelSet], max_per_user: int, max_per_metric: int
 ) -> list[int]:
@@ -123,11 +133,7 @@ def series_resolve(
         return []
     fps = [fingerprint(ls) for ls in label_sets]
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT fingerprint, id FROM metric_series WHERE org_id = %s AND fingerprint = ANY(%s)",
-            [org_id, fps],
-        )
-        known = dict(cur.fetchall())
+        known = _series_by_fingerprint(cur, org_id, fps)
         missing = [i for i, fp in enumerate(fps) if fp not in known]
         verdicts: dict[int, int] = {}
         if missing:
@@ -145,54 +151,74 @@ def series_resolve(
                 pair_ids = label_pair_ids(
                     cur, org_id, {p for i in new for p in label_sets[i]}, create=True
                 )
+                # The columns travel as three strings split by PostgreSQL (adapting thousands
+                # of list items in Python cost more than the insert): fingerprints and each
+                # series' pair ids joined by ",", series by ";", metric names by U+001E.
+                pair_text = {pair: str(pid) for pair, pid in pair_ids.items()}
+                names = [_metric_name(label_sets[i]) for i in new]
+                if any(_NAME_SEPARATOR in name for name in set(names)):
+                    raise ValueError("a metric name holds U+001E")  # (never valid)
                 cur.execute(
                     """
                     INSERT INTO metric_series (org_id, fingerprint, metric_name, label_ids,
                                                created_at)
-                    SELECT %s, fp, name, string_to_array(ids, ',')::int[], now()
-                    FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(fp, name, ids)
+                    SELECT %s, fp::bigint, name, string_to_array(ids, ',')::int[], now()
+                    FROM unnest(string_to_array(%s, ','), string_to_array(%s, %s),
+                                string_to_array(%s, ';')) AS t(fp, name, ids)
                     ON CONFLICT (org_id, fingerprint) DO NOTHING
                     RETURNING fingerprint, id
                     """,
                     [
                         org_id,
-                        [fps[i] for i in new],
-                        [dict(label_sets[i]).get("__name__", "") for i in new],
-                        [",".join(str(pair_ids[p]) for p in label_sets[i]) for i in new],
+                        ",".join([str(fps[i]) for i in new]),
+                        _NAME_SEPARATOR.join(names),
+                        _NAME_SEPARATOR,
+                        ";".join(
+                            [",".join(map(pair_text.__getitem__, label_sets[i])) for i in new]
+                        ),
                     ],
                 )
                 known.update(cur.fetchall())
                 # Created meanwhile by a concurrent request: the insert skipped those.
                 raced = [fps[i] for i in new if fps[i] not in known]
                 if raced:
-                    cur.execute(
-                        "SELECT fingerprint, id FROM metric_series "
-                        "WHERE org_id = %s AND fingerprint = ANY(%s)",
-                        [org_id, raced],
-                    )
-                    known.update(cur.fetchall())
+                    known.update(_series_by_fingerprint(cur, org_id, raced))
     return [verdicts[i] if i in verdicts else known[fp] for i, fp in enumerate(fps)]
 
 
-# KEYS[1] is the org's counter, KEYS[2..] each new series' metric counter; ARGV holds the two
-# limits. Returns per series 0 (admitted), -1 (over the org's limit), -2 (over the metric's).
+def _metric_name(labels: LabelSet) -> str:
+    return next((value for name, value in labels if name == "__name__"), "")
+
+
+_NAME_SEPARATOR = "\x1e"
+
+# KEYS[1] is the org's counter, KEYS[2..] the counters of the new series' metrics; ARGV holds
+# the two limits and, comma-separated, each new series' metric as an index into KEYS[2..].
+# Returns per series 0 (admitted), -1 (over the org's limit), -2 (over the metric's).
 _ADMIT = """
 local max_user, max_metric = tonumber(ARGV[1]), tonumber(ARGV[2])
 local total = tonumber(redis.call('GET', KEYS[1]) or '0')
-local out = {}
+local per_metric = {}
 for i = 2, #KEYS do
-  local per_metric = tonumber(redis.call('GET', KEYS[i]) or '0')
+  per_metric[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+end
+local out = {}
+for index in string.gmatch(ARGV[3], '[^,]+') do
+  local k = tonumber(index) + 2
   if total >= max_user then
     out[#out + 1] = -1
-  elseif per_metric >= max_metric then
+  elseif per_metric[k] >= max_metric then
     out[#out + 1] = -2
   else
     total = total + 1
-    redis.call('INCR', KEYS[i])
+    per_metric[k] = per_metric[k] + 1
     out[#out + 1] = 0
   end
 end
 redis.call('SET', KEYS[1], total)
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], per_metric[i])
+end
 return out
 """
 
@@ -209,13 +235,19 @@ def _admit_new_series(
     errs towards refusing, and ``series_counts_reset`` recounts exactly."""
     redis = get_redis_connection("default")
     user_key, _ = _series_counter_keys(org_id, "")
-    metric_keys = [
-        _series_counter_keys(org_id, dict(ls).get("__name__", ""))[1] for ls in label_sets
-    ]
+    metrics: dict[str, int] = {}
+    index = [metrics.setdefault(_metric_name(ls), len(metrics)) for ls in label_sets]
+    metric_keys = [_series_counter_keys(org_id, metric)[1] for metric in metrics]
     return [
         int(v)
         for v in redis.eval(
-            _ADMIT, 1 + len(metric_keys), user_key, *metric_keys, max_per_user, max_per_metric
+            _ADMIT,
+            1 + len(metric_keys),
+            user_key,
+            *metric_keys,
+            max_per_user,
+            max_per_metric,
+            ",".join(map(str, index)),
         )
     ]
 

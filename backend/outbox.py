@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django_redis import get_redis_connection
 
@@ -13,7 +14,8 @@ def _key(kind: str, org_id: int) -> str:
 
 
 def drain_requested(kind: str, org_id: int, task) -> None:
-    """Queue ``task.delay(org_id)`` unless one is already queued for this org.
+    """Queue ``task(org_id)``, to run after INGEST_DRAIN_DELAY_SECONDS, unless one is already
+    queued for this org.
 
     The task calls :func:`drain_started` before it claims batches, so a batch committed before
     a refused SET NX is always seen by the queued task.
@@ -21,7 +23,7 @@ def drain_requested(kind: str, org_id: int, task) -> None:
 
     def request() -> None:
         if get_redis_connection("default").set(_key(kind, org_id), 1, nx=True, ex=_PENDING_TTL):
-            task.delay(org_id)
+            task.apply_async((org_id,), countdown=settings.INGEST_DRAIN_DELAY_SECONDS or None)
 
     # Inside a transaction (the span-metrics rollup), the task must not run before the batch
     # is committed; in autocommit (the receivers) this runs at once.

@@ -181,6 +181,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": 1,
     "unacked_restore_throttle": 1,
 }
+# An outbox drain is queued this long after the first batch that needs it: the batches that
+# arrive meanwhile are drained together (fewer, larger blocks; much less worker CPU per sample
+# than one drain per request), at the price of this much more delay before data is queryable.
+INGEST_DRAIN_DELAY_SECONDS = env_int("CANOPY_DRAIN_DELAY_MS", 250, minimum=0) / 1000
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False

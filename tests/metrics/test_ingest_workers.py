@@ -74,3 +74,18 @@ def test_a_killed_worker_batch_is_redelivered_and_stored_once(client, org, tmp_p
     )
     assert _stored_samples(org) == N_REQUESTS * SERIES
     assert "metrics.tasks.drain_org" in log.read_text()
+
+
+def test_batches_arriving_within_the_drain_delay_are_drained_together(
+    client, org, tmp_path, settings
+):
+    settings.INGEST_DRAIN_DELAY_SECONDS = 3  # the default is a quarter of a second
+    log = tmp_path / "worker.log"
+    with celery_worker(log_path=log):
+        wait_until(lambda: " ready." in log.read_text(), 60, "the worker did not start")
+        _push_requests(client, org)
+        wait_until(lambda: _pending(org) == 0, 60, "the worker did not drain the outbox")
+        wait_until(lambda: "succeeded" in log.read_text(), 10, "no drain finished")
+    assert _stored_samples(org) == N_REQUESTS * SERIES
+    drains = [line for line in log.read_text().splitlines() if "drain_org" in line]
+    assert len([line for line in drains if "succeeded" in line]) == 1, drains

@@ -531,10 +531,9 @@ def _decode_v2(raw: bytes) -> _Decoded:
     keys: list[bytes | int] = list(map(key_bytes.__getitem__, key_slices))
     labelsets: list[LabelSet | None] = list(map(V2_LABEL_SETS.get, keys))
     if None in labelsets:
-        for i in [i for i, found in enumerate(labelsets) if found is None]:
-            if not special[i]:
-                series_refs = refs[offsets[i] : offsets[i + 1]].tolist()
-                labelsets[i] = V2_LABEL_SETS.insert(keys[i], _v2_labelset(series_refs, symbols))
+        misses = [i for i, found in enumerate(labelsets) if found is None and not special[i]]
+        for i, labelset in zip(misses, _v2_labelsets(refs, offsets, misses, symbols), strict=True):
+            labelsets[i] = V2_LABEL_SETS.insert(keys[i], labelset)
     # (the keys of special series may be meaningless: their lookups above are overridden here)
     early: dict[int, tuple[str, str]] = {}
     for i in np.flatnonzero(special & ~slow).tolist():
@@ -654,6 +653,29 @@ def _v2_series(
         return i, labelset, None  # not cached: the key cannot tell invalid symbols apart
     key = ids.astype("<u8").tobytes()
     return key, V2_LABEL_SETS.get(key) or V2_LABEL_SETS.insert(key, labelset), None
+
+
+def _v2_labelsets(
+    refs: np.ndarray, offsets: np.ndarray, series: list[int], symbols: list[str]
+) -> list[LabelSet]:
+    """:func:`_v2_labelset` of many series (``refs[offsets[i]:offsets[i + 1]]`` each: an even
+    number of in-range references to valid symbols), built and checked together."""
+    if len(series) < _BULK_MIN_SERIES:
+        return [_v2_labelset(refs[offsets[i] : offsets[i + 1]].tolist(), symbols) for i in series]
+    at = np.asarray(series, np.int64)
+    starts, counts = offsets[at], offsets[at + 1] - offsets[at]
+    before = np.cumsum(counts) - counts
+    chosen = refs[np.arange(counts.sum()) + np.repeat(starts - before, counts)].astype(np.uint64)
+    # one pair per distinct (name, value) reference, shared by every label that uses it
+    keys, inverse = np.unique((chosen[0::2] << np.uint64(32)) | chosen[1::2], return_inverse=True)
+    distinct = [
+        shared_pair(symbols[key >> 32], symbols[key & 0xFFFF_FFFF]) for key in keys.tolist()
+    ]
+    pairs = list(map(distinct.__getitem__, inverse.tolist()))
+    return [
+        labelset or _v2_labelset(refs[offsets[i] : offsets[i + 1]].tolist(), symbols)
+        for i, labelset in zip(series, labelsets_from_pairs(pairs, counts // 2), strict=True)
+    ]
 
 
 def _v2_labelset(refs: list[int], symbols: list[str | None]) -> LabelSet:

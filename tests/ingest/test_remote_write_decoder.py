@@ -578,7 +578,8 @@ def decode_both_ways(raw: bytes, content_type: str) -> tuple:
     return tuple(results)
 
 
-def test_a_crowd_of_new_series_with_odd_ones_among_them_decodes_like_the_runtime():
+@pytest.mark.parametrize("content_type", [V1, V2])
+def test_a_crowd_of_new_series_with_odd_ones_among_them_decodes_like_the_runtime(content_type):
     # what a first request of thousands of series takes (all of them new to the process), with
     # series that the bulk reader must leave to the one-by-one path in between
     odd = [
@@ -597,9 +598,9 @@ def test_a_crowd_of_new_series_with_odd_ones_among_them_decodes_like_the_runtime
         if i % 5 == 0:
             series.append((odd[i // 5], [(NOW - 1, 1.0), (NOW, 2.0)]))
     series.append(series[3])  # the same series twice
-    raw = bytearray(v1_request(series))
+    raw = bytearray(v1_request(series) if content_type == V1 else v2_request(series))
     raw[raw.index(b"job39") + 3] = 0xFF  # and one label value that is not UTF-8
-    first, second = decode_both_ways(bytes(raw), V1)
+    first, second = decode_both_ways(bytes(raw), content_type)
     assert first == second
     assert len(first[0]) == 40 - 1 + 3  # job39 out; the long, the empty-valued and "é" in
     assert {r[0] for r in first[-1]} == {

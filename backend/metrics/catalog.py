@@ -162,7 +162,8 @@ def series_resolve(
                     """
                     INSERT INTO metric_series (org_id, fingerprint, metric_name, label_ids,
                                                created_at)
-                    SELECT %s, fp::bigint, name, string_to_array(ids, ',')::int[], now()
+                    SELECT %s, fp::bigint, coalesce(name, ''),
+                           coalesce(string_to_array(ids, ',')::int[], '{}'), now()
                     FROM unnest(string_to_array(%s, ','), string_to_array(%s, %s),
                                 string_to_array(%s, ';')) AS t(fp, name, ids)
                     ON CONFLICT (org_id, fingerprint) DO NOTHING

@@ -89,3 +89,18 @@ def test_a_series_created_meanwhile_by_another_request_resolves_to_its_id(tenant
         org_id=tenants.org.pk, label_sets=[labels], max_per_user=100, max_per_metric=100
     )
     assert ids == [created["id"]] and created["id"] > 0
+
+
+def test_series_of_one_label_and_without_a_name_are_created_too(tenants):
+    # (the catalog's insert passes its columns as joined strings: a lone empty one must work)
+    for label_sets in ([(("job", "x"),)], [(("__name__", "up"),)], [(("a", "1"),), (("b", "2"),)]):
+        ids = series_resolve(
+            org_id=tenants.org.pk, label_sets=label_sets, max_per_user=100, max_per_metric=100
+        )
+        assert all(i > 0 for i in ids)
+        assert (
+            series_resolve(
+                org_id=tenants.org.pk, label_sets=label_sets, max_per_user=100, max_per_metric=100
+            )
+            == ids
+        )

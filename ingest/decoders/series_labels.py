@@ -121,7 +121,7 @@ class _Syntax:
 _METRIC_NAME_SYNTAX = _Syntax(METRIC_NAME_RE)
 _LABEL_NAME_SYNTAX = _Syntax(LABEL_NAME_RE)
 
-# (name, value) pairs shared by the cached label sets (see labelset_from_columns)
+# (name, value) pairs shared by the cached label sets (see shared_pair)
 _PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
 _MAX_PAIRS = 200_000
 
@@ -217,13 +217,8 @@ def labelset_from_columns(
         values = [values[i] for i in kept]
     # interned: label sets share their strings and (name, value) pairs, which halves the memory
     # of a cache of similar series; equal metric names are then also the same object
-    names = list(map(sys.intern, names))
-    values = list(map(sys.intern, values))
-    pairs = list(zip(names, values, strict=True))
-    if len(_PAIRS) > _MAX_PAIRS:
-        _PAIRS.clear()
-    labels = tuple(map(_PAIRS.setdefault, pairs, pairs))
-    metric_name = values[names.index(METRIC_NAME_LABEL)] if METRIC_NAME_LABEL in names else ""
+    labels = tuple(map(shared_pair, names, values))
+    metric_name = next((value for name, value in labels if name == METRIC_NAME_LABEL), "")
     problem: tuple[str, str] | None = None
     if utf8_problem is not None:
         problem = ("invalid_utf8", f"{utf8_problem}, series {series_text(labels)}")

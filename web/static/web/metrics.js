@@ -1,5 +1,5 @@
 /* Canopy's Metrics explorer: PromQL through /prometheus/api/v1, drawn as an inline SVG line
-   chart. No dependencies. Label names and values come from senders and are untrusted: they
+   chart, built with dom.js. Label names and values come from senders and are untrusted: they
    reach the page only as text nodes and attribute values, never as HTML. */
 (() => {
   "use strict";
@@ -18,8 +18,8 @@
     "#0d9488", "#2563eb", "#f59e0b", "#e11d48", "#7c3aed", "#0891b2",
     "#65a30d", "#db2777", "#ea580c", "#4f46e5", "#ca8a04", "#059669",
   ];
-  const SVG_NS = "http://www.w3.org/2000/svg";
 
+  const { el, svg, getJSON } = window.CanopyDom;
   const $ = (id) => document.getElementById(id);
   const form = $("metrics-form");
   const input = $("q");
@@ -39,23 +39,6 @@
   let view = null; // what the chart shows: {series, start, end, step, hidden}
 
   // ---- small helpers ------------------------------------------------------------------------
-
-  function el(tag, attrs, ...kids) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else if (k === "class") node.className = v;
-      else node.setAttribute(k, v);
-    }
-    node.append(...kids.flat().filter((kid) => kid != null));
-    return node;
-  }
-
-  function svg(tag, attrs) {
-    const node = document.createElementNS(SVG_NS, tag);
-    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-    return node;
-  }
 
   const pad = (n) => String(n).padStart(2, "0");
   const clock = (d, secs) =>
@@ -154,17 +137,7 @@
 
   async function api(path, params, signal) {
     const url = `${API}${path}?${new URLSearchParams({ ...params, org: ORG })}`;
-    const res = await fetch(url, {
-      signal,
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    });
-    let payload = null;
-    try {
-      payload = await res.json();
-    } catch {
-      // not JSON: a proxy's error page, say
-    }
+    const { res, payload } = await getJSON(url, signal);
     if (payload && payload.status === "success") return { data: payload.data };
     if (payload && payload.status === "error") return { error: payload.error, type: payload.errorType };
     if (payload && payload.detail) return { error: String(payload.detail), type: `HTTP ${res.status}` };

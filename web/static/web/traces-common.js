@@ -1,35 +1,11 @@
-/* What Canopy's three Traces pages share: DOM and SVG builders, the Jaeger API client, duration
+/* What Canopy's three Traces pages share (besides dom.js): the Jaeger API client, duration
    and time formatting, service colours, and the trace model built from Jaeger's JSON.
-   No dependencies. Service, operation, tag and log text comes from senders and is untrusted:
+   Service, operation, tag and log text comes from senders and is untrusted:
    it reaches the page only as text nodes and attribute values, never as HTML. */
 (() => {
   "use strict";
 
-  const SVG_NS = "http://www.w3.org/2000/svg";
-
-  function el(tag, attrs, ...kids) {
-    const node = document.createElement(tag);
-    setAttrs(node, attrs);
-    node.append(...kids.flat(Infinity).filter((kid) => kid != null && kid !== false));
-    return node;
-  }
-
-  function svg(tag, attrs, ...kids) {
-    const node = document.createElementNS(SVG_NS, tag);
-    setAttrs(node, attrs);
-    node.append(...kids.flat(Infinity).filter((kid) => kid != null && kid !== false));
-    return node;
-  }
-
-  function setAttrs(node, attrs) {
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v == null || v === false) continue;
-      if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-      else if (k === "class") node.setAttribute("class", v);
-      else if (k === "text") node.textContent = v;
-      else node.setAttribute(k, v === true ? "" : v);
-    }
-  }
+  const { el, svg, getJSON } = window.CanopyDom;
 
   // ---- colours ------------------------------------------------------------------------------
 
@@ -162,17 +138,7 @@
     for (const [k, v] of Object.entries(params || {})) {
       if (v != null && v !== "") query.set(k, v);
     }
-    const res = await fetch(`${url}?${query}`, {
-      signal,
-      credentials: "same-origin",
-      headers: { Accept: "application/json" },
-    });
-    let payload = null;
-    try {
-      payload = await res.json();
-    } catch {
-      // not JSON: a proxy's error page, say
-    }
+    const { res, payload } = await getJSON(`${url}?${query}`, signal);
     if (res.ok && payload && "data" in payload) return { data: payload.data, payload };
     let error = `The server answered HTTP ${res.status} ${res.statusText}`.trim();
     if (payload && Array.isArray(payload.errors) && payload.errors.length) {

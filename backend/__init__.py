@@ -1,3 +1,2 @@
-from backend.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The Django project. Importing it has no side effects: the Celery app is bound when Django
+sets up (``backend.pipeline``'s AppConfig), so leaf modules stay importable on their own."""

@@ -16,13 +16,13 @@ class Queue(enum.StrEnum):
 
 # Every task's queue, in one place (Celery deprecates the per-task ``queue`` attribute).
 TASK_ROUTES = {
-    "backend.metrics.tasks.drain_org": {"queue": Queue.INGEST.value},
+    "backend.pipeline.tasks.drain_org": {"queue": Queue.INGEST.value},
+    "backend.pipeline.tasks.*": {"queue": Queue.MAINTENANCE.value},
     "backend.metrics.tasks.*": {"queue": Queue.MAINTENANCE.value},
-    "backend.tracing.tasks.drain_org": {"queue": Queue.INGEST.value},
     "backend.tracing.tasks.*": {"queue": Queue.MAINTENANCE.value},
 }
 
 app = Celery("canopy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = TASK_ROUTES
-app.autodiscover_tasks(["backend.tenancy", "backend.metrics", "backend.tracing", "ingest"])
+app.autodiscover_tasks(["backend.pipeline", "backend.metrics", "backend.tracing"])

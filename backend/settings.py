@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "axes",
     "django.contrib.postgres",
     "backend.tenancy",
+    "backend.pipeline",
     "backend.metrics",
     "backend.tracing",
     "web",
@@ -189,11 +190,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE = {
-    "metrics-sweep-outbox": {"task": "backend.metrics.tasks.sweep_outbox", "schedule": 15.0},
+    "pipeline-sweep-outbox": {"task": "backend.pipeline.tasks.sweep_outbox", "schedule": 15.0},
+    "pipeline-retention": {"task": "backend.pipeline.tasks.apply_retention", "schedule": 3600.0},
     "metrics-compact-blocks": {"task": "backend.metrics.tasks.compact_blocks", "schedule": 30.0},
-    "metrics-retention": {"task": "backend.metrics.tasks.apply_retention", "schedule": 3600.0},
-    "traces-sweep-outbox": {"task": "backend.tracing.tasks.sweep_outbox", "schedule": 15.0},
-    "traces-retention": {"task": "backend.tracing.tasks.apply_retention", "schedule": 3600.0},
     "traces-dependencies": {
         "task": "backend.tracing.tasks.rollup_dependencies",
         "schedule": 30.0,

@@ -163,7 +163,7 @@ class CanopyServer:
             self._manage(
                 "shell",
                 "-c",
-                "from backend.metrics.storage import storage_bytes; print(storage_bytes())",
+                "from backend.metrics.storage.blocks import storage_bytes; print(storage_bytes())",
             ).split()[-1]
         )
 
@@ -181,7 +181,7 @@ class CanopyServer:
         self._manage(
             "shell",
             "-c",
-            "from backend.metrics.storage import blocks_compact\n"
+            "from backend.metrics.storage.compaction import blocks_compact\n"
             "while blocks_compact(min_age_seconds=0): pass",
         )
         # Give back the space of drained outbox rows and replaced blocks, which autovacuum

@@ -561,7 +561,9 @@ _PROFILE = r"""
 import cProfile, io, json, pstats, time
 from backend.metrics import promql
 from backend.metrics.promql import parse as _parse
+from backend.metrics.storage.reader import PostgresQuerier
 kw = json.loads(ARGS)
+kw["querier"] = PostgresQuerier(org_id=kw.pop("org_id"))
 promql.range_query(**kw)  # warm: caches, plans, imports
 walls = []
 for _ in range(3):

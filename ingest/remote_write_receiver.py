@@ -18,8 +18,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from redis.exceptions import RedisError
 
-from backend.metrics.catalog import REFUSAL_REASONS, REFUSED_PER_USER
 from backend.metrics.services import metadata_upsert, samples_write
+from backend.metrics.storage.catalog import REFUSAL_REASONS, REFUSED_PER_USER
 from backend.tenancy.authentication import token_required
 from backend.tenancy.models import Scope
 from backend.tenancy.ratelimit import bucket_take

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backend.metrics.catalog import series_resolve
+from backend.metrics.storage.catalog import series_resolve
 
 MAX_ENTRIES = 1_000_000
 

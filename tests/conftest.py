@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
-from backend.metrics import catalog
+from backend.metrics.storage import catalog
 from backend.tenancy.models import Organization, Role, Scope
 from backend.tenancy.selectors import caches_clear
 from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create

@@ -99,7 +99,7 @@ def kill_a_worker_mid_drain(*, table: str, pending, stored, batches: int, log_pa
     today (a fresh process has not created it yet). ``pending()`` / ``stored()`` count the
     org's outbox rows and stored items.
     """
-    from backend import partitions
+    from backend.pipeline import partitions
 
     today = time.time_ns() // 10**6 // partitions.DAY_MS * partitions.DAY_MS
     lock = list(partitions.lock_key(table, today))

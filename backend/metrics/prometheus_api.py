@@ -17,17 +17,12 @@ from redis.exceptions import RedisError
 from rest_framework.parsers import FormParser, MultiPartParser
 
 from backend.metrics import promql
+from backend.metrics.labels import METRIC_NAME, Matcher
 from backend.metrics.promql.evaluator import matchers_of
 from backend.metrics.promql.parse import parse_expr, unwrap
 from backend.metrics.promql.values import valid_label_name
-from backend.metrics.selectors import (
-    Matcher,
-    label_names,
-    label_values,
-    metadata_list,
-    series_match,
-)
-from backend.metrics.storage import metric_names_between
+from backend.metrics.selectors import label_names, label_values, metadata_list
+from backend.metrics.storage.reader import PostgresQuerier, metric_names_between, series_match
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
 from backend.tenancy.selectors import limits_get
@@ -162,7 +157,9 @@ class PrometheusView(OrgAPIView):
                 raise promql.TooManySeries(limit)
         active = self.active_metrics()
         return [
-            labels for labels in seen.values() if active is None or labels.get("__name__") in active
+            labels
+            for labels in seen.values()
+            if active is None or labels.get(METRIC_NAME) in active
         ]
 
     def handle(self):
@@ -191,7 +188,10 @@ class QueryView(PrometheusView):
         time_ms = parse_time("time", when) if when else int(time.time() * 1000)
         return success(
             promql.instant_query(
-                org_id=self.org.pk, query=query, time_ms=time_ms, limits=self.limits()
+                querier=PostgresQuerier(org_id=self.org.pk),
+                query=query,
+                time_ms=time_ms,
+                limits=self.limits(),
             )
         )
 
@@ -215,7 +215,7 @@ class QueryRangeView(PrometheusView):
             raise promql.BadData('invalid parameter "query": no query given')
         return success_raw(
             promql.range_query_json(
-                org_id=self.org.pk,
+                querier=PostgresQuerier(org_id=self.org.pk),
                 query=query,
                 start_ms=start,
                 end_ms=end,
@@ -249,7 +249,7 @@ class LabelValuesView(PrometheusView):
         selectors = self.selectors(required=False)
         if not selectors:
             values = label_values(org_id=self.org.pk, name=name)
-            active = self.active_metrics() if name == "__name__" else None
+            active = self.active_metrics() if name == METRIC_NAME else None
             return success(values if active is None else [v for v in values if v in active])
         found = self.matched_series(selectors)
         return success(sorted({labels[name] for labels in found if name in labels}))

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 from django.utils import timezone
 
-from backend import outbox
-from backend.metrics import storage
 from backend.metrics.models import MetricMetadata
-from backend.tenancy.selectors import retention_days_by_org
+from backend.metrics.storage.outbox import batch_append
+from backend.pipeline.outbox import drain_requested
+
+SIGNAL = "metrics"  # this domain's name in the write pipeline
 
 
 def samples_write(
@@ -18,21 +19,12 @@ def samples_write(
 ) -> int:
     """Durably accept samples. When this returns the batch is committed to PostgreSQL, and a
     drain task is (or already was) queued for the org."""
-    from backend.metrics.tasks import drain_org
-
     # One INSERT: committed on its own (or with the caller's transaction, if there is one).
-    batch_id = storage.batch_append(
+    batch_id = batch_append(
         org_id=org_id, series_ids=series_ids, timestamps=timestamps, values=values
     )
-    outbox.drain_requested("metrics", org_id, drain_org)
+    drain_requested(signal=SIGNAL, org_id=org_id)
     return batch_id
-
-
-def org_drain(*, org_id: int, max_rounds: int = 20) -> int:
-    """Drain the org's outbox (what the ingest task does); returns samples moved."""
-    return outbox.drain(
-        "metrics", org_id, lambda: storage.batches_drain(org_id=org_id), max_rounds=max_rounds
-    )
 
 
 def metadata_upsert(*, org_id: int, entries: Sequence[tuple[str, str, str, str]]) -> None:
@@ -53,17 +45,3 @@ def metadata_upsert(*, org_id: int, entries: Sequence[tuple[str, str, str, str]]
         unique_fields=["org", "metric_family_name"],
         update_fields=["type", "help", "unit", "updated_at"],
     )
-
-
-def retention_apply(*, now_ms: int | None = None) -> dict:
-    """Drop whole partitions past the longest retention, then trim orgs with shorter ones."""
-    now_ms = now_ms or storage.now_ms()
-    day_ms = 24 * 3600 * 1000
-    longest, days_by_org = retention_days_by_org(field="retention_days")
-    dropped = storage.partitions_drop_before(cutoff_ms=now_ms - longest * day_ms)
-    trimmed = sum(
-        storage.org_samples_delete_before(org_id=org_id, cutoff_ms=now_ms - days * day_ms)
-        for org_id, days in days_by_org.items()
-        if days < longest
-    )
-    return {"dropped_partitions": dropped, "trimmed_blocks": trimmed}

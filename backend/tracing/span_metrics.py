@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from django.db import connection
 
-from backend.metrics.catalog import fingerprint, series_resolve
 from backend.metrics.services import samples_write
+from backend.metrics.storage.catalog import fingerprint, series_resolve
 from backend.tenancy.selectors import limits_get
 
 # Tempo's default span-metrics histogram buckets, in seconds.

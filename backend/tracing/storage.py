@@ -22,7 +22,7 @@ import zstandard
 from django.db import connection, transaction
 from psycopg import sql
 
-from backend import partitions
+from backend.pipeline import partitions
 from backend.tenancy.ttlcache import TTLCache
 
 NS_PER_MS = 1_000_000
@@ -316,20 +316,6 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
         starts = [b[0] for b in batches] + [b[1] for b in batches]
         partitions.write_with_partitions("trace_spans", starts, move, per_ms=NS_PER_MS)
         return cur.rowcount
-
-
-def orgs_with_pending_batches(*, older_than_seconds: float = 0) -> list[int]:
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT DISTINCT org_id FROM trace_batches "
-            "WHERE received_at <= now() - make_interval(secs => %s)",
-            [older_than_seconds],
-        )
-        return [row[0] for row in cur.fetchall()]
-
-
-def partitions_drop_before(*, cutoff_ns: int) -> list[str]:
-    return partitions.drop_before("trace_spans", cutoff_ns)
 
 
 def org_spans_delete_before(*, org_id: int, cutoff_ns: int) -> int:

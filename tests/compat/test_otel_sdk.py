@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from backend.pipeline.drain import org_drain
 from backend.tenancy.services import org_create, token_create, user_get_or_create
-from backend.tracing import services
 from backend.tracing.selectors import services_list, trace_get
 from ingest.otlp_grpc import build_server
 
@@ -51,7 +51,7 @@ def _emit(exporter, service: str):
 
 
 def _check(org, root_ctx, child_ctx, service):
-    services.org_drain(org_id=org.pk)
+    org_drain(signal="traces", org_id=org.pk)
     spans = trace_get(org_id=org.pk, trace_id=root_ctx.trace_id.to_bytes(16, "big"))
     by_id = {s.span_id: s for s in spans}
     root = by_id[root_ctx.span_id.to_bytes(8, "big")]

@@ -4,8 +4,10 @@ import time
 
 import pytest
 
-from backend.metrics import services
-from backend.metrics.selectors import Matcher, metadata_list, samples_for_series, series_match
+from backend.metrics.labels import Matcher
+from backend.metrics.selectors import metadata_list, samples_for_series
+from backend.metrics.storage.reader import series_match
+from backend.pipeline.drain import org_drain
 from backend.tenancy.models import Role
 from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create
 from tests.compat.prometheus_harness import PrometheusServer
@@ -25,7 +27,7 @@ def orgs(transactional_db):
 def _wait_for_series(org, name, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        services.org_drain(org_id=org.pk)
+        org_drain(signal="metrics", org_id=org.pk)
         found = series_match(org_id=org.pk, matchers=[Matcher("__name__", "=", name)])
         if found:
             return found

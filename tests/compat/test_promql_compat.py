@@ -31,8 +31,10 @@ import numpy as np
 import pytest
 import requests
 
-from backend.metrics import services
-from backend.metrics.selectors import Matcher, samples_for_series, series_match
+from backend.metrics.labels import Matcher
+from backend.metrics.selectors import samples_for_series
+from backend.metrics.storage.reader import series_match
+from backend.pipeline.drain import org_drain
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
 from tests.compat import promql_dataset as ds
 from tests.compat import promql_expressions as px
@@ -371,7 +373,7 @@ def canopy(live_server, bodies) -> Iterator[Canopy]:
                 session=session,
             )
             assert r.status_code == 204, f"push {i}: {r.status_code} {r.text}"
-    while services.org_drain(org_id=org.pk):
+    while org_drain(signal="metrics", org_id=org.pk):
         pass
     base = f"{live_server.url}/prometheus/api/v1"
     target = Target("canopy", base, {"Authorization": f"Bearer {read_token}"})

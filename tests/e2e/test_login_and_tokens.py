@@ -1,7 +1,7 @@
 import pytest
 import requests
 
-from backend.metrics.services import org_drain
+from backend.pipeline.drain import org_drain
 from backend.tenancy.models import ApiToken, Organization, Role
 from backend.tenancy.selectors import token_authenticate
 from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create
@@ -74,7 +74,7 @@ def test_home_shows_metrics_arriving(page, live_server, owner, tmp_path):
         timeout=10,
         headers={**ip.REMOTE_WRITE_HEADERS, "Authorization": f"Bearer {secret}"},
     )
-    org_drain(org_id=org.pk)
+    org_drain(signal="metrics", org_id=org.pk)
 
     page.goto(f"{live_server.url}/login/")
     page.fill("#id_username", "ada")

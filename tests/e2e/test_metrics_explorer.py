@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from backend.metrics import storage
+from backend.metrics.storage import blocks
 from backend.tenancy.services import org_create, user_get_or_create
 from tests.metrics.samples import load
 
@@ -16,7 +16,7 @@ RATE_QUERY = "sum by (app, code) (rate(istio_requests_total[5m]))"
 
 def write_recent(org, series: dict[tuple, list[tuple[int, float]]]) -> None:
     """label pairs -> [(seconds before now, value)]."""
-    now = storage.now_ms() // 15_000 * 15_000
+    now = blocks.now_ms() // 15_000 * 15_000
     load(org, {k: [(-ago, v) for ago, v in points] for k, points in series.items()}, base_ms=now)
 
 

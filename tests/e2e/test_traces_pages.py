@@ -17,8 +17,9 @@ from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from backend.pipeline.drain import org_drain
 from backend.tenancy.services import org_create, token_create, user_get_or_create
-from backend.tracing import dependencies, services
+from backend.tracing import dependencies
 from tests.tracing.test_trace_ingest import kv
 
 pytestmark = pytest.mark.e2e
@@ -154,7 +155,7 @@ def shop(transactional_db):
         now - 4 * MINUTE_NS,
         [S("c000000000000001", "web", XSS, 0, 3, attrs={"note": "<script>window.__xss=2"})],
     )
-    services.org_drain(org_id=acme.pk)
+    org_drain(signal="traces", org_id=acme.pk)
 
     hal = user_get_or_create(username="hal", password=PASSWORD)
     globex = org_create(slug="globex", name="Globex", owner=hal)
@@ -166,7 +167,7 @@ def shop(transactional_db):
         now - 5 * MINUTE_NS,
         [S("d000000000000001", "globex-vault", "OpenVault", 0, 9)],
     )
-    services.org_drain(org_id=globex.pk)
+    org_drain(signal="traces", org_id=globex.pk)
 
     # What the beat job does: every minute older than the two-minute grace for late spans
     # (the spans above are three to nine minutes old) is rolled up.

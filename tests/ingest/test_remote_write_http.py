@@ -9,8 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from backend.metrics import services, storage
-from backend.metrics.selectors import Matcher, samples_for_series, series_match
+from backend.metrics.labels import Matcher
+from backend.metrics.selectors import samples_for_series
+from backend.metrics.storage import compaction
+from backend.metrics.storage.reader import series_match
+from backend.pipeline.drain import org_drain
 from backend.tenancy.rejections import rejections_get
 from backend.tenancy.services import limits_update
 from bench import istio_payloads as ip
@@ -45,7 +48,7 @@ def now_ms() -> int:
 
 
 def stored(org, name="up"):
-    services.org_drain(org_id=org.pk)
+    org_drain(signal="metrics", org_id=org.pk)
     series = series_match(org_id=org.pk, matchers=[Matcher("__name__", "=", name)])
     return series, samples_for_series(org_id=org.pk, series=series, start_ms=0, end_ms=2**62)
 
@@ -193,11 +196,11 @@ def test_a_repeated_request_stores_nothing_twice(client, tenants):
     body = ip.build_requests(1, 1, ip.aligned_start_ms(1), n_series=100,
                              samples_per_request=100)[0]  # fmt: skip
     assert push(client, body, token).status_code == 204
-    services.org_drain(org_id=tenants.org.pk)
+    org_drain(signal="metrics", org_id=tenants.org.pk)
     assert push(client, body, token).status_code == 204  # Prometheus' retry after a timeout
     _, samples = stored(tenants.org, "istio_requests_total")
     assert sum(len(t) for t, _ in samples.values()) == 100
-    storage.blocks_compact(min_age_seconds=0)
+    compaction.blocks_compact(min_age_seconds=0)
     _, samples = stored(tenants.org, "istio_requests_total")
     assert sum(len(t) for t, _ in samples.values()) == 100
 

@@ -1,4 +1,5 @@
-"""Hand-made series written straight into the metrics store, for engine and API tests."""
+"""Hand-made series for engine and API tests: written straight into the metrics store, or held
+by an in-memory querier."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import struct
 
 import numpy as np
 
-from backend.metrics import storage
-from backend.metrics.catalog import series_resolve
+from backend.metrics.promql.memory import MemoryQuerier
+from backend.metrics.storage import outbox
+from backend.metrics.storage.catalog import series_resolve
 
 T0 = 1_699_999_980_000  # ms, a multiple of 60 s (subquery steps align to it)
 STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
@@ -26,14 +28,22 @@ def load(org, data: dict[tuple, list[tuple[int, float]]], *, base_ms: int = T0) 
             sid.append(series_id)
             ts.append(base_ms + int(t * 1000))
             vs.append(v)
-    storage.batch_append(
+    outbox.batch_append(
         org_id=org.pk,
         series_ids=np.array(sid),
         timestamps=np.array(ts),
         values=np.array(vs, dtype=float),
     )
-    while storage.batches_drain(org_id=org.pk):
+    while outbox.batches_drain(org_id=org.pk):
         pass
+
+
+def in_memory(data: dict[tuple, list[tuple[int, float]]], *, base_ms: int = T0):
+    """The same data as ``load`` takes, held by an in-memory querier (no database)."""
+    return MemoryQuerier(
+        (dict(key), [(base_ms + int(t * 1000), v) for t, v in points])
+        for key, points in data.items()
+    )
 
 
 def counter(name="reqs", **labels):

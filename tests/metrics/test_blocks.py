@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.metrics import blocks
+from backend.metrics.storage import encoding
 
 finite_or_special = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=64),
@@ -32,9 +32,9 @@ def test_round_trip_is_bit_exact(samples):
     series = np.array([s for s, _, _ in samples], dtype=np.int64)
     ts = np.array([t for _, t, _ in samples], dtype=np.int64)
     values = np.array([v for _, _, v in samples], dtype=np.float64)
-    normal = blocks.normalize(series, ts, values)
-    block = blocks.encode(normal)
-    back = blocks.decode(
+    normal = encoding.normalize(series, ts, values)
+    block = encoding.encode(normal)
+    back = encoding.decode(
         n_series=block.n_series,
         value_mode=block.value_mode,
         series=block.series,
@@ -47,7 +47,7 @@ def test_round_trip_is_bit_exact(samples):
     assert block.min_ts == normal.timestamps.min() and block.max_ts == normal.timestamps.max()
     # Decoding only some series gives exactly their samples.
     wanted = np.unique(normal.series)[::2]
-    ids, counts, part_ts, part_values = blocks.decode_segments(
+    ids, counts, part_ts, part_values = encoding.decode_segments(
         n_series=block.n_series,
         value_mode=block.value_mode,
         series=block.series,
@@ -62,7 +62,7 @@ def test_round_trip_is_bit_exact(samples):
 
 
 def test_normalize_sorts_and_keeps_the_last_write_of_a_timestamp():
-    out = blocks.normalize(
+    out = encoding.normalize(
         np.array([2, 1, 2, 1]), np.array([5, 9, 5, 3]), np.array([1.0, 2.0, 3.0, 4.0])
     )
     assert out.series.tolist() == [1, 1, 2]
@@ -76,7 +76,7 @@ def test_integer_counters_compress_below_a_byte_per_sample():
     series = np.repeat(np.arange(n_series), per)
     ts = np.tile(1_700_000_000_000 + np.arange(per) * 15_000, n_series)
     values = np.cumsum(rng.integers(0, 50, n_series * per)).astype(float)
-    block = blocks.encode(blocks.normalize(series, ts, values))
-    assert block.value_mode == blocks.VALUE_MODE_INT_DELTA
+    block = encoding.encode(encoding.normalize(series, ts, values))
+    assert block.value_mode == encoding.VALUE_MODE_INT_DELTA
     size = len(block.series) + len(block.timestamps) + len(block.values)
     assert size / (n_series * per) < 1.0

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from backend.metrics.selectors import Matcher, samples_for_series, series_match
+from backend.metrics.labels import Matcher
+from backend.metrics.selectors import samples_for_series
+from backend.metrics.storage.reader import series_match
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
 from bench import istio_payloads as ip
 from tests.conftest import bearer
@@ -73,7 +75,7 @@ def test_a_killed_worker_batch_is_redelivered_and_stored_once(client, org, tmp_p
         log_path=log,
     )
     assert _stored_samples(org) == N_REQUESTS * SERIES
-    assert "metrics.tasks.drain_org" in log.read_text()
+    assert "pipeline.tasks.drain_org" in log.read_text()
 
 
 def test_batches_arriving_within_the_drain_delay_are_drained_together(

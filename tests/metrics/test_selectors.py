@@ -2,8 +2,9 @@
 
 import pytest
 
-from backend.metrics.catalog import series_resolve
-from backend.metrics.selectors import Matcher, series_match
+from backend.metrics.labels import Matcher
+from backend.metrics.storage.catalog import series_resolve
+from backend.metrics.storage.reader import series_match
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +72,7 @@ def test_resolve_is_stable_and_isolated(catalog, tenants):
 def test_a_series_created_meanwhile_by_another_request_resolves_to_its_id(tenants, monkeypatch):
     """Between the look-up and the insert another request may create the same series: the
     insert skips it and its id is read back."""
-    from backend.metrics import catalog
+    from backend.metrics.storage import catalog
 
     labels = (("__name__", "raced"), ("job", "x"))
     admit = catalog._admit_new_series

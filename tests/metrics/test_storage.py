@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from backend.metrics import services, storage
-from backend.metrics.catalog import series_resolve
-from backend.metrics.selectors import Matcher, samples_for_series, series_match
+from backend.metrics.labels import Matcher
+from backend.metrics.selectors import samples_for_series
+from backend.metrics.storage import blocks, compaction, outbox, reader
+from backend.metrics.storage.catalog import series_resolve
+from backend.metrics.storage.reader import series_match
+from backend.pipeline.drain import org_drain, orgs_with_pending_batches
+from backend.pipeline.retention import retention_apply
 from backend.tenancy.services import limits_update
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +29,7 @@ def _series(org, n=3):
 
 
 def _write(org, ids, ts, values):
-    storage.batch_append(
+    outbox.batch_append(
         org_id=org.pk,
         series_ids=np.array(ids),
         timestamps=np.array(ts),
@@ -46,9 +50,9 @@ def _block_rows(org):
 
 def test_drain_splits_by_window_and_reads_merge_them(tenants):
     a, b, _ = _series(tenants.org)
-    t = storage.now_ms() // storage.WINDOW_MS * storage.WINDOW_MS
+    t = blocks.now_ms() // blocks.WINDOW_MS * blocks.WINDOW_MS
     _write(tenants.org, [a, a, b], [t - 1000, t + 1000, t + 2000], [1, 2, 3])
-    assert storage.batches_drain(org_id=tenants.org.pk) == 3
+    assert outbox.batches_drain(org_id=tenants.org.pk) == 3
     assert _block_rows(tenants.org) == 2  # two windows
     data = _read(tenants.org)
     assert data[a][0].tolist() == [t - 1000, t + 1000]
@@ -59,48 +63,48 @@ def test_drain_splits_by_window_and_reads_merge_them(tenants):
 
 def test_compaction_merges_a_window_and_a_later_write_wins(tenants):
     (a, *_) = _series(tenants.org)
-    t = storage.now_ms() // storage.WINDOW_MS * storage.WINDOW_MS + 10
+    t = blocks.now_ms() // blocks.WINDOW_MS * blocks.WINDOW_MS + 10
     for value in (1.0, 2.0, 3.0):
         _write(tenants.org, [a, a], [t, t + 1], [value, value])
-        storage.batches_drain(org_id=tenants.org.pk)
+        outbox.batches_drain(org_id=tenants.org.pk)
     assert _block_rows(tenants.org) == 3
     assert _read(tenants.org)[a][1].tolist() == [3.0, 3.0]
-    assert storage.blocks_compact(min_age_seconds=0) == 1
+    assert compaction.blocks_compact(min_age_seconds=0) == 1
     assert _block_rows(tenants.org) == 1
     assert _read(tenants.org)[a][1].tolist() == [3.0, 3.0]
-    assert storage.blocks_compact(min_age_seconds=0) == 0  # nothing left to merge
+    assert compaction.blocks_compact(min_age_seconds=0) == 0  # nothing left to merge
 
 
 def test_recent_groups_wait_before_compaction(tenants):
     (a, *_) = _series(tenants.org)
-    t = storage.now_ms()
+    t = blocks.now_ms()
     for i in range(2):
         _write(tenants.org, [a], [t + i], [1.0])
-        storage.batches_drain(org_id=tenants.org.pk)
-    assert storage.blocks_compact(min_age_seconds=3600) == 0
+        outbox.batches_drain(org_id=tenants.org.pk)
+    assert compaction.blocks_compact(min_age_seconds=3600) == 0
     assert _block_rows(tenants.org) == 2
 
 
 def test_sweep_finds_orgs_whose_batches_nobody_drained(tenants):
     (a, *_) = _series(tenants.org)
-    _write(tenants.org, [a], [storage.now_ms()], [1.0])
-    assert storage.orgs_with_pending_batches() == [tenants.org.pk]
-    assert storage.orgs_with_pending_batches(older_than_seconds=3600) == []
-    services.org_drain(org_id=tenants.org.pk)
-    assert storage.orgs_with_pending_batches() == []
+    _write(tenants.org, [a], [blocks.now_ms()], [1.0])
+    assert orgs_with_pending_batches(signal="metrics") == [tenants.org.pk]
+    assert orgs_with_pending_batches(signal="metrics", older_than_seconds=3600) == []
+    org_drain(signal="metrics", org_id=tenants.org.pk)
+    assert orgs_with_pending_batches(signal="metrics") == []
 
 
 def test_retention_drops_old_partitions_and_trims_shorter_retention(tenants):
     a, *_ = _series(tenants.org)
     (b, *_) = _series(tenants.other_org)
-    now = storage.now_ms()
+    now = blocks.now_ms()
     old, recent = now - 40 * DAY, now - 5 * DAY
     _write(tenants.org, [a, a], [old, recent], [1.0, 2.0])
     _write(tenants.other_org, [b, b], [old, recent], [1.0, 2.0])
-    storage.batches_drain(org_id=tenants.org.pk)
-    storage.batches_drain(org_id=tenants.other_org.pk)
+    outbox.batches_drain(org_id=tenants.org.pk)
+    outbox.batches_drain(org_id=tenants.other_org.pk)
     limits_update(org=tenants.other_org, changes={"retention_days": 3})
-    result = services.retention_apply(now_ms=now)
+    result = retention_apply(signal="metrics", now_ms=now)
     assert any(name.startswith("metric_blocks_") for name in result["dropped_partitions"])
     assert _read(tenants.org)[a][0].tolist() == [recent]  # default 30 days: the old one went
     other = series_match(org_id=tenants.other_org.pk, matchers=[Matcher("__name__", "=", "m")])
@@ -112,17 +116,17 @@ def test_retention_drops_old_partitions_and_trims_shorter_retention(tenants):
 
 def test_rows_read_in_row_order_across_windows_and_uncompacted_blocks(tenants):
     ids = _series(tenants.org, 3)
-    window = storage.WINDOW_MS
+    window = blocks.WINDOW_MS
     for series, ts, values in [
         ([ids[0], ids[1]], [10, 20], [1.0, 2.0]),
         ([ids[0], ids[0]], [10, window + 5], [9.0, 3.0]),  # 10 again: the later write wins
         ([ids[2]], [window + 1], [4.0]),
     ]:
         _write(tenants.org, series, ts, values)
-        storage.batches_drain(org_id=tenants.org.pk)  # one block per write: not compacted
+        outbox.batches_drain(org_id=tenants.org.pk)  # one block per write: not compacted
     assert _block_rows(tenants.org) == 4
     rows = {ids[2]: 0, ids[0]: 1}  # ids[1] not asked for
-    ts, values, offsets = storage.samples_fetch_rows(
+    ts, values, offsets = reader.samples_fetch_rows(
         org_id=tenants.org.pk,
         series=dict.fromkeys(ids, "m"),
         rows=rows,
@@ -132,7 +136,7 @@ def test_rows_read_in_row_order_across_windows_and_uncompacted_blocks(tenants):
     assert offsets.tolist() == [0, 1, 3]
     assert ts.tolist() == [window + 1, 10, window + 5]
     assert values.tolist() == [4.0, 9.0, 3.0]
-    clipped = storage.samples_fetch_rows(
+    clipped = reader.samples_fetch_rows(
         org_id=tenants.org.pk,
         series=dict.fromkeys(ids, "m"),
         rows=rows,

@@ -12,7 +12,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-from backend.tracing import dependencies, services
+from backend.pipeline.drain import org_drain
+from backend.tracing import dependencies
 from backend.tracing.selectors import traces_get
 from tests.conftest import bearer
 from tests.tracing.test_trace_ingest import kv, post_otlp
@@ -87,8 +88,8 @@ def test_rollup_equals_brute_force_and_is_isolated(client, tenants, api):
                 ]
             )
             assert post_otlp(client, request.SerializeToString(), org_token).status_code == 200
-    services.org_drain(org_id=tenants.org.pk)
-    services.org_drain(org_id=tenants.other_org.pk)
+    org_drain(signal="traces", org_id=tenants.org.pk)
+    org_drain(signal="traces", org_id=tenants.other_org.pk)
 
     now_ms = start // 10**6 + 10 * 60_000
     assert dependencies.rollup_due(now_ms=now_ms) > 0

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from backend.tracing import services
+from backend.pipeline.drain import org_drain
 from tests.conftest import basic, bearer
 from tests.tracing.test_trace_ingest import TRACE, otlp_request, post_otlp, span
 
@@ -34,13 +34,13 @@ def traces(client, tenants):
         service="checkout",
     )
     assert post_otlp(client, request.SerializeToString(), token).status_code == 200
-    services.org_drain(org_id=tenants.org.pk)
+    org_drain(signal="traces", org_id=tenants.org.pk)
     # the outsider's org has a trace too, which must never show in acme's answers
     other = otlp_request(
         [span("aaa19b7ec3c1b174", name="secret-op", start=NOW)], service="globex-billing"
     )
     post_otlp(client, other.SerializeToString(), tenants.outsider_token(["traces:write"]))
-    services.org_drain(org_id=tenants.other_org.pk)
+    org_drain(signal="traces", org_id=tenants.other_org.pk)
     return tenants.token(["traces:read"])
 
 
@@ -226,7 +226,7 @@ def test_sort_by_duration_puts_the_slowest_first(api, client, tenants, traces):
     slow.resource_spans[0].scope_spans[0].spans[0].trace_id = b"\x07" * 16
     slow.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = NOW + 10**9 + 10**8
     post_otlp(client, slow.SerializeToString(), token)
-    services.org_drain(org_id=tenants.org.pk)
+    org_drain(signal="traces", org_id=tenants.org.pk)
     base = {
         "service": "checkout",
         "start": str(NOW // 1000 - 10**6),

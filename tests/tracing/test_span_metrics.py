@@ -6,9 +6,11 @@ import time
 
 import pytest
 
-from backend.metrics import services as metric_services
-from backend.metrics.selectors import Matcher, samples_for_series, series_match
-from backend.tracing import dependencies, services
+from backend.metrics.labels import Matcher
+from backend.metrics.selectors import samples_for_series
+from backend.metrics.storage.reader import series_match
+from backend.pipeline.drain import org_drain
+from backend.tracing import dependencies
 from backend.tracing.span_metrics import BUCKETS
 from tests.tracing.test_trace_ingest import otlp_request, post_otlp, span
 
@@ -17,7 +19,7 @@ MINUTE_NS = 60 * 10**9
 
 
 def _latest(org, name, **labels):
-    metric_services.org_drain(org_id=org.pk)
+    org_drain(signal="metrics", org_id=org.pk)
     matchers = [Matcher("__name__", "=", name)] + [Matcher(k, "=", v) for k, v in labels.items()]
     series = series_match(org_id=org.pk, matchers=matchers)
     data = samples_for_series(org_id=org.pk, series=series, start_ms=0, end_ms=2**62)
@@ -47,8 +49,8 @@ def test_span_metrics_and_service_graph(client, tenants):
         otlp_request([other], service="cart").SerializeToString(),
         tenants.outsider_token(["traces:write"]),
     )
-    services.org_drain(org_id=tenants.org.pk)
-    services.org_drain(org_id=tenants.other_org.pk)
+    org_drain(signal="traces", org_id=tenants.org.pk)
+    org_drain(signal="traces", org_id=tenants.other_org.pk)
 
     dependencies.rollup_due(now_ms=minute // 10**6 + 5 * 60_000)
 
@@ -85,7 +87,7 @@ def test_service_graph_latency_histograms(client, tenants):
     for s, service in ((root, "cart"), (child, "db")):
         s.trace_id = b"\x07" * 16
         post_otlp(client, otlp_request([s], service=service).SerializeToString(), token)
-    services.org_drain(org_id=tenants.org.pk)
+    org_drain(signal="traces", org_id=tenants.org.pk)
     dependencies.rollup_due(now_ms=minute // 10**6 + 5 * 60_000)
 
     def by_le(name):

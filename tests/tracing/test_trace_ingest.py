@@ -16,9 +16,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from backend.pipeline.drain import org_drain
 from backend.tenancy.rejections import rejections_get
 from backend.tenancy.services import limits_update
-from backend.tracing import services
 from backend.tracing.selectors import services_list, span_count, trace_get
 from tests.conftest import bearer
 
@@ -67,7 +67,7 @@ def post_otlp(client, body, token, content_type="application/x-protobuf", **extr
 
 
 def stored(org):
-    services.org_drain(org_id=org.pk)
+    org_drain(signal="traces", org_id=org.pk)
     return trace_get(org_id=org.pk, trace_id=TRACE)
 
 
@@ -179,7 +179,7 @@ def test_a_retried_export_stores_nothing_twice(client, tenants):
     token = tenants.token(["traces:write"])
     body = otlp_request([span("eee19b7ec3c1b174"), span("eee19b7ec3c1b175")]).SerializeToString()
     assert post_otlp(client, body, token).status_code == 200
-    services.org_drain(org_id=tenants.org.pk)
+    org_drain(signal="traces", org_id=tenants.org.pk)
     assert post_otlp(client, body, token).status_code == 200
     assert post_otlp(client, body, token).status_code == 200
     assert len(stored(tenants.org)) == 2
@@ -288,7 +288,7 @@ def test_zipkin_json_as_envoy_sends_it(client, tenants):
     assert client_span.duration_ns == 12_873_000
     # a retry of the same report changes nothing
     client.post("/api/v2/spans", body, content_type="application/json", **bearer(token))
-    services.org_drain(org_id=tenants.org.pk)
+    org_drain(signal="traces", org_id=tenants.org.pk)
     assert span_count(org_id=tenants.org.pk) == 2
 
 
@@ -320,7 +320,7 @@ def test_outsiders_spans_land_in_their_org_only(client, tenants):
     body = otlp_request([span("eee19b7ec3c1b174")]).SerializeToString()
     post_otlp(client, body, tenants.outsider_token(["traces:write"]))
     assert stored(tenants.org) == []
-    services.org_drain(org_id=tenants.other_org.pk)
+    org_drain(signal="traces", org_id=tenants.other_org.pk)
     assert len(trace_get(org_id=tenants.other_org.pk, trace_id=TRACE)) == 1
     assert services_list(org_id=tenants.org.pk) == []
 

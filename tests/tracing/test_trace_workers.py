@@ -11,8 +11,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from backend.pipeline.drain import org_drain
+from backend.pipeline.retention import retention_apply
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
-from backend.tracing import services, storage
+from backend.tracing import storage
 from backend.tracing.selectors import span_count
 from tests.conftest import bearer
 from tests.workers import kill_a_worker_mid_drain
@@ -72,7 +74,7 @@ def test_a_killed_worker_batch_is_redelivered_and_stored_once(client, org, tmp_p
         log_path=log,
     )
     assert span_count(org_id=org.pk) == N_REQUESTS * SPANS
-    assert "tracing.tasks.drain_org" in log.read_text()
+    assert "pipeline.tasks.drain_org" in log.read_text()
 
 
 def test_retention_drops_old_spans_and_trims_shorter_retention(client, org):
@@ -94,9 +96,9 @@ def test_retention_drops_old_spans_and_trims_shorter_retention(client, org):
 
     for target in (org, other):
         storage.batch_append(org_id=target.pk, spans=[S(1, now - 20 * day), S(2, now - 5 * day)])
-        services.org_drain(org_id=target.pk)
+        org_drain(signal="traces", org_id=target.pk)
     limits_update(org=other, changes={"traces_retention_days": 3})
-    result = services.retention_apply(now_ns=now)
+    result = retention_apply(signal="traces", now_ms=now // 10**6)
     assert any(n.startswith("trace_spans_") for n in result["dropped_partitions"])
     assert span_count(org_id=org.pk) == 1  # 14 days by default: the 20-day-old span went
     assert span_count(org_id=other.pk) == 0  # 3 days: both went

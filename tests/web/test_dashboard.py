@@ -3,8 +3,9 @@ import pytest
 from django.urls import reverse
 
 from backend.metrics import services
-from backend.metrics.catalog import series_resolve
-from backend.metrics.storage import now_ms
+from backend.metrics.storage.blocks import now_ms
+from backend.metrics.storage.catalog import series_resolve
+from backend.pipeline.drain import org_drain
 from backend.tenancy.models import ApiToken
 from backend.tenancy.rejections import rejections_count
 from tests.conftest import PASSWORD
@@ -89,7 +90,7 @@ def test_home_shows_this_orgs_ingest_figures_only(client, tenants):
         timestamps=np.full(3, now_ms()),
         values=np.ones(3),
     )
-    services.org_drain(org_id=tenants.org.pk)
+    org_drain(signal="metrics", org_id=tenants.org.pk)
     rejections_count(org_id=tenants.org.pk, signal="metrics", reasons={"too_old": 7})
     client.force_login(tenants.owner)
     page = client.get("/")

@@ -7,9 +7,10 @@ import time
 import pytest
 from django.urls import reverse
 
+from backend.pipeline.drain import org_drain
 from backend.tenancy.models import Role
 from backend.tenancy.services import member_add, user_get_or_create
-from backend.tracing import dependencies, services
+from backend.tracing import dependencies
 from tests.conftest import bearer
 from tests.tracing.test_trace_ingest import TRACE, otlp_request, post_otlp, span
 
@@ -30,13 +31,13 @@ def traced(client, tenants):
     for spans, service in (([root], "acme-checkout"), ([child], "acme-ledger")):
         request = otlp_request(spans, service=service)
         assert post_otlp(client, request.SerializeToString(), token).status_code == 200
-    services.org_drain(org_id=tenants.org.pk)
+    org_drain(signal="traces", org_id=tenants.org.pk)
     secret = span("aaa19b7ec3c1b174", name="OpenVault", start=start)
     secret.trace_id = OTHER_TRACE
     request = otlp_request([secret], service="globex-vault")
     outsider = tenants.outsider_token(["traces:write"])
     assert post_otlp(client, request.SerializeToString(), outsider).status_code == 200
-    services.org_drain(org_id=tenants.other_org.pk)
+    org_drain(signal="traces", org_id=tenants.other_org.pk)
     # What the beat job does; these minutes are past the two-minute grace for late spans.
     assert dependencies.rollup_due() > 0
     return tenants

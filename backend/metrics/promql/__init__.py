@@ -7,9 +7,8 @@ import json
 from typing import Any
 
 import numpy as np
-from django.db import OperationalError, connection, transaction
-from psycopg import errors as pg_errors
 
+from backend.metrics.labels import labels_key
 from backend.metrics.promql.errors import (
     BadData,
     ExecutionError,
@@ -19,6 +18,7 @@ from backend.metrics.promql.errors import (
 )
 from backend.metrics.promql.evaluator import Evaluator, QueryLimits, value_kind
 from backend.metrics.promql.parse import parse_expr
+from backend.metrics.promql.querier import Querier, ReadTimeout
 from backend.metrics.promql.values import (
     Matrix,
     Scalar,
@@ -27,13 +27,13 @@ from backend.metrics.promql.values import (
     format_time,
     format_value,
     format_values,
-    labels_key,
 )
 
 __all__ = [
     "BadData",
     "ExecutionError",
     "PromQLError",
+    "Querier",
     "QueryLimits",
     "QueryTimeout",
     "TooManySeries",
@@ -46,30 +46,21 @@ MAX_POINTS_PER_SERIES = 11_000
 
 
 def _evaluate(evaluator: Evaluator, expr, ts: np.ndarray):
-    """Evaluate inside one read-only transaction bounded by the query timeout, so that a
-    slow statement is cancelled by PostgreSQL rather than left running."""
-    timeout_ms = max(1, int(evaluator.limits.timeout_seconds * 1000))
+    """Evaluate within one reading scope of the querier, bounded by the query timeout, so
+    that a slow read is cancelled by the storage rather than left running."""
     try:
-        with transaction.atomic():
-            with connection.cursor() as cur:  # both settings last until the transaction ends
-                cur.execute(
-                    "SELECT set_config('statement_timeout', %s, true),"
-                    " set_config('transaction_read_only', 'on', true)",
-                    [str(timeout_ms)],
-                )
+        with evaluator.querier.reading(timeout_seconds=evaluator.limits.timeout_seconds):
             return evaluator.eval(expr, ts)
-    except OperationalError as exc:
-        if isinstance(exc.__cause__, pg_errors.QueryCanceled):
-            raise QueryTimeout("query timed out in expression evaluation") from exc
-        raise
+    except ReadTimeout as exc:
+        raise QueryTimeout("query timed out in expression evaluation") from exc
 
 
 def instant_query(
-    *, org_id: int, query: str, time_ms: int, limits: QueryLimits | None = None
+    *, querier: Querier, query: str, time_ms: int, limits: QueryLimits | None = None
 ) -> dict[str, Any]:
     expr = parse_expr(query)
     evaluator = Evaluator(
-        org_id=org_id,
+        querier=querier,
         start_ms=time_ms,
         end_ms=time_ms,
         limits=limits or QueryLimits(),
@@ -92,7 +83,7 @@ def instant_query(
 
 
 def _range_evaluate(
-    org_id: int, query: str, start_ms: int, end_ms: int, step_ms: int, limits
+    querier: Querier, query: str, start_ms: int, end_ms: int, step_ms: int, limits
 ) -> tuple[Vector, np.ndarray, list[int]]:
     """The result of a range query, its step times, and its series in label order."""
     expr = parse_expr(query)
@@ -109,7 +100,7 @@ def _range_evaluate(
         )
     ts = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
     evaluator = Evaluator(
-        org_id=org_id, start_ms=start_ms, end_ms=end_ms, limits=limits or QueryLimits()
+        querier=querier, start_ms=start_ms, end_ms=end_ms, limits=limits or QueryLimits()
     )
     value = _evaluate(evaluator, expr, ts)
     if isinstance(value, Scalar):
@@ -121,7 +112,7 @@ def _range_evaluate(
 
 def range_query(
     *,
-    org_id: int,
+    querier: Querier,
     query: str,
     start_ms: int,
     end_ms: int,
@@ -131,7 +122,7 @@ def range_query(
     """``range_query_json``'s answer as Python objects."""
     return json.loads(
         range_query_json(
-            org_id=org_id,
+            querier=querier,
             query=query,
             start_ms=start_ms,
             end_ms=end_ms,
@@ -143,7 +134,7 @@ def range_query(
 
 def range_query_json(
     *,
-    org_id: int,
+    querier: Querier,
     query: str,
     start_ms: int,
     end_ms: int,
@@ -153,7 +144,7 @@ def range_query_json(
     """``range_query``'s answer serialised straight to JSON text: a wide answer is hundreds of
     thousands of points, and building a Python list per point would cost more than the
     evaluation itself."""
-    value, ts, order = _range_evaluate(org_id, query, start_ms, end_ms, step_ms, limits)
+    value, ts, order = _range_evaluate(querier, query, start_ms, end_ms, step_ms, limits)
     heads = [f'[{format_time(int(t))},"' for t in ts]
     parts = []
     for i in order:

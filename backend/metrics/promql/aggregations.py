@@ -6,15 +6,13 @@ from __future__ import annotations
 import numpy as np
 import promql_parser as pp
 
+from backend.metrics.labels import METRIC_NAME, Labels, labels_key
 from backend.metrics.promql.errors import BadData, ExecutionError
 from backend.metrics.promql.parse import unwrap
 from backend.metrics.promql.values import (
-    NAME,
-    Labels,
     Scalar,
     Vector,
     format_value,
-    labels_key,
     valid_label_name,
 )
 
@@ -29,7 +27,7 @@ def _grouping(node: pp.AggregateExpr) -> tuple[bool, list[str]]:
 
 def _group_labels(labels: Labels, without: bool, names: list[str]) -> Labels:
     if without:
-        drop = set(names) | {NAME}
+        drop = set(names) | {METRIC_NAME}
         return {k: v for k, v in labels.items() if k not in drop}
     return {k: labels[k] for k in names if labels.get(k)}
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 import numpy as np
 import promql_parser as pp
 
+from backend.metrics.labels import METRIC_NAME, Labels, labels_key
 from backend.metrics.promql.errors import BadData, ExecutionError
 from backend.metrics.promql.values import (
-    NAME,
-    Labels,
     Scalar,
     Vector,
-    labels_key,
     labels_text,
     merge_rows,
     without_name,
@@ -96,7 +94,7 @@ def _signature_function(mod):
             return tuple((k, labels[k]) for k in names if k in labels)
 
         return on
-    ignored = set(matching.labels if matching is not None else ()) | {NAME}
+    ignored = set(matching.labels if matching is not None else ()) | {METRIC_NAME}
 
     def ignoring(labels: Labels) -> tuple:
         return tuple(sorted((k, v) for k, v in labels.items() if k not in ignored))
@@ -137,7 +135,7 @@ def _set_operation(op: str, lhs: Vector, rhs: Vector, signature) -> Vector:
 def _result_labels(many: Labels, one: Labels, op: str, mod, return_bool: bool) -> Labels:
     out = dict(many)
     if op in DROPS_NAME or return_bool:
-        out.pop(NAME, None)
+        out.pop(METRIC_NAME, None)
     card = mod.card if mod is not None else Card.OneToOne
     matching = mod.matching if mod is not None else None
     if card == Card.OneToOne and matching is not None:

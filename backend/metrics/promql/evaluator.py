@@ -15,7 +15,7 @@ from datetime import timedelta
 import numpy as np
 import promql_parser as pp
 
-from backend.metrics import storage
+from backend.metrics.labels import METRIC_NAME, Matcher
 from backend.metrics.promql import aggregations, binary, functions
 from backend.metrics.promql.errors import (
     BadData,
@@ -25,20 +25,17 @@ from backend.metrics.promql.errors import (
     TooManySeries,
 )
 from backend.metrics.promql.parse import unwrap
+from backend.metrics.promql.querier import Querier, SeriesLimitExceeded, SeriesSet
 from backend.metrics.promql.values import (
-    NAME,
-    Labels,
     Matrix,
     Scalar,
     String,
     Vector,
     is_stale,
-    labels_key,
     merge_rows,
     search_series,
     without_name,
 )
-from backend.metrics.selectors import Matcher, series_match
 
 LOOKBACK_MS = 5 * 60 * 1000
 DEFAULT_SUBQUERY_STEP_MS = 60 * 1000  # Prometheus's default global evaluation_interval
@@ -59,8 +56,8 @@ class QueryLimits:
 
 def matchers_of(selector: pp.VectorSelector) -> list[Matcher]:
     matchers = [Matcher(m.name, _MATCH_OPS[str(m.op)], m.value) for m in selector.matchers.matchers]
-    if selector.name and not any(m.name == NAME for m in matchers):
-        matchers.append(Matcher(NAME, "=", selector.name))
+    if selector.name and not any(m.name == METRIC_NAME for m in matchers):
+        matchers.append(Matcher(METRIC_NAME, "=", selector.name))
     return matchers
 
 
@@ -90,29 +87,17 @@ def value_kind(node) -> str:
     return "vector"
 
 
-@dataclass(slots=True)
-class Fetched:
-    """An instant or range selector's series (sorted by labels) and their samples, flat."""
-
-    labels: list[Labels]
-    timestamps: np.ndarray
-    values: np.ndarray
-    offsets: np.ndarray
-
-
 class Evaluator:
     def __init__(
         self,
         *,
-        org_id: int,
+        querier: Querier,
         start_ms: int,
         end_ms: int,
         limits: QueryLimits,
         instant: bool = False,
     ) -> None:
-        if org_id is None:
-            raise ValueError("a query needs an org")
-        self.org_id = org_id
+        self.querier = querier
         self.query_start = start_ms
         self.query_end = end_ms
         self.limits = limits
@@ -153,31 +138,18 @@ class Evaluator:
         base = ts if fixed is None else np.full_like(ts, fixed)
         return base - ms(offset)
 
-    def fetch(self, selector: pp.VectorSelector, start_ms: int, end_ms: int) -> Fetched:
+    def fetch(self, selector: pp.VectorSelector, start_ms: int, end_ms: int) -> SeriesSet:
         self.check_deadline()
-        matchers = matchers_of(selector)
         limit = self.limits.max_series
-        found = series_match(org_id=self.org_id, matchers=matchers, limit=limit + 1)
-        if len(found) > limit:
-            raise TooManySeries(limit)
-        # Rows in label order: the order Prometheus's selectors return series in (it decides,
-        # e.g., which of two equal values topk keeps, and the order sums add up in).
-        ordered = sorted(found, key=lambda sid: labels_key(found[sid]))
-        timestamps, values, offsets = storage.samples_fetch_rows(
-            org_id=self.org_id,
-            series={sid: lab.get(NAME, "") for sid, lab in found.items()},
-            rows={sid: i for i, sid in enumerate(ordered)},
-            start_ms=start_ms,
-            end_ms=end_ms,
-        )
-        self.count_samples(len(values))
+        try:
+            got = self.querier.select(
+                matchers_of(selector), start_ms=start_ms, end_ms=end_ms, max_series=limit
+            )
+        except SeriesLimitExceeded:
+            raise TooManySeries(limit) from None
+        self.count_samples(len(got.values))
         self.check_deadline()
-        counts = np.diff(offsets)
-        keep = np.flatnonzero(counts > 0)
-        if len(keep) < len(ordered):
-            offsets = np.zeros(len(keep) + 1, dtype=np.int64)
-            np.cumsum(counts[keep], out=offsets[1:])
-        return Fetched([found[ordered[i]] for i in keep], timestamps, values, offsets)
+        return got
 
     # -- evaluation -------------------------------------------------------------------------
 

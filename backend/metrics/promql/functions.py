@@ -15,11 +15,10 @@ import numpy as np
 import promql_parser as pp
 import re2
 
+from backend.metrics.labels import METRIC_NAME, Labels, anchored_regex
 from backend.metrics.promql.errors import BadData, ExecutionError
 from backend.metrics.promql.parse import unwrap
 from backend.metrics.promql.values import (
-    NAME,
-    Labels,
     Matrix,
     Scalar,
     Vector,
@@ -27,7 +26,6 @@ from backend.metrics.promql.values import (
     valid_label_name,
     without_name,
 )
-from backend.metrics.selectors import anchored_regex
 
 # -- window helpers ---------------------------------------------------------------------------
 
@@ -413,7 +411,7 @@ def _absent_result(arg, absent_steps: np.ndarray) -> Vector:
     if selector is not None:
         dropped = set()
         for m in selector.matchers.matchers:
-            if m.name == NAME:
+            if m.name == METRIC_NAME:
                 continue
             if m.op == pp.MatchOp.Equal and m.name not in labels:
                 labels[m.name] = m.value
@@ -516,7 +514,7 @@ def _histogram_quantile(q: np.ndarray, vec: Vector) -> Vector:
             bounds[i] = float(lab.get("le", "x").replace("_", "x"))
         except ValueError:
             continue  # no bucket label, or a malformed one: skipped, as Prometheus does
-        rest = {k: v for k, v in lab.items() if k not in ("le", NAME)}
+        rest = {k: v for k, v in lab.items() if k not in ("le", METRIC_NAME)}
         key = tuple(sorted(rest.items()))
         groups.setdefault(key, []).append(i)
         group_labels[key] = rest

@@ -6,8 +6,8 @@ from __future__ import annotations
 import promql_parser as pp
 import re2
 
+from backend.metrics.labels import anchored_regex
 from backend.metrics.promql.errors import BadData
-from backend.metrics.selectors import anchored_regex
 
 # Prometheus 2.x's name for what 3.x calls double_exponential_smoothing.
 pp.clear_extra_functions()

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backend.metrics.labels import METRIC_NAME, Labels, labels_key
 from backend.metrics.promql.errors import ExecutionError
 
-Labels = dict[str, str]
-NAME = "__name__"
 STALE_NAN_BITS = np.uint64(0x7FF0000000000002)
 
 
@@ -26,14 +25,10 @@ def valid_label_name(name: str) -> bool:
     return bool(name) and not name[0].isdigit() and set(name) <= _LABEL_NAME_CHARS
 
 
-def labels_key(labels: Labels) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(labels.items()))
-
-
 def without_name(labels: Labels) -> Labels:
-    if NAME not in labels:
+    if METRIC_NAME not in labels:
         return labels
-    return {k: v for k, v in labels.items() if k != NAME}
+    return {k: v for k, v in labels.items() if k != METRIC_NAME}
 
 
 def is_stale(values: np.ndarray) -> np.ndarray:

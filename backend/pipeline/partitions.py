@@ -15,29 +15,27 @@ DAY_MS = 24 * 3600 * 1000
 _known: set[tuple[str, int]] = set()
 
 
-def _day_start(table: str, key: int, per_ms: int) -> int:
+def _day_start(key: int, per_ms: int) -> int:
     ms = key // per_ms
     return ms - ms % DAY_MS
 
 
 def lock_key(table: str, day_ms: int) -> tuple[int, int]:
-    """The advisory lock (two int4 keys) taken while creating ``table``'s partition of a day."""
+    """The advisory lock (two int4 keys) taken while creating ``table``'s partition of a day
+    (tests hold it to stop a worker inside its drain)."""
     return zlib.crc32(table.encode()) & 0x7FFFFFFF, day_ms // DAY_MS
 
 
 def ensure(table: str, keys: Iterable[int], *, per_ms: int = 1) -> None:
     """Create the daily partitions of ``table`` holding these partition-key values. ``per_ms``
     is how many key units make a millisecond (1 for ms keys, 1,000,000 for ns keys)."""
-    for day in {_day_start(table, k, per_ms) for k in keys}:
+    for day in {_day_start(k, per_ms) for k in keys}:
         if (table, day) in _known:
             continue
         name = f"{table}_" + datetime.fromtimestamp(day / 1000, UTC).strftime("%Y%m%d")
         with connection.cursor() as cur:
             # Concurrent writers race to create the same partition: one lock per table and day.
-            cur.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)",
-                [zlib.crc32(table.encode()) & 0x7FFFFFFF, day // DAY_MS],
-            )
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", lock_key(table, day))
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "
                 f"FOR VALUES FROM ({day * per_ms}) TO ({(day + DAY_MS) * per_ms})"

@@ -14,8 +14,7 @@ from itertools import chain
 from django.db import connection
 from django_redis import get_redis_connection
 
-LabelSet = tuple[tuple[str, str], ...]
-
+from backend.metrics.labels import LabelSet, metric_name_of
 
 _END = ("",)  # joined last: the last value gets its 0xff too
 
@@ -155,7 +154,7 @@ def series_resolve(
                 # of list items in Python cost more than the insert): fingerprints and each
                 # series' pair ids joined by ",", series by ";", metric names by U+001E.
                 pair_text = {pair: str(pid) for pair, pid in pair_ids.items()}
-                names = [_metric_name(label_sets[i]) for i in new]
+                names = [metric_name_of(label_sets[i]) for i in new]
                 if any(_NAME_SEPARATOR in name for name in set(names)):
                     raise ValueError("a metric name holds U+001E")  # (never valid)
                 cur.execute(
@@ -185,10 +184,6 @@ def series_resolve(
                 if raced:
                     known.update(_series_by_fingerprint(cur, org_id, raced))
     return [verdicts[i] if i in verdicts else known[fp] for i, fp in enumerate(fps)]
-
-
-def _metric_name(labels: LabelSet) -> str:
-    return next((value for name, value in labels if name == "__name__"), "")
 
 
 _NAME_SEPARATOR = "\x1e"
@@ -237,7 +232,7 @@ def _admit_new_series(
     redis = get_redis_connection("default")
     user_key, _ = _series_counter_keys(org_id, "")
     metrics: dict[str, int] = {}
-    index = [metrics.setdefault(_metric_name(ls), len(metrics)) for ls in label_sets]
+    index = [metrics.setdefault(metric_name_of(ls), len(metrics)) for ls in label_sets]
     metric_keys = [_series_counter_keys(org_id, metric)[1] for metric in metrics]
     return [
         int(v)

@@ -1,0 +1,117 @@
+"""The ``metric_blocks`` table: compressed columnar blocks of samples, one metric and one
+aligned 10-minute window each (the encoding is ``encoding.py``), in daily partitions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import connection
+from psycopg import sql
+
+from backend.metrics.storage import encoding
+from backend.pipeline import partitions
+
+WINDOW_MS = 10 * 60 * 1000  # blocks cover aligned 10-minute windows
+
+
+@dataclass(slots=True)
+class BlockRow:
+    org_id: int
+    metric_name: str
+    window_start: int
+    block: encoding.EncodedBlock
+
+
+def _copy(rows: Sequence[BlockRow]) -> None:
+    with (
+        connection.cursor() as cur,
+        cur.copy(
+            "COPY metric_blocks (org_id, metric_name, window_start, min_ts, max_ts, n_series, "
+            'n_samples, value_mode, series, timestamps, "values") FROM STDIN'
+        ) as copy,
+    ):
+        for r in rows:
+            b = r.block
+            copy.write_row(
+                (
+                    r.org_id,
+                    r.metric_name,
+                    r.window_start,
+                    b.min_ts,
+                    b.max_ts,
+                    b.n_series,
+                    b.n_samples,
+                    b.value_mode,
+                    b.series,
+                    b.timestamps,
+                    b.values,
+                )
+            )
+
+
+def blocks_insert(rows: Sequence[BlockRow]) -> None:
+    if rows:
+        partitions.write_with_partitions(
+            "metric_blocks", [r.window_start for r in rows], lambda: _copy(rows)
+        )
+
+
+@dataclass(slots=True)
+class StoredBlock:
+    id: int
+    metric_name: str
+    window_start: int
+    n_series: int
+    value_mode: int
+    series: bytes
+    timestamps: bytes
+    values: bytes
+
+    def decode(self) -> encoding.Samples:
+        return encoding.decode(
+            n_series=self.n_series,
+            value_mode=self.value_mode,
+            series=self.series,
+            timestamps=self.timestamps,
+            values=self.values,
+        )
+
+    def decode_segments(self, wanted: np.ndarray | None = None):
+        return encoding.decode_segments(
+            n_series=self.n_series,
+            value_mode=self.value_mode,
+            series=self.series,
+            timestamps=self.timestamps,
+            values=self.values,
+            wanted=wanted,
+        )
+
+
+def blocks_fetch(cur, where: str, params: list, *, lock: bool = False) -> list[StoredBlock]:
+    """``where`` is a fixed fragment of this module; values travel as ``params``."""
+    query = sql.SQL(
+        'SELECT id, metric_name, window_start, n_series, value_mode, series, timestamps, "values" '
+        "FROM metric_blocks WHERE {} ORDER BY window_start, id{}"
+    ).format(sql.SQL(where), sql.SQL(" FOR UPDATE SKIP LOCKED" if lock else ""))
+    cur.execute(query, params)
+    return [StoredBlock(*row) for row in cur.fetchall()]
+
+
+def storage_bytes() -> int:
+    """Bytes on disk of all sample and series tables, with their indexes and TOAST."""
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+            WHERE c.relkind = 'r' AND (c.relname IN ('metric_series', 'metric_batches')
+                OR c.relname LIKE 'metric_blocks_%%')
+            """
+        )
+        return int(cur.fetchone()[0])
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

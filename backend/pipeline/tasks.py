@@ -1,0 +1,31 @@
+"""The pipeline's Celery tasks, the same for every signal: thin wrappers over its services."""
+
+from celery import shared_task
+
+from backend.pipeline import drain, retention
+from backend.pipeline.registry import signals_all
+
+SWEEP_AFTER_SECONDS = 20
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def drain_org(signal: str, org_id: int) -> int:
+    return drain.org_drain(signal=signal, org_id=org_id)
+
+
+@shared_task
+def sweep_outbox() -> int:
+    """Re-queue drains for batches nobody picked up (a lost task, Redis restarted empty)."""
+    queued = 0
+    for store in signals_all():
+        for org_id in drain.orgs_with_pending_batches(
+            signal=store.name, older_than_seconds=SWEEP_AFTER_SECONDS
+        ):
+            drain_org.delay(store.name, org_id)
+            queued += 1
+    return queued
+
+
+@shared_task
+def apply_retention() -> dict:
+    return {store.name: retention.retention_apply(signal=store.name) for store in signals_all()}

@@ -1,0 +1,87 @@
+"""The querier contract: the PostgreSQL querier and the in-memory one (which the engine's unit
+tests use) select the same series, in the same order, with the same samples; the PostgreSQL
+one sees one org only and bounds its reads by the query timeout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import DatabaseError, connection
+
+from backend.metrics.labels import Matcher
+from backend.metrics.promql import instant_query
+from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded
+from backend.metrics.storage.reader import PostgresQuerier
+from tests.metrics.samples import STALE, T0, counter, in_memory, load
+
+pytestmark = pytest.mark.django_db
+
+DATA = {
+    counter("reqs", code="200", svc="b"): [(0, 1.0), (15, 2.0), (30, 3.0)],
+    counter("reqs", code="500", svc="a"): [(0, 5.0), (15, STALE), (30, 6.0)],
+    counter("reqs", code="200", svc="a"): [(900, 7.0)],  # another 10-minute window
+    counter("lat", svc="a"): [(0, 0.5)],
+    counter("empty", svc="c"): [(-4000, 1.0)],  # exists, but has no sample in range
+}
+
+SELECTIONS = [
+    [Matcher("__name__", "=", "reqs")],
+    [Matcher("__name__", "=", "reqs"), Matcher("svc", "=", "a")],
+    [Matcher("__name__", "=~", "re.*|lat"), Matcher("code", "!=", "500")],
+    [Matcher("svc", "!~", "b"), Matcher("__name__", "!=", "")],
+    [Matcher("code", "=", "")],  # no code label
+    [Matcher("__name__", "=", "nothing")],
+]
+
+
+def _same(a, b) -> None:
+    assert a.labels == b.labels
+    assert a.offsets.tolist() == b.offsets.tolist()
+    assert a.timestamps.tolist() == b.timestamps.tolist()
+    # bit-exact, so the staleness marker's NaN payload counts too
+    assert a.values.view(np.uint64).tolist() == b.values.view(np.uint64).tolist()
+
+
+@pytest.mark.parametrize("matchers", SELECTIONS)
+def test_postgres_and_in_memorys_select_alike(tenants, matchers):
+    load(tenants.org, DATA)
+    stored = PostgresQuerier(org_id=tenants.org.pk)
+    held = in_memory(DATA)
+    for start, end in [(T0, T0 + 1_000_000), (T0 + 10_000, T0 + 20_000), (T0 - 5000, T0)]:
+        with stored.reading(timeout_seconds=10):
+            got = stored.select(matchers, start_ms=start, end_ms=end, max_series=100)
+        _same(got, held.select(matchers, start_ms=start, end_ms=end, max_series=100))
+        assert all(np.diff(got.offsets) > 0)  # series without samples in range are left out
+
+
+def test_both_queriers_refuse_more_series_than_allowed(tenants):
+    load(tenants.org, DATA)
+    matchers = [Matcher("__name__", "=", "reqs")]
+    for querier in (PostgresQuerier(org_id=tenants.org.pk), in_memory(DATA)):
+        with pytest.raises(SeriesLimitExceeded):
+            querier.select(matchers, start_ms=T0, end_ms=T0 + 10**6, max_series=2)
+
+
+def test_other_orgs_series_are_invisible(tenants):
+    load(tenants.other_org, {counter("secret"): [(0, 1.0)]})
+    querier = PostgresQuerier(org_id=tenants.org.pk)
+    data = instant_query(querier=querier, query="secret", time_ms=T0)
+    assert data["result"] == []
+    data = instant_query(querier=querier, query="absent(secret)", time_ms=T0)
+    assert [float(r["value"][1]) for r in data["result"]] == [1.0]
+
+
+def test_reads_are_read_only_and_cancelled_past_the_timeout(tenants):
+    querier = PostgresQuerier(org_id=tenants.org.pk)
+    with (
+        pytest.raises(ReadTimeout),
+        querier.reading(timeout_seconds=0.05),
+        connection.cursor() as cur,
+    ):
+        cur.execute("SELECT pg_sleep(2)")  # a slow statement inside the query's reads
+    with (
+        pytest.raises(DatabaseError, match="read-only"),
+        querier.reading(timeout_seconds=10),
+        connection.cursor() as cur,
+    ):
+        cur.execute("CREATE TEMP TABLE nope (x int)")

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from backend import outbox
 from backend.tenancy.selectors import retention_days_by_org
 from backend.tracing import storage
-from backend.tracing.storage import SpanLike
+from backend.tracing.spans import Span
 
 DAY_NS = 24 * 3600 * 10**9
 
 
-def spans_write(*, org_id: int, spans: Sequence[SpanLike]) -> int:
+def spans_write(*, org_id: int, spans: Sequence[Span]) -> int:
     """Durably accept spans: when this returns they are committed, and a drain is queued."""
     from backend.tracing.tasks import drain_org
 

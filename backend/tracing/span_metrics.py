@@ -24,6 +24,7 @@ from django.db import connection
 from backend.metrics.catalog import fingerprint, series_resolve
 from backend.metrics.services import samples_write
 from backend.tenancy.selectors import limits_get
+from backend.tracing.spans import KIND_OTLP_NAMES
 
 # Tempo's default span-metrics histogram buckets, in seconds.
 BUCKETS = (
@@ -42,14 +43,6 @@ BUCKETS = (
     8.192,
     16.384,
 )
-KINDS = {
-    0: "SPAN_KIND_UNSPECIFIED",
-    1: "SPAN_KIND_INTERNAL",
-    2: "SPAN_KIND_SERVER",
-    3: "SPAN_KIND_CLIENT",
-    4: "SPAN_KIND_PRODUCER",
-    5: "SPAN_KIND_CONSUMER",
-}
 STATUSES = {0: "STATUS_CODE_UNSET", 1: "STATUS_CODE_OK", 2: "STATUS_CODE_ERROR"}
 
 
@@ -94,7 +87,7 @@ def _increments(first_ms: int, end_ms: int) -> dict[int, dict[int, list[tuple[tu
             base = {
                 "service": service,
                 "span_name": span_name,
-                "span_kind": KINDS.get(kind, ""),
+                "span_kind": KIND_OTLP_NAMES.get(kind, ""),
                 "status_code": STATUSES.get(status, ""),
             }
             rows = out.setdefault(org_id, {}).setdefault(minute, [])

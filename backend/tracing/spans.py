@@ -1,8 +1,10 @@
 """The span model of the tracing domain, and the one table of span kinds.
 
 A leaf module: it imports nothing of Django or of the rest of the project, so the wire decoders
-(``ingest/decoders``, which must stay free of Django) build :class:`Span` from it too; the
-import-linter contracts in ``pyproject.toml`` keep it that way.
+(``ingest/decoders``, whose code must stay free of Django) build :class:`Span` from it too; the
+import-linter contracts in ``pyproject.toml`` keep it that way. (Importing it still runs
+``backend/__init__.py``, which creates the Celery app and so loads Django: the decoders' code
+uses none of it, but a process importing them has it loaded.)
 
 One span in two shapes, their common fields in the same order:
 

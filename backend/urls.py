@@ -10,8 +10,7 @@ urlpatterns = [
     # The write path (ingest/) is wired in here, at the project's root URLconf, by name only.
     path("", include("ingest.urls")),
     path("api/v1/", include("backend.tenancy.urls")),
-    path("jaeger/", include("backend.tracing.urls")),
-    path("zipkin/", include("backend.tracing.zipkin_urls")),
+    path("", include("backend.tracing.api.urls")),
     path("prometheus/api/v1/", include("backend.metrics.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -1,7 +1,7 @@
 """Labels and label matchers: the leaf every metrics module (and the PromQL engine) shares.
 
 Two shapes of one thing, named apart: ``Labels`` is a series' labels as a dict (what the
-engine computes with and the API returns); ``LabelSet`` is the same labels as a tuple of
+engine computes with and the API returns); ``LabelPairs`` is the same labels as a tuple of
 ``(name, value)`` pairs sorted by name (hashable: what the catalog and the ingest path key
 series by).
 """
@@ -15,7 +15,7 @@ import re2
 METRIC_NAME = "__name__"
 
 Labels = dict[str, str]
-LabelSet = tuple[tuple[str, str], ...]
+LabelPairs = tuple[tuple[str, str], ...]
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
@@ -27,12 +27,12 @@ def anchored_regex(pattern: str):
     return re2.compile(f"^(?:{pattern})$", options=_RE2_OPTIONS)
 
 
-def labels_key(labels: Labels) -> LabelSet:
+def labels_key(labels: Labels) -> LabelPairs:
     """The labels as sorted pairs: Prometheus's label order, and a hashable key."""
     return tuple(sorted(labels.items()))
 
 
-def metric_name_of(labels: LabelSet) -> str:
+def metric_name_of(labels: LabelPairs) -> str:
     return next((value for name, value in labels if name == METRIC_NAME), "")
 
 

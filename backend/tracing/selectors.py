@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import connection
 
-
-@dataclass(slots=True)
-class StoredSpan:
-    trace_id: bytes
-    span_id: bytes
-    parent_span_id: bytes | None
-    service: str
-    name: str
-    kind: int
-    start_ns: int
-    duration_ns: int
-    status_code: int
-    status_message: str | None
-    resource: dict[str, Any]
-    scope: str | None
-    attributes: dict[str, Any]
-    events: list[dict[str, Any]]
-    links: list[dict[str, Any]]
-    flags: int
-    trace_state: str | None
-
+from backend.tracing.spans import StoredSpan
 
 _SPAN_COLUMNS = """
     s.trace_id, s.span_id, s.parent_span_id, sv.name, op.name, s.kind, s.start_ns,
-    s.duration_ns, s.status_code, s.status_message, r.attributes, s.scope, s.attributes,
-    s.events, s.links, s.flags, s.trace_state
+    s.duration_ns, s.status_code, s.status_message, s.attributes, s.events, s.links,
+    r.attributes, s.scope, s.trace_state, s.flags
 """
 
 
@@ -50,6 +29,7 @@ def _spans_where(org_id: int, condition: str, params: list) -> list[StoredSpan]:
             [org_id, *params],
         )
         rows = cur.fetchall()
+    # positional, in the field order of StoredSpan (the columns' order)
     return [
         StoredSpan(
             bytes(r[0]),
@@ -57,12 +37,10 @@ def _spans_where(org_id: int, condition: str, params: list) -> list[StoredSpan]:
             bytes(r[2]) if r[2] is not None else None,
             *r[3:10],
             _json(r[10], {}),
-            r[11],
-            _json(r[12], {}),
-            _json(r[13], []),
-            _json(r[14], []),
-            r[15],
-            r[16],
+            _json(r[11], []),
+            _json(r[12], []),
+            _json(r[13], {}),
+            *r[14:17],
         )
         for r in rows
     ]

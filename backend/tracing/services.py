@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 from backend.pipeline.outbox import drain_requested
 from backend.tracing import storage
-from backend.tracing.storage import SpanLike
+from backend.tracing.spans import Span
 
 SIGNAL = "traces"  # this domain's name in the write pipeline
 
 
-def spans_write(*, org_id: int, spans: Sequence[SpanLike]) -> int:
+def spans_write(*, org_id: int, spans: Sequence[Span]) -> int:
     """Durably accept spans: when this returns they are committed, and a drain is queued."""
     batch_id = storage.batch_append(org_id=org_id, spans=spans)
     drain_requested(signal=SIGNAL, org_id=org_id)

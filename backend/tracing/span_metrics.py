@@ -21,9 +21,11 @@ from __future__ import annotations
 import numpy as np
 from django.db import connection
 
+from backend.metrics.labels import METRIC_NAME
 from backend.metrics.services import samples_write
 from backend.metrics.storage.catalog import fingerprint, series_resolve
 from backend.tenancy.selectors import limits_get
+from backend.tracing.spans import KIND_OTLP_NAMES
 
 # Tempo's default span-metrics histogram buckets, in seconds.
 BUCKETS = (
@@ -42,14 +44,6 @@ BUCKETS = (
     8.192,
     16.384,
 )
-KINDS = {
-    0: "SPAN_KIND_UNSPECIFIED",
-    1: "SPAN_KIND_INTERNAL",
-    2: "SPAN_KIND_SERVER",
-    3: "SPAN_KIND_CLIENT",
-    4: "SPAN_KIND_PRODUCER",
-    5: "SPAN_KIND_CONSUMER",
-}
 STATUSES = {0: "STATUS_CODE_UNSET", 1: "STATUS_CODE_OK", 2: "STATUS_CODE_ERROR"}
 
 
@@ -71,7 +65,7 @@ GROUP BY 1, 2, 3, 4, 5, 6
 
 
 def _labels(name: str, **labels: str) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted({"__name__": name, **labels}.items()))
+    return tuple(sorted({METRIC_NAME: name, **labels}.items()))
 
 
 def _increments(first_ms: int, end_ms: int) -> dict[int, dict[int, list[tuple[tuple, float]]]]:
@@ -94,7 +88,7 @@ def _increments(first_ms: int, end_ms: int) -> dict[int, dict[int, list[tuple[tu
             base = {
                 "service": service,
                 "span_name": span_name,
-                "span_kind": KINDS.get(kind, ""),
+                "span_kind": KIND_OTLP_NAMES.get(kind, ""),
                 "status_code": STATUSES.get(status, ""),
             }
             rows = out.setdefault(org_id, {}).setdefault(minute, [])

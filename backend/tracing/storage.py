@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import zstandard
 from django.db import connection, transaction
@@ -24,6 +24,7 @@ from psycopg import sql
 
 from backend.pipeline import partitions
 from backend.tenancy.ttlcache import TTLCache
+from backend.tracing.spans import Span
 
 NS_PER_MS = 1_000_000
 DRAIN_MAX_BATCHES = 200
@@ -42,29 +43,6 @@ def _decompress(data: bytes) -> bytes:
     if not hasattr(_zstd, "d"):
         _zstd.d = zstandard.ZstdDecompressor()
     return _zstd.d.decompress(data)
-
-
-class SpanLike(Protocol):
-    """What the storage needs of a span (``ingest.decoders.spans.Span`` has it)."""
-
-    trace_id: bytes
-    span_id: bytes
-    parent_span_id: bytes | None
-    service: str
-    name: str
-    kind: int
-    start_ns: int
-    duration_ns: int
-    status_code: int
-    status_message: str
-    attributes: dict[str, Any]
-    events: list
-    links: list
-    resource: dict[str, Any]
-    scope_name: str
-    scope_version: str
-    trace_state: str
-    flags: int
 
 
 def _json_default(value: Any):
@@ -98,11 +76,11 @@ SERVICE_NAME_MAX = 512  # the catalogs' column sizes
 OPERATION_NAME_MAX = 1024
 
 
-def _service(span: SpanLike) -> str:
+def _service(span: Span) -> str:
     return span.service.replace("\x00", "\ufffd")[:SERVICE_NAME_MAX]
 
 
-def _operation(span: SpanLike) -> str:
+def _operation(span: Span) -> str:
     return span.name.replace("\x00", "\ufffd")[:OPERATION_NAME_MAX]
 
 
@@ -184,7 +162,7 @@ def _resource_id(cur, org_id: int, resource: dict[str, Any], memo: dict[int, int
     return rid
 
 
-def _catalog_ids(cur, org_id: int, spans: Sequence[SpanLike]):
+def _catalog_ids(cur, org_id: int, spans: Sequence[Span]):
     services = {_service(s) for s in spans}
     missing = [n for n in services if _services.get((org_id, n)) is None]
     if missing:
@@ -226,7 +204,7 @@ def _links(links) -> str | None:
     )
 
 
-def batch_append(*, org_id: int, spans: Sequence[SpanLike]) -> int:
+def batch_append(*, org_id: int, spans: Sequence[Span]) -> int:
     """Durably accept spans (one outbox row); returns the batch id."""
     with transaction.atomic(), connection.cursor() as cur:
         service_ids, op_ids = _catalog_ids(cur, org_id, spans)

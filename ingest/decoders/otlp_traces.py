@@ -42,6 +42,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from backend.tracing.spans import KIND_BY_OTLP_NAME, KIND_OTLP_NAMES, Span, SpanEvent, SpanLink
 from ingest.decoders import request_body
 from ingest.decoders.errors import DecodeError, UnsupportedMediaType
 from ingest.decoders.proto import otlp_trace_view_pb2, rpc_status_pb2
@@ -51,10 +52,7 @@ from ingest.decoders.spans import (
     UNKNOWN_SERVICE,
     ZERO_SPAN_ID,
     ZERO_TRACE_ID,
-    Span,
-    SpanEvent,
     SpanLimits,
-    SpanLink,
     TraceBatch,
     TraceBatchBuilder,
     span_label,
@@ -77,7 +75,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _MEDIA_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
 
-_MAX_KIND = 5
+_MAX_KIND = max(KIND_OTLP_NAMES)
 _MAX_STATUS = 2
 _MAX_UINT32 = (1 << 32) - 1
 _MAX_UINT64 = (1 << 64) - 1
@@ -85,15 +83,11 @@ _MIN_INT64 = -(1 << 63)
 _MAX_INT64 = (1 << 63) - 1
 _STR = frozenset((str,))
 
+# OTLP JSON names the kinds with or without their prefix ("SPAN_KIND_SERVER", "SERVER").
 _KIND_NAMES = {
-    "SPAN_KIND_UNSPECIFIED": 0,
-    "SPAN_KIND_INTERNAL": 1,
-    "SPAN_KIND_SERVER": 2,
-    "SPAN_KIND_CLIENT": 3,
-    "SPAN_KIND_PRODUCER": 4,
-    "SPAN_KIND_CONSUMER": 5,
+    **KIND_BY_OTLP_NAME,
+    **{name.removeprefix("SPAN_KIND_"): number for name, number in KIND_BY_OTLP_NAME.items()},
 }
-_KIND_NAMES.update({name.removeprefix("SPAN_KIND_"): n for name, n in list(_KIND_NAMES.items())})
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 _STATUS_NAMES.update(
     {name.removeprefix("STATUS_CODE_"): n for name, n in list(_STATUS_NAMES.items())}

@@ -26,6 +26,7 @@ from operator import attrgetter, itemgetter
 import numpy as np
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
+from backend.metrics.labels import LabelPairs
 from ingest.decoders import protowire, snappy_block
 from ingest.decoders.errors import DecodeError, UnsupportedMediaType
 from ingest.decoders.proto import remote_write_v1_pb2 as pb1
@@ -34,7 +35,6 @@ from ingest.decoders.series_labels import (
     DEFAULT_LIMITS,
     NON_CANONICAL,
     LabelLimits,
-    Labels,
     LabelSet,
     LabelSetCache,
     SymbolIds,
@@ -119,7 +119,7 @@ class WriteBatch:
     keep request order. Values are float64 bit patterns as sent (stale markers included).
     """
 
-    series_labels: list[Labels]
+    series_labels: list[LabelPairs]
     sample_series: np.ndarray  # int32
     timestamps_ms: np.ndarray  # int64
     values: np.ndarray  # float64
@@ -777,7 +777,7 @@ def _assemble(
     else:
         kept_sets = unique_sets
         series_of_unique = np.arange(n_unique)
-    series_labels: list[Labels] = list(map(_LABELS, kept_sets))
+    series_labels: list[LabelPairs] = list(map(_LABELS, kept_sets))
     # (metric names: for 2.0 metadata only)
     series_names: list[str] = (
         list(map(_METRIC_NAME, kept_sets)) if decoded.series_metadata is not None else []
@@ -853,9 +853,9 @@ def _assemble(
 
 
 def _merge_equal_series(
-    series_labels: list[Labels], series_names: list[str], series_of_unique: np.ndarray
-) -> tuple[list[Labels], list[str], np.ndarray]:
-    index: dict[Labels, int] = {}
+    series_labels: list[LabelPairs], series_names: list[str], series_of_unique: np.ndarray
+) -> tuple[list[LabelPairs], list[str], np.ndarray]:
+    index: dict[LabelPairs, int] = {}
     remap = np.array([index.setdefault(labels, len(index)) for labels in series_labels], np.int64)
     names = dict(zip(remap.tolist(), series_names, strict=False))  # (names may be left empty)
     merged = series_of_unique.copy()
@@ -868,7 +868,7 @@ def _check_sample_order(
     series: np.ndarray,
     timestamps: np.ndarray,
     values: np.ndarray,
-    series_labels: list[Labels],
+    series_labels: list[LabelPairs],
     log: _RejectionLog,
 ) -> np.ndarray:
     """Keep-mask after rejecting out-of-order samples and conflicting duplicates per series.

@@ -25,11 +25,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from backend.metrics.labels import METRIC_NAME, LabelPairs
+
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-METRIC_NAME_LABEL = "__name__"
-
-Labels = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +58,7 @@ class LabelSet(NamedTuple):
     whole request of unremarkable series is checked in one C-level pass.
     """
 
-    labels: Labels
+    labels: LabelPairs
     problem: tuple[str, str] | None
     n_labels: int
     longest_name: int
@@ -126,8 +125,8 @@ _PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
 _MAX_PAIRS = 200_000
 
 
-def _check(labels: Labels, limits: LabelLimits) -> tuple[str, str] | None:
-    name = next((value for key, value in labels if key == METRIC_NAME_LABEL), None)
+def _check(labels: LabelPairs, limits: LabelLimits) -> tuple[str, str] | None:
+    name = next((value for key, value in labels if key == METRIC_NAME), None)
     if name is None:
         return "missing_metric_name", f"sample missing metric name, series {series_text(labels)}"
     if not _METRIC_NAME_SYNTAX.ok(name):
@@ -218,7 +217,7 @@ def labelset_from_columns(
     # interned: label sets share their strings and (name, value) pairs, which halves the memory
     # of a cache of similar series; equal metric names are then also the same object
     labels = tuple(map(shared_pair, names, values))
-    metric_name = next((value for name, value in labels if name == METRIC_NAME_LABEL), "")
+    metric_name = next((value for name, value in labels if name == METRIC_NAME), "")
     problem: tuple[str, str] | None = None
     if utf8_problem is not None:
         problem = ("invalid_utf8", f"{utf8_problem}, series {series_text(labels)}")
@@ -300,7 +299,7 @@ def labelsets_from_pairs(pairs: list[tuple[str, str]], counts: np.ndarray) -> li
     if "\x00" in "".join(values):
         bad[series_of[np.fromiter(("\x00" in v for v in values), bool, total)]] = True
     # exactly one __name__ per series (duplicates were caught above), with a valid value
-    metric_rank = rank_of.get(METRIC_NAME_LABEL, -1)
+    metric_rank = rank_of.get(METRIC_NAME, -1)
     at_name = np.flatnonzero(rank == metric_rank)
     has_name = np.zeros(n, bool)
     has_name[series_of[at_name]] = True

@@ -1,9 +1,10 @@
-"""The span model every trace decoder produces, and the limits applied while decoding.
+"""The batch every trace decoder produces, and the limits applied while decoding.
 
 :mod:`ingest.decoders.otlp_traces` (OTLP protobuf/JSON, HTTP and gRPC) and
 :mod:`ingest.decoders.zipkin` (Zipkin v2 JSON/protobuf) both turn a request into a
-:class:`TraceBatch` of :class:`Span`, so that storage and derived telemetry see one model whatever
-the sender spoke. Ids are raw bytes (trace 16, span 8; Zipkin's 64-bit trace ids left-padded with
+:class:`TraceBatch` of :class:`backend.tracing.spans.Span` (the tracing domain's span model, a
+leaf module without Django), so that storage and derived telemetry see one model whatever the
+sender spoke. Ids are raw bytes (trace 16, span 8; Zipkin's 64-bit trace ids left-padded with
 zeros), times are epoch nanoseconds, ``kind`` and ``status_code`` use OTLP's enum numbers.
 
 Attribute values keep their OTLP types: ``str``, ``int``, ``float``, ``bool``, ``bytes``, ``list``
@@ -45,40 +46,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backend.tracing.spans import Span
+
 __all__ = [
-    "KIND_CLIENT",
-    "KIND_CONSUMER",
-    "KIND_INTERNAL",
-    "KIND_PRODUCER",
-    "KIND_SERVER",
-    "KIND_UNSPECIFIED",
     "MAX_TIME_NS",
     "MAX_VALUE_DEPTH",
-    "STATUS_ERROR",
-    "STATUS_OK",
-    "STATUS_UNSET",
     "UNKNOWN_SERVICE",
-    "Span",
-    "SpanEvent",
     "SpanLimits",
-    "SpanLink",
     "SpanRejection",
     "TraceBatch",
     "TraceBatchBuilder",
     "span_label",
     "truncate_value",
 ]
-
-# OTLP SpanKind and Status.StatusCode numbers
-KIND_UNSPECIFIED = 0
-KIND_INTERNAL = 1
-KIND_SERVER = 2
-KIND_CLIENT = 3
-KIND_PRODUCER = 4
-KIND_CONSUMER = 5
-STATUS_UNSET = 0
-STATUS_OK = 1
-STATUS_ERROR = 2
 
 # The service name of a resource without service.name, as the OpenTelemetry resource spec says.
 UNKNOWN_SERVICE = "unknown_service"
@@ -92,44 +72,6 @@ MAX_TIME_NS = (1 << 63) - 1
 
 ZERO_TRACE_ID = bytes(16)
 ZERO_SPAN_ID = bytes(8)
-
-
-@dataclass(slots=True)
-class SpanEvent:
-    time_ns: int
-    name: str
-    attributes: dict[str, Any]
-
-
-@dataclass(slots=True)
-class SpanLink:
-    trace_id: bytes
-    span_id: bytes
-    trace_state: str
-    attributes: dict[str, Any]
-
-
-@dataclass(slots=True)
-class Span:
-    trace_id: bytes  # 16 bytes
-    span_id: bytes  # 8 bytes
-    parent_span_id: bytes | None  # 8 bytes, None for a root span
-    service: str  # resource service.name / Zipkin localEndpoint.serviceName
-    name: str  # the operation
-    kind: int  # KIND_*
-    start_ns: int
-    duration_ns: int
-    status_code: int  # STATUS_*
-    status_message: str
-    attributes: dict[str, Any]
-    events: list[SpanEvent]
-    links: list[SpanLink]
-    resource: dict[str, Any]  # shared by the spans of one resource: read-only
-    scope_name: str
-    scope_version: str
-    trace_state: str
-    flags: int  # OTLP span flags (W3C trace flags in bits 0-7); 0 for Zipkin
-    shared: bool  # Zipkin: a server span that shares the client's span id (B3 single-span)
 
 
 @dataclass(frozen=True, slots=True)

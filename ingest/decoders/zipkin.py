@@ -1,7 +1,7 @@
 """Zipkin v2 spans (``POST /api/v2/spans``), JSON or protobuf, as Envoy's zipkin tracer sends them.
 
 :func:`decode_zipkin_spans` turns a body into a :class:`~ingest.decoders.spans.TraceBatch` of
-the same :class:`~ingest.decoders.spans.Span` model OTLP produces, with the limits and
+the same :class:`~backend.tracing.spans.Span` model OTLP produces, with the limits and
 rejections of :mod:`ingest.decoders.spans`. Bodies are ``application/json`` (a list of spans; a
 missing Content-Type is read as JSON, Zipkin's default) or ``application/x-protobuf``
 (``ListOfSpans``, see ``proto/zipkin.proto``), optionally gzip-compressed.
@@ -48,24 +48,27 @@ from typing import Any
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
-from ingest.decoders import request_body
-from ingest.decoders.errors import DecodeError, UnsupportedMediaType
-from ingest.decoders.proto import zipkin_pb2
-from ingest.decoders.spans import (
+from backend.tracing.spans import (
+    KIND_BY_ZIPKIN_NAME,
     KIND_CLIENT,
     KIND_CONSUMER,
     KIND_PRODUCER,
     KIND_SERVER,
     KIND_UNSPECIFIED,
-    MAX_TIME_NS,
     STATUS_ERROR,
     STATUS_OK,
     STATUS_UNSET,
+    Span,
+    SpanEvent,
+)
+from ingest.decoders import request_body
+from ingest.decoders.errors import DecodeError, UnsupportedMediaType
+from ingest.decoders.proto import zipkin_pb2
+from ingest.decoders.spans import (
+    MAX_TIME_NS,
     UNKNOWN_SERVICE,
     ZERO_SPAN_ID,
     ZERO_TRACE_ID,
-    Span,
-    SpanEvent,
     SpanLimits,
     TraceBatch,
     TraceBatchBuilder,
@@ -78,12 +81,6 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _MEDIA_TYPES = {"": JSON, JSON: JSON, PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF}
 
-_KINDS = {
-    "CLIENT": KIND_CLIENT,
-    "SERVER": KIND_SERVER,
-    "PRODUCER": KIND_PRODUCER,
-    "CONSUMER": KIND_CONSUMER,
-}
 # zipkin.proto3.Span.Kind numbers → OTLP
 _PROTO_KINDS = (KIND_UNSPECIFIED, KIND_CLIENT, KIND_SERVER, KIND_PRODUCER, KIND_CONSUMER)
 _OTEL_STATUS = {"OK": STATUS_OK, "ERROR": STATUS_ERROR, "UNSET": STATUS_UNSET}
@@ -182,7 +179,7 @@ class _Decoder:
             if kind is not None:
                 if type(kind) is not str:
                     raise _Malformed("kind must be a string")
-                kind = _KINDS.get(kind.upper(), KIND_UNSPECIFIED)
+                kind = KIND_BY_ZIPKIN_NAME.get(kind.upper(), KIND_UNSPECIFIED)
             tags = span.get("tags")
             if tags is None:
                 tags = {}

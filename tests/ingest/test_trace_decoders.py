@@ -31,6 +31,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Status
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
+from backend.tracing.spans import Span, SpanEvent, SpanLink
 from ingest.decoders import request_body
 from ingest.decoders.errors import DecodeError, PayloadTooLarge, UnsupportedMediaType
 from ingest.decoders.otlp_traces import (
@@ -42,14 +43,7 @@ from ingest.decoders.otlp_traces import (
     otlp_media_type,
 )
 from ingest.decoders.proto import rpc_status_pb2, zipkin_pb2
-from ingest.decoders.spans import (
-    MAX_TIME_NS,
-    Span,
-    SpanEvent,
-    SpanLimits,
-    SpanLink,
-    TraceBatch,
-)
+from ingest.decoders.spans import MAX_TIME_NS, SpanLimits, TraceBatch
 from ingest.decoders.zipkin import decode_zipkin_spans
 
 PB = "application/x-protobuf"

@@ -14,12 +14,12 @@ from itertools import chain
 from django.db import connection
 from django_redis import get_redis_connection
 
-from backend.metrics.labels import LabelSet, metric_name_of
+from backend.metrics.labels import LabelPairs, metric_name_of
 
 _END = ("",)  # joined last: the last value gets its 0xff too
 
 
-def fingerprint(labels: LabelSet) -> int:
+def fingerprint(labels: LabelPairs) -> int:
     """A signed 64-bit hash of the sorted label set: BLAKE2b of its names and values in UTF-8,
     each followed by a 0xff byte (which cannot occur in UTF-8)."""
     data = b"\xff".join(map(str.encode, chain(chain.from_iterable(labels), _END)))
@@ -124,7 +124,7 @@ def _series_by_fingerprint(cur, org_id: int, fps: Sequence[int]) -> dict[int, in
 
 
 def series_resolve(
-    *, org_id: int, label_sets: Sequence[LabelSet], max_per_user: int, max_per_metric: int
+    *, org_id: int, label_sets: Sequence[LabelPairs], max_per_user: int, max_per_metric: int
 ) -> list[int]:
     """Series ids for the label sets (label names sorted, ``__name__`` among them); a
     negative REFUSED_* code where a series limit refused a new series."""
@@ -221,7 +221,7 @@ return out
 
 def _admit_new_series(
     org_id: int,
-    label_sets: Sequence[LabelSet],
+    label_sets: Sequence[LabelPairs],
     max_per_user: int,
     max_per_metric: int,
 ) -> list[int]:

@@ -10,11 +10,20 @@ from rest_framework.response import Response
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
 from backend.tracing import dependencies, selectors
-from backend.tracing.jaeger_api import BadRequest, int_param, parse_trace_id
-from backend.tracing.selectors import StoredSpan, TraceQuery
+from backend.tracing.api.params import (
+    BadRequest,
+    annotation_query,
+    int_param,
+    limit_param,
+    parse_trace_id,
+    trace_id_hex,
+    window_ms,
+)
+from backend.tracing.selectors import TraceQuery
+from backend.tracing.spans import KIND_ZIPKIN_NAMES, STATUS_ERROR, StoredSpan
 
-KINDS = {2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 DEFAULT_LOOKBACK_MS = 24 * 3600 * 1000
+MAX_LIMIT = 1000
 
 
 def _tag_text(value) -> str:
@@ -25,13 +34,9 @@ def _tag_text(value) -> str:
     return str(value)
 
 
-def _trace_id(trace_id: bytes) -> str:
-    return (trace_id[8:] if trace_id[:8] == bytes(8) else trace_id).hex()
-
-
 def zipkin_span(span: StoredSpan) -> dict:
     out = {
-        "traceId": _trace_id(span.trace_id),
+        "traceId": trace_id_hex(span.trace_id),
         "id": span.span_id.hex(),
         "name": span.name,
         "timestamp": span.start_ns // 1000,
@@ -41,9 +46,9 @@ def zipkin_span(span: StoredSpan) -> dict:
     }
     if span.parent_span_id:
         out["parentId"] = span.parent_span_id.hex()
-    if span.kind in KINDS:
-        out["kind"] = KINDS[span.kind]
-    if span.status_code == 2:
+    if span.kind in KIND_ZIPKIN_NAMES:
+        out["kind"] = KIND_ZIPKIN_NAMES[span.kind]
+    if span.status_code == STATUS_ERROR:
         out["tags"]["error"] = span.status_message or "true"
     if "peer.service" in span.attributes:
         out["remoteEndpoint"] = {"serviceName": str(span.attributes["peer.service"])}
@@ -93,28 +98,11 @@ class TraceView(ZipkinView):
         return Response([zipkin_span(s) for s in spans])
 
 
-def _annotation_query(text: str) -> tuple[tuple[tuple[str, str], ...], bool]:
-    """``error and http.method=GET`` → (tags, errors only)."""
-    tags, errors_only = [], False
-    for term in filter(None, (t.strip() for t in text.split(" and "))):
-        key, sep, value = term.partition("=")
-        if sep:
-            tags.append((key.strip(), value.strip()))
-        elif key == "error":
-            errors_only = True
-        else:
-            raise BadRequest(
-                f"annotationQuery term {term!r}: only key=value and 'error' are supported"
-            )
-    return tuple(tags), errors_only
-
-
 class TracesView(ZipkinView):
     def get(self, request):
         params = request.query_params
-        end_ms = int_param(params, "endTs") or time.time_ns() // 10**6
-        lookback = int_param(params, "lookback") or DEFAULT_LOOKBACK_MS
-        tags, errors_only = _annotation_query(params.get("annotationQuery", ""))
+        start_ms, end_ms = window_ms(params, default_lookback_ms=DEFAULT_LOOKBACK_MS)
+        tags, errors_only = annotation_query(params.get("annotationQuery", ""))
         min_us, max_us = int_param(params, "minDuration"), int_param(params, "maxDuration")
         service = params.get("serviceName")
         if not service:
@@ -123,13 +111,13 @@ class TracesView(ZipkinView):
         query = TraceQuery(
             service=service,
             operation=None if span_name in (None, "", "all") else span_name,
-            start_ns=(end_ms - lookback) * 10**6,
+            start_ns=start_ms * 10**6,
             end_ns=end_ms * 10**6,
             tags=tags,
             errors_only=errors_only,
             min_duration_ns=min_us * 1000 if min_us is not None else None,
             max_duration_ns=max_us * 1000 if max_us is not None else None,
-            limit=min(int_param(params, "limit") or 10, 1000),
+            limit=limit_param(params, "limit", default=10, maximum=MAX_LIMIT),
         )
         ids = selectors.traces_find(org_id=self.org.pk, query=query)
         found = selectors.traces_get(org_id=self.org.pk, trace_ids=ids)
@@ -138,10 +126,7 @@ class TracesView(ZipkinView):
 
 class DependenciesView(ZipkinView):
     def get(self, request):
-        end_ms = int_param(request.query_params, "endTs") or time.time_ns() // 10**6
-        lookback = int_param(request.query_params, "lookback") or DEFAULT_LOOKBACK_MS
+        start_ms, end_ms = window_ms(request.query_params, default_lookback_ms=DEFAULT_LOOKBACK_MS)
         return Response(
-            dependencies.dependencies_get(
-                org_id=self.org.pk, start_ms=end_ms - lookback, end_ms=end_ms
-            )
+            dependencies.dependencies_get(org_id=self.org.pk, start_ms=start_ms, end_ms=end_ms)
         )

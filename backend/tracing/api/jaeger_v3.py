@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from rest_framework.response import Response
 
 from backend.tracing import selectors
-from backend.tracing.jaeger_api import (
-    KIND_NUMBERS,
-    MAX_LIMIT,
+from backend.tracing.api.jaeger import MAX_LIMIT, JaegerView
+from backend.tracing.api.params import (
     BadRequest,
-    JaegerView,
-    go_duration_ns,
-    int_param,
+    go_duration_param_ns,
+    limit_param,
     parse_trace_id,
+    prefixed_params,
+    rfc3339_ns,
+    span_kind_param,
 )
-from backend.tracing.selectors import StoredSpan, TraceQuery
+from backend.tracing.selectors import TraceQuery
+from backend.tracing.spans import KIND_JAEGER_NAMES, StoredSpan
 
 
 def any_value(value) -> dict:
@@ -98,15 +99,6 @@ def otlp_traces(spans: list[StoredSpan]) -> dict:
     }
 
 
-def _time_ns(text: str | None, name: str) -> int | None:
-    if not text:
-        return None
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 10**9)
-    except ValueError as exc:
-        raise BadRequest(f"{name} must be an RFC 3339 time, not {text!r}") from exc
-
-
 class ServicesView(JaegerView):
     def get(self, request):
         return Response({"services": selectors.services_list(org_id=self.org.pk)})
@@ -115,17 +107,16 @@ class ServicesView(JaegerView):
 class OperationsView(JaegerView):
     def get(self, request):
         service = request.query_params.get("service", "")
-        kind_name = request.query_params.get("span_kind", "")
-        if kind_name and kind_name not in KIND_NUMBERS:
-            raise BadRequest(f"unknown span_kind {kind_name!r}")
         found = selectors.operations_list(
-            org_id=self.org.pk, service=service, kind=KIND_NUMBERS.get(kind_name)
+            org_id=self.org.pk,
+            service=service,
+            kind=span_kind_param(request.query_params, "span_kind"),
         )
-        kinds = {n: k for k, n in KIND_NUMBERS.items()}
         return Response(
             {
                 "operations": [
-                    {"name": name, "spanKind": kinds.get(kind, "")} for name, kind in found
+                    {"name": name, "spanKind": KIND_JAEGER_NAMES.get(kind, "")}
+                    for name, kind in found
                 ]
             }
         )
@@ -143,30 +134,21 @@ class TracesView(JaegerView):
     def get(self, request):
         p = request.query_params
         service = p.get("query.service_name")
-        start = _time_ns(p.get("query.start_time_min"), "query.start_time_min")
-        end = _time_ns(p.get("query.start_time_max"), "query.start_time_max")
+        start = rfc3339_ns(p.get("query.start_time_min"), "query.start_time_min")
+        end = rfc3339_ns(p.get("query.start_time_max"), "query.start_time_max")
         if not service or start is None or end is None:
             raise BadRequest(
                 "query.service_name, query.start_time_min and query.start_time_max are required"
             )
-        attributes = {
-            k[len("query.attributes.") :]: v
-            for k, v in p.items()
-            if k.startswith("query.attributes.")
-        }
         query = TraceQuery(
             service=service,
             operation=p.get("query.operation_name") or None,
             start_ns=start,
             end_ns=end,
-            tags=tuple(attributes.items()),
-            min_duration_ns=go_duration_ns(p["query.duration_min"])
-            if p.get("query.duration_min")
-            else None,
-            max_duration_ns=go_duration_ns(p["query.duration_max"])
-            if p.get("query.duration_max")
-            else None,
-            limit=min(int_param(p, "query.num_traces") or 20, MAX_LIMIT),
+            tags=prefixed_params(p, "query.attributes."),
+            min_duration_ns=go_duration_param_ns(p, "query.duration_min"),
+            max_duration_ns=go_duration_param_ns(p, "query.duration_max"),
+            limit=limit_param(p, "query.num_traces", default=20, maximum=MAX_LIMIT),
         )
         ids = selectors.traces_find(org_id=self.org.pk, query=query)
         found = selectors.traces_get(org_id=self.org.pk, trace_ids=ids)

@@ -8,8 +8,6 @@ Envelope ``{data, total, limit, offset, errors}``; times in µs; trace and span 
 from __future__ import annotations
 
 import json
-import re
-import time
 from typing import Any
 
 from django.db import DataError
@@ -18,27 +16,31 @@ from rest_framework.response import Response
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
 from backend.tracing import dependencies, selectors
+from backend.tracing.api.params import (
+    STATUS_CODES,
+    BadRequest,
+    go_duration_param_ns,
+    limit_param,
+    parse_trace_id,
+    search_window_us,
+    span_kind_param,
+    tag_filters,
+    tags_json,
+    trace_id_hex,
+    window_ms,
+)
 from backend.tracing.critical_path import critical_path
-from backend.tracing.selectors import StoredSpan, TraceQuery
+from backend.tracing.selectors import TraceQuery
+from backend.tracing.spans import (
+    KIND_JAEGER_NAMES,
+    STATUS_ERROR,
+    STATUS_OK,
+    StoredSpan,
+)
 
-KIND_NAMES = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
-KIND_NUMBERS = {name: number for number, name in KIND_NAMES.items()}
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_NS = {
-    "ns": 1,
-    "us": 10**3,
-    "µs": 10**3,
-    "ms": 10**6,
-    "s": 10**9,
-    "m": 60 * 10**9,
-    "h": 3600 * 10**9,
-}
 DEFAULT_LOOKBACK_US = 3600 * 10**6
+DEPENDENCIES_LOOKBACK_MS = 24 * 3600 * 1000
 MAX_LIMIT = 1500
-
-
-class BadRequest(ValueError):
-    pass
 
 
 def envelope(data, *, status: int = 200, errors: list | None = None) -> Response:
@@ -50,19 +52,6 @@ def envelope(data, *, status: int = 200, errors: list | None = None) -> Response
 
 def error(status: int, message: str) -> Response:
     return envelope(None, status=status, errors=[{"code": status, "msg": message}])
-
-
-def go_duration_ns(text: str) -> int:
-    """Go's time.ParseDuration for the units Jaeger accepts (``1.5s``, ``100ms``, ``2m30s``)."""
-    parts = _GO_DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise BadRequest(f"cannot parse duration {text!r}")
-    return int(sum(float(n) * _UNIT_NS[u] for n, u in parts))
-
-
-def _hex_trace_id(trace_id: bytes) -> str:
-    # Jaeger prints 64-bit trace ids (upper half zero) as 16 hex digits.
-    return (trace_id[8:] if trace_id[:8] == bytes(8) else trace_id).hex()
 
 
 def _tag(key: str, value: Any) -> dict:
@@ -81,14 +70,14 @@ def _tag(key: str, value: Any) -> dict:
 
 def _span_tags(span: StoredSpan) -> list[dict]:
     tags = [_tag(k, v) for k, v in span.attributes.items()]
-    if span.kind in KIND_NAMES:
-        tags.append(_tag("span.kind", KIND_NAMES[span.kind]))
-    if span.status_code == 2:
+    if span.kind in KIND_JAEGER_NAMES:
+        tags.append(_tag("span.kind", KIND_JAEGER_NAMES[span.kind]))
+    if span.status_code == STATUS_ERROR:
         tags.append(_tag("error", True))
         tags.append(_tag("otel.status_code", "ERROR"))
         if span.status_message:
             tags.append(_tag("otel.status_description", span.status_message))
-    elif span.status_code == 1:
+    elif span.status_code == STATUS_OK:
         tags.append(_tag("otel.status_code", "OK"))
     if span.scope:
         name, _, version = span.scope.partition("@")
@@ -117,7 +106,7 @@ def jaeger_trace(spans: list[StoredSpan]) -> dict:
             references.append(
                 {
                     "refType": "CHILD_OF",
-                    "traceID": _hex_trace_id(span.trace_id),
+                    "traceID": trace_id_hex(span.trace_id),
                     "spanID": span.parent_span_id.hex(),
                 }
             )
@@ -125,7 +114,7 @@ def jaeger_trace(spans: list[StoredSpan]) -> dict:
             references.append(
                 {
                     "refType": "FOLLOWS_FROM",
-                    "traceID": _hex_trace_id(bytes.fromhex(link["trace_id"])),
+                    "traceID": trace_id_hex(bytes.fromhex(link["trace_id"])),
                     "spanID": link["span_id"],
                 }
             )
@@ -137,7 +126,7 @@ def jaeger_trace(spans: list[StoredSpan]) -> dict:
             ]
         out_spans.append(
             {
-                "traceID": _hex_trace_id(span.trace_id),
+                "traceID": trace_id_hex(span.trace_id),
                 "spanID": span.span_id.hex(),
                 "flags": span.flags & 0xFF or 1,
                 "operationName": span.name,
@@ -158,18 +147,11 @@ def jaeger_trace(spans: list[StoredSpan]) -> dict:
             }
         )
     return {
-        "traceID": _hex_trace_id(spans[0].trace_id),
+        "traceID": trace_id_hex(spans[0].trace_id),
         "spans": out_spans,
         "processes": processes,
         "warnings": None,
     }
-
-
-def parse_trace_id(text: str) -> bytes:
-    text = text.strip().lower()
-    if not text or len(text) > 32 or not re.fullmatch(r"[0-9a-f]+", text):
-        raise BadRequest(f"malformed trace id {text!r}")
-    return bytes.fromhex(text.rjust(32, "0"))
 
 
 class JaegerView(OrgAPIView):
@@ -197,14 +179,13 @@ class ServiceOperationsView(JaegerView):
 class OperationsView(JaegerView):
     def get(self, request):
         service = request.query_params.get("service", "")
-        kind_name = request.query_params.get("spanKind", "")
-        if kind_name and kind_name not in KIND_NUMBERS:
-            raise BadRequest(f"unknown spanKind {kind_name!r}")
         found = selectors.operations_list(
-            org_id=self.org.pk, service=service, kind=KIND_NUMBERS.get(kind_name)
+            org_id=self.org.pk,
+            service=service,
+            kind=span_kind_param(request.query_params, "spanKind"),
         )
         return envelope(
-            [{"name": name, "spanKind": KIND_NAMES.get(kind, "")} for name, kind in found]
+            [{"name": name, "spanKind": KIND_JAEGER_NAMES.get(kind, "")} for name, kind in found]
         )
 
 
@@ -214,41 +195,6 @@ class TraceView(JaegerView):
         if not spans:
             return error(404, "trace not found")
         return envelope([jaeger_trace(spans)])
-
-
-def int_param(params, name: str) -> int | None:
-    raw = params.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"{name} must be an integer, not {raw!r}") from exc
-
-
-STATUS_CODES = {"UNSET": 0, "OK": 1, "ERROR": 2}
-
-
-def _tag_filters(raw: str | None) -> tuple[tuple[str, str, str], ...]:
-    """Canopy's extension: ``tagFilters=[["http.status_code", "=~", "5.."], ["env", "!=",
-    "dev"]]`` (every filter must hold)."""
-    if not raw:
-        return ()
-    try:
-        filters = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"tagFilters must be a JSON list: {exc}") from exc
-    if not isinstance(filters, list) or not all(
-        isinstance(f, list) and len(f) == 3 and f[1] in selectors.TAG_OPS for f in filters
-    ):
-        raise BadRequest("tagFilters is a list of [key, op, value], op one of = != =~ !~")
-    for _, op, value in filters:
-        if op in ("=~", "!~"):
-            try:
-                re.compile(str(value))
-            except re.error as exc:
-                raise BadRequest(f"invalid regex {value!r}: {exc}") from exc
-    return tuple((str(k), op, str(v)) for k, op, v in filters)
 
 
 class TracesView(JaegerView):
@@ -266,23 +212,11 @@ class TracesView(JaegerView):
         service = params.get("service")
         if not service:
             raise BadRequest("parameter 'service' is required")
-        end_us = int_param(params, "end") or time.time_ns() // 1000
-        lookback = params.get("lookback")
-        default_start = end_us - (
-            go_duration_ns(lookback) // 1000
-            if lookback and lookback != "custom"
-            else DEFAULT_LOOKBACK_US
-        )
-        start_us = int_param(params, "start") or default_start
-        try:
-            tags = json.loads(params.get("tags") or "{}")
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"tags must be a JSON map: {exc}") from exc
-        if not isinstance(tags, dict):
-            raise BadRequest("tags must be a JSON map")
-        limit = min(int_param(params, "limit") or 20, MAX_LIMIT)
+        start_us, end_us = search_window_us(params, default_lookback_us=DEFAULT_LOOKBACK_US)
+        tags = tags_json(params.get("tags"))
+        limit = limit_param(params, "limit", default=20, maximum=MAX_LIMIT)
         operation = params.get("operation") or None
-        tag_filters = _tag_filters(params.get("tagFilters"))
+        filters = tag_filters(params.get("tagFilters"))
         status = params.get("statusCode")
         if status is not None and status.upper() not in STATUS_CODES:
             raise BadRequest("statusCode is one of UNSET, OK, ERROR")
@@ -294,17 +228,13 @@ class TracesView(JaegerView):
             operation=None if operation == "all" else operation,
             start_ns=start_us * 1000,
             end_ns=end_us * 1000,
-            tags=tuple((str(k), str(v)) for k, v in tags.items()),
-            tag_filters=tag_filters,
+            tags=tags,
+            tag_filters=filters,
             errors_only=params.get("errorsOnly", "").lower() == "true",
             status_code=STATUS_CODES[status.upper()] if status else None,
             sort=sort,
-            min_duration_ns=go_duration_ns(params["minDuration"])
-            if params.get("minDuration")
-            else None,
-            max_duration_ns=go_duration_ns(params["maxDuration"])
-            if params.get("maxDuration")
-            else None,
+            min_duration_ns=go_duration_param_ns(params, "minDuration"),
+            max_duration_ns=go_duration_param_ns(params, "maxDuration"),
             limit=limit,
         )
         try:
@@ -319,11 +249,10 @@ class DependenciesView(JaegerView):
     """``/api/dependencies?endTs=<ms>&lookback=<ms>`` → ``[{parent, child, callCount}]``."""
 
     def get(self, request):
-        end_ms = int_param(request.query_params, "endTs") or time.time_ns() // 10**6
-        lookback = int_param(request.query_params, "lookback") or 24 * 3600 * 1000
-        edges = dependencies.dependencies_get(
-            org_id=self.org.pk, start_ms=end_ms - lookback, end_ms=end_ms
+        start_ms, end_ms = window_ms(
+            request.query_params, default_lookback_ms=DEPENDENCIES_LOOKBACK_MS
         )
+        edges = dependencies.dependencies_get(org_id=self.org.pk, start_ms=start_ms, end_ms=end_ms)
         return envelope(
             [
                 {"parent": e["parent"], "child": e["child"], "callCount": e["callCount"]}

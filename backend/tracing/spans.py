@@ -1,0 +1,148 @@
+"""The span model of the tracing domain, and the one table of span kinds.
+
+A leaf module: it imports nothing of Django or of the rest of the project, so the wire decoders
+(``ingest/decoders``, whose code must stay free of Django) build :class:`Span` from it too; the
+import-linter contracts in ``pyproject.toml`` keep it that way. (Importing it still runs
+``backend/__init__.py``, which creates the Celery app and so loads Django: the decoders' code
+uses none of it, but a process importing them has it loaded.)
+
+One span in two shapes, their common fields in the same order:
+
+* :class:`Span` is a span as a decoder produced it and the storage writes it: ids are raw bytes
+  (trace 16, span 8; Zipkin's 64-bit trace ids left-padded with zeros), times are epoch
+  nanoseconds, ``kind`` and ``status_code`` are OTLP's numbers, attribute values keep their OTLP
+  types (``str``, ``int``, ``float``, ``bool``, ``bytes``, ``list``, ``dict``, ``None``), events
+  and links are :class:`SpanEvent` / :class:`SpanLink`, the scope is its name and version.
+* :class:`StoredSpan` is the same span read back from ``trace_spans``: events and links come
+  back as the JSON they were stored as (link ids in hex), the scope as ``name@version``, empty
+  texts as ``None``, ``bytes`` attribute values as ``{"bytesValue": base64}``, and Zipkin's
+  ``shared`` flag is not kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+__all__ = [
+    "KIND_BY_JAEGER_NAME",
+    "KIND_BY_OTLP_NAME",
+    "KIND_BY_ZIPKIN_NAME",
+    "KIND_CLIENT",
+    "KIND_CONSUMER",
+    "KIND_INTERNAL",
+    "KIND_JAEGER_NAMES",
+    "KIND_OTLP_NAMES",
+    "KIND_PRODUCER",
+    "KIND_SERVER",
+    "KIND_UNSPECIFIED",
+    "KIND_ZIPKIN_NAMES",
+    "SPAN_KINDS",
+    "STATUS_ERROR",
+    "STATUS_OK",
+    "STATUS_UNSET",
+    "Span",
+    "SpanEvent",
+    "SpanKindNames",
+    "SpanLink",
+    "StoredSpan",
+]
+
+# OTLP SpanKind and Status.StatusCode numbers: how every span in Canopy carries them.
+KIND_UNSPECIFIED = 0
+KIND_INTERNAL = 1
+KIND_SERVER = 2
+KIND_CLIENT = 3
+KIND_PRODUCER = 4
+KIND_CONSUMER = 5
+STATUS_UNSET = 0
+STATUS_OK = 1
+STATUS_ERROR = 2
+
+
+class SpanKindNames(NamedTuple):
+    number: int  # OTLP SpanKind
+    otlp: str  # OTLP's enum name (also the ``span_kind`` label of span metrics, as Tempo's)
+    jaeger: str | None  # Jaeger's ``span.kind`` tag and ``spanKind`` parameter; None: no tag
+    zipkin: str | None  # Zipkin v2's ``kind``; None: Zipkin leaves the kind out
+
+
+SPAN_KINDS = (
+    SpanKindNames(KIND_UNSPECIFIED, "SPAN_KIND_UNSPECIFIED", None, None),
+    SpanKindNames(KIND_INTERNAL, "SPAN_KIND_INTERNAL", "internal", None),
+    SpanKindNames(KIND_SERVER, "SPAN_KIND_SERVER", "server", "SERVER"),
+    SpanKindNames(KIND_CLIENT, "SPAN_KIND_CLIENT", "client", "CLIENT"),
+    SpanKindNames(KIND_PRODUCER, "SPAN_KIND_PRODUCER", "producer", "PRODUCER"),
+    SpanKindNames(KIND_CONSUMER, "SPAN_KIND_CONSUMER", "consumer", "CONSUMER"),
+)
+
+# The table read each way (OTLP number -> name, name -> OTLP number).
+KIND_OTLP_NAMES = {k.number: k.otlp for k in SPAN_KINDS}
+KIND_BY_OTLP_NAME = {k.otlp: k.number for k in SPAN_KINDS}
+KIND_JAEGER_NAMES = {k.number: k.jaeger for k in SPAN_KINDS if k.jaeger}
+KIND_BY_JAEGER_NAME = {k.jaeger: k.number for k in SPAN_KINDS if k.jaeger}
+KIND_ZIPKIN_NAMES = {k.number: k.zipkin for k in SPAN_KINDS if k.zipkin}
+KIND_BY_ZIPKIN_NAME = {k.zipkin: k.number for k in SPAN_KINDS if k.zipkin}
+
+
+@dataclass(slots=True)
+class SpanEvent:
+    time_ns: int
+    name: str
+    attributes: dict[str, Any]
+
+
+@dataclass(slots=True)
+class SpanLink:
+    trace_id: bytes
+    span_id: bytes
+    trace_state: str
+    attributes: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Span:
+    """A span as decoded and written (see the module docstring)."""
+
+    trace_id: bytes  # 16 bytes
+    span_id: bytes  # 8 bytes
+    parent_span_id: bytes | None  # 8 bytes, None for a root span
+    service: str  # resource service.name / Zipkin localEndpoint.serviceName
+    name: str  # the operation
+    kind: int  # KIND_*
+    start_ns: int
+    duration_ns: int
+    status_code: int  # STATUS_*
+    status_message: str
+    attributes: dict[str, Any]
+    events: list[SpanEvent]
+    links: list[SpanLink]
+    resource: dict[str, Any]  # shared by the spans of one resource: read-only
+    scope_name: str
+    scope_version: str
+    trace_state: str
+    flags: int  # OTLP span flags (W3C trace flags in bits 0-7); 0 for Zipkin
+    shared: bool  # Zipkin: a server span that shares the client's span id (B3 single-span)
+
+
+@dataclass(slots=True)
+class StoredSpan:
+    """A :class:`Span` as read back from storage (see the module docstring)."""
+
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes | None
+    service: str
+    name: str
+    kind: int
+    start_ns: int
+    duration_ns: int
+    status_code: int
+    status_message: str | None
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]  # {"time_ns", "name", "attributes"}
+    links: list[dict[str, Any]]  # {"trace_id" (hex), "span_id" (hex), "trace_state", "attributes"}
+    resource: dict[str, Any]
+    scope: str | None  # "name@version", or "name" without a version
+    trace_state: str | None
+    flags: int

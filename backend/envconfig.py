@@ -7,6 +7,7 @@ Anything that is not clearly valid raises ``ImproperlyConfigured`` at start-up: 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -24,6 +25,15 @@ def env_str(name: str, default: str | None = None) -> str | None:
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={file_path!r} cannot be read: {exc}") from exc
     return os.environ.get(name, default)
+
+
+def env_required(name: str, *, fallback: Callable[[], str | None], missing: str) -> str:
+    """``NAME`` (or ``NAME_FILE``), else what ``fallback`` finds; neither is a start-up error
+    that says ``missing`` (how to provide it)."""
+    value = env_str(name) or fallback()
+    if not value:
+        raise ImproperlyConfigured(f"{name} is not set; {missing}")
+    return value
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -56,6 +66,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_hostport(name: str, default: str) -> str:
+    """A listen address ``host:port`` (``[::1]:4317`` for IPv6; port 0 picks a free one)."""
+    raw = os.environ.get(name)
+    value = default if raw is None or raw.strip() == "" else raw.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a host:port address")
+    return value
 
 
 def data_dir() -> Path:

@@ -74,9 +74,9 @@ def main() -> int:
     from django.conf import settings
 
     values = {
-        "bind": os.environ.get("CANOPY_BIND", "127.0.0.1:8000"),
-        "web_workers": os.environ.get("CANOPY_WEB_WORKERS", "2"),
-        "worker_concurrency": os.environ.get("CANOPY_WORKER_CONCURRENCY", "2"),
+        "bind": settings.RUN_BIND,
+        "web_workers": settings.RUN_WEB_WORKERS,
+        "worker_concurrency": settings.RUN_WORKER_CONCURRENCY,
         "data_dir": str(settings.DATA_DIR),
         "otlp_grpc_bind": settings.OTLP_GRPC_BIND,
     }

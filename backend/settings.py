@@ -1,4 +1,7 @@
-"""Canopy's one settings module: every value comes from the environment (see README)."""
+"""Canopy's one settings module: every value comes from the environment (see README), read
+through ``backend.envconfig``. Importing it starts nothing: the embedded PostgreSQL and Redis of
+development are started by ``python -m backend.embedded exec -- CMD`` (``make run``, ``make
+test``), which passes their URLs down."""
 
 from __future__ import annotations
 
@@ -10,12 +13,43 @@ import structlog
 from django.core.exceptions import ImproperlyConfigured
 
 from backend import embedded
-from backend.envconfig import data_dir, env_bool, env_int, env_list, env_str
+from backend.envconfig import (
+    data_dir,
+    env_bool,
+    env_hostport,
+    env_int,
+    env_list,
+    env_required,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = data_dir()
 
 DEBUG = env_bool("DEBUG", False)
+
+
+def _start_embedded(server: str) -> str:
+    return (
+        f"no embedded {server} is running for {DATA_DIR} either. Run Canopy with `make run` (the"
+        " suite with `make test`), or one command with `.venv/bin/python -m backend.embedded exec"
+        " -- CMD` (e.g. `... exec -- .venv/bin/python manage.py migrate`): these start the"
+        " embedded PostgreSQL and Redis. Or set it to your own server's URL."
+    )
+
+
+# Unset, these name the embedded servers already running for this data folder, so that a
+# `manage.py` command beside `make run` finds them; settings never start one.
+DATABASE_URL = env_required(
+    "DATABASE_URL",
+    fallback=lambda: embedded.postgres_url_if_running(DATA_DIR),
+    missing=_start_embedded("PostgreSQL"),
+)
+REDIS_URL = env_required(
+    "REDIS_URL",
+    fallback=lambda: embedded.redis_url_if_running(DATA_DIR),
+    missing=_start_embedded("Redis"),
+)
 
 
 def _secret_key() -> str:
@@ -33,11 +67,12 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 PUBLIC_URL = (env_str("CANOPY_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
-OTLP_GRPC_BIND = env_str("CANOPY_OTLP_GRPC_BIND") or "127.0.0.1:4317"
+OTLP_GRPC_BIND = env_hostport("CANOPY_OTLP_GRPC_BIND", "127.0.0.1:4317")
+# What `make run` (backend/runner.py) starts: where it serves, how many of each process.
+RUN_BIND = env_hostport("CANOPY_BIND", "127.0.0.1:8000")
+RUN_WEB_WORKERS = env_int("CANOPY_WEB_WORKERS", 2, minimum=1)
+RUN_WORKER_CONCURRENCY = env_int("CANOPY_WORKER_CONCURRENCY", 2, minimum=1)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
-
-DATABASE_URL = env_str("DATABASE_URL") or embedded.postgres_url(DATA_DIR)
-REDIS_URL = env_str("REDIS_URL") or embedded.redis_url(DATA_DIR)
 
 try:
     _db = environ.Env.db_url_config(DATABASE_URL)

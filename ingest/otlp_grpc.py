@@ -28,7 +28,7 @@ def _export(request_bytes: bytes, context: grpc.ServicerContext) -> bytes:
     from django.db import DatabaseError, close_old_connections
     from redis.exceptions import RedisError
 
-    from backend.tenancy.authentication import TokenAuthError, authenticate_header
+    from backend.tenancy.access import AccessError, access_from_grpc_metadata
     from backend.tenancy.models import Scope
     from backend.tenancy.selectors import limits_get
     from ingest.decoders.errors import DecodeError
@@ -37,22 +37,21 @@ def _export(request_bytes: bytes, context: grpc.ServicerContext) -> bytes:
 
     close_old_connections()
     try:
-        metadata = dict(context.invocation_metadata())
         try:
-            token = authenticate_header(metadata.get("authorization", ""))
-        except TokenAuthError as exc:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        if token is None:
+            access = access_from_grpc_metadata(context.invocation_metadata())
+        except AccessError as exc:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+        if access is None:
             context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "send a Canopy API token in the authorization metadata: 'Bearer <token>'",
             )
-        if not token.has_scope(Scope.TRACES_WRITE):
+        if not access.allows(Scope.TRACES_WRITE):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "this token lacks traces:write")
-        limits = limits_get(org_id=token.org_id)
+        limits = limits_get(org_id=access.org_id)
         try:
             batch = decode_otlp_protobuf(request_bytes, span_limits(limits))
-            accepted = accept_spans(org_id=token.org_id, limits=limits, batch=batch)
+            accepted = accept_spans(org_id=access.org_id, limits=limits, batch=batch)
         except DecodeError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except RateLimited as exc:

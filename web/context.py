@@ -1,11 +1,11 @@
-from web.orgs import current_membership
+from backend.tenancy.access import session_access, session_memberships
 
 
 def current_org(request):
     """The org the dashboard is showing, and the others the user may switch to."""
-    membership, memberships = current_membership(request)
+    access = session_access(request)
     return {
-        "current_org": membership.org if membership else None,
-        "current_role": membership.role if membership else None,
-        "user_memberships": memberships,
+        "current_org": access.org if access else None,
+        "current_role": access.role if access else None,
+        "user_memberships": session_memberships(request),
     }

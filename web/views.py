@@ -15,11 +15,10 @@ from django.views.decorators.http import require_POST
 
 from backend.metrics.selectors import ingest_overview
 from backend.tenancy import selectors, services
-from backend.tenancy.api_base import SESSION_ORG_KEY
+from backend.tenancy.access import Access, OrgNotFound, session_access, session_org_select
 from backend.tenancy.models import ALL_SCOPES, Scope
 from backend.tenancy.rejections import rejections_get
 from backend.tracing.selectors import traces_overview
-from web.orgs import current_membership
 
 # The explorer's time ranges (label -> seconds); the page asks for about 250 points across one.
 METRICS_RANGES = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
@@ -42,28 +41,21 @@ TRACE_DEFAULT_LIMIT = "20"
 TRACE_MAX_LIMIT = 1500  # the Jaeger API's cap
 
 
-def _membership_or_404(request):
-    membership, _ = current_membership(request)
-    if membership is None:
+def _access_or_404(request, *, org_slug: str | None = None) -> Access:
+    try:
+        access = session_access(request, org_slug=org_slug)
+    except OrgNotFound as exc:
+        raise Http404(exc.message) from exc
+    if access is None:
         raise Http404("You are not a member of any organization yet.")
-    return membership
+    return access
 
 
-def _page_membership(request):
-    """The membership a data page shows. A shared link names its org (``?org=<slug>``):
-    follow it when the user belongs to it, as the org switcher would; otherwise answer as if
-    the org did not exist."""
-    membership, memberships = current_membership(request)
-    wanted = request.GET.get("org")
-    if wanted and (membership is None or membership.org.slug != wanted):
-        membership = next((m for m in memberships if m.org.slug == wanted), None)
-        if membership is None:
-            raise Http404("no such organization")
-        request.session[SESSION_ORG_KEY] = wanted
-        request._canopy_memberships = (membership, memberships)
-    if membership is None:
-        raise Http404("You are not a member of any organization yet.")
-    return membership
+def _page_access(request) -> Access:
+    """The access a data page shows. A shared link names its org (``?org=<slug>``): follow it
+    when the user belongs to it, as the org switcher would; otherwise answer as if the org did
+    not exist."""
+    return _access_or_404(request, org_slug=request.GET.get("org"))
 
 
 def _public_url(request) -> str:
@@ -89,10 +81,10 @@ def _tracing_context(request) -> dict:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    membership, _ = current_membership(request)
+    access = session_access(request)
     context = {"public_url": request.build_absolute_uri("/").rstrip("/")}
-    if membership is not None:
-        org = membership.org
+    if access is not None:
+        org = access.org
         tokens = selectors.token_list(org=org)
         context["active_tokens"] = sum(1 for t in tokens if t.is_active())
         context["member_count"] = selectors.membership_list(org=org).count()
@@ -125,7 +117,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def metrics(request: HttpRequest) -> HttpResponse:
     """The Metrics explorer. The page carries no data of its own: the browser asks the
     Prometheus API (``?org=<slug>``, with the session) for metric names and query results."""
-    _page_membership(request)
+    _page_access(request)
     chosen = request.GET.get("range", METRICS_DEFAULT_RANGE)
     return render(
         request,
@@ -146,12 +138,12 @@ def traces(request: HttpRequest) -> HttpResponse:
     """Trace search. Like the Metrics explorer the page carries no data of its own: the
     browser asks the Jaeger API (``?org=<slug>``, with the session) for services, operations
     and traces. ``?trace=<id>`` (the "go to trace" box) opens that trace."""
-    membership = _page_membership(request)
+    access = _page_access(request)
     wanted = request.GET.get("trace", "").strip().lower()
     if wanted:
         if TRACE_ID.fullmatch(wanted):
             url = reverse("web:trace", args=[wanted])
-            return redirect(f"{url}?{urlencode({'org': membership.org.slug})}")
+            return redirect(f"{url}?{urlencode({'org': access.org.slug})}")
         messages.error(request, "A trace ID is 1 to 32 hexadecimal digits.")
     params = request.GET
     lookback = params.get("lookback", TRACE_DEFAULT_LOOKBACK)
@@ -180,7 +172,7 @@ def traces(request: HttpRequest) -> HttpResponse:
 def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
     """One trace's waterfall. The spans and the critical path come from the Jaeger API in the
     browser, scoped to the viewer's org: another org's trace id shows the not-found state."""
-    _page_membership(request)
+    _page_access(request)
     return render(
         request,
         "web/trace.html",
@@ -191,7 +183,7 @@ def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
 @login_required
 def traces_map(request: HttpRequest) -> HttpResponse:
     """The service map, drawn in the browser from the org's dependency rollups."""
-    _page_membership(request)
+    _page_access(request)
     lookback = request.GET.get("lookback", TRACE_DEFAULT_LOOKBACK)
     return render(
         request,
@@ -209,10 +201,10 @@ def traces_map(request: HttpRequest) -> HttpResponse:
 @require_POST
 def switch_org(request: HttpRequest) -> HttpResponse:
     slug = request.POST.get("org", "")
-    _, memberships = current_membership(request)
-    if not any(m.org.slug == slug for m in memberships):
-        raise Http404("no such organization")
-    request.session[SESSION_ORG_KEY] = slug
+    try:
+        session_org_select(request, org_slug=slug)
+    except OrgNotFound as exc:
+        raise Http404(exc.message) from exc
     next_url = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = "web:home"
@@ -221,14 +213,14 @@ def switch_org(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
-    membership = _membership_or_404(request)
+    access = _access_or_404(request)
     created_secret = None
     if request.method == "POST":
-        if not membership.can_manage:
+        if not access.can_manage:
             raise Http404("only owners and admins manage tokens")
         try:
             token, created_secret = services.token_create(
-                org=membership.org,
+                org=access.org,
                 name=request.POST.get("name", "").strip() or "unnamed token",
                 scopes=request.POST.getlist("scopes"),
                 created_by=request.user,
@@ -243,8 +235,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
         request,
         "web/tokens.html",
         {
-            "tokens": selectors.token_list(org=membership.org) if membership.can_manage else [],
-            "can_manage": membership.can_manage,
+            "tokens": selectors.token_list(org=access.org) if access.can_manage else [],
+            "can_manage": access.can_manage,
             "all_scopes": sorted(ALL_SCOPES),
             "default_scopes": [Scope.METRICS_WRITE, Scope.TRACES_WRITE],
             "created_secret": created_secret,
@@ -255,10 +247,10 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    membership = _membership_or_404(request)
-    if not membership.can_manage:
+    access = _access_or_404(request)
+    if not access.can_manage:
         raise Http404("only owners and admins manage tokens")
-    token = selectors.token_list(org=membership.org).filter(pk=pk).first()
+    token = selectors.token_list(org=access.org).filter(pk=pk).first()
     if token is None:
         raise Http404("no such token")
     services.token_revoke(token=token, actor=request.user)
@@ -268,9 +260,9 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def members(request: HttpRequest) -> HttpResponse:
-    membership = _membership_or_404(request)
+    access = _access_or_404(request)
     return render(
         request,
         "web/members.html",
-        {"members": selectors.membership_list(org=membership.org)},
+        {"members": selectors.membership_list(org=access.org)},
     )

@@ -12,8 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.tenancy import selectors, services
+from backend.tenancy.access import TokenPrincipal
 from backend.tenancy.api_base import OrgAPIView
-from backend.tenancy.authentication import TokenPrincipal
 from backend.tenancy.models import Membership, Scope
 from backend.tenancy.serializers import (
     ApiTokenCreatedSerializer,

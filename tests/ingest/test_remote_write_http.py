@@ -14,7 +14,7 @@ from backend.metrics.selectors import Matcher, samples_for_series, series_match
 from backend.tenancy.rejections import rejections_get
 from backend.tenancy.services import limits_update
 from bench import istio_payloads as ip
-from tests.conftest import basic, bearer
+from tests.helpers.credentials import basic, bearer
 
 pytestmark = pytest.mark.django_db
 PROTOBUF = "application/x-protobuf"

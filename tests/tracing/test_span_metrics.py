@@ -10,7 +10,7 @@ from backend.metrics import services as metric_services
 from backend.metrics.selectors import Matcher, samples_for_series, series_match
 from backend.tracing import dependencies, services
 from backend.tracing.span_metrics import BUCKETS
-from tests.tracing.test_trace_ingest import otlp_request, post_otlp, span
+from tests.helpers.otlp import otlp_request, post_otlp, span
 
 pytestmark = pytest.mark.django_db
 MINUTE_NS = 60 * 10**9

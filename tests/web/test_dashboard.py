@@ -7,7 +7,7 @@ from backend.metrics.catalog import series_resolve
 from backend.metrics.storage import now_ms
 from backend.tenancy.models import ApiToken
 from backend.tenancy.rejections import rejections_count
-from tests.conftest import PASSWORD
+from tests.helpers.credentials import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

@@ -19,15 +19,16 @@ Each shows the median and 90th percentile of wall time per request, the CPU time
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import istio_payloads
+from bench.harness.timing import CallTimes
 from ingest.decoders import remote_write, snappy_block
 from ingest.decoders.proto import remote_write_v1_pb2 as pb1
 from ingest.decoders.proto import remote_write_v2_pb2 as pb2
@@ -60,41 +61,38 @@ def as_v2(v1_body: bytes) -> bytes:
 
 
 def measure(bodies: list[bytes], content_type: str, *, cold: bool, seconds: float) -> dict:
-    walls: list[float] = []
-    cpus: list[float] = []
     samples = 0
     limits = remote_write.LabelLimits()
-    deadline = time.perf_counter() + seconds
+    calls = CallTimes(seconds=seconds, min_calls=20)
     i = 0
-    while time.perf_counter() < deadline or len(walls) < 20:
+    while calls.more():
         body = bodies[i % len(bodies)]
         i += 1
         if cold:
             remote_write.clear_caches()
-        wall, cpu = time.perf_counter(), time.process_time()
-        batch = remote_write.decode_remote_write(
-            body,
-            content_type=content_type,
-            content_encoding="snappy",
-            remote_write_version=None,
-            max_size=64 << 20,
-            limits=limits,
-            now_ms=int(time.time() * 1000),
-            max_age_ms=None,
+        batch = calls.time(
+            partial(
+                remote_write.decode_remote_write,
+                body,
+                content_type=content_type,
+                content_encoding="snappy",
+                remote_write_version=None,
+                max_size=64 << 20,
+                limits=limits,
+                now_ms=int(time.time() * 1000),
+                max_age_ms=None,
+            )
         )
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
         samples = len(batch.values)
         if batch.rejected:
             raise SystemExit(f"unexpected rejections: {batch.rejected}")
-    median = statistics.median(walls)
     return {
-        "requests": len(walls),
+        "requests": len(calls.walls),
         "samples": samples,
-        "median_us": median * 1e6,
-        "p90_us": statistics.quantiles(walls, n=10)[-1] * 1e6,
-        "cpu_us": sum(cpus) / len(cpus) * 1e6,
-        "samples_per_s": samples / median,
+        "median_us": calls.median * 1e6,
+        "p90_us": calls.p90 * 1e6,
+        "cpu_us": calls.mean_cpu * 1e6,
+        "samples_per_s": samples / calls.median,
     }
 
 

@@ -22,9 +22,8 @@ import argparse
 import gzip
 import json
 import random
-import statistics
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -33,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from bench.harness.timing import CallTimes
 from ingest.decoders import otlp_traces, zipkin
 from ingest.decoders.proto import zipkin_pb2
 from ingest.decoders.spans import SpanLimits
@@ -267,37 +267,34 @@ def encode(name: str, spans: list[dict]) -> bytes:
 def measure(name: str, bodies: list[bytes], *, encoding: str | None, seconds: float) -> dict:
     decode, content_type = FORMATS[name]
     limits = SpanLimits()
-    walls: list[float] = []
-    cpus: list[float] = []
     spans = 0
-    deadline = time.perf_counter() + seconds
+    calls = CallTimes(seconds=seconds, min_calls=10)
     i = 0
-    while time.perf_counter() < deadline or len(walls) < 10:
+    while calls.more():
         body = bodies[i % len(bodies)]
         i += 1
-        wall, cpu = time.perf_counter(), time.process_time()
-        batch = decode(
-            body,
-            content_type=content_type,
-            content_encoding=encoding,
-            max_size=64 << 20,
-            limits=limits,
+        batch = calls.time(
+            partial(
+                decode,
+                body,
+                content_type=content_type,
+                content_encoding=encoding,
+                max_size=64 << 20,
+                limits=limits,
+            )
         )
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
         spans = len(batch.spans)
         if batch.rejected:
             raise SystemExit(f"unexpected rejections: {batch.rejected}")
-    median = statistics.median(walls)
     return {
-        "requests": len(walls),
+        "requests": len(calls.walls),
         "spans": spans,
-        "median_us": median * 1e6,
-        "p90_us": statistics.quantiles(walls, n=10)[-1] * 1e6,
-        "best_us": min(walls) * 1e6,
-        "cpu_us": sum(cpus) / len(cpus) * 1e6,
-        "spans_per_s": spans / median,
-        "best_spans_per_s": spans / min(walls),
+        "median_us": calls.median * 1e6,
+        "p90_us": calls.p90 * 1e6,
+        "best_us": calls.best * 1e6,
+        "cpu_us": calls.mean_cpu * 1e6,
+        "spans_per_s": spans / calls.median,
+        "best_spans_per_s": spans / calls.best,
     }
 
 

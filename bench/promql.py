@@ -5,7 +5,7 @@
     .venv/bin/python bench/promql.py --series 10000 --repeat 5   # ~5 min
 
 A fresh Prometheus (Debian's 2.42, remote-write receiver on) and a fresh Canopy
-(bench/canopy_server.py: embedded PostgreSQL/Redis, the tenant's out-of-order window raised to
+(bench/harness/canopy.py: embedded PostgreSQL/Redis, the tenant's out-of-order window raised to
 --hours + 2 h so that a day of history is accepted) receive the very same remote-write 1.0
 requests, in global time order: each request is one time slice (--samples-per-request scrapes,
 aligned to Canopy's 10-minute block windows) of every series, which is what a fresh Prometheus
@@ -56,8 +56,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import istio_payloads
-from bench.canopy_server import CanopyServer
-from bench.remote_write import TreeCpu, machine_cpu_seconds, wait_idle
+from bench.harness.canopy import CanopyServer
+from bench.harness.cpu import TreeCpu, background_load, machine_cpu_seconds, wait_idle
+from bench.harness.table import print_columns
 from tests.compat.prometheus_harness import PrometheusServer, prometheus_version
 
 HOUR_MS = 3_600_000
@@ -524,16 +525,7 @@ def print_table(cells: list[Cell]) -> None:
                 "n/a" if ratio is None else f"{ratio:.1f}x" + (" !" if c.differs else ""),
             ]
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    for n, row in enumerate(rows):
-        print(
-            "  ".join(
-                cell.ljust(w) if i < 2 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(rows, left=2)
     ratios = [r for c in cells if (r := c.ratio()) is not None]
     if ratios:
         print(
@@ -762,9 +754,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{api.name}: {check} = {got:,.0f}{note}")
 
         # -- measure
-        m0, t0 = machine_cpu_seconds(), time.monotonic()
-        time.sleep(2.0)
-        background = (machine_cpu_seconds() - m0) / (time.monotonic() - t0)
+        background = background_load(2.0)
         print(f"background load before the queries: {background:.2f} of {os.cpu_count()} CPUs")
         floor = Cell("vector(1)", "vector(1)", HOUR_MS, 15_000, ds.end_ms - HOUR_MS, ds.end_ms)
         run_cell(floor, [canopy, prometheus], 20)

@@ -24,8 +24,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.canopy_server import CanopyServer
 from bench.decode_traces import envoy_spans, otlp_request
+from bench.harness.canopy import CanopyServer
 
 SPAN_COLUMNS = (
     "trace_id, span_id, parent_span_id, service_id, operation_id, kind, start_ns, "

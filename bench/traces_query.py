@@ -3,7 +3,7 @@
     .venv/bin/python bench/traces_query.py                 # 5,000,000 spans for the tenant
     .venv/bin/python bench/traces_query.py --spans 1000000
 
-A fresh Canopy (bench/canopy_server.py) is filled directly in PostgreSQL (generate_series,
+A fresh Canopy (bench/harness/canopy.py) is filled directly in PostgreSQL (generate_series,
 so loading takes minutes, not hours): the tenant's spans spread over the last 24 hours
 across 20 services x 10 operations, traces of 10 spans (a root and 9 children in other
 services), Envoy-like tags with 2 % errors; another org's spans (a fifth as many) sit
@@ -27,7 +27,7 @@ import requests
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.canopy_server import CanopyServer
+from bench.harness.canopy import CanopyServer
 
 SERVICES, OPERATIONS, SPANS_PER_TRACE = 20, 10, 10
 DAY_NS = 24 * 3600 * 10**9

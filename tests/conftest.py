@@ -3,7 +3,6 @@ outsider who owns another org, so isolation can be checked everywhere for free."
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import pytest
@@ -18,8 +17,7 @@ from backend.tenancy.services import member_add, org_create, token_create, user_
 from backend.tracing import storage as trace_storage
 from ingest import series_ids
 from ingest.remote_write_receiver import forget_seen_metadata
-
-PASSWORD = "correct-horse-battery-staple"
+from tests.helpers.credentials import PASSWORD
 
 
 @dataclass
@@ -89,15 +87,6 @@ def tenants(db) -> Tenants:
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
-
-
-def basic(username: str, secret: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{username}:{secret}".encode()).decode()
-    return {"HTTP_AUTHORIZATION": f"Basic {raw}"}
 
 
 CELERY_QUEUES = ("ingest", "maintenance", "default")

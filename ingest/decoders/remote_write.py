@@ -12,7 +12,8 @@ only splits the request into per-series byte strings; numpy then reads all serie
 process-wide cache of validated sets (:mod:`ingest.decoders.series_labels`), so that a request of
 known series runs no Python code per series or per sample. Series the vectorized reader does not
 recognise (exemplars, histograms, unusual encodings) are decoded by the protobuf runtime instead,
-which also remains the judge of what is corrupt.
+which also remains the judge of what is corrupt. ``series_reader="protobuf"`` sends every series
+that way: the reference the vectorized reader is tested against.
 
 ``.venv/bin/python bench/decode_remote_write.py`` measures it on Istio-shaped requests.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
+from typing import Literal
 
 import numpy as np
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -49,6 +51,7 @@ from ingest.decoders.series_labels import (
 __all__ = [
     "LabelLimits",
     "Rejection",
+    "SeriesReader",
     "WriteBatch",
     "clear_caches",
     "configure_caches",
@@ -77,11 +80,13 @@ _MAX_BULK_LABELS = 40
 # The vectorized readers give up on series with more samples/fields than this (one numpy pass
 # each); the protobuf runtime decodes those.
 _MAX_PEELED_SAMPLES = 32
-# False: decode every series with the protobuf runtime (the tests check both paths agree).
-_VECTORIZED = True
 _MAX_V2_FIELDS = 24
 _MAX_V2_SAMPLE_FIELDS = 6
 _MAX_V2_METADATA_FIELDS = 6
+
+# How series are read: "vectorized" (numpy over all series at once, the protobuf runtime for the
+# ones it does not recognise) or "protobuf" (the protobuf runtime one series at a time).
+SeriesReader = Literal["vectorized", "protobuf"]
 
 _METRIC_TYPES = (
     "unknown",
@@ -190,6 +195,7 @@ def decode_remote_write(
     now_ms: int,
     max_age_ms: int | None,
     future_grace_ms: int = 600_000,
+    series_reader: SeriesReader = "vectorized",
 ) -> WriteBatch:
     """Decode and validate one remote-write request body.
 
@@ -200,13 +206,22 @@ def decode_remote_write(
     ``now_ms + future_grace_ms`` are rejected, as are out-of-order samples and different values for
     one timestamp within a series of this request.
 
+    ``series_reader="protobuf"`` reads every series with the protobuf runtime, as the vectorized
+    reader does for the series it does not recognise: slower, with the same result (the tests
+    hold the vectorized reader to it).
+
     Raises a :class:`DecodeError` subclass for anything wrong with the request as a whole
     (PayloadTooLarge, UnsupportedMediaType, corrupt snappy or protobuf).
     """
     version = remote_write_protocol(content_type, content_encoding)
     raw = snappy_block.decompress(body, max_size=max_size)
     try:
-        decoded = _decode_v1(raw) if version == 1 else _decode_v2(raw)
+        vectorized = series_reader == "vectorized"
+        decoded = (
+            _decode_v1(raw, vectorized=vectorized)
+            if version == 1
+            else _decode_v2(raw, vectorized=vectorized)
+        )
         return _assemble(
             decoded,
             limits=limits,
@@ -227,17 +242,20 @@ def decode_remote_write(
 
 @dataclass(slots=True)
 class _Decoded:
-    """Per-TimeSeries and per-sample results of a decoder, before validation."""
+    """Per-TimeSeries and per-sample results of the series readers, before validation."""
 
     # per TimeSeries: the bytes that keyed its label set (equal keys = same series), or a unique
     # int for a series rejected before its labels were decoded (see ``early_problems``)
     keys: list[bytes | int]
     labelsets: list[LabelSet | None]
     early_problems: dict[int, tuple[str, str]]
-    # per sample, in request order
+    # per sample: its TimeSeries, its position there (any increasing numbers), its timestamp
+    # and value; in request order, i.e. sorted by (entry, position), when ``samples_in_order``
     sample_entry: np.ndarray
+    sample_position: np.ndarray
     timestamps: np.ndarray
     values: np.ndarray
+    samples_in_order: bool
     histograms: int = 0
     exemplars: int = 0
     metadata: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -246,21 +264,66 @@ class _Decoded:
     series_metadata: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     symbols: list[str | None] | None = None
 
+    @classmethod
+    def unread(cls, count: int, *, symbols: list[str | None] | None = None) -> _Decoded:
+        """Room for ``count`` TimeSeries, none read yet (``symbols``: of a 2.0 request)."""
+        none = np.zeros(0, np.int64)
+        return cls(
+            keys=list(range(count)),
+            labelsets=[None] * count,
+            early_problems={},
+            sample_entry=none,
+            sample_position=none,
+            timestamps=none,
+            values=np.zeros(0, np.float64),
+            samples_in_order=True,
+            series_metadata=None
+            if symbols is None
+            else (np.zeros(count, np.int64), np.zeros(count, np.int64), np.zeros(count, np.int64)),
+            symbols=symbols,
+        )
 
-def _in_request_order(
-    entry: np.ndarray, position: np.ndarray, timestamps: np.ndarray, values: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    order = np.lexsort((position, entry))
-    return entry[order], timestamps[order], values[order]
+    def add_samples(
+        self, entry: list[int], position: list[int], timestamps: list[int], values: list[float]
+    ) -> None:
+        self.sample_entry = np.concatenate((self.sample_entry, np.array(entry, np.int64)))
+        self.sample_position = np.concatenate((self.sample_position, np.array(position, np.int64)))
+        self.timestamps = np.concatenate((self.timestamps, np.array(timestamps, np.int64)))
+        self.values = np.concatenate((self.values, np.array(values, np.float64)))
+        self.samples_in_order = False
+
+    def put_samples_in_request_order(self) -> None:
+        if self.samples_in_order:
+            return
+        order = np.lexsort((self.sample_position, self.sample_entry))
+        self.sample_entry = self.sample_entry[order]
+        self.sample_position = self.sample_position[order]
+        self.timestamps = self.timestamps[order]
+        self.values = self.values[order]
+        self.samples_in_order = True
 
 
-def _decode_v1(raw: bytes) -> _Decoded:
+def _decode_v1(raw: bytes, *, vectorized: bool) -> _Decoded:
     try:
         request = pb1.WriteRequestRawView.FromString(raw)
     except ProtobufDecodeError:
         raise DecodeError("request body is not a valid protobuf prometheus.WriteRequest") from None
     metadata, metadata_problems = _v1_metadata(request.metadata)
     series = list(request.timeseries)
+    if vectorized:
+        decoded, left = _v1_vectorized(series)
+    else:
+        decoded, left = _Decoded.unread(len(series)), np.ones(len(series), bool)
+    if left.any():
+        _v1_by_runtime(series, np.flatnonzero(left).tolist(), decoded)
+    decoded.put_samples_in_request_order()
+    decoded.metadata = metadata
+    decoded.metadata_problems = metadata_problems
+    return decoded
+
+
+def _v1_vectorized(series: list[bytes]) -> tuple[_Decoded, np.ndarray]:
+    """The 1.0 TimeSeries read with numpy, and the mask of those left to the protobuf runtime."""
     wire, starts, ends = protowire.concat_messages(series)
     peeled = protowire.peel_trailing_samples(wire, starts, ends, max_samples=_MAX_PEELED_SAMPLES)
     data = wire.data
@@ -269,11 +332,9 @@ def _decode_v1(raw: bytes) -> _Decoded:
         for start, end in zip(starts.tolist(), peeled.remaining_end.tolist(), strict=True)
     ]
     labelsets: list[LabelSet | None] = list(map(V1_LABEL_SETS.get, keys))
-    slow = peeled.exhausted
-    if not _VECTORIZED:
-        slow[:] = True
+    left = peeled.exhausted
     if None in labelsets:
-        misses = [i for i, found in enumerate(labelsets) if found is None and not slow[i]]
+        misses = [i for i, found in enumerate(labelsets) if found is None and not left[i]]
         # A miss: the bytes in front of the peeled samples must be labels and nothing else
         # (see peel_trailing_samples); otherwise the protobuf runtime reads this series.
         found = _v1_labelsets(
@@ -281,55 +342,46 @@ def _decode_v1(raw: bytes) -> _Decoded:
         )
         for i, labelset in zip(misses, found, strict=True):
             if labelset is None:
-                slow[i] = True
+                left[i] = True
             else:
                 labelsets[i] = V1_LABEL_SETS.insert(keys[i], labelset)
-
-    fast = ~slow[peeled.msg] if slow.any() else slice(None)
-    entry, position = peeled.msg[fast], -peeled.rank[fast]
-    timestamps, values = peeled.timestamps[fast], peeled.values[fast]
-    histograms = exemplars = 0
-    if slow.any():
-        extra_entry: list[int] = []
-        extra_position: list[int] = []
-        extra_ts: list[int] = []
-        extra_values: list[float] = []
-        for i in np.flatnonzero(slow).tolist():
-            try:
-                one = pb1.TimeSeriesView.FromString(series[i])
-            except ProtobufDecodeError:
-                raise DecodeError(f"timeseries #{i} is not a valid protobuf TimeSeries") from None
-            keys[i] = key = protowire.encode_len_fields(0x0A, list(one.labels))
-            labelset = V1_LABEL_SETS.get(key) or _v1_labelset(key)
-            if labelset is None:
-                raise DecodeError(f"timeseries #{i} has a label that is not a valid protobuf Label")
-            labelsets[i] = V1_LABEL_SETS.insert(key, labelset)
-            for j, sample in enumerate(one.samples):
-                extra_entry.append(i)
-                extra_position.append(j)
-                extra_ts.append(sample.timestamp)
-                extra_values.append(sample.value)
-            histograms += len(one.histograms)
-            exemplars += len(one.exemplars)
-        entry = np.concatenate((entry, np.array(extra_entry, np.int64)))
-        position = np.concatenate((position, np.array(extra_position, np.int64)))
-        timestamps = np.concatenate((timestamps, np.array(extra_ts, np.int64)))
-        values = np.concatenate((values, np.array(extra_values, np.float64)))
-        entry, timestamps, values = _in_request_order(entry, position, timestamps, values)
-    elif len(peeled.rank) and peeled.rank.max() > 0:
-        entry, timestamps, values = _in_request_order(entry, position, timestamps, values)
+    read = ~left[peeled.msg] if left.any() else slice(None)
     return _Decoded(
         keys=keys,
         labelsets=labelsets,
         early_problems={},
-        sample_entry=entry,
-        timestamps=timestamps,
-        values=values,
-        histograms=histograms,
-        exemplars=exemplars,
-        metadata=metadata,
-        metadata_problems=metadata_problems,
-    )
+        sample_entry=peeled.msg[read],
+        sample_position=-peeled.rank[read],
+        timestamps=peeled.timestamps[read],
+        values=peeled.values[read],
+        samples_in_order=not (len(peeled.rank) and peeled.rank.max() > 0),
+    ), left
+
+
+def _v1_by_runtime(series: list[bytes], indices: list[int], decoded: _Decoded) -> None:
+    """Read the 1.0 TimeSeries at ``indices`` with the protobuf runtime, into ``decoded``."""
+    entry: list[int] = []
+    position: list[int] = []
+    timestamps: list[int] = []
+    values: list[float] = []
+    for i in indices:
+        try:
+            one = pb1.TimeSeriesView.FromString(series[i])
+        except ProtobufDecodeError:
+            raise DecodeError(f"timeseries #{i} is not a valid protobuf TimeSeries") from None
+        decoded.keys[i] = key = protowire.encode_len_fields(0x0A, list(one.labels))
+        labelset = V1_LABEL_SETS.get(key) or _v1_labelset(key)
+        if labelset is None:
+            raise DecodeError(f"timeseries #{i} has a label that is not a valid protobuf Label")
+        decoded.labelsets[i] = V1_LABEL_SETS.insert(key, labelset)
+        for j, sample in enumerate(one.samples):
+            entry.append(i)
+            position.append(j)
+            timestamps.append(sample.timestamp)
+            values.append(sample.value)
+        decoded.histograms += len(one.histograms)
+        decoded.exemplars += len(one.exemplars)
+    decoded.add_samples(entry, position, timestamps, values)
 
 
 def _v1_labelsets(
@@ -418,7 +470,7 @@ def _v1_metadata(
     return list(found), problems
 
 
-def _decode_v2(raw: bytes) -> _Decoded:
+def _decode_v2(raw: bytes, *, vectorized: bool) -> _Decoded:
     symbols: list[str | None]
     try:
         request = pb2.RequestRawView.FromString(raw)
@@ -433,23 +485,36 @@ def _decode_v2(raw: bytes) -> _Decoded:
             ) from None
         symbols = [_utf8_or_none(s) for s in request.symbols]
     series = list(request.timeseries)
+    symbol_ids = V2_SYMBOL_IDS.ids(symbols)
+    if vectorized:
+        decoded, left = _v2_vectorized(series, symbols, symbol_ids)
+    else:
+        decoded = _Decoded.unread(len(series), symbols=symbols)
+        left = np.ones(len(series), bool)
+    if left.any():
+        _v2_by_runtime(series, np.flatnonzero(left).tolist(), decoded, symbol_ids)
+    decoded.put_samples_in_request_order()
+    return decoded
+
+
+def _v2_vectorized(
+    series: list[bytes], symbols: list[str | None], symbol_ids: np.ndarray
+) -> tuple[_Decoded, np.ndarray]:
+    """The 2.0 TimeSeries read with numpy, and the mask of those left to the protobuf runtime."""
     count = len(series)
     n_symbols = len(symbols)
-    symbol_ids = V2_SYMBOL_IDS.ids(symbols)
     wire, starts, ends = protowire.concat_messages(series)
     table = protowire.scan_fields(wire, starts, ends, max_fields=_MAX_V2_FIELDS)
-    slow = table.unparsed.copy()
-    if not _VECTORIZED:
-        slow[:] = True
+    left = table.unparsed.copy()
     msg, fld, wt = table.msg, table.field, table.wire_type
     # Known fields with another wire type, labels_refs in several chunks (or unpacked), repeated
     # metadata: legal but unusual, left to the protobuf runtime.
     odd_type = (((fld >= 1) & (fld <= 5)) & (wt != 2)) | ((fld == 6) & (wt != 0))
-    slow[msg[odd_type]] = True
+    left[msg[odd_type]] = True
     is_refs = (fld == 1) & (wt == 2)
     is_metadata = (fld == 5) & (wt == 2)
-    slow[np.bincount(msg[is_refs], minlength=count) > 1] = True
-    slow[np.bincount(msg[is_metadata], minlength=count) > 1] = True
+    left[np.bincount(msg[is_refs], minlength=count) > 1] = True
+    left[np.bincount(msg[is_metadata], minlength=count) > 1] = True
 
     # samples: the usual layouts at once, a generic scan for the others
     is_sample = (fld == 2) & (wt == 2)
@@ -465,8 +530,8 @@ def _decode_v2(raw: bytes) -> _Decoded:
         bad = ((samples.field == 1) & (samples.wire_type != 1)) | (
             (samples.field == 2) & (samples.wire_type != 0)
         )
-        slow[sample_msg[odd[samples.unparsed]]] = True
-        slow[sample_msg[odd[samples.msg[bad]]]] = True
+        left[sample_msg[odd[samples.unparsed]]] = True
+        left[sample_msg[odd[samples.msg[bad]]]] = True
         for step in range(_MAX_V2_SAMPLE_FIELDS):  # in field order, so that the last one wins
             at = samples.step == step
             if not at.any():
@@ -486,9 +551,9 @@ def _decode_v2(raw: bytes) -> _Decoded:
         table.data_end[is_metadata],
         max_fields=_MAX_V2_METADATA_FIELDS,
     )
-    slow[md_msg[meta.unparsed]] = True
+    left[md_msg[meta.unparsed]] = True
     known = (meta.field == 1) | (meta.field == 3) | (meta.field == 4)
-    slow[md_msg[meta.msg[known & (meta.wire_type != 0)]]] = True
+    left[md_msg[meta.msg[known & (meta.wire_type != 0)]]] = True
     md_type = np.zeros(count, np.int64)
     md_help = np.zeros(count, np.int64)
     md_unit = np.zeros(count, np.int64)
@@ -509,9 +574,9 @@ def _decode_v2(raw: bytes) -> _Decoded:
     region_end = np.zeros(count, np.int64)
     region_start[msg[is_refs]] = table.data_start[is_refs]
     region_end[msg[is_refs]] = table.data_end[is_refs]
-    region_start[slow] = region_end[slow] = 0
+    region_start[left] = region_end[left] = 0
     refs, ref_counts, refs_ok = protowire.decode_packed_uint32(wire, region_start, region_end)
-    slow |= ~refs_ok
+    left |= ~refs_ok
     offsets = np.concatenate(([0], np.cumsum(ref_counts)))
     ref_msg = np.repeat(np.arange(count), ref_counts)
     out_of_range = refs >= n_symbols
@@ -522,7 +587,7 @@ def _decode_v2(raw: bytes) -> _Decoded:
     else:
         ids = np.full(len(refs), SymbolIds.INVALID, np.uint64)
     # series the bulk path cannot key: odd ref count, bad refs, invalid UTF-8, bad metadata refs
-    special = slow | (ref_counts % 2 == 1)
+    special = left | (ref_counts % 2 == 1)
     special[ref_msg[out_of_range]] = True
     special[ref_msg[ids == SymbolIds.INVALID]] = True
     special |= ((md_help != 0) & (md_help >= n_symbols)) | ((md_unit != 0) & (md_unit >= n_symbols))
@@ -536,7 +601,7 @@ def _decode_v2(raw: bytes) -> _Decoded:
             labelsets[i] = V2_LABEL_SETS.insert(keys[i], labelset)
     # (the keys of special series may be meaningless: their lookups above are overridden here)
     early: dict[int, tuple[str, str]] = {}
-    for i in np.flatnonzero(special & ~slow).tolist():
+    for i in np.flatnonzero(special & ~left).tolist():
         series_refs = refs[offsets[i] : offsets[i + 1]].tolist()
         keys[i], labelsets[i], early_problem = _v2_series(
             i, series_refs, md_help[i], md_unit[i], symbols, symbol_ids
@@ -544,55 +609,56 @@ def _decode_v2(raw: bytes) -> _Decoded:
         if early_problem:
             early[i] = early_problem
 
-    fast_rows = ~slow[msg]
-    histograms = int(np.count_nonzero(fast_rows & (fld == 3)))
-    exemplars = int(np.count_nonzero(fast_rows & (fld == 4)))
-    keep = ~slow[sample_msg]
-    entry, position = sample_msg[keep], sample_step[keep]
-    timestamps, values = timestamps[keep], values[keep]
-    if slow.any():
-        extra_entry: list[int] = []
-        extra_position: list[int] = []
-        extra_ts: list[int] = []
-        extra_values: list[float] = []
-        for i in np.flatnonzero(slow).tolist():
-            try:
-                one = pb2.TimeSeriesView.FromString(series[i])
-            except ProtobufDecodeError:
-                raise DecodeError(f"timeseries #{i} is not a valid protobuf TimeSeries") from None
-            md_type[i] = one.metadata.type
-            md_help[i] = one.metadata.help_ref
-            md_unit[i] = one.metadata.unit_ref
-            keys[i], labelsets[i], early_problem = _v2_series(
-                i, list(one.labels_refs), md_help[i], md_unit[i], symbols, symbol_ids
-            )
-            if early_problem:
-                early[i] = early_problem
-            for j, sample in enumerate(one.samples):
-                extra_entry.append(i)
-                extra_position.append(j)
-                extra_ts.append(sample.timestamp)
-                extra_values.append(sample.value)
-            histograms += len(one.histograms)
-            exemplars += len(one.exemplars)
-        entry = np.concatenate((entry, np.array(extra_entry, np.int64)))
-        position = np.concatenate((position, np.array(extra_position, np.int64)))
-        timestamps = np.concatenate((timestamps, np.array(extra_ts, np.int64)))
-        values = np.concatenate((values, np.array(extra_values, np.float64)))
-    if len(entry) > 1 and (slow.any() or (np.diff(entry) <= 0).any()):
-        entry, timestamps, values = _in_request_order(entry, position, timestamps, values)
+    read_rows = ~left[msg]
+    keep = ~left[sample_msg]
+    entry = sample_msg[keep]
     return _Decoded(
         keys=keys,
         labelsets=labelsets,
         early_problems=early,
         sample_entry=entry,
-        timestamps=timestamps,
-        values=values,
-        histograms=histograms,
-        exemplars=exemplars,
+        sample_position=sample_step[keep],
+        timestamps=timestamps[keep],
+        values=values[keep],
+        samples_in_order=len(entry) < 2 or not (np.diff(entry) <= 0).any(),
+        histograms=int(np.count_nonzero(read_rows & (fld == 3))),
+        exemplars=int(np.count_nonzero(read_rows & (fld == 4))),
         series_metadata=(md_type, md_help, md_unit),
         symbols=symbols,
-    )
+    ), left
+
+
+def _v2_by_runtime(
+    series: list[bytes], indices: list[int], decoded: _Decoded, symbol_ids: np.ndarray
+) -> None:
+    """Read the 2.0 TimeSeries at ``indices`` with the protobuf runtime, into ``decoded``."""
+    assert decoded.series_metadata is not None and decoded.symbols is not None  # 2.0
+    md_type, md_help, md_unit = decoded.series_metadata
+    entry: list[int] = []
+    position: list[int] = []
+    timestamps: list[int] = []
+    values: list[float] = []
+    for i in indices:
+        try:
+            one = pb2.TimeSeriesView.FromString(series[i])
+        except ProtobufDecodeError:
+            raise DecodeError(f"timeseries #{i} is not a valid protobuf TimeSeries") from None
+        md_type[i] = one.metadata.type
+        md_help[i] = one.metadata.help_ref
+        md_unit[i] = one.metadata.unit_ref
+        decoded.keys[i], decoded.labelsets[i], early_problem = _v2_series(
+            i, list(one.labels_refs), md_help[i], md_unit[i], decoded.symbols, symbol_ids
+        )
+        if early_problem:
+            decoded.early_problems[i] = early_problem
+        for j, sample in enumerate(one.samples):
+            entry.append(i)
+            position.append(j)
+            timestamps.append(sample.timestamp)
+            values.append(sample.value)
+        decoded.histograms += len(one.histograms)
+        decoded.exemplars += len(one.exemplars)
+    decoded.add_samples(entry, position, timestamps, values)
 
 
 def _utf8_or_none(data: bytes) -> str | None:

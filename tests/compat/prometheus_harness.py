@@ -95,7 +95,7 @@ def _proc_cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _dir_bytes(path: Path) -> tuple[int, int]:
+def dir_bytes(path: Path) -> tuple[int, int]:
     """(apparent size, allocated size) of every file below ``path``."""
     apparent = allocated = 0
     if not path.exists():
@@ -432,7 +432,7 @@ class PrometheusServer:
         """Apparent bytes of the TSDB parts: ``wal``, ``chunks_head``, ``blocks``, ``total``."""
         out = {"wal": 0, "chunks_head": 0, "blocks": 0, "snapshots": 0, "other": 0}
         for entry in self.data_dir.iterdir():
-            size = _dir_bytes(entry)[0] if entry.is_dir() else entry.stat().st_size
+            size = dir_bytes(entry)[0] if entry.is_dir() else entry.stat().st_size
             if entry.name in ("wal", "chunks_head", "snapshots"):
                 out[entry.name] += size
             elif entry.is_dir() and (entry / "meta.json").exists():

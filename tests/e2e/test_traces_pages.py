@@ -20,7 +20,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from backend.pipeline.drain import org_drain
 from backend.tenancy.services import org_create, token_create, user_get_or_create
 from backend.tracing import dependencies
-from tests.tracing.test_trace_ingest import kv
+from tests.helpers.otlp import kv
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-password-1234"

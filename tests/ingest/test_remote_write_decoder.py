@@ -320,6 +320,20 @@ def test_ordinary_requests_never_decode_series_one_by_one(monkeypatch):
             assert not batch.rejected
 
 
+def test_the_protobuf_reader_reads_every_series_with_the_runtime(monkeypatch):
+    # the reference the vectorized reader is compared with below must really be the other path
+    read: list[bytes] = []
+    for view in (pb1.TimeSeriesView, pb2.TimeSeriesView):
+        parse = view.FromString
+        monkeypatch.setattr(
+            view, "FromString", lambda data, parse=parse: read.append(data) or parse(data)
+        )
+    series = [(ISTIO, [(NOW, 1.0)]), (up("a"), [(NOW - 1, 0.0), (NOW, STALE_NAN)])]
+    for batch in both(request_pair(series), series_reader="protobuf"):
+        assert len(batch.values) == 3
+    assert len(read) == 4
+
+
 # --- label validation ------------------------------------------------------------------------
 
 
@@ -407,12 +421,8 @@ def v2_with_refs(refs: list[int], *, help_ref: int = 0) -> bytes:
     ],
 )
 def test_v2_bad_references_reject_the_series(refs, help_ref, reason):
-    for vectorized in (True, False):
-        remote_write._VECTORIZED = vectorized
-        try:
-            batch = decode(v2_with_refs(refs, help_ref=help_ref), content_type=V2)
-        finally:
-            remote_write._VECTORIZED = True
+    for reader in ("vectorized", "protobuf"):
+        batch = decode(v2_with_refs(refs, help_ref=help_ref), content_type=V2, series_reader=reader)
         assert reasons(batch) == {reason: 1}
         assert batch.values.tolist() == [1.0]
 
@@ -566,15 +576,12 @@ def test_label_cache_stays_bounded():
 def decode_both_ways(raw: bytes, content_type: str) -> tuple:
     """Decode with the vectorized reader and with the protobuf runtime only (cold caches)."""
     results = []
-    for vectorized in (True, False):
+    for reader in ("vectorized", "protobuf"):
         remote_write.clear_caches()
-        remote_write._VECTORIZED = vectorized
         try:
-            results.append(as_tuple(decode(raw, content_type=content_type)))
+            results.append(as_tuple(decode(raw, content_type=content_type, series_reader=reader)))
         except DecodeError as exc:
             results.append(type(exc))
-        finally:
-            remote_write._VECTORIZED = True
     return tuple(results)
 
 

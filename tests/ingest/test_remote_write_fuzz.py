@@ -5,7 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench import istio_payloads as ip
-from tests.conftest import bearer
+from tests.helpers.credentials import bearer
+from tests.helpers.mutations import mutated
 
 pytestmark = pytest.mark.django_db
 
@@ -13,25 +14,6 @@ VALID = ip.build_requests(0, 1, ip.aligned_start_ms(1), n_series=20, samples_per
 RAW = ip.build_uncompressed_requests(
     0, 1, ip.aligned_start_ms(1), n_series=20, samples_per_request=20
 )[0][0]
-
-
-@st.composite
-def mutated(draw, base: bytes):
-    data = bytearray(base)
-    for _ in range(draw(st.integers(1, 8))):
-        if not data:
-            break
-        i = draw(st.integers(0, len(data) - 1))
-        action = draw(st.sampled_from(["flip", "delete", "insert", "truncate"]))
-        if action == "flip":
-            data[i] ^= draw(st.integers(1, 255))
-        elif action == "delete":
-            del data[i]
-        elif action == "insert":
-            data.insert(i, draw(st.integers(0, 255)))
-        else:
-            del data[i:]
-    return bytes(data)
 
 
 @settings(

@@ -17,7 +17,7 @@ from backend.pipeline.drain import org_drain
 from backend.tenancy.rejections import rejections_get
 from backend.tenancy.services import limits_update
 from bench import istio_payloads as ip
-from tests.conftest import basic, bearer
+from tests.helpers.credentials import basic, bearer
 
 pytestmark = pytest.mark.django_db
 PROTOBUF = "application/x-protobuf"

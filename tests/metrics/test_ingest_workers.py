@@ -11,7 +11,7 @@ from backend.metrics.selectors import samples_for_series
 from backend.metrics.storage.reader import series_match
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
 from bench import istio_payloads as ip
-from tests.conftest import bearer
+from tests.helpers.credentials import bearer
 from tests.workers import celery_worker, kill_a_worker_mid_drain, wait_until
 
 N_REQUESTS = 5

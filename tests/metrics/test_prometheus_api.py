@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from backend.tenancy.models import Scope
 from backend.tenancy.services import limits_update
-from tests.conftest import basic, bearer
+from tests.helpers.credentials import basic, bearer
 from tests.metrics.samples import T0, counter, load
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@
 import pytest
 
 from backend.tenancy.models import ApiToken, Membership, Scope
-from tests.conftest import basic, bearer
+from tests.helpers.credentials import basic, bearer
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,7 @@
 import pytest
 
 from backend.tenancy.selectors import limits_get
-from tests.conftest import bearer
+from tests.helpers.credentials import bearer
 
 pytestmark = pytest.mark.django_db
 

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.tracing.critical_path import critical_path
-from tests.conftest import bearer
-from tests.tracing.test_jaeger_api import NOW, get, traces  # noqa: F401  (the fixture)
-from tests.tracing.test_trace_ingest import TRACE
+from tests.helpers.credentials import bearer
+from tests.helpers.otlp import TRACE
+from tests.helpers.trace_queries import NOW, get
 
 
 @dataclass
@@ -71,7 +71,7 @@ def test_segments_tile_the_root_exactly(raw):
 
 
 @pytest.mark.django_db
-def test_critical_path_endpoint(api, traces, tenants):  # noqa: F811
+def test_critical_path_endpoint(api, traces, tenants):
     status, body = get(api, f"/jaeger/api/traces/{TRACE.hex()}/critical-path", traces)
     assert status == 200
     # root GET /cart (5 ms) with the SELECT child (5 ms, starting 1 µs later)

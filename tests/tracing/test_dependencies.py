@@ -15,8 +15,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from backend.pipeline.drain import org_drain
 from backend.tracing import dependencies
 from backend.tracing.selectors import traces_get
-from tests.conftest import bearer
-from tests.tracing.test_trace_ingest import kv, post_otlp
+from tests.helpers.credentials import bearer
+from tests.helpers.otlp import kv, post_otlp
 
 pytestmark = pytest.mark.django_db
 SERVICES = ["gateway", "frontend", "cart", "db-proxy"]

@@ -7,8 +7,8 @@ import pytest
 
 from ingest.decoders.otlp_traces import decode_otlp_traces
 from ingest.decoders.spans import SpanLimits
-from tests.tracing.test_jaeger_api import NOW, get, traces  # noqa: F401  (the fixture)
-from tests.tracing.test_trace_ingest import TRACE
+from tests.helpers.otlp import TRACE
+from tests.helpers.trace_queries import NOW, get
 
 pytestmark = pytest.mark.django_db
 
@@ -17,13 +17,13 @@ def rfc3339(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
 
 
-def test_services_and_operations(api, traces):  # noqa: F811
+def test_services_and_operations(api, traces):
     assert get(api, "/jaeger/api/v3/services", traces)[1] == {"services": ["checkout"]}
     _, ops = get(api, "/jaeger/api/v3/operations", traces, service="checkout")
     assert {o["name"] for o in ops["operations"]} == {"GET /cart", "SELECT"}
 
 
-def test_traces_round_trip_through_otlp_json(api, traces):  # noqa: F811
+def test_traces_round_trip_through_otlp_json(api, traces):
     status, body = get(
         api,
         "/jaeger/api/v3/traces",
@@ -57,7 +57,7 @@ def test_traces_round_trip_through_otlp_json(api, traces):  # noqa: F811
     )
 
 
-def test_bad_and_foreign_requests(api, traces, tenants):  # noqa: F811
+def test_bad_and_foreign_requests(api, traces, tenants):
     assert get(api, "/jaeger/api/v3/traces", traces, **{"query.service_name": "x"})[0] == 400
     outsider = tenants.outsider_token(["traces:read"])
     _, body = get(

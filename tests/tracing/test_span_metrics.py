@@ -12,7 +12,7 @@ from backend.metrics.storage.reader import series_match
 from backend.pipeline.drain import org_drain
 from backend.tracing import dependencies
 from backend.tracing.span_metrics import BUCKETS
-from tests.tracing.test_trace_ingest import otlp_request, post_otlp, span
+from tests.helpers.otlp import otlp_request, post_otlp, span
 
 pytestmark = pytest.mark.django_db
 MINUTE_NS = 60 * 10**9

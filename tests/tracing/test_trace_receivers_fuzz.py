@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import bearer
-from tests.ingest.test_remote_write_fuzz import mutated
-from tests.tracing.test_trace_ingest import ENVOY_ZIPKIN, otlp_request, span
+from tests.helpers.credentials import bearer
+from tests.helpers.mutations import mutated
+from tests.helpers.otlp import ENVOY_ZIPKIN, otlp_request, span
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from backend.pipeline.retention import retention_apply
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
 from backend.tracing import storage
 from backend.tracing.selectors import span_count
-from tests.conftest import bearer
+from tests.helpers.credentials import bearer
 from tests.workers import kill_a_worker_mid_drain
 
 N_REQUESTS, SPANS = 4, 50

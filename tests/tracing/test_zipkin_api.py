@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tests.conftest import basic, bearer
-from tests.tracing.test_jaeger_api import NOW, traces  # noqa: F401  (the fixture)
-from tests.tracing.test_trace_ingest import TRACE
+from tests.helpers.credentials import basic, bearer
+from tests.helpers.otlp import TRACE
+from tests.helpers.trace_queries import NOW
 
 pytestmark = pytest.mark.django_db
 WINDOW = {"endTs": str(NOW // 10**6 + 60_000), "lookback": "3600000"}
@@ -19,7 +19,7 @@ def get(api, url, token, **params):
     return response.status_code, response.json()
 
 
-def test_grafana_zipkin_data_source_sequence(api, traces):  # noqa: F811
+def test_grafana_zipkin_data_source_sequence(api, traces):
     auth = basic("acme", traces)
     services = api.get("/zipkin/api/v2/services", **auth).json()
     assert services == ["checkout"]
@@ -55,14 +55,14 @@ def test_grafana_zipkin_data_source_sequence(api, traces):  # noqa: F811
         ({"minDuration": "6000"}, False),
     ],
 )
-def test_trace_search(api, traces, params, found):  # noqa: F811
+def test_trace_search(api, traces, params, found):
     status, body = get(
         api, "/zipkin/api/v2/traces", traces, serviceName="checkout", **WINDOW, **params
     )
     assert status == 200 and len(body) == (1 if found else 0)
 
 
-def test_errors_and_isolation(api, traces, tenants):  # noqa: F811
+def test_errors_and_isolation(api, traces, tenants):
     assert get(api, "/zipkin/api/v2/trace/" + "2" * 32, traces)[0] == 404
     assert get(api, "/zipkin/api/v2/traces", traces, annotationQuery="weird")[0] == 400
     outsider = tenants.outsider_token(["traces:read"])

@@ -8,7 +8,7 @@ from backend.metrics.storage.catalog import series_resolve
 from backend.pipeline.drain import org_drain
 from backend.tenancy.models import ApiToken
 from backend.tenancy.rejections import rejections_count
-from tests.conftest import PASSWORD
+from tests.helpers.credentials import PASSWORD
 
 pytestmark = pytest.mark.django_db
 

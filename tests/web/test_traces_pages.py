@@ -11,8 +11,8 @@ from backend.pipeline.drain import org_drain
 from backend.tenancy.models import Role
 from backend.tenancy.services import member_add, user_get_or_create
 from backend.tracing import dependencies
-from tests.conftest import bearer
-from tests.tracing.test_trace_ingest import TRACE, otlp_request, post_otlp, span
+from tests.helpers.credentials import bearer
+from tests.helpers.otlp import TRACE, otlp_request, post_otlp, span
 
 pytestmark = pytest.mark.django_db
 OTHER_TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")

@@ -1,9 +1,9 @@
 """OTLP/gRPC: ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` (port 4317).
 
-A separate process (``python -m ingest.otlp_grpc``, started by ``make run``) that shares the
-HTTP receivers' decoding and acceptance. The request bytes go straight to the decoder (no
-intermediate message object); the token comes from the ``authorization`` metadata, as
-Istio's and the OTel Collector's ``headers`` settings send it.
+A separate process (``python -m ingest.grpc.otlp_traces``, started by ``make run``) that shares
+the HTTP receivers' decoding and acceptance (``ingest.accept.traces``). The request bytes go
+straight to the decoder (no intermediate message object); the token comes from the
+``authorization`` metadata, as Istio's and the OTel Collector's ``headers`` settings send it.
 """
 
 from __future__ import annotations
@@ -18,22 +18,34 @@ from concurrent import futures
 
 import grpc
 
+# (no Django here: ``main`` sets Django up only after this module is imported)
+from ingest.accept.payload import Payload
+from ingest.accept.refusals import Refusal, Refused
+
 log = logging.getLogger(__name__)
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
-def _export(request_bytes: bytes, context: grpc.ServicerContext) -> bytes:
-    from django.db import DatabaseError, close_old_connections
-    from redis.exceptions import RedisError
+# A refusal's gRPC status; OTLP/gRPC senders retry UNAVAILABLE and RESOURCE_EXHAUSTED.
+GRPC_STATUS = {
+    Refusal.PAYLOAD_TOO_LARGE: grpc.StatusCode.INVALID_ARGUMENT,
+    Refusal.UNSUPPORTED_MEDIA_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
+    Refusal.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Refusal.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Refusal.STORAGE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def otlp_traces_export(request_bytes: bytes, context: grpc.ServicerContext) -> bytes:
+    # (imported here: ``main`` sets Django up after this module is imported)
+    from django.db import close_old_connections
 
     from backend.tenancy.authentication import TokenAuthError, authenticate_header
     from backend.tenancy.models import Scope
-    from backend.tenancy.selectors import limits_get
-    from ingest.decoders.errors import DecodeError
-    from ingest.decoders.otlp_traces import decode_otlp_protobuf, encode_partial_success
-    from ingest.traces_accept import RateLimited, accept_spans, span_limits
+    from ingest.accept.traces import TraceFormat, traces_accept
+    from ingest.decoders.otlp_traces import encode_partial_success
 
     close_old_connections()
     try:
@@ -49,21 +61,28 @@ def _export(request_bytes: bytes, context: grpc.ServicerContext) -> bytes:
             )
         if not token.has_scope(Scope.TRACES_WRITE):
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "this token lacks traces:write")
-        limits = limits_get(org_id=token.org_id)
-        try:
-            batch = decode_otlp_protobuf(request_bytes, span_limits(limits))
-            accepted = accept_spans(org_id=token.org_id, limits=limits, batch=batch)
-        except DecodeError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except RateLimited as exc:
-            context.set_trailing_metadata((("retry-after", str(exc.retry_after)),))
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except (DatabaseError, RedisError) as exc:
-            log.exception("trace storage unavailable")
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"storage unavailable: {exc}")
-        return encode_partial_success(accepted.rejected_spans, accepted.message(), None)
+        outcome = traces_accept(
+            org_id=token.org_id,
+            trace_format=TraceFormat.OTLP_PROTOBUF,
+            # gRPC itself bounds the message (MAX_MESSAGE_BYTES), not the org's request cap.
+            payload=Payload(read=lambda _cap: request_bytes),
+        )
+        if isinstance(outcome, Refused):
+            _refused_abort(outcome, context)
+        return encode_partial_success(outcome.rejected_spans, outcome.message(), None)
     finally:
         close_old_connections()
+
+
+def _refused_abort(refused: Refused, context: grpc.ServicerContext) -> None:
+    """Ends the call with the refusal's status (``context.abort`` raises)."""
+    status = GRPC_STATUS[refused.refusal]
+    if status is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        context.set_trailing_metadata((("retry-after", str(refused.retry_after)),))
+    message = refused.message
+    if status is grpc.StatusCode.UNAVAILABLE:
+        message = f"storage unavailable: {refused.cause}"
+    context.abort(status, message)
 
 
 def build_server(bind: str, *, workers: int = 8) -> tuple[grpc.Server, int]:
@@ -72,7 +91,7 @@ def build_server(bind: str, *, workers: int = 8) -> tuple[grpc.Server, int]:
         SERVICE,
         {
             # No (de)serializers: the handler takes and returns raw protobuf bytes.
-            "Export": grpc.unary_unary_rpc_method_handler(_export),
+            "Export": grpc.unary_unary_rpc_method_handler(otlp_traces_export),
         },
     )
     server = grpc.server(

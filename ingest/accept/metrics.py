@@ -21,12 +21,7 @@ from backend.tenancy.rejections import rejections_count
 from backend.tenancy.selectors import limits_get
 from backend.tenancy.ttlcache import TTLCache
 from ingest.accept.payload import Payload
-from ingest.accept.refusals import (
-    STORAGE_ERRORS,
-    Refusal,
-    Refused,
-    refused_from_error,
-)
+from ingest.accept.refusals import STORAGE_ERRORS, Refusal, Refused, refused_from_error
 from ingest.decoders.errors import DecodeError
 from ingest.decoders.remote_write import LabelLimits, Rejection, decode_remote_write
 

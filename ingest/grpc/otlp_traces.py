@@ -38,7 +38,7 @@ GRPC_STATUS = {
 }
 
 
-def otlp_traces_export(request_bytes: bytes, context: grpc.ServicerContext) -> bytes:
+def otlp_traces_receive(request_bytes: bytes, context: grpc.ServicerContext) -> bytes:
     # (imported here: ``main`` sets Django up after this module is imported)
     from django.db import close_old_connections
 
@@ -91,7 +91,7 @@ def build_server(bind: str, *, workers: int = 8) -> tuple[grpc.Server, int]:
         SERVICE,
         {
             # No (de)serializers: the handler takes and returns raw protobuf bytes.
-            "Export": grpc.unary_unary_rpc_method_handler(otlp_traces_export),
+            "Export": grpc.unary_unary_rpc_method_handler(otlp_traces_receive),
         },
     )
     server = grpc.server(

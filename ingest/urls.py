@@ -1,11 +1,13 @@
 from django.urls import path
 
-from ingest import remote_write_receiver, traces_http
+from ingest.http.otlp_traces import otlp_traces_receive
+from ingest.http.remote_write import remote_write_receive
+from ingest.http.zipkin import zipkin_spans_receive
 
 urlpatterns = [
-    path("api/v1/push", remote_write_receiver.push, name="remote-write"),
-    path("api/prom/push", remote_write_receiver.push, name="remote-write-legacy"),
-    path("api/v1/write", remote_write_receiver.push, name="remote-write-prometheus"),
-    path("v1/traces", traces_http.otlp_traces, name="otlp-traces"),
-    path("api/v2/spans", traces_http.zipkin_spans, name="zipkin-spans"),
+    path("api/v1/push", remote_write_receive, name="remote-write"),
+    path("api/prom/push", remote_write_receive, name="remote-write-legacy"),
+    path("api/v1/write", remote_write_receive, name="remote-write-prometheus"),
+    path("v1/traces", otlp_traces_receive, name="otlp-traces"),
+    path("api/v2/spans", zipkin_spans_receive, name="zipkin-spans"),
 ]

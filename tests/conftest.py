@@ -10,13 +10,13 @@ from django.core.cache import cache
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
+from backend.metrics.series import series_ids_cache_clear
 from backend.metrics.storage import catalog
 from backend.tenancy.models import Organization, Role, Scope
 from backend.tenancy.selectors import caches_clear
 from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create
 from backend.tracing import storage as trace_storage
-from ingest import series_ids
-from ingest.remote_write_receiver import forget_seen_metadata
+from ingest.accept.metrics import metadata_seen_clear
 from tests.helpers.credentials import PASSWORD
 
 
@@ -54,8 +54,8 @@ def _clear_process_caches():
     caches_clear()
     catalog.caches_clear()
     trace_storage.caches_clear()
-    series_ids.clear()
-    forget_seen_metadata()
+    series_ids_cache_clear()
+    metadata_seen_clear()
 
 
 @pytest.fixture(autouse=True)

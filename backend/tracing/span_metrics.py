@@ -22,8 +22,9 @@ import numpy as np
 from django.db import connection
 
 from backend.metrics.labels import METRIC_NAME
+from backend.metrics.series import series_ids_resolve
 from backend.metrics.services import samples_write
-from backend.metrics.storage.catalog import fingerprint, series_resolve
+from backend.metrics.storage.catalog import fingerprint
 from backend.tenancy.selectors import limits_get
 from backend.tracing.spans import KIND_OTLP_NAMES
 
@@ -182,16 +183,17 @@ def write_minutes(first_ms: int, end_ms: int) -> int:
                 [org_id, fps, running.tolist()],
             )
         limits = limits_get(org_id=org_id)
-        ids = np.array(
-            series_resolve(
-                org_id=org_id,
-                label_sets=label_sets,
-                max_per_user=limits.max_global_series_per_user,
-                max_per_metric=limits.max_global_series_per_metric,
-            )
+        resolved = series_ids_resolve(
+            org_id=org_id,
+            label_sets=label_sets,
+            max_per_user=limits.max_global_series_per_user,
+            max_per_metric=limits.max_global_series_per_metric,
+            cache=False,  # (inside the rollup's transaction: its new series may roll back)
         )
-        series_ids = ids[np.array(sample_rows, dtype=np.int64)]
-        keep = series_ids > 0  # series over the org's limits are skipped, like any refused one
+        positions = np.array(sample_rows, dtype=np.int64)
+        series_ids = resolved.ids[positions]
+        # series over the org's limits are skipped, like any refused one
+        keep = resolved.admitted[positions]
         if keep.any():
             samples_write(
                 org_id=org_id,

@@ -102,10 +102,6 @@ def label_pairs_named(cur, org_id: int, name: str) -> list[tuple[int, str]]:
 # Negative "ids" say why a new series was refused.
 REFUSED_PER_USER = -1
 REFUSED_PER_METRIC = -2
-REFUSAL_REASONS = {
-    REFUSED_PER_USER: "per_user_series_limit",
-    REFUSED_PER_METRIC: "per_metric_series_limit",
-}
 
 
 def _series_counter_keys(org_id: int, metric: str) -> tuple[str, str]:

@@ -1,8 +1,15 @@
-"""What every trace receiver (OTLP/HTTP, OTLP/gRPC, Zipkin) does with a decoded batch: time
-window, per-trace cap, rate limit, the durable write, and counting what was refused."""
+"""Accepting a traces write (OTLP over HTTP or gRPC, Zipkin v2): the org's limits, decoding,
+the time window, the rate limit, the per-trace cap, the durable write, and counting what was
+refused.
+
+A request either is refused as a whole (:class:`Refused`: bad body, rate limit, storage down)
+or is accepted, possibly in part (:class:`TracesAccepted` lists the rejected spans by reason;
+the valid ones are stored).
+"""
 
 from __future__ import annotations
 
+import enum
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -11,22 +18,27 @@ from django_redis import get_redis_connection
 
 from backend.tenancy.ratelimit import bucket_take
 from backend.tenancy.rejections import rejections_count
+from backend.tenancy.selectors import limits_get
 from backend.tracing.services import spans_write
+from ingest.accept.payload import Payload
+from ingest.accept.refusals import ACCEPT_ERRORS, Refusal, Refused, refused_from_error
+from ingest.decoders.otlp_traces import decode_otlp_protobuf, decode_otlp_traces
 from ingest.decoders.spans import SpanLimits, SpanRejection, TraceBatch
+from ingest.decoders.zipkin import decode_zipkin_spans
 
 NS = 10**9
 DAY_NS = 24 * 3600 * NS
 FUTURE_GRACE_NS = 3600 * NS  # clock skew allowed on span start times
 
 
-class RateLimited(Exception):
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(message)
-        self.retry_after = max(1, int(retry_after + 0.999))
+class TraceFormat(enum.Enum):
+    OTLP = "otlp"  # OTLP/HTTP: protobuf or JSON, as Content-Type and Content-Encoding say
+    OTLP_PROTOBUF = "otlp_protobuf"  # OTLP/gRPC: the bare request message
+    ZIPKIN = "zipkin"  # Zipkin v2: JSON or protobuf
 
 
-@dataclass
-class Accepted:
+@dataclass(frozen=True, slots=True)
+class TracesAccepted:
     stored: int
     rejected: list[SpanRejection] = field(default_factory=list)
 
@@ -41,10 +53,34 @@ class Accepted:
         return f"{self.rejected_spans} span(s) rejected: " + "; ".join(parts)
 
 
-def span_limits(limits) -> SpanLimits:
-    return SpanLimits(
+def traces_accept(
+    *, org_id: int, trace_format: TraceFormat, payload: Payload
+) -> TracesAccepted | Refused:
+    limits = limits_get(org_id=org_id)
+    try:
+        batch = _batch_decode(trace_format, payload, limits)
+        return _spans_accept(org_id=org_id, limits=limits, batch=batch)
+    except ACCEPT_ERRORS as exc:
+        return refused_from_error(exc, storage="trace")
+
+
+def _batch_decode(trace_format: TraceFormat, payload: Payload, limits) -> TraceBatch:
+    span_limits = SpanLimits(
         max_attributes_per_span=limits.max_attributes_per_span,
         max_attribute_value_length=limits.max_attribute_value_length,
+    )
+    cap = limits.max_request_bytes
+    if payload.max_bytes is not None:
+        cap = min(cap, payload.max_bytes)
+    if trace_format is TraceFormat.OTLP_PROTOBUF:
+        return decode_otlp_protobuf(payload.read(cap), span_limits)
+    decode = decode_zipkin_spans if trace_format is TraceFormat.ZIPKIN else decode_otlp_traces
+    return decode(
+        payload.read(cap),
+        content_type=payload.content_type,
+        content_encoding=payload.content_encoding,
+        max_size=cap,
+        limits=span_limits,
     )
 
 
@@ -70,7 +106,7 @@ return out
 """
 
 
-def accept_spans(*, org_id: int, limits, batch: TraceBatch) -> Accepted:
+def _spans_accept(*, org_id: int, limits, batch: TraceBatch) -> TracesAccepted | Refused:
     now = time.time_ns()
     oldest = now - limits.traces_retention_days * DAY_NS
     newest = now + FUTURE_GRACE_NS
@@ -93,10 +129,11 @@ def accept_spans(*, org_id: int, limits, batch: TraceBatch) -> Accepted:
         )
         if not verdict.allowed:
             rejections_count(org_id=org_id, signal="traces", reasons={"rate_limited": len(spans)})
-            raise RateLimited(
+            return Refused(
+                Refusal.RATE_LIMITED,
                 f"trace ingestion rate limit ({limits.traces_ingestion_rate} spans/s, burst "
                 f"{limits.traces_ingestion_burst_size}) exceeded while adding {len(spans)} spans",
-                verdict.retry_after,
+                retry_after=max(1, int(verdict.retry_after + 0.999)),
             )
         spans = _cap_spans_per_trace(org_id, spans, limits.max_spans_per_trace, rejected)
     if spans:
@@ -108,7 +145,7 @@ def accept_spans(*, org_id: int, limits, batch: TraceBatch) -> Accepted:
     counts["events_dropped"] += batch.dropped_events
     counts["links_dropped"] += batch.dropped_links
     rejections_count(org_id=org_id, signal="traces", reasons={k: v for k, v in counts.items() if v})
-    return Accepted(len(spans), rejected)
+    return TracesAccepted(len(spans), rejected)
 
 
 def _cap_spans_per_trace(org_id, spans, cap, rejected):

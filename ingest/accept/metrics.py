@@ -1,0 +1,167 @@
+"""Accepting a metrics write (Prometheus remote-write 1.0/2.0 today): the org's limits, decoding,
+the rate limit, series ids (new series over the series limits refused), the durable hand-off of
+the samples and the metadata, and counting what was refused.
+
+A request either is refused as a whole (:class:`Refused`: bad body, rate limit, storage down)
+or is accepted, possibly in part (:class:`MetricsAccepted` lists the rejected samples by reason;
+the valid ones are stored).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.metrics.series import SeriesIds, SeriesRefusal, series_ids_resolve
+from backend.metrics.services import metadata_upsert, samples_write
+from backend.tenancy.ratelimit import bucket_take
+from backend.tenancy.rejections import rejections_count
+from backend.tenancy.selectors import limits_get
+from backend.tenancy.ttlcache import TTLCache
+from ingest.accept.payload import Payload
+from ingest.accept.refusals import STORAGE_ERRORS, Refusal, Refused, refused_from_error
+from ingest.decoders.errors import DecodeError
+from ingest.decoders.remote_write import LabelLimits, Rejection, decode_remote_write
+
+# Counted per org like the rejected samples; the names are the HTTP statuses the requests got.
+_REFUSAL_COUNTERS = {
+    Refusal.PAYLOAD_TOO_LARGE: "http_413",
+    Refusal.UNSUPPORTED_MEDIA_TYPE: "http_415",
+    Refusal.INVALID: "http_400",
+}
+
+# Metadata already stored by this process (re-stored every 10 minutes, so a changed HELP text
+# is picked up and the cache stays bounded).
+_seen_metadata: TTLCache[tuple[int, tuple[str, str, str, str]], bool] = TTLCache(
+    ttl=600, max_entries=100_000
+)
+
+
+def metadata_seen_clear() -> None:
+    _seen_metadata.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsAccepted:
+    samples: int  # samples the request carried, valid or not
+    written: int
+    rejected: list[Rejection]
+
+
+def metrics_accept(
+    *, org_id: int, payload: Payload, remote_write_version: str | None
+) -> MetricsAccepted | Refused:
+    limits = limits_get(org_id=org_id)
+    now_ms = int(time.time() * 1000)
+    try:
+        batch = decode_remote_write(
+            payload.read(limits.max_request_bytes),
+            content_type=payload.content_type,
+            content_encoding=payload.content_encoding,
+            remote_write_version=remote_write_version,
+            max_size=limits.max_request_bytes,
+            limits=LabelLimits(
+                max_label_names_per_series=limits.max_label_names_per_series,
+                max_label_name_length=limits.max_label_name_length,
+                max_label_value_length=limits.max_label_value_length,
+            ),
+            now_ms=now_ms,
+            max_age_ms=limits.out_of_order_time_window_seconds * 1000,
+            future_grace_ms=limits.creation_grace_period_seconds * 1000,
+        )
+    except DecodeError as exc:
+        refused = refused_from_error(exc, storage="remote-write")
+        rejections_count(
+            org_id=org_id, signal="metrics", reasons={_REFUSAL_COUNTERS[refused.refusal]: 1}
+        )
+        return refused
+
+    n_samples = len(batch.values)
+    rejected = list(batch.rejected)
+    try:
+        if n_samples:
+            verdict = bucket_take(
+                key=f"metrics:{org_id}",
+                rate=limits.ingestion_rate,
+                burst=limits.ingestion_burst_size,
+                cost=n_samples,
+            )
+            if not verdict.allowed:
+                rejections_count(
+                    org_id=org_id, signal="metrics", reasons={"rate_limited": n_samples}
+                )
+                return Refused(
+                    Refusal.RATE_LIMITED,
+                    f"ingestion rate limit ({limits.ingestion_rate} samples/s) with burst size "
+                    f"{limits.ingestion_burst_size} exceeded while adding {n_samples} samples",
+                    retry_after=max(1, int(np.ceil(verdict.retry_after))),
+                )
+            series = series_ids_resolve(
+                org_id=org_id,
+                label_sets=batch.series_labels,
+                max_per_user=limits.max_global_series_per_user,
+                max_per_metric=limits.max_global_series_per_metric,
+                cache=True,
+            )
+            rejected += _series_limit_rejections(series, batch.sample_series, limits)
+            keep = series.admitted[batch.sample_series]
+            if keep.any():
+                samples_write(
+                    org_id=org_id,
+                    series_ids=series.ids[batch.sample_series][keep],
+                    timestamps=batch.timestamps_ms[keep],
+                    values=batch.values[keep],
+                )
+            written = int(keep.sum())
+        else:
+            written = 0
+        new_metadata = [m for m in batch.metadata if not _seen_metadata.get((org_id, m))]
+        if new_metadata:
+            metadata_upsert(org_id=org_id, entries=new_metadata)
+            for m in new_metadata:
+                _seen_metadata.set((org_id, m), True)
+    except STORAGE_ERRORS as exc:
+        return refused_from_error(exc, storage="remote-write")
+
+    # Like Mimir with native histograms and exemplars disabled: they are dropped without an
+    # error (the float samples of the request are kept), counted, and 2.0 senders see 0 in
+    # the *-Written headers.
+    dropped = {
+        "native_histograms_not_supported": batch.histograms_received,
+        "exemplars_not_supported": batch.exemplars_received,
+    }
+    rejections_count(
+        org_id=org_id, signal="metrics", reasons={k: v for k, v in dropped.items() if v}
+    )
+    if rejected:
+        rejections_count(
+            org_id=org_id, signal="metrics", reasons={r.reason: max(r.samples, 1) for r in rejected}
+        )
+    return MetricsAccepted(
+        samples=n_samples + batch.samples_rejected, written=written, rejected=rejected
+    )
+
+
+def _series_limit_rejections(
+    series: SeriesIds, sample_series: np.ndarray, limits
+) -> list[Rejection]:
+    out = []
+    for refusal, refused_series in series.refused.items():
+        limit = (
+            limits.max_global_series_per_user
+            if refusal is SeriesRefusal.PER_USER
+            else limits.max_global_series_per_metric
+        )
+        reason = refusal.value
+        samples = int(np.isin(sample_series, refused_series).sum())
+        out.append(
+            Rejection(
+                reason,
+                f"{reason.replace('_', ' ')} of {limit} exceeded: {len(refused_series)} new series "
+                "refused; existing series keep flowing",
+                samples,
+            )
+        )
+    return out

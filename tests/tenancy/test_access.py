@@ -27,7 +27,7 @@ from backend.tenancy.access import (
 )
 from backend.tenancy.models import ALL_SCOPES, ApiToken, Role, Scope
 from backend.tenancy.services import member_add, org_create, token_create, token_revoke
-from tests.conftest import basic, bearer
+from tests.helpers.credentials import basic, bearer
 
 
 def _request(user=None, *, session=None, path="/", **extra):

@@ -176,17 +176,20 @@ class ServiceOperationsView(JaegerView):
         return envelope(names)
 
 
+def operations_found(view: JaegerView, kind_param: str) -> list[dict]:
+    """A service's operations with their span kinds (``?service=``, the kind parameter named
+    as the API version names it), as both Jaeger APIs list them."""
+    found = selectors.operations_list(
+        org_id=view.org.pk,
+        service=view.request.query_params.get("service", ""),
+        kind=span_kind_param(view.request.query_params, kind_param),
+    )
+    return [{"name": name, "spanKind": KIND_JAEGER_NAMES.get(kind, "")} for name, kind in found]
+
+
 class OperationsView(JaegerView):
     def get(self, request):
-        service = request.query_params.get("service", "")
-        found = selectors.operations_list(
-            org_id=self.org.pk,
-            service=service,
-            kind=span_kind_param(request.query_params, "spanKind"),
-        )
-        return envelope(
-            [{"name": name, "spanKind": KIND_JAEGER_NAMES.get(kind, "")} for name, kind in found]
-        )
+        return envelope(operations_found(self, "spanKind"))
 
 
 class TraceView(JaegerView):

@@ -7,7 +7,7 @@ import json
 from rest_framework.response import Response
 
 from backend.tracing import selectors
-from backend.tracing.api.jaeger import MAX_LIMIT, JaegerView
+from backend.tracing.api.jaeger import MAX_LIMIT, JaegerView, operations_found
 from backend.tracing.api.params import (
     BadRequest,
     go_duration_param_ns,
@@ -15,10 +15,9 @@ from backend.tracing.api.params import (
     parse_trace_id,
     prefixed_params,
     rfc3339_ns,
-    span_kind_param,
 )
 from backend.tracing.selectors import TraceQuery
-from backend.tracing.spans import KIND_JAEGER_NAMES, StoredSpan
+from backend.tracing.spans import StoredSpan
 
 
 def any_value(value) -> dict:
@@ -106,20 +105,7 @@ class ServicesView(JaegerView):
 
 class OperationsView(JaegerView):
     def get(self, request):
-        service = request.query_params.get("service", "")
-        found = selectors.operations_list(
-            org_id=self.org.pk,
-            service=service,
-            kind=span_kind_param(request.query_params, "span_kind"),
-        )
-        return Response(
-            {
-                "operations": [
-                    {"name": name, "spanKind": KIND_JAEGER_NAMES.get(kind, "")}
-                    for name, kind in found
-                ]
-            }
-        )
+        return Response({"operations": operations_found(self, "span_kind")})
 
 
 class TraceView(JaegerView):

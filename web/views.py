@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from backend.metrics import mesh as mesh_graph
 from backend.metrics.selectors import ingest_overview
 from backend.tenancy import selectors, services
 from backend.tenancy.access import Access, OrgNotFound, session_access, session_org_select
@@ -265,4 +266,27 @@ def members(request: HttpRequest) -> HttpResponse:
         request,
         "web/members.html",
         {"members": selectors.membership_list(org=access.org)},
+    )
+
+
+@login_required
+def mesh(request: HttpRequest) -> HttpResponse:
+    """The mesh graph from Istio's metrics, drawn in the browser from ``/mesh/graph``."""
+    _page_access(request)
+    group = request.GET.get("group", "app")
+    window = request.GET.get("window", mesh_graph.DEFAULT_WINDOW)
+    return render(
+        request,
+        "web/mesh.html",
+        {
+            "groupings": mesh_graph.GROUPINGS,
+            "group": group if group in mesh_graph.GROUPINGS else "app",
+            "windows": list(mesh_graph.WINDOWS),
+            "window": window if window in mesh_graph.WINDOWS else mesh_graph.DEFAULT_WINDOW,
+            "refresh": request.GET.get("refresh", "on") == "on",
+            "graph_url": reverse("web:mesh-graph"),
+            "public_url": _public_url(request),
+            "degraded_pct": f"{mesh_graph.DEGRADED_PCT:g}",
+            "failing_pct": f"{mesh_graph.FAILING_PCT:g}",
+        },
     )

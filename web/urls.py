@@ -25,5 +25,6 @@ urlpatterns = [
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("settings/members", views.members, name="members"),
     path("mesh", views.mesh, name="mesh"),
+    path("settings/usage", views.usage, name="usage"),
     path("mesh/graph", api.MeshGraphView.as_view(), name="mesh-graph"),
 ]

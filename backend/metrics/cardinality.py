@@ -127,3 +127,9 @@ def active_series(*, org_id: int, matchers: Sequence[Matcher], max_series: int) 
     found = _matched(org_id, matchers, max_series)
     found.sort(key=lambda labels: sorted(labels.items()))
     return {"data": found}
+
+
+def top_metrics(*, org_id: int, limit: int) -> list[tuple[str, int]]:
+    """(metric name, series) of the org's metrics with the most series, most first."""
+    counts = _value_counts_sql(org_id, "__name__")
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]

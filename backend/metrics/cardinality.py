@@ -31,9 +31,7 @@ class TooManySeries(ValueError):
 def _matched(org_id: int, matchers: Sequence[Matcher], max_series: int) -> list[dict]:
     found = series_match(org_id=org_id, matchers=matchers, limit=max_series + 1)
     if len(found) > max_series:
-        raise TooManySeries(
-            f"the selector matches more than {max_series} series; narrow it down"
-        )
+        raise TooManySeries(f"the selector matches more than {max_series} series; narrow it down")
     return list(found.values())
 
 

@@ -155,16 +155,12 @@ def mesh_graph(*, org_id: int, grouping: str, window: str, time_ms: int) -> dict
     tcp = [
         row
         for metric in ("istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total")
-        for row in _run(
-            querier, f"sum by ({_by(by)}) (rate({metric}[{window}]))", time_ms, limits
-        )
+        for row in _run(querier, f"sum by ({_by(by)}) (rate({metric}[{window}]))", time_ms, limits)
     ]
 
     nodes: dict[str, NodeKey] = {}
     # (source id, destination id) -> reporter -> figures
-    reported: dict[tuple[str, str], dict[str, dict]] = defaultdict(
-        lambda: defaultdict(_empty_edge)
-    )
+    reported: dict[tuple[str, str], dict[str, dict]] = defaultdict(lambda: defaultdict(_empty_edge))
 
     def edge_of(labels: dict) -> dict:
         src, dst = _node(labels, "source", grouping), _node(labels, "destination", grouping)

@@ -23,7 +23,7 @@ FRONTEND_BUILT := web/static/web/dist/.built
 $(FRONTEND_DEPS): $(FRONTEND)/package-lock.json
 	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
-$(FRONTEND_BUILT): $(FRONTEND_DEPS) $(FRONTEND)/build.mjs $(wildcard $(FRONTEND)/src/*.js)
+$(FRONTEND_BUILT): $(FRONTEND_DEPS) $(FRONTEND)/build.mjs $(wildcard $(FRONTEND)/src/*.js $(FRONTEND)/src/lib/*.js)
 	cd $(FRONTEND) && npm run --silent build
 	@touch $@
 frontend: $(FRONTEND_BUILT)

@@ -126,7 +126,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
         request,
         "web/metrics.html",
         {
-            "query": request.GET.get("q", ""),
             "range": chosen if chosen in METRICS_RANGES else METRICS_DEFAULT_RANGE,
             "ranges": METRICS_RANGES,
             "examples": METRICS_EXAMPLES,

@@ -26,5 +26,6 @@ urlpatterns = [
     path("settings/members", views.members, name="members"),
     path("mesh", views.mesh, name="mesh"),
     path("settings/usage", views.usage, name="usage"),
+    path("mesh/<str:kind>/<str:namespace>/<str:name>", views.workload, name="workload"),
     path("mesh/graph", api.MeshGraphView.as_view(), name="mesh-graph"),
 ]

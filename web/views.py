@@ -381,3 +381,35 @@ def usage(request: HttpRequest) -> HttpResponse:
         "public_url": _public_url(request),
     }
     return render(request, "web/usage.html", context)
+
+
+WORKLOAD_KINDS = ("workload", "app")
+WORKLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+
+
+@login_required
+def workload(request: HttpRequest, kind: str, namespace: str, name: str) -> HttpResponse:
+    """One workload's (or app's) RED charts, operations and traces, read in the browser from
+    the Prometheus and Jaeger APIs (so the page carries no data of its own)."""
+    _page_access(request)
+    if kind not in WORKLOAD_KINDS or not (
+        WORKLOAD_NAME.fullmatch(namespace) and WORKLOAD_NAME.fullmatch(name)
+    ):
+        raise Http404("no such workload")
+    return render(
+        request,
+        "web/workload.html",
+        {
+            "kind": kind,
+            "namespace": namespace,
+            "name": name,
+            "ranges": {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400},
+            "sides": [
+                ("in", "Inbound", "Requests to it, as its own proxy reports them."),
+                ("out", "Outbound", "Requests it makes, as its own proxy reports them."),
+            ],
+            "prom_base": reverse("prom-query").removesuffix("query"),
+            "jaeger_base": reverse("jaeger-services").removesuffix("services"),
+            "trace_url": reverse("web:trace", args=["0"]).removesuffix("0"),
+        },
+    )

@@ -73,3 +73,18 @@ def test_outsiders_see_only_their_own_mesh(client, api, mesh):
     # A token without metrics:read is refused.
     writer = mesh.token(["metrics:write"])
     assert api.get(GRAPH, **bearer(writer)).status_code == 403
+
+
+def test_the_workload_page(client, mesh):
+    assert client.get("/mesh/workload/shop/cart-v1")["Location"].startswith("/login/")
+    client.force_login(mesh.member)
+    html = client.get("/mesh/workload/shop/cart-v1").content.decode()
+    assert 'data-kind="workload" data-namespace="shop" data-name="cart-v1"' in html
+    assert 'data-prom="/prometheus/api/v1/"' in html and 'data-jaeger="/jaeger/api/"' in html
+    assert "web/dist/workload.js" in html
+    assert client.get("/mesh/app/shop/cart").status_code == 200
+    assert client.get("/mesh/pod/shop/cart").status_code == 404
+    assert client.get("/mesh/workload/shop/<script>").status_code == 404
+    # The page carries no data; another org's link answers as if it did not exist.
+    client.force_login(mesh.outsider)
+    assert client.get("/mesh/workload/shop/cart-v1", {"org": "acme"}).status_code == 404

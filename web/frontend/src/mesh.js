@@ -130,8 +130,18 @@ function describeEdge(edge, nodes, win) {
   ]);
 }
 
+function pageOf(node) {
+  if (!node || !node.namespace) return null;
+  if (node.kind === "workload") return `/mesh/workload/${encodeURIComponent(node.namespace)}/${encodeURIComponent(node.label)}`;
+  if (node.kind === "app" || node.kind === "version") {
+    return `/mesh/app/${encodeURIComponent(node.namespace)}/${encodeURIComponent(node.label.split(" ")[0])}`;
+  }
+  return null;
+}
+
 function describeNode(node, win) {
   const service = traceService(node);
+  const page = pageOf(node);
   const sel = selectorFor("destination", node);
   const q = `sum by (response_code) (rate(istio_requests_total{${sel}}[${win}]))`;
   showDetail([
@@ -144,6 +154,7 @@ function describeNode(node, win) {
       el("dt", {}, "Health"), el("dd", {}, node.health),
     ),
     el("p", { class: "links" },
+      page ? el("a", { href: `${page}?${new URLSearchParams({ org: ORG })}` }, "Its page") : null,
       service ? el("a", { href: `${TRACES_URL}?${new URLSearchParams({ org: ORG, service })}` }, "Traces") : null,
       el("a", { href: `${METRICS_URL}?${new URLSearchParams({ org: ORG, q })}` }, "Metrics"),
     ),

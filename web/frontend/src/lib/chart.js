@@ -105,7 +105,7 @@ function tooltipPlugin(names) {
 }
 
 /** Draw ``columns`` (uPlot data) into ``box``; ``names`` label the series. */
-export function drawChart(box, { columns, names, height = 300, onZoom, unit = "" }) {
+export function drawChart(box, { columns, names, height = 300, onZoom, unit = "", yRange = null }) {
   box.replaceChildren();
   const width = Math.max(320, box.clientWidth || 800);
   const opts = {
@@ -115,7 +115,7 @@ export function drawChart(box, { columns, names, height = 300, onZoom, unit = ""
     cursor: { drag: { x: Boolean(onZoom), y: false, setScale: false }, focus: { prox: 16 } },
     focus: { alpha: 0.35 },
     legend: { show: names.length > 1 || names[0] !== "", live: false },
-    scales: { x: { time: true } },
+    scales: { x: { time: true }, ...(yRange ? { y: { range: yRange } } : {}) },
     axes: [
       { stroke: "#475467", grid: { stroke: "#eaecf0" }, ticks: { stroke: "#eaecf0" } },
       {

@@ -82,6 +82,18 @@ def _tracing_context(request) -> dict:
     }
 
 
+def _snippet_context(token: str | None) -> dict:
+    """What the onboarding snippets fill in: this Canopy's public address (CANOPY_PUBLIC_URL,
+    what a cluster reaches) and the token just created, or a placeholder."""
+    public_url = settings.PUBLIC_URL
+    return {
+        "public_url": public_url,
+        "public_host": urlsplit(public_url).hostname or "canopy",
+        "grpc_port": settings.OTLP_GRPC_BIND.rpartition(":")[2] or "4317",
+        "token": token or "<token>",
+    }
+
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     access = session_access(request)
@@ -242,6 +254,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
             "all_scopes": sorted(ALL_SCOPES),
             "default_scopes": [Scope.METRICS_WRITE, Scope.TRACES_WRITE],
             "created_secret": created_secret,
+            "snippet": _snippet_context(created_secret),
         },
     )
 

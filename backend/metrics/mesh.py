@@ -139,24 +139,17 @@ def mesh_graph(*, org_id: int, grouping: str, window: str, time_ms: int) -> dict
         (*by, "response_code", "grpc_response_status", "request_protocol",
          "connection_security_policy")
     )  # fmt: skip
-    requests = _run(
-        querier,
-        f"sum by ({request_by}) (rate(istio_requests_total[{window}]))",
-        time_ms,
-        limits,
-    )
-    latency = _run(
-        querier,
-        f"histogram_quantile(0.95, sum by (le, {_by(by)}) "
+    queries = {
+        "requests": f"sum by ({request_by}) (rate(istio_requests_total[{window}]))",
+        "latency": f"histogram_quantile(0.95, sum by (le, {_by(by)}) "
         f"(rate(istio_request_duration_milliseconds_bucket[{window}])))",
-        time_ms,
-        limits,
-    )
-    tcp = [
-        row
-        for metric in ("istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total")
-        for row in _run(querier, f"sum by ({_by(by)}) (rate({metric}[{window}]))", time_ms, limits)
-    ]
+        "tcp_sent": f"sum by ({_by(by)}) (rate(istio_tcp_sent_bytes_total[{window}]))",
+        "tcp_received": f"sum by ({_by(by)}) (rate(istio_tcp_received_bytes_total[{window}]))",
+    }
+    requests = _run(querier, queries["requests"], time_ms, limits)
+    latency = _run(querier, queries["latency"], time_ms, limits)
+    tcp = _run(querier, queries["tcp_sent"], time_ms, limits)
+    tcp += _run(querier, queries["tcp_received"], time_ms, limits)
 
     nodes: dict[str, NodeKey] = {}
     # (source id, destination id) -> reporter -> figures
@@ -240,4 +233,5 @@ def mesh_graph(*, org_id: int, grouping: str, window: str, time_ms: int) -> dict
         "window": window,
         "time": time_ms / 1000,
         "thresholds": {"degradedPct": DEGRADED_PCT, "failingPct": FAILING_PCT},
+        "queries": list(queries.values()),
     }

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WITH_SERVICES := $(BIN)/python -m backend.embedded exec --
 
-.PHONY: install run test test-fast lint format protos clean-data stop-services
+.PHONY: install frontend run test test-fast lint format protos clean-data stop-services
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,20 +15,33 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-install: $(STAMP)
+## the dashboard's scripts: npm ci from the committed lock file, bundled by esbuild into
+## web/static/web/dist (git-ignored); rebuilt when the lock file or a source changes
+FRONTEND := web/frontend
+FRONTEND_DEPS := $(FRONTEND)/node_modules/.installed
+FRONTEND_BUILT := web/static/web/dist/.built
+$(FRONTEND_DEPS): $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+$(FRONTEND_BUILT): $(FRONTEND_DEPS) $(FRONTEND)/build.mjs $(wildcard $(FRONTEND)/src/*.js $(FRONTEND)/src/lib/*.js)
+	cd $(FRONTEND) && npm run --silent build
+	@touch $@
+frontend: $(FRONTEND_BUILT)
+
+install: $(STAMP) $(FRONTEND_BUILT)
 
 ## make run: migrate, create the demo org, then serve web + ingest workers + beat on :8000
-run: $(STAMP)
+run: $(STAMP) $(FRONTEND_BUILT)
 	$(WITH_SERVICES) $(BIN)/python -m backend.runner
 
 ## make test: the whole suite against real PostgreSQL and Redis (embedded unless *_URL are set;
 ## the embedded ones live in their own data folder, apart from `make run`'s)
 TEST_DATA_DIR ?= $(CURDIR)/.canopy/test
-test: $(STAMP)
+test: $(STAMP) $(FRONTEND_BUILT)
 	CANOPY_DATA_DIR=$(TEST_DATA_DIR) $(WITH_SERVICES) $(BIN)/pytest $(PYTEST_ARGS)
 
 ## make test-fast: skip the browser and real-peer tests
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(FRONTEND_BUILT)
 	CANOPY_DATA_DIR=$(TEST_DATA_DIR) $(WITH_SERVICES) $(BIN)/pytest -m "not e2e and not compat" $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "backend.metrics",
     "backend.tracing",
     "web",
+    "django.contrib.humanize",
 ]
 
 MIDDLEWARE = [

@@ -13,6 +13,8 @@ import time
 from rest_framework import exceptions
 from rest_framework.response import Response
 
+from backend.metrics import promql
+from backend.metrics.mesh import DEFAULT_WINDOW, MeshQueryError, mesh_graph
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
 from backend.tracing import dependencies
@@ -48,3 +50,30 @@ class ServiceGraphView(OrgAPIView):
             org_id=self.org.pk, start_ms=end_ms - lookback, end_ms=end_ms
         )
         return Response({"data": edges, "endTs": end_ms, "lookback": lookback})
+
+
+class MeshGraphView(OrgAPIView):
+    """``GET ?group=workload|app|version|namespace&window=5m[&time=<unix s>]`` → the mesh
+    graph from the org's Istio metrics: ``{nodes, edges, grouping, window, time}``."""
+
+    scopes = {"GET": [Scope.METRICS_READ]}
+
+    def get(self, request):
+        params = request.query_params
+        raw_time = params.get("time")
+        try:
+            time_ms = int(float(raw_time) * 1000) if raw_time else time.time_ns() // 10**6
+        except ValueError as exc:
+            raise exceptions.ValidationError({"time": "Unix seconds"}) from exc
+        try:
+            graph = mesh_graph(
+                org_id=self.org.pk,
+                grouping=params.get("group", "app"),
+                window=params.get("window", DEFAULT_WINDOW),
+                time_ms=time_ms,
+            )
+        except MeshQueryError as exc:
+            raise exceptions.ValidationError({"detail": str(exc)}) from exc
+        except promql.PromQLError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        return Response(graph)

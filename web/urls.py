@@ -24,4 +24,8 @@ urlpatterns = [
     path("settings/tokens", views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("settings/members", views.members, name="members"),
+    path("mesh", views.mesh, name="mesh"),
+    path("settings/usage", views.usage, name="usage"),
+    path("mesh/<str:kind>/<str:namespace>/<str:name>", views.workload, name="workload"),
+    path("mesh/graph", api.MeshGraphView.as_view(), name="mesh-graph"),
 ]

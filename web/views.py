@@ -13,11 +13,14 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from backend.metrics import cardinality
+from backend.metrics import mesh as mesh_graph
 from backend.metrics.selectors import ingest_overview
 from backend.tenancy import selectors, services
 from backend.tenancy.access import Access, OrgNotFound, session_access, session_org_select
 from backend.tenancy.models import ALL_SCOPES, Scope
 from backend.tenancy.rejections import rejections_get
+from backend.tenancy.selectors import limits_get
 from backend.tracing.selectors import traces_overview
 
 # The explorer's time ranges (label -> seconds); the page asks for about 250 points across one.
@@ -79,6 +82,18 @@ def _tracing_context(request) -> dict:
     }
 
 
+def _snippet_context(token: str | None) -> dict:
+    """What the onboarding snippets fill in: this Canopy's public address (CANOPY_PUBLIC_URL,
+    what a cluster reaches) and the token just created, or a placeholder."""
+    public_url = settings.PUBLIC_URL
+    return {
+        "public_url": public_url,
+        "public_host": urlsplit(public_url).hostname or "canopy",
+        "grpc_port": settings.OTLP_GRPC_BIND.rpartition(":")[2] or "4317",
+        "token": token or "<token>",
+    }
+
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     access = session_access(request)
@@ -123,7 +138,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
         request,
         "web/metrics.html",
         {
-            "query": request.GET.get("q", ""),
             "range": chosen if chosen in METRICS_RANGES else METRICS_DEFAULT_RANGE,
             "ranges": METRICS_RANGES,
             "examples": METRICS_EXAMPLES,
@@ -240,6 +254,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
             "all_scopes": sorted(ALL_SCOPES),
             "default_scopes": [Scope.METRICS_WRITE, Scope.TRACES_WRITE],
             "created_secret": created_secret,
+            "snippet": _snippet_context(created_secret),
         },
     )
 
@@ -265,4 +280,149 @@ def members(request: HttpRequest) -> HttpResponse:
         request,
         "web/members.html",
         {"members": selectors.membership_list(org=access.org)},
+    )
+
+
+@login_required
+def mesh(request: HttpRequest) -> HttpResponse:
+    """The mesh graph from Istio's metrics, drawn in the browser from ``/mesh/graph``."""
+    _page_access(request)
+    group = request.GET.get("group", "app")
+    window = request.GET.get("window", mesh_graph.DEFAULT_WINDOW)
+    return render(
+        request,
+        "web/mesh.html",
+        {
+            "groupings": mesh_graph.GROUPINGS,
+            "group": group if group in mesh_graph.GROUPINGS else "app",
+            "windows": list(mesh_graph.WINDOWS),
+            "window": window if window in mesh_graph.WINDOWS else mesh_graph.DEFAULT_WINDOW,
+            "refresh": request.GET.get("refresh", "on") == "on",
+            "graph_url": reverse("web:mesh-graph"),
+            "public_url": _public_url(request),
+            "degraded_pct": f"{mesh_graph.DEGRADED_PCT:g}",
+            "failing_pct": f"{mesh_graph.FAILING_PCT:g}",
+        },
+    )
+
+
+# The limits an owner or admin edits on the usage page (the rest stay in the API and admin).
+USAGE_EDITABLE_LIMITS = (
+    "max_global_series_per_user",
+    "max_global_series_per_metric",
+    "ingestion_rate",
+    "ingestion_burst_size",
+    "retention_days",
+    "traces_ingestion_rate",
+    "traces_ingestion_burst_size",
+    "traces_retention_days",
+    "query_max_series",
+)
+USAGE_TOP_METRICS = 15
+
+
+def _pct(used: float, limit: float) -> float:
+    return min(100.0, round(100 * used / limit, 1)) if limit else 0.0
+
+
+@login_required
+def usage(request: HttpRequest) -> HttpResponse:
+    """Usage against the org's limits, refusals, and the cardinality explorer (which reads
+    the Mimir-shaped cardinality API in the browser). Owners and admins edit limits here."""
+    access = _page_access(request)
+    org = access.org
+    if request.method == "POST":
+        if not access.can_manage:
+            raise Http404("only owners and admins edit limits")
+        changes = {}
+        for field in USAGE_EDITABLE_LIMITS:
+            raw = request.POST.get(field, "").strip()
+            if raw:
+                if not raw.isdigit() or len(raw) > 10:
+                    messages.error(request, f"{field.replace('_', ' ')}: a whole number")
+                    return redirect("web:usage")
+                changes[field] = int(raw)
+        try:
+            services.limits_update(org=org, changes=changes, actor=request.user)
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        else:
+            messages.success(request, "Limits saved.")
+        return redirect("web:usage")
+    limits = limits_get(org_id=org.pk)
+    ingest = ingest_overview(org_id=org.pk)
+    spans = traces_overview(org_id=org.pk, now_ns=time.time_ns())
+    samples_rate = ingest.samples_last_hour / 3600
+    spans_rate = spans.spans_last_hour / 3600
+    top = cardinality.top_metrics(org_id=org.pk, limit=USAGE_TOP_METRICS)
+    refused = rejections_get(org_id=org.pk)
+    context = {
+        "limits": limits,
+        "can_manage": access.can_manage,
+        "series": ingest.series,
+        "series_pct": _pct(ingest.series, limits.max_global_series_per_user),
+        "samples_rate": samples_rate,
+        "samples_pct": _pct(samples_rate, limits.ingestion_rate),
+        "spans_rate": spans_rate,
+        "spans_pct": _pct(spans_rate, limits.traces_ingestion_rate),
+        "top_metrics": [
+            {
+                "name": name,
+                "series": n,
+                "pct": _pct(n, limits.max_global_series_per_metric),
+            }
+            for name, n in top
+        ],
+        "refused": sorted(
+            (
+                {"signal": signal, "reason": reason.replace("_", " "), "count": n}
+                for signal, reasons in refused.items()
+                for reason, n in reasons.items()
+            ),
+            key=lambda row: -row["count"],
+        ),
+        "editable": [
+            {
+                "name": field,
+                "label": field.replace("_", " "),
+                "value": getattr(limits, field),
+                "help": limits._meta.get_field(field).help_text,
+            }
+            for field in USAGE_EDITABLE_LIMITS
+        ],
+        "api_base": reverse("prom-cardinality-label-names").removesuffix("label_names"),
+        "public_url": _public_url(request),
+    }
+    return render(request, "web/usage.html", context)
+
+
+WORKLOAD_KINDS = ("workload", "app")
+WORKLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+
+
+@login_required
+def workload(request: HttpRequest, kind: str, namespace: str, name: str) -> HttpResponse:
+    """One workload's (or app's) RED charts, operations and traces, read in the browser from
+    the Prometheus and Jaeger APIs (so the page carries no data of its own)."""
+    _page_access(request)
+    if kind not in WORKLOAD_KINDS or not (
+        WORKLOAD_NAME.fullmatch(namespace) and WORKLOAD_NAME.fullmatch(name)
+    ):
+        raise Http404("no such workload")
+    return render(
+        request,
+        "web/workload.html",
+        {
+            "kind": kind,
+            "namespace": namespace,
+            "name": name,
+            "ranges": {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400},
+            "sides": [
+                ("in", "Inbound", "Requests to it, as its own proxy reports them."),
+                ("out", "Outbound", "Requests it makes, as its own proxy reports them."),
+            ],
+            "prom_base": reverse("prom-query").removesuffix("query"),
+            "jaeger_base": reverse("jaeger-services").removesuffix("services"),
+            "trace_url": reverse("web:trace", args=["0"]).removesuffix("0"),
+        },
     )

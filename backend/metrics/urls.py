@@ -1,5 +1,6 @@
 from django.urls import path
 
+from backend.metrics import cardinality_api
 from backend.metrics import prometheus_api as api
 
 urlpatterns = [
@@ -13,4 +14,19 @@ urlpatterns = [
     path("rules", api.RulesView.as_view(), name="prom-rules"),
     path("alerts", api.AlertsView.as_view(), name="prom-alerts"),
     path("status/buildinfo", api.BuildInfoView.as_view(), name="prom-buildinfo"),
+    path(
+        "cardinality/label_names",
+        cardinality_api.LabelNamesCardinalityView.as_view(),
+        name="prom-cardinality-label-names",
+    ),
+    path(
+        "cardinality/label_values",
+        cardinality_api.LabelValuesCardinalityView.as_view(),
+        name="prom-cardinality-label-values",
+    ),
+    path(
+        "cardinality/active_series",
+        cardinality_api.ActiveSeriesView.as_view(),
+        name="prom-cardinality-active-series",
+    ),
 ]

@@ -46,3 +46,12 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+def readme_screenshot(page, name: str) -> None:
+    """With ``CANOPY_SCREENSHOTS=docs/img`` the README's screenshots are taken from the e2e
+    tests (the viewport, not the whole page, to keep the PNGs small)."""
+    folder = os.environ.get("CANOPY_SCREENSHOTS")
+    if folder:
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=os.path.join(folder, f"{name}.png"))

@@ -1,0 +1,115 @@
+"""The mesh graph selector over Istio-shaped series in the real store."""
+
+import pytest
+
+from backend.metrics.mesh import MeshQueryError, mesh_graph
+from backend.metrics.storage import blocks
+from tests.metrics.samples import load
+
+pytestmark = pytest.mark.django_db
+
+NOW = blocks.now_ms() // 15_000 * 15_000
+
+
+def istio(name: str, **labels) -> tuple:
+    return (("__name__", name), *sorted(labels.items()))
+
+
+def ramp(per_second: float, minutes: int = 10) -> list[tuple[int, float]]:
+    """A counter growing at ``per_second`` over the last ``minutes``, scraped every 15 s."""
+    return [(-ago, per_second * (minutes * 60 - ago)) for ago in range(minutes * 60, -1, -15)]
+
+
+def call(reporter, src, dst, code="200", mtls="mutual_tls", protocol="http", ns="shop", **extra):
+    return istio(
+        "istio_requests_total",
+        reporter=reporter,
+        source_workload=src,
+        source_workload_namespace=ns if src != "unknown" else "unknown",
+        source_app=src.rsplit("-", 1)[0],
+        source_version="v1",
+        destination_workload=dst,
+        destination_workload_namespace=ns,
+        destination_app=dst.rsplit("-", 1)[0],
+        destination_version="v1",
+        destination_service_name=dst.rsplit("-", 1)[0],
+        destination_service_namespace=ns,
+        response_code=code,
+        request_protocol=protocol,
+        connection_security_policy=mtls if reporter == "destination" else "unknown",
+        **extra,
+    )
+
+
+def bucket(reporter, src, dst, le, ns="shop"):
+    labels = dict(call(reporter, src, dst, ns=ns)[1:])
+    for drop in ("response_code", "request_protocol", "connection_security_policy"):
+        labels.pop(drop)
+    return istio("istio_request_duration_milliseconds_bucket", le=le, **labels)
+
+
+@pytest.fixture
+def mesh(tenants):
+    load(
+        tenants.org,
+        {
+            # frontend -> cart: both proxies report; source wins (10/s, 10% 5xx)
+            call("source", "frontend-v1", "cart-v1"): ramp(9),
+            call("source", "frontend-v1", "cart-v1", code="503"): ramp(1),
+            call("destination", "frontend-v1", "cart-v1"): ramp(8.5),
+            call("destination", "frontend-v1", "cart-v1", code="503"): ramp(1),
+            # an uninstrumented caller: only the destination reports
+            call("destination", "unknown", "frontend-v1", mtls="none"): ramp(4),
+            bucket("source", "frontend-v1", "cart-v1", "50"): ramp(5),
+            bucket("source", "frontend-v1", "cart-v1", "100"): ramp(9),
+            bucket("source", "frontend-v1", "cart-v1", "+Inf"): ramp(10),
+        },
+        base_ms=NOW,
+    )
+    load(tenants.other_org, {call("source", "vault-v1", "secrets-v1"): ramp(3)}, base_ms=NOW)
+    return tenants
+
+
+def test_edges_nodes_reporter_mtls_and_latency(mesh):
+    graph = mesh_graph(org_id=mesh.org.pk, grouping="workload", window="5m", time_ms=NOW)
+    edges = {(e["source"], e["target"]): e for e in graph["edges"]}
+    assert set(edges) == {
+        ("wl:shop/frontend-v1", "wl:shop/cart-v1"),
+        ("unknown", "wl:shop/frontend-v1"),
+    }
+    cart = edges[("wl:shop/frontend-v1", "wl:shop/cart-v1")]
+    assert cart["reporter"] == "source"
+    assert cart["rps"] == pytest.approx(10, rel=0.02)
+    assert cart["errorPct"] == pytest.approx(10, abs=0.1)
+    assert cart["mtlsPct"] == 100.0
+    assert 50 < cart["p95Ms"] <= 100
+    ext = edges[("unknown", "wl:shop/frontend-v1")]
+    assert ext["reporter"] == "destination"
+    assert ext["rps"] == pytest.approx(4, rel=0.02)
+    assert ext["mtlsPct"] == 0.0
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert nodes["wl:shop/cart-v1"]["health"] == "failing"
+    assert nodes["wl:shop/frontend-v1"]["health"] == "healthy"
+    assert nodes["unknown"]["kind"] == "unknown"
+    # another org's traffic never shows
+    assert not any("vault" in n for n in nodes)
+
+
+def test_grouping_by_namespace_folds_workloads(mesh):
+    graph = mesh_graph(org_id=mesh.org.pk, grouping="namespace", window="5m", time_ms=NOW)
+    assert {(e["source"], e["target"]) for e in graph["edges"]} == {
+        ("ns:shop", "ns:shop"),
+        ("unknown", "ns:shop"),
+    }
+
+
+def test_bad_parameters_are_refused(mesh):
+    with pytest.raises(MeshQueryError):
+        mesh_graph(org_id=mesh.org.pk, grouping="pod", window="5m", time_ms=NOW)
+    with pytest.raises(MeshQueryError):
+        mesh_graph(org_id=mesh.org.pk, grouping="app", window="2d", time_ms=NOW)
+
+
+def test_an_org_without_istio_metrics_gets_an_empty_graph(tenants):
+    graph = mesh_graph(org_id=tenants.org.pk, grouping="app", window="5m", time_ms=NOW)
+    assert graph["nodes"] == [] and graph["edges"] == []

@@ -1,0 +1,74 @@
+"""The usage & limits page: figures against limits, refusals, limits edited by admins only,
+and nothing of another org."""
+
+import pytest
+
+from backend.tenancy.rejections import rejections_count
+from backend.tenancy.selectors import limits_get
+from tests.metrics.samples import counter, load
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def usage(tenants):
+    load(
+        tenants.org,
+        {counter("http_requests_total", pod=f"web-{i}"): [(0, 1.0)] for i in range(5)}
+        | {counter("up", job="web"): [(0, 1.0)]},
+    )
+    load(tenants.other_org, {counter("globex_secret_total", vault="main"): [(0, 1.0)]})
+    return tenants
+
+
+def test_the_page_needs_a_login(client, db):
+    assert client.get("/settings/usage")["Location"].startswith("/login/")
+
+
+def test_usage_against_limits(client, usage):
+    rejections_count(org_id=usage.org.pk, signal="metrics", reasons={"per_metric_series_limit": 7})
+    client.force_login(usage.viewer)
+    html = client.get("/settings/usage").content.decode()
+    assert '<span class="stat-value" data-testid="usage-series">6</span>' in html
+    assert "of 150,000 allowed" in html
+    assert 'data-metric="http_requests_total">http_requests_total</button>' in html
+    assert html.index("http_requests_total</button>") < html.index('data-metric="up"')
+    assert "per metric series limit" in html and ">7<" in html
+    assert "globex_secret_total" not in html
+    assert 'data-api="/prometheus/api/v1/cardinality/"' in html
+    # A viewer reads the limits but has no form.
+    assert "Only owners and admins change limits." in html
+    assert 'name="max_global_series_per_user"' not in html
+    assert client.post("/settings/usage", {"retention_days": "1"}).status_code == 404
+    assert limits_get(org_id=usage.org.pk).retention_days == 30
+
+
+def test_an_owner_edits_limits(client, usage):
+    client.force_login(usage.owner)
+    html = client.get("/settings/usage").content.decode()
+    assert 'name="max_global_series_per_user" type="number" min="0" value="150000"' in html
+    saved = client.post(
+        "/settings/usage",
+        {"max_global_series_per_user": "5000", "retention_days": "7"},
+        follow=True,
+    )
+    assert "Limits saved." in saved.content.decode()
+    limits = limits_get(org_id=usage.org.pk)
+    assert (limits.max_global_series_per_user, limits.retention_days) == (5000, 7)
+    assert limits_get(org_id=usage.other_org.pk).retention_days == 30
+    refused = client.post("/settings/usage", {"retention_days": "-3"}, follow=True)
+    assert "retention days: a whole number" in refused.content.decode()
+
+
+def test_an_empty_org_is_told_what_to_do(client, tenants):
+    client.force_login(tenants.owner)
+    html = client.get("/settings/usage").content.decode()
+    assert "No series yet" in html and "http://testserver/api/v1/push" in html
+    assert "Nothing refused" in html
+
+
+def test_the_outsider_sees_its_own_org_only(client, usage):
+    client.force_login(usage.outsider)
+    html = client.get("/settings/usage").content.decode()
+    assert "globex_secret_total" in html and "http_requests_total" not in html
+    assert client.get("/settings/usage", {"org": "acme"}).status_code == 404

@@ -1,0 +1,159 @@
+// Time-series charts drawn by uPlot for the explorer and the workload pages: readable axis
+// ticks, gaps where a series has no sample, a tooltip with the hovered series' whole label
+// set, click-to-toggle legend, and drag-to-zoom reported to the page.
+import uPlot from "uplot";
+
+export const PALETTE = [
+  "#0f766e", "#2563eb", "#d97706", "#c026d3", "#dc2626", "#059669", "#7c3aed", "#0891b2",
+  "#ca8a04", "#db2777", "#4f46e5", "#65a30d",
+];
+const SI = [[1e15, "P"], [1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+
+/** A number as people read it: at most ``digits`` significant digits, no float noise
+    (0.098999999999999991 → 0.099), SI prefixes from a thousand up. */
+export function fmtValue(v, digits = 4) {
+  if (v == null || Number.isNaN(v)) return "–";
+  if (!Number.isFinite(v)) return v > 0 ? "+Inf" : "-Inf";
+  const abs = Math.abs(v);
+  for (const [size, prefix] of SI) {
+    if (abs >= size) return `${Number((v / size).toPrecision(digits))}${prefix}`;
+  }
+  if (abs !== 0 && abs < 1e-3) return v.toExponential(2).replace(/\.?0+e/, "e");
+  return String(Number(v.toPrecision(digits)));
+}
+
+export function labelText(metric) {
+  const name = metric.__name__ || "";
+  const pairs = Object.entries(metric).filter(([k]) => k !== "__name__").sort(([a], [b]) => (a < b ? -1 : 1));
+  if (!pairs.length) return name || "{}";
+  return `${name}{${pairs.map(([k, v]) => `${k}="${v}"`).join(", ")}}`;
+}
+
+/** Prometheus matrix → uPlot's columns over the step grid (null where a series has no point). */
+export function toColumns(result, start, end, step) {
+  const xs = [];
+  for (let t = start; t <= end + 1e-9; t += step) xs.push(Math.round(t * 1000) / 1000);
+  const index = new Map(xs.map((t, i) => [t, i]));
+  const ys = result.map((s) => {
+    const col = new Array(xs.length).fill(null);
+    for (const [t, v] of s.values) {
+      const i = index.get(Math.round(t * 1000) / 1000);
+      if (i !== undefined) col[i] = Number(v);
+    }
+    return col;
+  });
+  return [xs, ...ys];
+}
+
+function tooltipPlugin(names) {
+  let tip;
+  return {
+    hooks: {
+      init: (u) => {
+        tip = document.createElement("div");
+        tip.className = "chart-tip";
+        tip.hidden = true;
+        u.over.appendChild(tip);
+      },
+      setCursor: (u) => {
+        const i = u.cursor.idx;
+        const { left, top } = u.cursor;
+        if (i == null || left < 0) { tip.hidden = true; return; }
+        const rows = [];
+        u.series.forEach((s, k) => {
+          if (k === 0 || !s.show) return;
+          const v = u.data[k][i];
+          if (v == null) return;
+          rows.push({ k, v, near: Math.abs(u.valToPos(v, s.scale) - top) });
+        });
+        if (!rows.length) { tip.hidden = true; return; }
+        rows.sort((a, b) => a.near - b.near);
+        const when = new Date(u.data[0][i] * 1000).toLocaleString();
+        tip.replaceChildren();
+        const head = document.createElement("div");
+        head.className = "tip-time";
+        head.textContent = when;
+        tip.append(head);
+        for (const { k, v } of rows.slice(0, 8)) {
+          const row = document.createElement("div");
+          row.className = "tip-row";
+          const sw = document.createElement("span");
+          sw.className = "swatch";
+          sw.style.setProperty("--c", u.series[k].stroke());
+          const label = document.createElement("span");
+          label.className = "tip-name tip-full";
+          label.textContent = names[k - 1];
+          const value = document.createElement("span");
+          value.className = "tip-val";
+          value.textContent = fmtValue(v, 6);
+          row.append(sw, label, value);
+          tip.append(row);
+        }
+        if (rows.length > 8) {
+          const more = document.createElement("div");
+          more.className = "tip-more";
+          more.textContent = `and ${rows.length - 8} more`;
+          tip.append(more);
+        }
+        tip.hidden = false;
+        const w = u.over.clientWidth;
+        tip.style.left = `${left > w / 2 ? Math.max(0, left - tip.offsetWidth - 12) : left + 12}px`;
+        tip.style.top = `${Math.max(0, top - 10)}px`;
+      },
+    },
+  };
+}
+
+/** Draw ``columns`` (uPlot data) into ``box``; ``names`` label the series. */
+export function drawChart(box, { columns, names, height = 300, onZoom, unit = "", yRange = null }) {
+  box.replaceChildren();
+  const width = Math.max(320, box.clientWidth || 800);
+  const opts = {
+    width,
+    height,
+    plugins: [tooltipPlugin(names)],
+    cursor: { drag: { x: Boolean(onZoom), y: false, setScale: false }, focus: { prox: 16 } },
+    focus: { alpha: 0.35 },
+    legend: { show: names.length > 1 || names[0] !== "", live: false },
+    scales: { x: { time: true }, ...(yRange ? { y: { range: yRange } } : {}) },
+    axes: [
+      { stroke: "#475467", grid: { stroke: "#eaecf0" }, ticks: { stroke: "#eaecf0" } },
+      {
+        stroke: "#475467",
+        grid: { stroke: "#eaecf0" },
+        ticks: { stroke: "#eaecf0" },
+        size: 60,
+        values: (u, splits) => splits.map((v) => `${fmtValue(v)}${unit}`),
+      },
+    ],
+    series: [
+      { value: (u, v) => (v == null ? "" : new Date(v * 1000).toLocaleString()) },
+      ...names.map((name, i) => ({
+        label: name,
+        stroke: PALETTE[i % PALETTE.length],
+        width: 1.6,
+        spanGaps: false,
+        points: { show: false },
+        value: (u, v) => fmtValue(v, 6),
+      })),
+    ],
+    hooks: {
+      setSelect: [
+        (u) => {
+          if (!onZoom || u.select.width < 5) return;
+          const from = u.posToVal(u.select.left, "x");
+          const to = u.posToVal(u.select.left + u.select.width, "x");
+          u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+          onZoom(from, to);
+        },
+      ],
+    },
+  };
+  const plot = new uPlot(opts, columns, box);
+  const resize = new ResizeObserver(() => {
+    const w = box.clientWidth;
+    if (w && Math.abs(w - plot.width) > 4) plot.setSize({ width: w, height });
+  });
+  resize.observe(box);
+  return plot;
+}

@@ -314,7 +314,7 @@ def test_scopes_and_roles(api, tenants, writer):
 
 def test_isolation(api, tenants, writer):
     _publish_yaml(api, writer)
-    cluster, agent_secret = services.cluster_create(org=tenants.org, name="east")
+    _, agent_secret = services.cluster_create(org=tenants.org, name="east")
     outsider = tenants.outsider_token()
     for path in (
         "/api/v1/config/revisions/1",

@@ -90,6 +90,11 @@ class Mesh:
                     out[host].add(subset["name"])
         return out
 
+    def not_found(self, message: str) -> str:
+        if self.registry_empty:
+            return message + " (Canopy has no Istio metrics or traces of this org yet: a warning)"
+        return message
+
     def not_found_severity(self, severity: str) -> str:
         """Host lookups against an empty registry (no metrics, no traces, no ServiceEntry yet)
         would fail for every host: they warn instead of blocking."""
@@ -126,7 +131,10 @@ def check_route_hosts(mesh: Mesh) -> Iterator[Finding]:
                         "KIA1101",
                         mesh.not_found_severity(ERROR),
                         f"{path}/route[{j}]/destination/host",
-                        "DestinationWeight on route doesn't have a valid service (host not found)",
+                        mesh.not_found(
+                            "DestinationWeight on route doesn't have a valid service "
+                            "(host not found)"
+                        ),
                     )
                 subset = destination.get("subset")
                 if subset and subset not in subsets.get(host, set()):
@@ -412,8 +420,10 @@ def check_destination_rules(mesh: Mesh) -> Iterator[Finding]:
                 "KIA0202",
                 mesh.not_found_severity(ERROR),
                 "spec/host",
-                "This host has no matching entry in the service registry (service, workload or "
-                "service entries)",
+                mesh.not_found(
+                    "This host has no matching entry in the service registry (service, "
+                    "workload or service entries)"
+                ),
             )
             continue
         host_ns = namespace_of(host)

@@ -9,8 +9,23 @@ import yaml
 from backend.meshconfig.bundle import resource_key
 
 
+_TOP = ("apiVersion", "kind", "metadata", "spec")
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def resource_yaml(resource: dict) -> str:
-    return yaml.safe_dump(resource, sort_keys=False, default_flow_style=False)
+    """YAML as people write it: apiVersion, kind, metadata, spec first, keys sorted below
+    (the stored JSON keeps no order)."""
+    ordered = {k: _sorted(resource[k]) for k in _TOP if k in resource}
+    ordered.update({k: _sorted(v) for k, v in sorted(resource.items()) if k not in _TOP})
+    return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False)
 
 
 def bundle_yaml(resources: list[dict]) -> str:

@@ -8,7 +8,6 @@ import yaml
 
 from backend.meshconfig.bundle import resource_key
 
-
 _TOP = ("apiVersion", "kind", "metadata", "spec")
 
 

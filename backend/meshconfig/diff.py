@@ -19,12 +19,17 @@ def _sorted(value):
     return value
 
 
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:
+        return True  # write shared values out: the API refuses aliases in what it reads
+
+
 def resource_yaml(resource: dict) -> str:
     """YAML as people write it: apiVersion, kind, metadata, spec first, keys sorted below
     (the stored JSON keeps no order)."""
     ordered = {k: _sorted(resource[k]) for k in _TOP if k in resource}
     ordered.update({k: _sorted(v) for k, v in sorted(resource.items()) if k not in _TOP})
-    return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False)
+    return yaml.dump(ordered, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
 def bundle_yaml(resources: list[dict]) -> str:

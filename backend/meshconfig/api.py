@@ -321,7 +321,9 @@ class RevisionsView(MeshAPIView):
         force = self.check_force(request)
         message = self.option(request, "message") or ""
         parent = self.option(request, "parent")
-        check_parent = parent is not None
+        check_parent = "parent" in request.query_params or (
+            isinstance(request.data, dict) and "parent" in request.data
+        )
         if parent in ("", "null", "none"):
             parent = None
         if parent is not None:

@@ -140,6 +140,16 @@ def test_stale_parent_is_409(api, writer):
     stale = _publish_yaml(api, writer, parent=1)
     assert stale.status_code == 409
     assert stale.json()["head"] == 2
+    # In JSON too, and "parent": null claims there is no revision yet.
+    resources = yaml.safe_load_all(VS_YAML)
+    body = {"resources": [r for r in resources if r], "parent": None}
+    stale = api.post("/api/v1/config/revisions", body, format="json", **bearer(writer))
+    assert stale.status_code == 409
+    body["parent"] = 2
+    assert (
+        api.post("/api/v1/config/revisions", body, format="json", **bearer(writer)).json()["number"]
+        == 3
+    )
 
 
 def test_errors_block_publishing_unless_an_admin_forces(api, tenants, writer):

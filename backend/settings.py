@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "backend.pipeline",
     "backend.metrics",
     "backend.tracing",
+    "backend.meshconfig",
     "web",
     "django.contrib.humanize",
 ]

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from web import api, views
+from web import api, meshconfig_views, views
 
 app_name = "web"
 
@@ -28,4 +28,25 @@ urlpatterns = [
     path("settings/usage", views.usage, name="usage"),
     path("mesh/<str:kind>/<str:namespace>/<str:name>", views.workload, name="workload"),
     path("mesh/graph", api.MeshGraphView.as_view(), name="mesh-graph"),
+    path("config", meshconfig_views.clusters, name="config-clusters"),
+    path("config/clusters", meshconfig_views.cluster_create, name="config-cluster-create"),
+    path(
+        "config/clusters/<str:name>/delete",
+        meshconfig_views.cluster_delete,
+        name="config-cluster-delete",
+    ),
+    path(
+        "config/clusters/<str:name>/token",
+        meshconfig_views.cluster_token_rotate,
+        name="config-cluster-token",
+    ),
+    path("config/editor", meshconfig_views.editor, name="config-editor"),
+    path("config/revisions", meshconfig_views.revisions, name="config-revisions"),
+    path("config/rollouts", meshconfig_views.rollout, name="config-rollout"),
+    path(
+        "config/revisions/<int:number>/rollback",
+        meshconfig_views.rollback,
+        name="config-rollback",
+    ),
+    path("config/telemetry", meshconfig_views.telemetry, name="config-telemetry"),
 ]

@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "backend.pipeline",
     "backend.metrics",
     "backend.tracing",
+    "backend.rules",
     "web",
 ]
 
@@ -224,6 +225,8 @@ INGEST_DRAIN_DELAY_SECONDS = env_int("CANOPY_DRAIN_DELAY_MS", 250, minimum=0) / 
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
+# How often beat looks for due rule groups (each group runs on its own interval).
+RULES_TICK_SECONDS = env_int("CANOPY_RULES_TICK_MS", 1000, minimum=100) / 1000
 CELERY_BEAT_SCHEDULE = {
     "pipeline-sweep-outbox": {"task": "backend.pipeline.tasks.sweep_outbox", "schedule": 15.0},
     "pipeline-retention": {"task": "backend.pipeline.tasks.apply_retention", "schedule": 3600.0},
@@ -232,6 +235,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "backend.tracing.tasks.rollup_dependencies",
         "schedule": 30.0,
     },
+    "rules-schedule-due": {"task": "backend.rules.tasks.schedule_due", "schedule": RULES_TICK_SECONDS},
 }
 
 REST_FRAMEWORK = {

@@ -72,6 +72,7 @@ class Scope(models.TextChoices):
     TRACES_READ = "traces:read"
     CONFIG_READ = "config:read"
     CONFIG_WRITE = "config:write"
+    RULES_WRITE = "rules:write"
     ADMIN = "admin"
 
 

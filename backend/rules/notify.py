@@ -128,7 +128,7 @@ def notifications_queue(*, org_id: int, config: AlertingConfig, alerts: list[dic
     ]
     if not rows:
         return []
-    created = Notification.objects.bulk_create(rows)
+    created = Notification.objects.for_org(org_id).bulk_create(rows)
     ids = [n.pk for n in created]
 
     def enqueue() -> None:

@@ -336,5 +336,5 @@ def _alerts_store(org_id: int, group: RuleGroup, outcome: GroupOutcome) -> None:
                 )
             )
     AlertState.objects.for_org(org_id).filter(group=group).delete()
-    AlertState.objects.bulk_create(rows)
+    AlertState.objects.for_org(org_id).bulk_create(rows)
 

@@ -235,7 +235,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "backend.tracing.tasks.rollup_dependencies",
         "schedule": 30.0,
     },
-    "rules-schedule-due": {"task": "backend.rules.tasks.schedule_due", "schedule": RULES_TICK_SECONDS},
+    "rules-schedule-due": {
+        "task": "backend.rules.tasks.schedule_due",
+        "schedule": RULES_TICK_SECONDS,
+    },
 }
 
 REST_FRAMEWORK = {

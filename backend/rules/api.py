@@ -18,7 +18,13 @@ from rest_framework.parsers import BaseParser
 from backend.metrics import promql
 from backend.metrics.prometheus_api import PrometheusView, success
 from backend.rules import notify, selectors, services
-from backend.rules.rulefile import MAX_FILE_BYTES, RuleFileError, group_parse, groups_parse, yaml_dump
+from backend.rules.rulefile import (
+    MAX_FILE_BYTES,
+    RuleFileError,
+    group_parse,
+    groups_parse,
+    yaml_dump,
+)
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
 
@@ -39,9 +45,16 @@ def _yaml(text: str, status: int = 200) -> HttpResponse:
 
 
 def _ruler_json(status: int, error: str = "") -> HttpResponse:
-    body = {"status": "error" if error else "success", "data": None, "errorType": "", "error": error}
+    body = {
+        "status": "error" if error else "success",
+        "data": None,
+        "errorType": "",
+        "error": error,
+    }
     if error:
-        body["errorType"] = "bad_data" if status == 400 else "not_found" if status == 404 else "server_error"
+        body["errorType"] = (
+            "bad_data" if status == 400 else "not_found" if status == 404 else "server_error"
+        )
     return HttpResponse(json.dumps(body), status=status, content_type="application/json")
 
 
@@ -73,7 +86,9 @@ class RulerView(OrgAPIView):
         if namespace is None or group is not None:
             return _text_error("POST a rule group to /config/v1/rules/{namespace}", 405)
         if not _name_ok(namespace):
-            return _text_error(f"invalid namespace name (1-{MAX_NAME_LENGTH} characters, no '/')", 400)
+            return _text_error(
+                f"invalid namespace name (1-{MAX_NAME_LENGTH} characters, no '/')", 400
+            )
         length = int(request.META.get("CONTENT_LENGTH") or 0)
         if length > MAX_FILE_BYTES:
             return _text_error(f"rule group larger than {MAX_FILE_BYTES} bytes", 413)
@@ -112,7 +127,8 @@ class RulerView(OrgAPIView):
 
 
 class RulesView(PrometheusView):
-    """``GET /prometheus/api/v1/rules[?type=alert|record&rule_name[]=…&rule_group[]=…&file[]=…]``."""
+    """``GET /prometheus/api/v1/rules``, with Prometheus's filters ``type=alert|record``,
+    ``rule_name[]``, ``rule_group[]`` and ``file[]`` (the namespace)."""
 
     def handle(self):
         kind = self.param("type")

@@ -173,7 +173,9 @@ def _record(rule: Rule, vector: list[tuple[Labels, float]], limit: int) -> list:
         labels = {**labels, **rule.labels, METRIC_NAME: rule.record}
         key = labels_fingerprint(labels)
         if key in seen:
-            raise RuleError("vector contains metrics with the same labelset after applying rule labels")
+            raise RuleError(
+                "vector contains metrics with the same labelset after applying rule labels"
+            )
         seen.add(key)
         out.append((labels, value))
     if limit and len(out) > limit:
@@ -200,7 +202,9 @@ def _alerting(
         labels = {k: v for k, v in labels.items() if v != ""}  # an empty value is no label
         labels["alertname"] = rule.alert
         annotations = {
-            key: template_expand(text=text, name=name, labels=sample_labels, value=value, query=query)
+            key: template_expand(
+                text=text, name=name, labels=sample_labels, value=value, query=query
+            )
             for key, text in rule.annotations.items()
         }
         fp = labels_fingerprint(labels)
@@ -258,7 +262,9 @@ def _wire(alert: Alert, rule: Rule, generator_url: Callable[[str], str]) -> dict
     out = {
         "labels": dict(alert.labels),
         "annotations": dict(alert.annotations),
-        "startsAt": _rfc3339(alert.fired_at_ms if alert.fired_at_ms is not None else alert.active_at_ms),
+        "startsAt": _rfc3339(
+            alert.fired_at_ms if alert.fired_at_ms is not None else alert.active_at_ms
+        ),
         "generatorURL": generator_url(rule.expr),
     }
     if ends is not None:

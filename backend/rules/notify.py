@@ -57,10 +57,7 @@ def targets_clean(data) -> dict:
             where = f"{kind}[{i}]"
             if not isinstance(item, dict):
                 raise TargetsInvalid(f"{where}: expected an object")
-            allowed = {"url", "bearer_token", "basic_auth"} if kind == "alertmanagers" else {
-                "url", "bearer_token", "basic_auth"
-            }
-            extra = set(item) - allowed
+            extra = set(item) - {"url", "bearer_token", "basic_auth"}
             if extra:
                 raise TargetsInvalid(f"{where}: unknown field(s): {', '.join(sorted(extra))}")
             clean = {"url": _url(item.get("url"), where)}

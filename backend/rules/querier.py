@@ -35,9 +35,7 @@ class OverlayQuerier:
     def select(
         self, matchers: Sequence[Matcher], *, start_ms: int, end_ms: int, max_series: int
     ) -> SeriesSet:
-        stored = self.base.select(
-            matchers, start_ms=start_ms, end_ms=end_ms, max_series=max_series
-        )
+        stored = self.base.select(matchers, start_ms=start_ms, end_ms=end_ms, max_series=max_series)
         if not self._written:
             return stored
         own = MemoryQuerier(self._written.values()).select(

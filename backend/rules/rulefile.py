@@ -157,7 +157,9 @@ def group_parse(text: str) -> Group:
 def _group(data: Any) -> Group:
     if not isinstance(data, dict):
         raise RuleFileError(["a rule group must be a mapping"])
-    errors = [f"field {k} not found in type rulefmt.RuleGroup" for k in data if k not in _GROUP_FIELDS]
+    errors = [
+        f"field {k} not found in type rulefmt.RuleGroup" for k in data if k not in _GROUP_FIELDS
+    ]
     name = data.get("name") or ""
     if not isinstance(name, str) or not name:
         errors.append("Groupname must not be empty")
@@ -216,7 +218,9 @@ def _string_map(value: Any, what: str, errors: list[str]) -> dict[str, str]:
 def _rule(data: Any) -> Rule:
     if not isinstance(data, dict):
         raise RuleFileError(["a rule must be a mapping"])
-    errors = [f"field {k} not found in type rulefmt.RuleNode" for k in data if k not in _RULE_FIELDS]
+    errors = [
+        f"field {k} not found in type rulefmt.RuleNode" for k in data if k not in _RULE_FIELDS
+    ]
     fields = {}
     for key in ("record", "alert", "expr", "for", "keep_firing_for"):
         value = data.get(key)

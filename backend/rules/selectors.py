@@ -120,7 +120,11 @@ def rules_api(
                 states = {a.state for a in alerts}
                 rules.append(
                     {
-                        "state": "firing" if "firing" in states else "pending" if states else "inactive",
+                        "state": "firing"
+                        if "firing" in states
+                        else "pending"
+                        if states
+                        else "inactive",
                         **common,
                         "duration": rule.for_ms / 1000,
                         "keepFiringFor": rule.keep_firing_for_ms / 1000,

@@ -85,7 +85,9 @@ def group_save(*, org_id: int, namespace: str, group: Group) -> RuleGroup:
                     f"this organization may have at most {config.max_groups} rule groups"
                 )
             position = RuleGroup.objects.for_org(org_id).filter(namespace=namespace).count()
-            existing = RuleGroup(org_id=org_id, namespace=namespace, name=group.name, position=position)
+            existing = RuleGroup(
+                org_id=org_id, namespace=namespace, name=group.name, position=position
+            )
         old_rules = existing.rules or []
         interval = interval_of(group, config)
         changed_interval = existing.pk is None or interval != interval_of(existing, config)
@@ -101,7 +103,9 @@ def group_save(*, org_id: int, namespace: str, group: Group) -> RuleGroup:
         ]
         if existing.pk is not None and len(kept) < len(group.rules):
             health = list(existing.rule_health or [])
-            existing.rule_health = [health[i] if i in kept and i < len(health) else {} for i in range(len(group.rules))]
+            existing.rule_health = [
+                health[i] if i in kept and i < len(health) else {} for i in range(len(group.rules))
+            ]
             AlertState.objects.for_org(org_id).filter(group=existing).exclude(
                 rule_index__in=kept
             ).delete()
@@ -173,7 +177,12 @@ def group_claim(*, group_id: int, now_ms: int) -> int | None:
     worker took the slot). Compare-and-set on ``next_eval_ms``: of two workers handed the
     same slot, only the one whose UPDATE matches the slot it read gets it. Slots missed while
     nothing ran are skipped to the latest one, as Prometheus skips missed iterations."""
-    row = RuleGroup.objects.unscoped().filter(pk=group_id).values("org_id", "next_eval_ms", "interval_ms").first()
+    row = (
+        RuleGroup.objects.unscoped()
+        .filter(pk=group_id)
+        .values("org_id", "next_eval_ms", "interval_ms")
+        .first()
+    )
     if row is None or row["next_eval_ms"] > now_ms:
         return None
     config = alerting_config_get(org_id=row["org_id"])
@@ -239,7 +248,9 @@ def group_evaluate(*, group_id: int, ts_ms: int) -> GroupOutcome | None:
     for row in AlertState.objects.for_org(org_id).filter(group=group):
         alerts.setdefault(row.rule_index, {})[row.fingerprint] = _alert_of(row)
     health = list(group.rule_health or [])
-    previous = [(health[i].get("series") or []) if i < len(health) else [] for i in range(len(rules))]
+    previous = [
+        (health[i].get("series") or []) if i < len(health) else [] for i in range(len(rules))
+    ]
     limits = limits_get(org_id=org_id)
     outcome = group_run(
         querier=OverlayQuerier(PostgresQuerier(org_id=org_id)),
@@ -337,4 +348,3 @@ def _alerts_store(org_id: int, group: RuleGroup, outcome: GroupOutcome) -> None:
             )
     AlertState.objects.for_org(org_id).filter(group=group).delete()
     AlertState.objects.for_org(org_id).bulk_create(rows)
-

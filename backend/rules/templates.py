@@ -58,7 +58,9 @@ def go_float(v: float) -> str:
     sign = "-" if v < 0 else ""
     if exp < -4 or exp >= 21:
         frac = digits[1:]
-        return f"{sign}{digits[0]}{'.' + frac if frac else ''}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+        return (
+            f"{sign}{digits[0]}{'.' + frac if frac else ''}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+        )
     if exp < 0:
         return f"{sign}0.{'0' * (-exp - 1)}{digits}"
     if len(digits) <= exp + 1:
@@ -324,8 +326,11 @@ def _go_printf(fmt: str, *values: Any) -> str:
             elif conv in "eEfFgG":
                 fv = _to_float(v)
                 out.append(
-                    go_g(fv, int(prec)) if conv == "g" and prec is not None and not flags
-                    else ((spec + conv) % fv) if math.isfinite(fv) else go_float(fv)
+                    go_g(fv, int(prec))
+                    if conv == "g" and prec is not None and not flags
+                    else ((spec + conv) % fv)
+                    if math.isfinite(fv)
+                    else go_float(fv)
                 )
             elif conv == "q":
                 out.append('"' + go_str(v).replace("\\", "\\\\").replace('"', '\\"') + '"')
@@ -546,8 +551,10 @@ class _Parser:
                 return items
             text = source[pos:start]
             inner_start = start + 2
-            if source.startswith("- ", inner_start) or source.startswith("-\t", inner_start) or (
-                source.startswith("-\n", inner_start)
+            if (
+                source.startswith("- ", inner_start)
+                or source.startswith("-\t", inner_start)
+                or (source.startswith("-\n", inner_start))
             ):
                 text = text.rstrip()
                 inner_start += 1
@@ -998,5 +1005,3 @@ def template_expand(
         return template_parse(text, name=name).render(labels=labels, value=value, query=query)
     except TemplateError as exc:
         return f"<error expanding template: error executing template {name}: {exc}>"
-
-

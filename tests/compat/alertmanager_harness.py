@@ -52,7 +52,7 @@ class WebhookSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
                 with sink._lock:
@@ -112,7 +112,10 @@ class AlertmanagerServer:
                 "repeat_interval": "1h",
             },
             "receivers": [
-                {"name": "hook", "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}]}
+                {
+                    "name": "hook",
+                    "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}],
+                }
             ],
         }
 
@@ -120,7 +123,7 @@ class AlertmanagerServer:
         self.tmpdir = Path(tempfile.mkdtemp(prefix="canopy-am-"))
         (self.tmpdir / "am.yml").write_text(json.dumps(self.config()))
         self.port = free_port()
-        self.log = open(self.tmpdir / "am.log", "ab")  # noqa: SIM115 - closed in __exit__
+        self.log = open(self.tmpdir / "am.log", "ab")
         self.proc = subprocess.Popen(
             [
                 self.binary,

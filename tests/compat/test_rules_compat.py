@@ -51,7 +51,9 @@ groups:
   - alert: IstioTraffic
     expr: destination_service:istio_requests:rate10s > 0
   - record: istio:latency_p99:10s
-    expr: histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket[10s])))
+    expr: >-
+      histogram_quantile(0.99,
+        sum by (le) (rate(istio_request_duration_milliseconds_bucket[10s])))
 """
 SERIES_COMPARED = [
     "destination_service:istio_requests:rate10s",
@@ -67,7 +69,10 @@ RUN_S = 15  # how long Prometheus evaluates
 
 def _dataset(start_ms: int) -> list[tuple[dict, list[tuple[int, float]]]]:
     series = []
-    services_rps = {"reviews.default.svc.cluster.local": 20.0, "ratings.default.svc.cluster.local": 5.0}
+    services_rps = {
+        "reviews.default.svc.cluster.local": 20.0,
+        "ratings.default.svc.cluster.local": 5.0,
+    }
     buckets = [5.0, 25.0, 100.0, 500.0, math.inf]
     for svc, rps in services_rps.items():
         ok, bad, hist = 0.0, 0.0, [0.0] * len(buckets)
@@ -83,7 +88,11 @@ def _dataset(start_ms: int) -> list[tuple[dict, list[tuple[int, float]]]]:
             for i, le in enumerate(buckets):
                 hist[i] += rps if latency <= le else rps * 0.01
                 hist_points[i].append((t, hist[i]))
-        base = {"__name__": "istio_requests_total", "destination_service": svc, "reporter": "destination"}
+        base = {
+            "__name__": "istio_requests_total",
+            "destination_service": svc,
+            "reporter": "destination",
+        }
         series.append(({**base, "response_code": "200"}, ok_points))
         series.append(({**base, "response_code": "503"}, bad_points))
         for i, le in enumerate(buckets):
@@ -131,7 +140,9 @@ def test_recorded_series_and_alerts_match_prometheus(prometheus_binary, tmp_path
     # before its first evaluation, so the rules are loaded with a reload after the writes.
     owner = user_get_or_create(username="rules-compat")
     org = org_create(slug="rules-compat", name="Rules compatibility", owner=owner)
-    limits_update(org=org, changes={"ingestion_rate": 1_000_000, "ingestion_burst_size": 10_000_000})
+    limits_update(
+        org=org, changes={"ingestion_rate": 1_000_000, "ingestion_burst_size": 10_000_000}
+    )
     AlertingConfig.objects.for_org(org).create(org=org, min_interval_seconds=1)
     _, write_token = token_create(org=org, name="rw", scopes=["metrics:write"])
     with requests.Session() as session:
@@ -166,9 +177,7 @@ def test_recorded_series_and_alerts_match_prometheus(prometheus_binary, tmp_path
     (prom_group,) = rules_state["groups"]
     assert all(r["health"] == "ok" for r in prom_group["rules"]), prom_group
 
-    eval_times = sorted(
-        {t for points in prom_data[SERIES_COMPARED[0]].values() for t in points}
-    )
+    eval_times = sorted({t for points in prom_data[SERIES_COMPARED[0]].values() for t in points})
     assert len(eval_times) >= RUN_S - 3, eval_times
     # the burst must have made the alert go through pending and firing
     states = {dict(k).get("alertstate") for k in prom_data["ALERTS"]}

@@ -98,9 +98,10 @@ def test_invalid_groups_are_400_with_the_reason(api, tenants, writer, body, reas
 def test_scopes(api, tenants):
     reader = tenants.token([Scope.METRICS_READ])
     assert _post(api, f"{RULER}/ns", GROUP, reader).status_code == 403
-    assert api.put(
-        "/api/v1/alerting/targets", data={}, format="json", **bearer(reader)
-    ).status_code == 403
+    assert (
+        api.put("/api/v1/alerting/targets", data={}, format="json", **bearer(reader)).status_code
+        == 403
+    )
     assert api.get(RULER, **bearer(tenants.token([Scope.METRICS_WRITE]))).status_code == 403
     assert api.get(RULER).status_code in (401, 403)
 
@@ -188,7 +189,11 @@ def test_targets_put_get_hide_secrets_and_validate(api, tenants, writer):
     assert got["status"] == []
     for bad in (
         {"alertmanagers": [{"url": "ftp://x"}]},
-        {"alertmanagers": [{"url": "http://x", "bearer_token": "a", "basic_auth": {"username": "u"}}]},
+        {
+            "alertmanagers": [
+                {"url": "http://x", "bearer_token": "a", "basic_auth": {"username": "u"}}
+            ]
+        },
         {"pagers": []},
         {"webhooks": "http://x"},
     ):

@@ -129,7 +129,14 @@ def test_alerts_series_and_for_state(tenants, group):
     _drain(tenants.org)
     labels = (("alertname", "HighErrors"), ("severity", "page"), ("svc", "a"), ("team", "A"))
     got = _query(tenants.org, "ALERTS", T0 + 3 * MIN)
-    assert got == {(("__name__", "ALERTS"), ("alertname", "HighErrors"), ("alertstate", "firing"), *labels[1:]): 1.0}
+    assert got == {
+        (
+            ("__name__", "ALERTS"),
+            ("alertname", "HighErrors"),
+            ("alertstate", "firing"),
+            *labels[1:],
+        ): 1.0
+    }
     pending = _query(tenants.org, 'ALERTS{alertstate="pending"}', T0 + 2 * MIN)
     assert len(pending) == 1
     # the pending series got a staleness marker when the alert fired

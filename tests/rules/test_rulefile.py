@@ -11,7 +11,7 @@ import pytest
 
 from backend.rules.durations import DurationError, duration_format, duration_parse
 from backend.rules.rulefile import RuleFileError, group_parse, groups_parse
-from backend.rules.templates import template_expand, template_parse, TemplateError
+from backend.rules.templates import TemplateError, template_expand, template_parse
 
 VALID = {
     "istio": """
@@ -32,11 +32,15 @@ groups:
       summary: "High 5xx rate on {{ $labels.destination_service }}"
       description: "{{ $value | humanizePercentage }} of requests fail"
   - alert: IstioLatencyP99
-    expr: histogram_quantile(0.99, sum by (le, destination_service) (rate(istio_request_duration_milliseconds_bucket[5m]))) > 1000
+    expr: >-
+      histogram_quantile(0.99, sum by (le, destination_service)
+        (rate(istio_request_duration_milliseconds_bucket[5m]))) > 1000
     for: 10m
     keep_firing_for: 5m
     annotations:
-      summary: '{{ with $labels.destination_service }}{{ . }}{{ else }}unknown{{ end }} p99 {{ humanizeDuration $value }}'
+      summary: >-
+        {{ with $labels.destination_service }}{{ . }}{{ else }}unknown{{ end }}
+        p99 {{ humanizeDuration $value }}
 """,
     "empty_groups": "groups: []\n",
     "templates": """
@@ -51,7 +55,8 @@ groups:
       a: '{{ range $k, $v := $labels }}{{ $k }}={{ $v }} {{ end }}'
       b: '{{ printf "%.2f" $value }} {{ humanize1024 $value }} {{ .ExternalURL }}'
       c: '{{ if and (gt $value 1.0) (lt $value 5.0) }}mid{{ else if gt $value 5.0 }}hi{{ end }}'
-      d: '{{ reReplaceAll "(.*):.*" "$1" $labels.instance }} {{ title "abc" }} {{ stripPort "a:1" }}'
+      d: '{{ reReplaceAll "(.*):.*" "$1" $labels.instance }} {{ title "abc" }}'
+      f: '{{ stripPort "a:1" }} {{ stripDomain "a.b.c:1" }} {{ humanizeTimestamp 0 }}'
       e: '{{ with query "up" }}{{ . | first | value }}{{ end }} {{ graphLink "up" }}'
 """,
     "zero_for": """
@@ -99,8 +104,7 @@ INVALID = {
         "    annotations: {s: '{{ if $value }}yes'}\n"
     ),
     "template_undefined_variable": (
-        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n"
-        "    labels: {s: '{{ $nope }}'}\n"
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up\n    labels: {s: '{{ $nope }}'}\n"
     ),
     "not_yaml": "groups: [\n",
 }
@@ -166,8 +170,15 @@ def test_every_reason_is_reported():
 
 @pytest.mark.parametrize(
     ("text", "ms"),
-    [("0", 0), ("1s", 1000), ("1m30s", 90_000), ("1h", 3_600_000), ("2d", 172_800_000),
-     ("100ms", 100), ("1w", 604_800_000)],  # fmt: skip
+    [
+        ("0", 0),
+        ("1s", 1000),
+        ("1m30s", 90_000),
+        ("1h", 3_600_000),
+        ("2d", 172_800_000),
+        ("100ms", 100),
+        ("1w", 604_800_000),
+    ],
 )
 def test_durations(text, ms):
     assert duration_parse(text) == ms
@@ -205,7 +216,11 @@ def test_bad_durations(text):
         ("{{ .Labels.job | toUpper }}", 1.0, "API"),
         ("{{ $labels.missing }}", 1.0, "<no value>"),
         ("{{ if gt $value 2.0 }}hi{{ else }}lo{{ end }}", 3.0, "hi"),
-        ("{{- range $k, $v := $labels }}{{ $k }}={{ $v }},{{ end }}", 1.0, "instance=a:9090,job=api,"),
+        (
+            "{{- range $k, $v := $labels }}{{ $k }}={{ $v }},{{ end }}",
+            1.0,
+            "instance=a:9090,job=api,",
+        ),
         ('{{ printf "%.1f|%s|%d" $value "x" 3 }}', 2.25, "2.2|x|3"),
         ('{{ reReplaceAll "(.*):.*" "$1" $labels.instance }}', 1.0, "a"),
         ('{{ match "^a" $labels.instance }}', 1.0, "true"),

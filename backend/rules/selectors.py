@@ -172,6 +172,7 @@ def alerts_for_page(*, org_id: int) -> list[dict]:
                 "annotations": row.annotations,
                 "active_at_ms": row.active_at_ms,
                 "value": _value_text(row.value),
+                "value_float": row.value,
                 "expr": rule.get("expr", ""),
                 "group": f"{group.namespace}/{group.name}" if group else "",
             }

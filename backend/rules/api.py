@@ -119,10 +119,13 @@ class RulerView(OrgAPIView):
     def delete(self, request, namespace: str | None = None, group: str | None = None):
         if namespace is None:
             return _text_error("name the namespace to delete", 405)
+        # As Mimir: deleting what does not exist (here, or in another org) is 404.
         if group is None:
-            services.namespace_delete(org_id=self.org.pk, namespace=namespace)
+            deleted = services.namespace_delete(org_id=self.org.pk, namespace=namespace)
         else:
-            services.group_delete(org_id=self.org.pk, namespace=namespace, name=group)
+            deleted = services.group_delete(org_id=self.org.pk, namespace=namespace, name=group)
+        if not deleted:
+            return _text_error("no rule groups found", 404)
         return _ruler_json(202)
 
 

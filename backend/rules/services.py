@@ -266,6 +266,7 @@ def group_evaluate(*, group_id: int, ts_ms: int) -> GroupOutcome | None:
         alerts=alerts,
         previous_series=previous,
         generator_url=generator_url,
+        resend_delay_ms=settings.RULES_RESEND_DELAY_MS,
     )
     _samples_store(org_id, ts_ms, outcome, limits)
     with transaction.atomic():

@@ -59,7 +59,7 @@ def test_mimirtool_style_round_trip(api, tenants, writer):
     assert RuleGroup.objects.for_org(tenants.org).count() == 1
     assert api.delete(f"{RULER}/istio/mesh", **bearer(writer)).status_code == 202
     assert api.get(f"{RULER}/istio/mesh", **bearer(writer)).status_code == 404
-    assert api.delete(f"{RULER}/istio/mesh", **bearer(writer)).status_code == 202  # idempotent
+    assert api.delete(f"{RULER}/istio/mesh", **bearer(writer)).status_code == 404  # as Mimir
 
 
 def test_basic_auth_as_mimirtool_sends_it(api, tenants, writer):
@@ -117,7 +117,8 @@ def test_other_orgs_rules_and_alerts_are_invisible(api, tenants, writer):
     assert api.get(f"{RULER}/secret", **bearer(outsider)).status_code == 404
     assert api.get(f"{RULER}/secret/mesh", **bearer(outsider)).status_code == 404
     assert api.get(RULER, **bearer(outsider)).status_code == 404
-    assert api.delete(f"{RULER}/secret", **bearer(outsider)).status_code == 202
+    assert api.delete(f"{RULER}/secret", **bearer(outsider)).status_code == 404
+    assert api.delete(f"{RULER}/secret/mesh", **bearer(outsider)).status_code == 404
     assert RuleGroup.objects.for_org(tenants.org).count() == 1  # untouched
     assert api.get(f"{PROM}/rules", **bearer(outsider)).json()["data"] == {"groups": []}
     assert api.get(f"{PROM}/alerts", **bearer(outsider)).json()["data"] == {"alerts": []}

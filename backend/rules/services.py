@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 
 from backend.metrics.labels import labels_key
@@ -148,13 +149,16 @@ def alerting_targets_update(*, org_id: int, targets: dict) -> AlertingConfig:
 
 
 def groups_due(*, now_ms: int, limit: int = 1000) -> list[int]:
-    """Ids of the groups (of every org: a maintenance read) whose next evaluation is due."""
-    return list(
+    """Ids of the groups (of every org: a maintenance read) whose next evaluation is due and
+    not handed to a worker yet: a slot is queued once (a Redis flag per group and slot), so a
+    backlog of workers does not grow the queue by every due group at every tick."""
+    due = (
         RuleGroup.objects.unscoped()
         .filter(next_eval_ms__lte=now_ms)
         .order_by("next_eval_ms")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", "next_eval_ms")[:limit]
     )
+    return [pk for pk, slot in due if cache.add(f"rules:queued:{pk}:{slot}", 1, timeout=120)]
 
 
 @contextlib.contextmanager

@@ -228,3 +228,11 @@ def test_groups_are_staggered_within_their_interval(tenants):
         )
         slots.add(g.next_eval_ms % MIN)
     assert len(slots) > 15
+
+
+def test_a_due_slot_is_queued_once(tenants, group):
+    RuleGroup.objects.for_org(tenants.org).filter(pk=group.pk).update(next_eval_ms=T0)
+    assert services.groups_due(now_ms=T0) == [group.pk]
+    assert services.groups_due(now_ms=T0 + 500) == []  # same slot: already handed out
+    services.group_evaluate_due(group_id=group.pk, now_ms=T0 + 500)
+    assert services.groups_due(now_ms=T0 + MIN) == [group.pk]  # the next slot

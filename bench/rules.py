@@ -3,6 +3,7 @@ Canopy beside a real Prometheus evaluating the same rule file over the same data
 
     .venv/bin/python bench/rules.py                     # 2,000 series, 1 h, ~2 min
     .venv/bin/python bench/rules.py --series 10000 --evaluations 60
+    .venv/bin/python bench/rules.py --profile           # + cProfile of Canopy's evaluations
 
 Dataset: bench/promql.py's Istio one (``istio_requests_total`` and the
 ``istio_request_duration_milliseconds`` histograms, 28-29 labels per series) over --hours
@@ -98,6 +99,10 @@ AlertingConfig.objects.for_org(org_id).get_or_create(org_id=org_id)
 groups = [services.group_save(org_id=org_id, namespace="istio.yml", group=g)
           for g in groups_parse(args["rules"].replace("  rules:", "  interval: 1h\\n  rules:"))]
 walls, errors, series = [], set(), {}
+if args["profile"]:
+    import cProfile, pstats
+    profiler = cProfile.Profile()
+    profiler.enable()
 cpu0 = time.process_time()
 for i in range(args["evaluations"]):
     ts = args["end_ms"] - (args["evaluations"] - 1 - i) * 15_000  # within the data
@@ -108,6 +113,9 @@ for i in range(args["evaluations"]):
         errors |= {r.last_error for r in out.rules if r.health != "ok"}
         for raw, r in zip(g.rules, out.rules):
             series[raw.get("record") or raw.get("alert")] = len(r.series)
+if args["profile"]:
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
 print("RESULT", json.dumps({"walls": walls, "cpu": time.process_time() - cpu0,
                             "errors": sorted(errors), "series": series}))
 """
@@ -118,7 +126,7 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def canopy_run(srv: CanopyServer, end_ms: int, evaluations: int) -> dict:
+def canopy_run(srv: CanopyServer, end_ms: int, evaluations: int, profile: bool) -> dict:
     cpu = TreeCpu(srv.root_pids(), srv.cpu_patterns())
     before = cpu()
     out = srv._manage(
@@ -132,11 +140,14 @@ def canopy_run(srv: CanopyServer, end_ms: int, evaluations: int) -> dict:
                     "rules": RULES,
                     "end_ms": end_ms,
                     "evaluations": evaluations,
+                    "profile": profile,
                 }
             )
         },
     )
     server_cpu = cpu() - before
+    if profile:
+        print(out[: out.find("RESULT ")])
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     result = json.loads(line.removeprefix("RESULT "))
     result["server_cpu"] = server_cpu
@@ -183,6 +194,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--interval", type=int, default=30_000, help="scrape interval, ms (30000)")
     p.add_argument("--evaluations", type=int, default=40, help="of each group in Canopy (40)")
     p.add_argument("--prometheus-seconds", type=float, default=30)
+    p.add_argument("--profile", action="store_true", help="cProfile Canopy's evaluations")
     return p.parse_args(argv)
 
 
@@ -221,7 +233,7 @@ def main(argv=None) -> int:
         srv.sql("ANALYZE")
         print(f"background load: {background_load(2.0):.2f} of {os.cpu_count()} CPUs")
 
-        canopy = canopy_run(srv, end_ms, args.evaluations)
+        canopy = canopy_run(srv, end_ms, args.evaluations, args.profile)
         rule_file = Path(tmp) / "istio.rules.yml"
         rule_file.write_text(RULES)
         reference = prometheus_run(prom, rule_file, args.prometheus_seconds)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backend.metrics.labels import Labels, Matcher, labels_key
+from backend.metrics.labels import METRIC_NAME, Labels, Matcher, labels_key
 from backend.metrics.promql import Querier
 from backend.metrics.promql.memory import MemoryQuerier
 from backend.metrics.promql.querier import SeriesLimitExceeded, SeriesSet
@@ -24,10 +24,22 @@ class OverlayQuerier:
     def __init__(self, base: Querier) -> None:
         self.base = base
         self._written: dict[tuple, tuple[Labels, list[tuple[int, float]]]] = {}
+        self._names: set[str] = set()
+        self._memory: MemoryQuerier | None = None  # of _written, rebuilt after an add
 
     def add(self, labels: Labels, timestamp_ms: int, value: float) -> None:
         key = labels_key(labels)
         self._written.setdefault(key, (labels, []))[1].append((timestamp_ms, value))
+        self._names.add(labels.get(METRIC_NAME, ""))
+        self._memory = None
+
+    def _may_match(self, matchers: Sequence[Matcher]) -> bool:
+        """False when a metric-name equality rules out everything written so far (the
+        usual case: most selectors read scraped series, not the group's own)."""
+        for m in matchers:
+            if m.name == METRIC_NAME and m.op == "=":
+                return m.value in self._names
+        return bool(self._written)
 
     def reading(self, *, timeout_seconds: float):
         return self.base.reading(timeout_seconds=timeout_seconds)
@@ -36,9 +48,11 @@ class OverlayQuerier:
         self, matchers: Sequence[Matcher], *, start_ms: int, end_ms: int, max_series: int
     ) -> SeriesSet:
         stored = self.base.select(matchers, start_ms=start_ms, end_ms=end_ms, max_series=max_series)
-        if not self._written:
+        if not self._may_match(matchers):
             return stored
-        own = MemoryQuerier(self._written.values()).select(
+        if self._memory is None:
+            self._memory = MemoryQuerier(self._written.values())
+        own = self._memory.select(
             matchers, start_ms=start_ms, end_ms=end_ms, max_series=max_series
         )
         if not own.labels:

@@ -123,7 +123,7 @@ print("RESULT", json.dumps({"walls": walls, "cpu": time.process_time() - cpu0,
 
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def canopy_run(srv: CanopyServer, end_ms: int, evaluations: int, profile: bool) -> dict:

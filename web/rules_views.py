@@ -57,7 +57,9 @@ def alerts(request: HttpRequest) -> HttpResponse:
             "firing": sum(1 for r in rows if r["state"] == "firing"),
             "pending": sum(1 for r in rows if r["state"] == "pending"),
             "has_rules": bool(selectors.groups_list(org_id=org_id)),
-            "targets": [t["url"] for k in ("alertmanagers", "webhooks") for t in targets.get(k) or []],
+            "targets": [
+                t["url"] for kind in ("alertmanagers", "webhooks") for t in targets.get(kind) or []
+            ],
             "deliveries": selectors.delivery_status(org_id=org_id),
         },
     )
@@ -91,7 +93,9 @@ def rules(request: HttpRequest) -> HttpResponse:
                     messages.error(request, reason)
             else:
                 messages.success(
-                    request, f"{len(groups)} group(s) saved in “{namespace}”; they run from the next interval."
+                    request,
+                    f"{len(groups)} group(s) saved in “{namespace}”; "
+                    "they run from their next interval.",
                 )
                 return redirect(reverse("web:rules"))
     data = selectors.rules_api(org_id=org_id)

@@ -52,9 +52,7 @@ class OverlayQuerier:
             return stored
         if self._memory is None:
             self._memory = MemoryQuerier(self._written.values())
-        own = self._memory.select(
-            matchers, start_ms=start_ms, end_ms=end_ms, max_series=max_series
-        )
+        own = self._memory.select(matchers, start_ms=start_ms, end_ms=end_ms, max_series=max_series)
         if not own.labels:
             return stored
         merged: dict[tuple, tuple[Labels, np.ndarray, np.ndarray]] = {}

@@ -20,6 +20,7 @@ from tests.compat.alertmanager_harness import (
     find_alertmanager,
 )
 from tests.metrics.samples import counter, load
+from tests.rules.raw_tables import _raw_sample_tables_emptied  # noqa: F401 - autouse
 
 pytestmark = [pytest.mark.compat, pytest.mark.django_db(transaction=True)]
 

@@ -26,6 +26,7 @@ from backend.rules.rulefile import groups_parse
 from backend.tenancy.services import limits_update, org_create, token_create, user_get_or_create
 from bench import istio_payloads as ip
 from tests.compat.prometheus_harness import PrometheusServer, post_remote_write
+from tests.rules.raw_tables import _raw_sample_tables_emptied  # noqa: F401 - autouse
 
 pytestmark = pytest.mark.compat
 

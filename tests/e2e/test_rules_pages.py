@@ -11,6 +11,7 @@ from backend.rules import services
 from backend.rules.models import AlertingConfig, RuleGroup
 from backend.tenancy.services import org_create, user_get_or_create
 from tests.metrics.samples import counter, load
+from tests.rules.raw_tables import _raw_sample_tables_emptied  # noqa: F401 - autouse
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-password-1234"

@@ -61,9 +61,7 @@ def test_viewers_read_but_cannot_upload_or_delete(client, tenants):
 
 
 def test_alerts_page_lists_firing_alerts_with_a_query_link(client, tenants):
-    group = services.group_save(
-        org_id=tenants.org.pk, namespace="ns", group=group_parse(GROUP)
-    )
+    group = services.group_save(org_id=tenants.org.pk, namespace="ns", group=group_parse(GROUP))
     AlertState.objects.for_org(tenants.org).create(
         org=tenants.org, group=group, rule_index=0, rule_name="High5xx", fingerprint="f",
         labels={"alertname": "High5xx", "service": "reviews"}, annotations={"summary": "too many"},

@@ -16,9 +16,10 @@ def _uses_real_transactions(request) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _raw_sample_tables_emptied(request):
+def _raw_sample_tables_emptied(request, django_db_blocker):
     yield
     if _uses_real_transactions(request):
-        with connection.cursor() as cur:
+        # (this teardown may run after the test's database fixture has closed access)
+        with django_db_blocker.unblock(), connection.cursor() as cur:
             cur.execute("DELETE FROM metric_batches")
             cur.execute("DELETE FROM metric_blocks")

@@ -14,8 +14,9 @@ import urllib.parse
 
 import requests
 from celery import current_app
+from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from backend.rules.models import AlertingConfig, DeliveryStatus, Notification
@@ -26,6 +27,7 @@ MAX_BACKOFF_SECONDS = 300
 TIMEOUT_SECONDS = 10
 MAX_TARGETS = 10
 MAX_URL_LENGTH = 2048
+LOST_AFTER = dt.timedelta(seconds=30)
 
 
 class TargetsInvalid(ValueError):
@@ -157,6 +159,8 @@ def notification_deliver(*, notification_id: int) -> str:
         )
         if n is None:
             return "gone"
+        if n.next_attempt_at > timezone.now():
+            return "not-due"  # a second hand-out of the same retry (beat ticks every second)
         config = AlertingConfig.objects.for_org(n.org_id).first()
         target = _credentials(config, n.target_url) if config else {}
         if not target:
@@ -208,10 +212,19 @@ def notification_deliver(*, notification_id: int) -> str:
 
 
 def notifications_due(*, limit: int = 500) -> list[int]:
-    """Retries whose time has come (of every org: a maintenance read)."""
-    return list(
+    """Retries whose time has come, and first sends whose task was lost (queued more than
+    ``LOST_AFTER`` ago and never tried), of every org: a maintenance read. A row is handed
+    out once per attempt time (a Redis flag), not at every beat tick."""
+    now = timezone.now()
+    rows = (
         Notification.objects.unscoped()
-        .filter(next_attempt_at__lte=timezone.now(), attempts__gt=0)
+        .filter(next_attempt_at__lte=now)
+        .filter(Q(attempts__gt=0) | Q(created_at__lte=now - LOST_AFTER))
         .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", "next_attempt_at")[:limit]
     )
+    return [
+        pk
+        for pk, at in rows
+        if cache.add(f"rules:notify:{pk}:{at.timestamp()}", 1, timeout=MAX_BACKOFF_SECONDS)
+    ]

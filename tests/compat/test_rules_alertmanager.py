@@ -120,3 +120,29 @@ def test_delivery_errors_are_visible_and_retried_with_backoff(tenants):
     (status,) = delivery_status(org_id=tenants.org.pk)
     assert "ConnectionError" in status["lastError"] and status["queued"] == 1
     assert notify.notifications_due() == []  # not before its backoff
+
+
+def test_retries_are_handed_out_once_when_due_and_lost_first_sends_recovered(tenants):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    group = services.group_save(
+        org_id=tenants.org.pk,
+        namespace="ns",
+        group=group_parse("name: v\nrules:\n- alert: Always\n  expr: vector(1)\n"),
+    )
+    services.alerting_targets_update(
+        org_id=tenants.org.pk,
+        targets={"alertmanagers": [{"url": "http://127.0.0.1:9"}], "webhooks": []},
+    )
+    services.group_evaluate(group_id=group.pk, ts_ms=int(time.time() * 1000))
+    (n,) = Notification.objects.for_org(tenants.org)
+    assert notify.notifications_due() == []  # its first send is the queued task's
+    past = timezone.now() - dt.timedelta(minutes=1)
+    Notification.objects.for_org(tenants.org).update(created_at=past, next_attempt_at=past)
+    assert notify.notifications_due() == [n.pk]  # that task was lost: beat picks it up
+    assert notify.notifications_due() == []  # once
+    assert notify.notification_deliver(notification_id=n.pk) == "retry"
+    assert notify.notification_deliver(notification_id=n.pk) == "not-due"  # a duplicate
+    assert Notification.objects.for_org(tenants.org).get().attempts == 1

@@ -236,3 +236,15 @@ def test_a_due_slot_is_queued_once(tenants, group):
     assert services.groups_due(now_ms=T0 + 500) == []  # same slot: already handed out
     services.group_evaluate_due(group_id=group.pk, now_ms=T0 + 500)
     assert services.groups_due(now_ms=T0 + MIN) == [group.pk]  # the next slot
+
+
+def test_templates_can_query_the_orgs_data(tenants, group):
+    text = (
+        "name: q\nrules:\n- alert: Q\n  expr: vector(1)\n  annotations:\n"
+        "    total: '{{ with query \"sum(reqs)\" }}{{ . | first | value }}{{ end }}'\n"
+        '    by: \'{{ range query "reqs" | sortByLabel "svc" }}{{ .Labels.svc }} {{ end }}\'\n'
+    )
+    q = services.group_save(org_id=tenants.org.pk, namespace="ns", group=group_parse(text))
+    services.group_evaluate(group_id=q.pk, ts_ms=T0 + MIN)
+    (alert,) = alerts_api(org_id=tenants.org.pk)["alerts"]
+    assert alert["annotations"] == {"total": "21", "by": "a b "}

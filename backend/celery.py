@@ -12,6 +12,7 @@ class Queue(enum.StrEnum):
     DEFAULT = "default"
     INGEST = "ingest"
     MAINTENANCE = "maintenance"
+    RULES = "rules"
 
 
 # Every task's queue, in one place (Celery deprecates the per-task ``queue`` attribute).
@@ -20,9 +21,10 @@ TASK_ROUTES = {
     "backend.pipeline.tasks.*": {"queue": Queue.MAINTENANCE.value},
     "backend.metrics.tasks.*": {"queue": Queue.MAINTENANCE.value},
     "backend.tracing.tasks.*": {"queue": Queue.MAINTENANCE.value},
+    "backend.rules.tasks.*": {"queue": Queue.RULES.value},
 }
 
 app = Celery("canopy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = TASK_ROUTES
-app.autodiscover_tasks(["backend.pipeline", "backend.metrics", "backend.tracing"])
+app.autodiscover_tasks(["backend.pipeline", "backend.metrics", "backend.tracing", "backend.rules"])

@@ -34,7 +34,7 @@ PROCESSES = {
         "backend",
         "worker",
         "--queues",
-        "ingest,default,maintenance",
+        "ingest,default,maintenance,rules",
         "--concurrency",
         "{worker_concurrency}",
         "--loglevel",

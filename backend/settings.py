@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "backend.metrics",
     "backend.tracing",
     "backend.meshconfig",
+    "backend.rules",
     "web",
     "django.contrib.humanize",
 ]
@@ -226,6 +227,10 @@ INGEST_DRAIN_DELAY_SECONDS = env_int("CANOPY_DRAIN_DELAY_MS", 250, minimum=0) / 
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
+# How often beat looks for due rule groups (each group runs on its own interval).
+RULES_TICK_SECONDS = env_int("CANOPY_RULES_TICK_MS", 1000, minimum=100) / 1000
+# Prometheus's --rules.alert.resend-delay: the least time between two sends of one alert.
+RULES_RESEND_DELAY_MS = env_int("CANOPY_RULES_RESEND_DELAY_SECONDS", 60, minimum=1) * 1000
 CELERY_BEAT_SCHEDULE = {
     "pipeline-sweep-outbox": {"task": "backend.pipeline.tasks.sweep_outbox", "schedule": 15.0},
     "pipeline-retention": {"task": "backend.pipeline.tasks.apply_retention", "schedule": 3600.0},
@@ -233,6 +238,10 @@ CELERY_BEAT_SCHEDULE = {
     "traces-dependencies": {
         "task": "backend.tracing.tasks.rollup_dependencies",
         "schedule": 30.0,
+    },
+    "rules-schedule-due": {
+        "task": "backend.rules.tasks.schedule_due",
+        "schedule": RULES_TICK_SECONDS,
     },
 }
 

@@ -89,7 +89,7 @@ def api() -> APIClient:
     return APIClient()
 
 
-CELERY_QUEUES = ("ingest", "maintenance", "default")
+CELERY_QUEUES = ("ingest", "maintenance", "default", "rules")
 
 
 @pytest.fixture(scope="session", autouse=True)

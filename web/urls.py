@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from web import api, meshconfig_views, views
+from web import api, meshconfig_views, rules_views, views
 
 app_name = "web"
 
@@ -17,6 +17,9 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("metrics", views.metrics, name="metrics"),
     path("traces", views.traces, name="traces"),
+    path("alerts", rules_views.alerts, name="alerts"),
+    path("rules", rules_views.rules, name="rules"),
+    path("rules/delete", rules_views.rule_group_delete, name="rule-group-delete"),
     path("traces/map", views.traces_map, name="traces-map"),
     path("traces/map/graph", api.ServiceGraphView.as_view(), name="traces-graph"),
     re_path(r"^traces/(?P<trace_id>[0-9a-fA-F]{1,32})$", views.trace, name="trace"),

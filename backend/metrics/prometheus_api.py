@@ -276,16 +276,6 @@ class ExemplarsView(PrometheusView):
         return success([])
 
 
-class RulesView(PrometheusView):
-    def handle(self):
-        return success({"groups": []})
-
-
-class AlertsView(PrometheusView):
-    def handle(self):
-        return success({"alerts": []})
-
-
 class BuildInfoView(PrometheusView):
     def handle(self):
         return success(

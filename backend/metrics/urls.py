@@ -11,8 +11,6 @@ urlpatterns = [
     path("label/<str:name>/values", api.LabelValuesView.as_view(), name="prom-label-values"),
     path("metadata", api.MetadataView.as_view(), name="prom-metadata"),
     path("query_exemplars", api.ExemplarsView.as_view(), name="prom-exemplars"),
-    path("rules", api.RulesView.as_view(), name="prom-rules"),
-    path("alerts", api.AlertsView.as_view(), name="prom-alerts"),
     path("status/buildinfo", api.BuildInfoView.as_view(), name="prom-buildinfo"),
     path(
         "cardinality/label_names",

@@ -39,7 +39,7 @@ from backend.tenancy.services import token_touch
 SESSION_ORG_KEY = "canopy_org"
 
 _READ = frozenset({Scope.METRICS_READ, Scope.TRACES_READ, Scope.CONFIG_READ})
-_WRITE = frozenset({Scope.METRICS_WRITE, Scope.TRACES_WRITE, Scope.CONFIG_WRITE})
+_WRITE = frozenset({Scope.METRICS_WRITE, Scope.TRACES_WRITE, Scope.CONFIG_WRITE, Scope.RULES_WRITE})
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     Role.VIEWER: _READ,

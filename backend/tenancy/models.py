@@ -73,6 +73,7 @@ class Scope(models.TextChoices):
     CONFIG_READ = "config:read"
     CONFIG_WRITE = "config:write"
     CONFIG_REPORT = "config:report"  # a mesh cluster's agent reports what it applied
+    RULES_WRITE = "rules:write"
     ADMIN = "admin"
 
 

@@ -1,0 +1,230 @@
+"""Sending alerts: Alertmanager's v2 API (``POST /api/v2/alerts``) and plain webhooks.
+
+An evaluation that has alerts to send queues one :class:`Notification` row per target, in
+the evaluation's transaction; the delivery task posts it once committed. A failed post is
+retried with exponential backoff (1 s, 2 s, 4 s … at most 5 min apart) up to
+``MAX_ATTEMPTS`` times, and every failure is recorded in :class:`DeliveryStatus`, which the
+targets API and the Alerts page show the tenant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+
+import requests
+from celery import current_app
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from backend.rules.models import AlertingConfig, DeliveryStatus, Notification
+
+DELIVER_TASK = "backend.rules.tasks.deliver_notification"
+MAX_ATTEMPTS = 8
+MAX_BACKOFF_SECONDS = 300
+TIMEOUT_SECONDS = 10
+MAX_TARGETS = 10
+MAX_URL_LENGTH = 2048
+LOST_AFTER = dt.timedelta(seconds=30)
+
+
+class TargetsInvalid(ValueError):
+    pass
+
+
+def _url(value, where: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_URL_LENGTH:
+        raise TargetsInvalid(f"{where}.url: a URL of at most {MAX_URL_LENGTH} characters")
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetsInvalid(f"{where}.url: must be an http:// or https:// URL with a host")
+    return value
+
+
+def targets_clean(data) -> dict:
+    """The targets document, validated and normalised, or :class:`TargetsInvalid`."""
+    if not isinstance(data, dict):
+        raise TargetsInvalid("expected an object with 'alertmanagers' and/or 'webhooks'")
+    unknown = set(data) - {"alertmanagers", "webhooks"}
+    if unknown:
+        raise TargetsInvalid(f"unknown field(s): {', '.join(sorted(unknown))}")
+    out: dict[str, list] = {"alertmanagers": [], "webhooks": []}
+    for kind in ("alertmanagers", "webhooks"):
+        items = data.get(kind) or []
+        if not isinstance(items, list) or len(items) > MAX_TARGETS:
+            raise TargetsInvalid(f"{kind}: a list of at most {MAX_TARGETS} targets")
+        for i, item in enumerate(items):
+            where = f"{kind}[{i}]"
+            if not isinstance(item, dict):
+                raise TargetsInvalid(f"{where}: expected an object")
+            extra = set(item) - {"url", "bearer_token", "basic_auth"}
+            if extra:
+                raise TargetsInvalid(f"{where}: unknown field(s): {', '.join(sorted(extra))}")
+            clean = {"url": _url(item.get("url"), where)}
+            if item.get("bearer_token") and item.get("basic_auth"):
+                raise TargetsInvalid(f"{where}: give bearer_token or basic_auth, not both")
+            if item.get("bearer_token") is not None:
+                if not isinstance(item["bearer_token"], str) or len(item["bearer_token"]) > 4096:
+                    raise TargetsInvalid(f"{where}.bearer_token: a string")
+                clean["bearer_token"] = item["bearer_token"]
+            if item.get("basic_auth") is not None:
+                auth = item["basic_auth"]
+                if (
+                    not isinstance(auth, dict)
+                    or set(auth) - {"username", "password"}
+                    or not isinstance(auth.get("username"), str)
+                    or not isinstance(auth.get("password", ""), str)
+                ):
+                    raise TargetsInvalid(
+                        f"{where}.basic_auth: an object with 'username' and 'password'"
+                    )
+                clean["basic_auth"] = {
+                    "username": auth["username"],
+                    "password": auth.get("password", ""),
+                }
+            out[kind].append(clean)
+    return out
+
+
+def targets_public(targets: dict) -> dict:
+    """The targets without their secrets (what GET answers)."""
+    out: dict[str, list] = {}
+    for kind in ("alertmanagers", "webhooks"):
+        out[kind] = []
+        for item in targets.get(kind) or []:
+            shown = {"url": item["url"]}
+            if item.get("bearer_token"):
+                shown["bearer_token"] = "<secret>"
+            if item.get("basic_auth"):
+                shown["basic_auth"] = {
+                    "username": item["basic_auth"]["username"],
+                    "password": "<secret>",
+                }
+            out[kind].append(shown)
+    return out
+
+
+def _endpoint(kind: str, url: str) -> str:
+    if kind == "alertmanagers" and not url.rstrip("/").endswith("/api/v2/alerts"):
+        return url.rstrip("/") + "/api/v2/alerts"
+    return url
+
+
+def notifications_queue(*, org_id: int, config: AlertingConfig, alerts: list[dict]) -> list[int]:
+    """One row per target with the alerts to send; the delivery task runs after commit."""
+    now = timezone.now()
+    rows = [
+        Notification(
+            org_id=org_id,
+            target_url=_endpoint(kind, item["url"]),
+            payload={"alerts": alerts, "kind": kind},
+            next_attempt_at=now,
+        )
+        for kind in ("alertmanagers", "webhooks")
+        for item in (config.targets or {}).get(kind) or []
+    ]
+    if not rows:
+        return []
+    created = Notification.objects.for_org(org_id).bulk_create(rows)
+    ids = [n.pk for n in created]
+
+    def enqueue() -> None:
+        # By name: the tasks module imports this one.
+        for pk in ids:
+            current_app.send_task(DELIVER_TASK, args=(pk,))
+
+    transaction.on_commit(enqueue)
+    return ids
+
+
+def _credentials(config: AlertingConfig, target_url: str) -> dict:
+    for kind in ("alertmanagers", "webhooks"):
+        for item in (config.targets or {}).get(kind) or []:
+            if _endpoint(kind, item["url"]) == target_url:
+                return item
+    return {}
+
+
+def notification_deliver(*, notification_id: int) -> str:
+    """Post one queued notification: ``"sent"``, ``"retry"`` (kept, with its next attempt),
+    ``"dropped"`` (out of attempts, or its target was removed) or ``"gone"``."""
+    with transaction.atomic():
+        n = (
+            Notification.objects.unscoped()
+            .select_for_update(skip_locked=True)
+            .filter(pk=notification_id)
+            .first()
+        )
+        if n is None:
+            return "gone"
+        if n.next_attempt_at > timezone.now():
+            return "not-due"  # a second hand-out of the same retry (beat ticks every second)
+        config = AlertingConfig.objects.for_org(n.org_id).first()
+        target = _credentials(config, n.target_url) if config else {}
+        if not target:
+            n.delete()
+            return "dropped"
+        headers = {"Content-Type": "application/json", "User-Agent": "Canopy-ruler"}
+        auth = None
+        if target.get("bearer_token"):
+            headers["Authorization"] = f"Bearer {target['bearer_token']}"
+        elif target.get("basic_auth"):
+            auth = (target["basic_auth"]["username"], target["basic_auth"]["password"])
+        error = ""
+        try:
+            response = requests.post(
+                n.target_url,
+                json=n.payload["alerts"],
+                headers=headers,
+                auth=auth,
+                timeout=TIMEOUT_SECONDS,
+                allow_redirects=False,
+            )
+            if not 200 <= response.status_code < 300:
+                error = f"HTTP {response.status_code}: {response.text[:300].strip()}"
+        except requests.RequestException as exc:
+            error = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+        status, _ = DeliveryStatus.objects.for_org(n.org_id).get_or_create(
+            org_id=n.org_id, target_url=n.target_url
+        )
+        now = timezone.now()
+        if not error:
+            DeliveryStatus.objects.for_org(n.org_id).filter(pk=status.pk).update(
+                last_success_at=now, sent_alerts=F("sent_alerts") + len(n.payload["alerts"])
+            )
+            n.delete()
+            return "sent"
+        DeliveryStatus.objects.for_org(n.org_id).filter(pk=status.pk).update(
+            last_error_at=now, last_error=error, failed_attempts=F("failed_attempts") + 1
+        )
+        n.attempts += 1
+        n.last_error = error
+        if n.attempts >= MAX_ATTEMPTS:
+            n.delete()
+            return "dropped"
+        n.next_attempt_at = now + dt.timedelta(
+            seconds=min(2 ** (n.attempts - 1), MAX_BACKOFF_SECONDS)
+        )
+        n.save(update_fields=["attempts", "last_error", "next_attempt_at"])
+        return "retry"
+
+
+def notifications_due(*, limit: int = 500) -> list[int]:
+    """Retries whose time has come, and first sends whose task was lost (queued more than
+    ``LOST_AFTER`` ago and never tried), of every org: a maintenance read. A row is handed
+    out once per attempt time (a Redis flag), not at every beat tick."""
+    now = timezone.now()
+    rows = (
+        Notification.objects.unscoped()
+        .filter(next_attempt_at__lte=now)
+        .filter(Q(attempts__gt=0) | Q(created_at__lte=now - LOST_AFTER))
+        .order_by("next_attempt_at")
+        .values_list("pk", "next_attempt_at")[:limit]
+    )
+    return [
+        pk
+        for pk, at in rows
+        if cache.add(f"rules:notify:{pk}:{at.timestamp()}", 1, timeout=MAX_BACKOFF_SECONDS)
+    ]

@@ -232,6 +232,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "backend.tracing.tasks.rollup_dependencies",
         "schedule": 30.0,
     },
+    "traces-cut-blocks": {"task": "backend.tracing.tasks.cut_blocks", "schedule": 60.0},
 }
 
 REST_FRAMEWORK = {

@@ -9,6 +9,7 @@ from django.db import connection
 from backend.tracing.spans import StoredSpan
 from backend.tracing.storage import reader
 
+
 def trace_get(*, org_id: int, trace_id: bytes) -> list[StoredSpan]:
     """Every stored span of one trace of the org, by start time."""
     return reader.spans_of_traces(org_id=org_id, trace_ids=[trace_id])

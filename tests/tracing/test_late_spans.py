@@ -54,7 +54,7 @@ def _span(trace_id, span_id, parent, service, kind, start, status, attrs=None) -
 def _random_traces(seed: int, base_ns: int, n_traces: int = 40) -> list[Span]:
     rng = random.Random(seed)
     spans = []
-    for t in range(n_traces):
+    for _ in range(n_traces):
         trace_id = rng.randbytes(16)
         t0 = base_ns + rng.randrange(3 * MINUTE_NS)
         queue = [(None, "gateway", t0)]
@@ -66,8 +66,16 @@ def _random_traces(seed: int, base_ns: int, n_traces: int = 40) -> list[Span]:
             status = 2 if rng.random() < 0.2 else 0
             if service == "db-proxy" and rng.random() < 0.5:  # a leaf call to a peer
                 spans.append(
-                    _span(trace_id, span_id, parent, service, 3, start, status,
-                          {"peer.service": "postgres"})
+                    _span(
+                        trace_id,
+                        span_id,
+                        parent,
+                        service,
+                        3,
+                        start,
+                        status,
+                        {"peer.service": "postgres"},
+                    )
                 )
                 continue
             spans.append(_span(trace_id, span_id, parent, service, 2, start, status))

@@ -70,7 +70,7 @@ def _random_spans(seed: int, now_ns: int, n_traces: int = 40) -> list[Span]:
                     service=SERVICES[r],
                     name=rng.choice(["GET /cart", "SELECT", "publish"]),
                     kind=rng.randrange(6),
-                    start_ns=t0 + rng.randrange(-10**9, 10**10),
+                    start_ns=t0 + rng.randrange(-(10**9), 10**10),
                     duration_ns=rng.randrange(10**3, 10**10),
                     status_code=rng.choice([0, 0, 1, 2]),
                     status_message=rng.choice(["", "", "boom"]),
@@ -180,9 +180,7 @@ def test_retention_drops_whole_blocks(tenants):
     new = _random_spans(6, now, n_traces=5)
     _store(tenants.org.pk, old + new)
     _cut_all(tenants.org.pk)
-    removed = storage.org_spans_delete_before(
-        org_id=tenants.org.pk, cutoff_ns=now - 86400 * 10**9
-    )
+    removed = storage.org_spans_delete_before(org_id=tenants.org.pk, cutoff_ns=now - 86400 * 10**9)
     assert removed == len(old)
     assert span_count(org_id=tenants.org.pk) == len(new)
 

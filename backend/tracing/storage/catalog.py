@@ -14,6 +14,7 @@ from django.db import connection
 from backend.tenancy.ttlcache import TTLCache
 from backend.tracing.spans import Span
 
+
 def _json_default(value: Any):
     if isinstance(value, bytes):
         return {"bytesValue": base64.b64encode(value).decode()}
@@ -146,8 +147,6 @@ def catalog_ids(cur, org_id: int, spans: Sequence[Span]):
     return service_ids, {k: _operations.get((org_id, *k)) for k in ops}
 
 
-
-
 def names_get(
     *, org_id: int, service_ids: Sequence[int], operation_ids: Sequence[int], resource_ids
 ) -> tuple[dict[int, str], dict[int, str], dict[int, dict]]:
@@ -167,7 +166,5 @@ def names_get(
             "SELECT id, attributes FROM trace_resources WHERE org_id = %s AND id = ANY(%s)",
             [org_id, list(resource_ids)],
         )
-        resources = {
-            rid: json.loads(a) if isinstance(a, str) else a for rid, a in cur.fetchall()
-        }
+        resources = {rid: json.loads(a) if isinstance(a, str) else a for rid, a in cur.fetchall()}
     return services, operations, resources

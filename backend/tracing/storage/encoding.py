@@ -261,10 +261,7 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
     sv_codes, sv_dict = _ints_dictionary(rows.service_ids[order])
     rs_codes, rs_dict = _ints_dictionary(rows.resource_ids[order])
     text_codes, text_dict = _dictionary(
-        [
-            (rows.status_messages[r], rows.scopes[r], rows.trace_states[r])
-            for r in order.tolist()
-        ]
+        [(rows.status_messages[r], rows.scopes[r], rows.trace_states[r]) for r in order.tolist()]
     )
 
     trace_bytes = tid[trace_first].tobytes()
@@ -294,7 +291,8 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
         if code is None:
             code = value_index[token] = len(value_texts)
             value_texts.append(
-                json.dumps(v, ensure_ascii=False, separators=(",", ":")) if token[0] is not dict
+                json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+                if token[0] is not dict
                 else token[1]
             )
         value_codes[pos] = code

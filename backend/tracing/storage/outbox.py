@@ -164,5 +164,3 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
         starts = [b[0] for b in batches] + [b[1] for b in batches]
         partitions.write_with_partitions("trace_spans", starts, move, per_ms=NS_PER_MS)
         return cur.rowcount
-
-

@@ -92,7 +92,22 @@ def _block_spans(org_id: int, picks: list[tuple[Block, np.ndarray]]) -> list[Sto
             b.ints("flags")[rows].tolist(),
             strict=True,
         )
-        for row, number, parent, sid, oid, kind, start, dur, status, texts, attrs, extra, rid, flags in columns:  # noqa: E501
+        for (
+            row,
+            number,
+            parent,
+            sid,
+            oid,
+            kind,
+            start,
+            dur,
+            status,
+            texts,
+            attrs,
+            extra,
+            rid,
+            flags,
+        ) in columns:
             message, scope, trace_state = texts
             out.append(
                 StoredSpan(
@@ -273,8 +288,9 @@ def traces_find(*, org_id: int, query) -> list[bytes]:
         raise ValueError("span reads need an org")
     with connection.cursor() as cur:
         found = dict(_head_find(cur, org_id, query))
-        cur.execute("SELECT id FROM trace_services WHERE org_id = %s AND name = %s",
-                    [org_id, query.service])
+        cur.execute(
+            "SELECT id FROM trace_services WHERE org_id = %s AND name = %s", [org_id, query.service]
+        )
         row = cur.fetchone()
         if row is None:
             return _best(found, query.limit)
@@ -315,16 +331,15 @@ def traces_find(*, org_id: int, query) -> list[bytes]:
         candidates = cur.fetchall()
         resources: dict[int, dict] = {}
         if _filters(query):
-            cur.execute(
-                "SELECT id, attributes FROM trace_resources WHERE org_id = %s", [org_id]
-            )
+            cur.execute("SELECT id, attributes FROM trace_resources WHERE org_id = %s", [org_id])
             resources = {rid: _json(a, {}) for rid, a in cur.fetchall()}
         for block_id, min_start, block_bound in candidates:
             best = _best(found, query.limit)
             if len(best) >= query.limit and block_bound < found[best[-1]]:
                 break  # no span left in any block can beat the answer
-            cur.execute("SELECT payload FROM trace_blocks WHERE id = %s AND org_id = %s",
-                        [block_id, org_id])
+            cur.execute(
+                "SELECT payload FROM trace_blocks WHERE id = %s AND org_id = %s", [block_id, org_id]
+            )
             b = Block(bytes(cur.fetchone()[0]), min_start)
             _block_find(b, query, service_id, operation_ids, resources, found)
     return _best(found, query.limit)
@@ -336,9 +351,7 @@ def _best(found: dict[bytes, int], limit: int) -> list[bytes]:
 
 def _block_find(b: Block, query, service_id, operation_ids, resources, found) -> None:
     starts = b.starts()
-    mask = (b.service_ids() == service_id) & (starts >= query.start_ns) & (
-        starts <= query.end_ns
-    )
+    mask = (b.service_ids() == service_id) & (starts >= query.start_ns) & (starts <= query.end_ns)
     if operation_ids is not None:
         mask &= np.isin(b.operation_ids(), operation_ids)
     durations = b.durations()

@@ -13,8 +13,7 @@ def org_spans_delete_before(*, org_id: int, cutoff_ns: int) -> int:
         )
         removed = cur.rowcount
         cur.execute(
-            "DELETE FROM trace_blocks WHERE org_id = %s AND max_start_ns < %s "
-            "RETURNING n_spans",
+            "DELETE FROM trace_blocks WHERE org_id = %s AND max_start_ns < %s RETURNING n_spans",
             [org_id, cutoff_ns],
         )
         return removed + sum(r[0] for r in cur.fetchall())

@@ -44,10 +44,12 @@ _HEAD_COLUMNS = (
 )
 
 
-def _json(value):
-    if value is None:
-        return None
-    return json.loads(value) if isinstance(value, str) else value
+def _json_column(values) -> list:
+    """Parse a column of jsonb texts (Django's raw cursors hand jsonb back as text) in one
+    ``json.loads``: far fewer calls than one per row."""
+    if all(isinstance(v, str) or v is None for v in values):
+        return json.loads("[" + ",".join(v if v is not None else "null" for v in values) + "]")
+    return [json.loads(v) if isinstance(v, str) else v for v in values]
 
 
 def rows_from_head(rows: list[tuple]) -> SpanRows:
@@ -65,9 +67,9 @@ def rows_from_head(rows: list[tuple]) -> SpanRows:
         status_messages=list(cols[9]),
         resource_ids=np.array(cols[10], dtype=np.int64),
         scopes=list(cols[11]),
-        attributes=[_json(v) for v in cols[12]],
-        events=[_json(v) for v in cols[13]],
-        links=[_json(v) for v in cols[14]],
+        attributes=_json_column(cols[12]),
+        events=_json_column(cols[13]),
+        links=_json_column(cols[14]),
         flags=np.array(cols[15], dtype=np.int64),
         trace_states=list(cols[16]),
     )

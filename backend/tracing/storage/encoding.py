@@ -203,6 +203,13 @@ class Summary:
     trace_keys: list[int]  # the trace index: see ``trace_key``
 
 
+_encode_str = json.encoder.encode_basestring  # (the C one: json.dumps(str) for ensure_ascii=False)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def trace_key(trace_id: bytes) -> int:
     """The trace index's 64-bit key of a trace id: the low half (64-bit B3 trace ids are
     left-padded with zeros, so the high half would collide)."""
@@ -267,37 +274,41 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
     trace_bytes = tid[trace_first].tobytes()
     distinct_traces = [trace_bytes[16 * t : 16 * t + 16] for t in range(len(trace_first))]
 
-    # attributes, key-major
+    # attributes, key-major: flat (span, key, value) entries, sorted by key (stable, so by
+    # span within a key), values numbered by first use in that order
+    ordered = [rows.attributes[r] or {} for r in order.tolist()]
+    lengths = np.fromiter((len(a) for a in ordered), np.int64, n)
     keys: dict[str, int] = {}
-    entries: list[tuple[int, int, Any]] = []
-    for i, row in enumerate(order.tolist()):
-        attrs = rows.attributes[row]
-        if attrs:
-            for k, v in attrs.items():
-                entries.append((keys.setdefault(k, len(keys)), i, v))
-    key_list = list(keys)
-    key_names = np.array([e[0] for e in entries], dtype=np.int64)
-    by_key = np.argsort(key_names, kind="stable")
-    value_index: dict = {}
-    value_texts: list[str] = []
-    value_codes = np.empty(len(entries), dtype=np.int64)
-    for pos, e in enumerate(by_key.tolist()):
-        v = entries[e][2]
-        token = (type(v), v) if isinstance(v, (str, int, float, bool, type(None))) else None
-        if token is None:
-            text = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-            token = (dict, text)
-        code = value_index.get(token)
-        if code is None:
-            code = value_index[token] = len(value_texts)
-            value_texts.append(
-                json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-                if token[0] is not dict
-                else token[1]
+    key_codes = np.fromiter(
+        (keys.setdefault(k, len(keys)) for a in ordered for k in a), np.int64, int(lengths.sum())
+    )
+    values = [v for a in ordered for v in a.values()]
+    tokens: dict = {}
+    # a str stands for itself; other types by type and JSON (1, 1.0 and True differ)
+    value_codes = np.fromiter(
+        (
+            tokens.setdefault(
+                v if type(v) is str else (type(v).__name__, _json_text(v)), len(tokens)
             )
-        value_codes[pos] = code
-    key_counts = np.bincount(key_names, minlength=len(key_list)).astype(np.int64)
-    attr_spans = np.array([entries[e][1] for e in by_key.tolist()], dtype=np.int64)
+            for v in values
+        ),
+        np.int64,
+        len(values),
+    )
+    key_list = list(keys)
+    by_key = np.argsort(key_codes, kind="stable")
+    attr_spans = np.repeat(np.arange(n, dtype=np.int64), lengths)[by_key]
+    value_codes = value_codes[by_key]
+    distinct, first = np.unique(value_codes, return_index=True)
+    renumber = np.empty(len(tokens), dtype=np.int64)
+    renumber[distinct[np.argsort(first)]] = np.arange(len(distinct))
+    value_codes = renumber[value_codes]
+    token_list = list(tokens)
+    value_texts = [
+        _encode_str(t) if type(t) is str else t[1]
+        for t in (token_list[i] for i in distinct[np.argsort(first)].tolist())
+    ]
+    key_counts = np.bincount(key_codes, minlength=len(key_list)).astype(np.int64)
     encoded_values = [t.encode() for t in value_texts]
     lengths = np.array([len(t) + 1 for t in encoded_values], dtype=np.int64)  # "," or "["
     value_offsets = np.cumsum(np.append(1, lengths))[:-1]  # each value's first byte

@@ -86,10 +86,13 @@ edges AS (
                       AND k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
                       AND k.seq <= %(s1)s)
 )
-SELECT e.start_ns / 60000000000 * 60000 AS minute, ps.name, coalesce(cs.name, e.peer),
-       count(*), count(*) FILTER (WHERE e.status_code = 2),
-       sum(e.duration_ns), ARRAY[{span_metrics.bucket_counts_sql("e.duration_ns")}],
-       sum(e.client_ns), ARRAY[{span_metrics.bucket_counts_sql("e.client_ns")}]
+SELECT e.start_ns / 60000000000 * 60000 AS minute, ps.name AS parent,
+       coalesce(cs.name, e.peer) AS child, count(*) AS calls,
+       count(*) FILTER (WHERE e.status_code = 2) AS errors,
+       sum(e.duration_ns) AS server_sum,
+       ARRAY[{span_metrics.bucket_counts_sql("e.duration_ns")}] AS server_buckets,
+       sum(e.client_ns) AS client_sum,
+       ARRAY[{span_metrics.bucket_counts_sql("e.client_ns")}] AS client_buckets
 FROM edges e
 JOIN trace_services ps ON ps.id = e.parent_id
 LEFT JOIN trace_services cs ON cs.id = e.child_id
@@ -107,10 +110,12 @@ WHERE {_NEW}
 GROUP BY 1, 2, 3, 4, 5
 """  # noqa: S608
 
-_ADD_EDGE = """
+_ADD_EDGES = """
 INSERT INTO trace_dependency_edges AS e (org_id, minute, parent, child, calls, errors,
     duration_ns_sum, duration_buckets, client_duration_ns_sum, client_duration_buckets)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT %s, minute, parent, child, calls, errors, server_sum, server_buckets, client_sum,
+       client_buckets
+FROM trace_edges_new ORDER BY minute, parent, child
 ON CONFLICT (org_id, minute, parent, child) DO UPDATE SET
     calls = e.calls + EXCLUDED.calls,
     errors = e.errors + EXCLUDED.errors,
@@ -158,10 +163,16 @@ def org_rollup(*, org_id: int, now_ms: int, max_minutes: int = BATCH_MINUTES) ->
         }
         cur.execute(_SPANS, params)
         span_rows = cur.fetchall()
-        cur.execute(_EDGES, params)
+        # The run's edges once: added to the per-minute edges in one statement, and read
+        # back for the service-graph metrics.
+        cur.execute("DROP TABLE IF EXISTS trace_edges_new")
+        cur.execute("CREATE TEMP TABLE trace_edges_new ON COMMIT DROP AS " + _EDGES, params)
+        cur.execute(_ADD_EDGES, [org_id])
+        cur.execute(
+            "SELECT minute, parent, child, calls, errors, server_sum, server_buckets, "
+            "client_sum, client_buckets FROM trace_edges_new"
+        )
         edge_rows = cur.fetchall()
-        for minute, parent, child, *sums in edge_rows:
-            cur.execute(_ADD_EDGE, [org_id, minute, parent, child, *sums])
         span_metrics.write_increments(
             org_id=org_id, stamp_from_ms=r0, span_rows=span_rows, edge_rows=edge_rows
         )

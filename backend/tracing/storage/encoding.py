@@ -91,8 +91,9 @@ def _zigzag(v: np.ndarray) -> np.ndarray:
 
 
 def _unzigzag(u: np.ndarray) -> np.ndarray:
-    u = u.astype(np.uint64)
-    return ((u >> np.uint64(1)).view(np.int64)) ^ -((u & np.uint64(1)).view(np.int64))
+    # shift and mask in the narrow type, widen once
+    one = u.dtype.type(1)
+    return (u >> one).astype(np.int64) ^ -((u & one).astype(np.int64))
 
 
 def pack_ints(values: np.ndarray) -> bytes:

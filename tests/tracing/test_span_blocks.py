@@ -243,3 +243,22 @@ def test_retention_drops_whole_block_partitions(tenants):
     result = retention_apply(signal="traces")
     assert any(name.startswith("trace_blocks_") for name in result["dropped_partitions"])
     assert span_count(org_id=tenants.org.pk) == 0
+
+
+def test_a_cut_in_small_steps_moves_only_its_org(tenants, monkeypatch):
+    """Cut transactions of a few spans across day partitions: every span of the org moves
+    once, the neighbour's rows (same ctids in other partitions) stay put."""
+    from backend.tracing.storage import blocks
+
+    monkeypatch.setattr(blocks, "CUT_MAX_SPANS", 7)
+    now = time.time_ns()
+    for org, seed in ((tenants.org.pk, 10), (tenants.other_org.pk, 11)):
+        spans = _random_spans(seed, now - 86400 * 10**9, n_traces=6)
+        spans += _random_spans(seed + 1, now - 3 * 86400 * 10**9, n_traces=6)
+        _store(org, spans)
+    expected = {o: span_count(org_id=o) for o in (tenants.org.pk, tenants.other_org.pk)}
+    assert _cut_all(tenants.org.pk) == expected[tenants.org.pk]
+    with connection.cursor() as cur:
+        cur.execute("SELECT org_id, count(*) FROM trace_spans GROUP BY org_id")
+        assert dict(cur.fetchall()) == {tenants.other_org.pk: expected[tenants.other_org.pk]}
+    assert {o: span_count(org_id=o) for o in expected} == expected

@@ -145,12 +145,15 @@ def blocks_cut(*, org_id: int, before_ns: int, max_seq: int) -> int:
             org_lock(cur, org_id)
             cur.execute(
                 f"""
-                DELETE FROM trace_spans WHERE ctid IN (
-                    SELECT ctid FROM trace_spans WHERE org_id = %s AND start_ns < %s
+                DELETE FROM trace_spans
+                WHERE org_id = %s AND start_ns < %s AND seq <= %s
+                  -- (a ctid is unique within one partition only: with the partition's oid)
+                  AND (tableoid, ctid) IN (
+                    SELECT tableoid, ctid FROM trace_spans WHERE org_id = %s AND start_ns < %s
                     AND seq <= %s LIMIT %s)
                 RETURNING {_HEAD_COLUMNS}
                 """,  # noqa: S608  (constant column list)
-                [org_id, before_ns, max_seq, CUT_MAX_SPANS],
+                [org_id, before_ns, max_seq, org_id, before_ns, max_seq, CUT_MAX_SPANS],
             )
             rows = cur.fetchall()
             if not rows:

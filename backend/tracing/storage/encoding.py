@@ -475,7 +475,8 @@ class Block:
         table = json.loads(self.raw("text_dict"))
         return [tuple(table[c]) for c in self.ints("texts")[rows].tolist()]
 
-    def _attr_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def attribute_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every attribute entry of the block, key-major: (key index, row, value index)."""
         if "attrs" not in self._cache:
             counts = self.ints("attr_key_counts")
             keys = np.repeat(np.arange(len(counts)), counts)
@@ -498,7 +499,7 @@ class Block:
 
     def attributes(self, rows: np.ndarray) -> list[dict]:
         """The attributes of the spans at ``rows`` (in jsonb's key order, as rows read back)."""
-        keys, spans, values = self._attr_columns()
+        keys, spans, values = self.attribute_columns()
         take = np.isin(spans, rows)
         names = self.attribute_keys()
         texts = self.value_texts(values[take])
@@ -508,20 +509,6 @@ class Block:
         return [
             dict(sorted(per_span[r], key=lambda kv: jsonb_key_order(kv[0]))) for r in rows.tolist()
         ]
-
-    def attribute_matches(self, key: str, predicate) -> tuple[np.ndarray, np.ndarray]:
-        """(rows having ``key``, whether its text value satisfies ``predicate``)."""
-        names = self.attribute_keys()
-        if key not in names:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=bool)
-        keys, spans, values = self._attr_columns()
-        mine = keys == names.index(key)
-        codes = values[mine]
-        distinct, inverse = np.unique(codes, return_inverse=True)
-        ok = np.array(
-            [predicate(value_text(json.loads(t))) for t in self.value_texts(distinct)], dtype=bool
-        )
-        return spans[mine], ok[inverse] if len(ok) else np.zeros(len(codes), dtype=bool)
 
     def extras(self, rows: np.ndarray) -> list[tuple[list, list]]:
         spans = self.ints("extras_spans")

@@ -243,41 +243,41 @@ def _predicate(op: str, value: str) -> Callable[[str], bool]:
     return lambda t: pattern.fullmatch(t) is None
 
 
-def _attribute_texts(b: Block, key: str) -> tuple[np.ndarray, list[str | None]]:
-    """(rows with ``key`` among their attributes, each one's value as text)."""
+def _attribute_texts(b: Block, key: str) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """(rows with ``key`` among their attributes, each one's index into the distinct texts,
+    the distinct values as text)."""
     names = b.attribute_keys()
     if key not in names:
-        return np.empty(0, dtype=np.int64), []
-    keys, spans, values = b._attr_columns()
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), []
+    keys, spans, values = b.attribute_columns()
     mine = keys == names.index(key)
     distinct, inverse = np.unique(values[mine], return_inverse=True)
-    texts = [value_text(json.loads(t)) for t in b.value_texts(distinct)]
-    return spans[mine], [texts[i] for i in inverse.tolist()]
+    return spans[mine], inverse, [value_text(json.loads(t)) for t in b.value_texts(distinct)]
 
 
 def _tag_mask(b: Block, key: str, op: str, value: str, resources: dict[int, dict]) -> np.ndarray:
     """Rows whose ``coalesce(span attribute, resource attribute, '')`` satisfies the filter."""
     pred = _predicate(op, value)
-    n = b.n_spans
-    rids = b.resource_ids()
-    distinct = np.unique(rids)
-    by_resource = {
-        int(r): pred(value_text(resources.get(int(r), {}).get(key)) or "") for r in distinct
-    }
-    mask = np.array([by_resource[int(r)] for r in rids], dtype=bool) if n else np.zeros(0, bool)
-    rows, texts = _attribute_texts(b, key)
-    for row, text in zip(rows.tolist(), texts, strict=True):
-        if text is not None:  # a JSON null falls through to the resource, as ->> gives NULL
-            mask[row] = pred(text)
+    distinct, inverse = np.unique(b.resource_ids(), return_inverse=True)
+    by_resource = np.array(
+        [pred(value_text(resources.get(int(r), {}).get(key)) or "") for r in distinct.tolist()],
+        dtype=bool,
+    )
+    mask = by_resource[inverse] if len(distinct) else np.zeros(b.n_spans, dtype=bool)
+    rows, which, texts = _attribute_texts(b, key)
+    if len(rows):
+        # a JSON null falls through to the resource, as ``->>`` gives NULL
+        present = np.array([t is not None for t in texts], dtype=bool)[which]
+        ok = np.array([t is not None and pred(t) for t in texts], dtype=bool)[which]
+        mask[rows[present]] = ok[present]
     return mask
 
 
 def _error_mask(b: Block) -> np.ndarray:
     mask = b.statuses() == 2
-    rows, texts = _attribute_texts(b, "error")
-    for row, text in zip(rows.tolist(), texts, strict=True):
-        if text == "true":
-            mask[row] = True
+    rows, which, texts = _attribute_texts(b, "error")
+    if len(rows):
+        mask[rows[np.array([t == "true" for t in texts], dtype=bool)[which]]] = True
     return mask
 
 

@@ -8,12 +8,12 @@ metrics-generator uses, so PromQL over them works like over any other series:
   ``traces_service_graph_request_server_seconds_bucket`` / ``_sum`` / ``_count`` and
   ``traces_service_graph_request_client_seconds_bucket`` / ``_sum`` / ``_count``
 
-The dependency rollup calls :func:`write_minutes` for each batch of minutes it rolls up, in the
-same transaction that advances its watermark, so each minute is added to the cumulative
-counters exactly once (the running totals are read and written under that transaction, and
-the rollup's lock on its watermark keeps two runs from interleaving). Counters are cumulative
-per series (``trace_metric_totals`` keeps the running totals) and stamped at the end of the
-minute.
+The dependency rollup calls :func:`write_increments` with what one run counted for one org
+(see ``dependencies.py``), in the transaction that stores the org's new watermarks and under
+the org's store lock, so each span is added to the cumulative counters exactly once (the
+running totals are read and written under that transaction). Counters are cumulative per
+series (``trace_metric_totals`` keeps the running totals) and stamped at the end of the span's
+minute, or of the run's first minute for a late span, so a series never goes back in time.
 """
 
 from __future__ import annotations

@@ -243,6 +243,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "backend.rules.tasks.schedule_due",
         "schedule": RULES_TICK_SECONDS,
     },
+    "traces-cut-blocks": {"task": "backend.tracing.tasks.cut_blocks", "schedule": 60.0},
 }
 
 REST_FRAMEWORK = {

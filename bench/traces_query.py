@@ -3,11 +3,12 @@
     .venv/bin/python bench/traces_query.py                 # 5,000,000 spans for the tenant
     .venv/bin/python bench/traces_query.py --spans 1000000
 
-A fresh Canopy (bench/harness/canopy.py) is filled directly in PostgreSQL (generate_series,
-so loading takes minutes, not hours): the tenant's spans spread over the last 24 hours
-across 20 services x 10 operations, traces of 10 spans (a root and 9 children in other
-services), Envoy-like tags with 2 % errors; another org's spans (a fifth as many) sit
-beside them. The dependency rollups are computed for the 24 hours, then each query runs
+A fresh Canopy (bench/harness/canopy.py) is filled directly in PostgreSQL (generate_series
+into the row head, so loading takes minutes, not hours): the tenant's spans spread over the
+last 24 hours across 20 services x 10 operations, traces of 10 spans (a root and 9 children
+in other services), Envoy-like tags with 2 % errors; another org's spans (a fifth as many) sit
+beside them. The dependency rollups are computed for the 24 hours, then the head is cut into
+blocks as the beat job does (all but the last ~20 minutes), then each query runs
 --repeat times through the HTTP API: trace by id, service+operation search (last hour),
 tag search (http.status_code=500, last hour) and /api/dependencies over 24 h.
 Targets (issue 6): trace by id < 50 ms, searches < 300 ms at p95.
@@ -20,8 +21,10 @@ import random
 import statistics
 import sys
 import time
+import zlib
 from pathlib import Path
 
+import psycopg
 import requests
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -31,6 +34,7 @@ from bench.harness.canopy import CanopyServer
 
 SERVICES, OPERATIONS, SPANS_PER_TRACE = 20, 10, 10
 DAY_NS = 24 * 3600 * 10**9
+STORE_LOCK = zlib.crc32(b"trace_store") & 0x7FFFFFFF  # backend/tracing/storage/blocks.py
 
 _FILL = """
 INSERT INTO trace_spans (org_id, trace_id, span_id, parent_span_id, service_id, operation_id,
@@ -123,21 +127,29 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=40)
     args = p.parse_args(argv)
     with CanopyServer() as srv:
-        # Roll up from 25 h ago: set the watermark before beat's first run sets it to "an hour
-        # ago" (beat and the catch-up below then share it, so no minute is counted twice).
+        # Roll up from 25 h ago: set the orgs' watermarks before beat's first run sets them to
+        # "an hour ago" (beat and the catch-up below then share them: nothing counted twice).
         start_ms = time.time_ns() // 10**6 - 25 * 3600_000
-        srv.sql(
-            "INSERT INTO trace_rollup_state (name, done_until_ms) VALUES ('dependencies', "
-            "%s) ON CONFLICT (name) DO UPDATE SET done_until_ms = EXCLUDED.done_until_ms",
-            [start_ms - start_ms % 60_000],
-        )
         t = time.perf_counter()
         other = srv.sql(
             "INSERT INTO tenancy_organization (slug, name, created_at) VALUES "
             "('neighbour', 'Neighbour', now()) RETURNING id"
         )[0][0]
+        for org in (srv.org_id, other):
+            srv.sql(
+                "INSERT INTO trace_rollup_orgs (org_id, counted_seq, ready_until_ms) "
+                "VALUES (%s, 0, %s) ON CONFLICT (org_id) DO UPDATE "
+                "SET counted_seq = 0, ready_until_ms = EXCLUDED.ready_until_ms",
+                [org, start_ms - start_ms % 60_000],
+            )
+        # Beat's rollup and cut must not pass over minutes still being loaded (they would
+        # never count the rows that land behind their watermark): hold the orgs' store locks.
+        hold = psycopg.connect(srv.database_url, autocommit=True)
+        for org in (srv.org_id, other):
+            hold.execute("SELECT pg_advisory_lock(%s, %s)", [STORE_LOCK, org])
         fill(srv, srv.org_id, args.spans, salt=1)
         fill(srv, other, args.spans // 5, salt=2)
+        hold.close()
         srv.sql("ANALYZE trace_spans")
         print(
             f"loaded {args.spans:,} + {args.spans // 5:,} spans in {time.perf_counter() - t:.0f}s"
@@ -150,6 +162,26 @@ def main(argv=None) -> int:
             "print(d.rollup_due(max_minutes=2000))  # catch up on the whole day at once",
         )
         print(f"dependency rollups for 24 h computed in {time.perf_counter() - t:.0f}s")
+        ((rows_size,),) = srv.sql(
+            "SELECT sum(pg_total_relation_size(oid)) FROM pg_class "
+            "WHERE relname LIKE 'trace_spans_2%%' AND relkind = 'r'"
+        )
+        t = time.perf_counter()
+        moved = srv._manage(
+            "shell",
+            "-c",
+            "import backend.tracing.dependencies as d\nprint(d.blocks_cut_due())",
+        ).split()[-1]
+        for (name,) in srv.sql(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'trace_spans_2%%'"
+        ):
+            srv.sql(f"VACUUM FULL {name}")
+        srv.sql("ANALYZE trace_blocks")
+        srv.sql("ANALYZE trace_spans")
+        print(
+            f"cut {int(moved):,} spans into blocks in {time.perf_counter() - t:.0f}s "
+            "(with VACUUM FULL of the head)"
+        )
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {srv.token}"
         base = srv.url + "/jaeger/api"
@@ -177,10 +209,14 @@ def main(argv=None) -> int:
             args.repeat,
         )
         ((size,),) = srv.sql(
-            "SELECT sum(pg_total_relation_size(oid)) FROM pg_class "
-            "WHERE relname LIKE 'trace_spans_2%%' AND relkind = 'r'"
+            "SELECT sum(pg_total_relation_size(oid)) FROM pg_class WHERE relkind = 'r' "
+            "AND (relname LIKE 'trace_spans_2%%' OR relname LIKE 'trace_blocks_2%%')"
         )
-    print(f"span tables: {size / 2**30:.1f} GiB")
+        ((head,),) = srv.sql("SELECT count(*) FROM trace_spans")
+    print(
+        f"span tables: {rows_size / 2**30:.2f} GiB as rows, {size / 2**30:.2f} GiB after the cut "
+        f"({head:,} spans left in the head)"
+    )
     print(f"{'query':42s} {'p50 ms':>8s} {'p95 ms':>8s}")
     for name, ms in results.items():
         ms = sorted(ms)

@@ -20,6 +20,8 @@ class SignalStore:
     # Delete one org's stored rows older than the cutoff (in partition-key units); returns
     # how many rows went.
     org_trim: Callable[[int, int], int]
+    # More tables partitioned the same way, dropped whole by retention with the first.
+    also_partitioned: tuple[str, ...] = ()
 
 
 _stores: dict[str, SignalStore] = {}

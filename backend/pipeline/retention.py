@@ -15,9 +15,11 @@ def retention_apply(*, signal: str, now_ms: int | None = None) -> dict:
     now_ms = now_ms or int(time.time() * 1000)
     per_ms = store.key_units_per_ms
     longest, days_by_org = retention_days_by_org(field=store.retention_field)
-    dropped = partitions.drop_before(
-        store.partitioned_table, (now_ms - longest * partitions.DAY_MS) * per_ms
-    )
+    dropped = [
+        name
+        for table in (store.partitioned_table, *store.also_partitioned)
+        for name in partitions.drop_before(table, (now_ms - longest * partitions.DAY_MS) * per_ms)
+    ]
     trimmed = sum(
         store.org_trim(org_id, (now_ms - days * partitions.DAY_MS) * per_ms)
         for org_id, days in days_by_org.items()

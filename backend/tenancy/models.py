@@ -179,6 +179,11 @@ class OrgLimits(models.Model):
         default=50_000, help_text="spans beyond this, per trace and day, are refused"
     )
     traces_retention_days = models.PositiveIntegerField(default=14)
+    traces_out_of_order_window_seconds = models.PositiveIntegerField(
+        default=600,
+        help_text="spans arriving up to this long after their start are still counted in the "
+        "service graph, dependencies and span metrics",
+    )
     # PromQL (Prometheus's defaults for samples and timeout).
     query_max_series = models.PositiveIntegerField(
         default=100_000, help_text="series one selector of a query may fetch"

@@ -16,7 +16,8 @@ class TracingConfig(AppConfig):
                 name=SIGNAL,
                 outbox_table="trace_batches",
                 drain_once=lambda org_id: batches_drain(org_id=org_id),
-                partitioned_table="trace_spans",
+                partitioned_table="trace_spans",  # the row head
+                also_partitioned=("trace_blocks",),  # by the blocks' hour window
                 key_units_per_ms=NS_PER_MS,  # start_ns
                 retention_field="traces_retention_days",
                 org_trim=lambda org_id, cutoff: org_spans_delete_before(

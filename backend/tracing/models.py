@@ -1,5 +1,5 @@
 """Service, operation and resource catalogs of the span store. Spans themselves live in the
-raw-SQL, day-partitioned ``trace_spans`` table (see ``storage.py``)."""
+raw-SQL row head ``trace_spans`` and in ``trace_blocks`` (see ``storage/``)."""
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models

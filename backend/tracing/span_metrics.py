@@ -8,12 +8,12 @@ metrics-generator uses, so PromQL over them works like over any other series:
   ``traces_service_graph_request_server_seconds_bucket`` / ``_sum`` / ``_count`` and
   ``traces_service_graph_request_client_seconds_bucket`` / ``_sum`` / ``_count``
 
-The dependency rollup calls :func:`write_minutes` for each batch of minutes it rolls up, in the
-same transaction that advances its watermark, so each minute is added to the cumulative
-counters exactly once (the running totals are read and written under that transaction, and
-the rollup's lock on its watermark keeps two runs from interleaving). Counters are cumulative
-per series (``trace_metric_totals`` keeps the running totals) and stamped at the end of the
-minute.
+The dependency rollup calls :func:`write_increments` with what one run counted for one org
+(see ``dependencies.py``), in the transaction that stores the org's new watermarks and under
+the org's store lock, so each span is added to the cumulative counters exactly once (the
+running totals are read and written under that transaction). Counters are cumulative per
+series (``trace_metric_totals`` keeps the running totals) and stamped at the end of the span's
+minute, or of the run's first minute for a late span, so a series never goes back in time.
 """
 
 from __future__ import annotations
@@ -53,80 +53,48 @@ def bucket_counts_sql(column: str) -> str:
     return ", ".join(f"count(*) FILTER (WHERE {column} <= {int(b * 1e9)})" for b in BUCKETS)
 
 
-_BUCKET_COLUMNS = bucket_counts_sql("s.duration_ns")
-_SPANS = f"""
-SELECT s.org_id, s.start_ns / 60000000000 * 60000, sv.name, op.name, s.kind, s.status_code,
-       count(*), sum(s.duration_ns), {_BUCKET_COLUMNS}
-FROM trace_spans s
-JOIN trace_services sv ON sv.id = s.service_id
-JOIN trace_operations op ON op.id = s.operation_id
-WHERE s.start_ns >= %s AND s.start_ns < %s
-GROUP BY 1, 2, 3, 4, 5, 6
-"""  # noqa: S608  (the bucket bounds are constants of this module)
-
-
 def _labels(name: str, **labels: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({METRIC_NAME: name, **labels}.items()))
 
 
-def _increments(first_ms: int, end_ms: int) -> dict[int, dict[int, list[tuple[tuple, float]]]]:
-    """{org id: {minute: [(label set, increment)]}} for the spans and edges of the minutes in
-    [first, end)."""
-    out: dict[int, dict[int, list[tuple[tuple, float]]]] = {}
-    with connection.cursor() as cur:
-        cur.execute(_SPANS, [first_ms * 10**6, end_ms * 10**6])
-        for (
-            org_id,
-            minute,
-            service,
-            span_name,
-            kind,
-            status,
-            calls,
-            dur_sum,
-            *buckets,
-        ) in cur.fetchall():
-            base = {
-                "service": service,
-                "span_name": span_name,
-                "span_kind": KIND_OTLP_NAMES.get(kind, ""),
-                "status_code": STATUSES.get(status, ""),
-            }
-            rows = out.setdefault(org_id, {}).setdefault(minute, [])
-            rows.append((_labels("traces_spanmetrics_calls_total", **base), calls))
-            rows.extend(
-                _histogram("traces_spanmetrics_latency", base, calls, float(dur_sum), buckets)
+def _increments(stamp_from_ms: int, span_rows, edge_rows) -> dict[int, list[tuple[tuple, float]]]:
+    """{minute: [(label set, increment)]} for the rollup's span and edge rows; a late span's
+    minute (before ``stamp_from_ms``) counts as that first minute of the run."""
+    out: dict[int, list[tuple[tuple, float]]] = {}
+    for minute, service, span_name, kind, status, calls, dur_sum, *buckets in span_rows:
+        base = {
+            "service": service,
+            "span_name": span_name,
+            "span_kind": KIND_OTLP_NAMES.get(kind, ""),
+            "status_code": STATUSES.get(status, ""),
+        }
+        rows = out.setdefault(max(minute, stamp_from_ms), [])
+        rows.append((_labels("traces_spanmetrics_calls_total", **base), calls))
+        rows.extend(_histogram("traces_spanmetrics_latency", base, calls, float(dur_sum), buckets))
+    for minute, client, server, calls, errors, *latency in edge_rows:
+        server_sum, server_buckets, client_sum, client_buckets = latency
+        pair = {"client": client, "server": server}
+        rows = out.setdefault(max(minute, stamp_from_ms), [])
+        rows.append((_labels("traces_service_graph_request_total", **pair), calls))
+        rows.append((_labels("traces_service_graph_request_failed_total", **pair), errors))
+        rows.extend(
+            _histogram(
+                "traces_service_graph_request_server_seconds",
+                pair,
+                calls,
+                float(server_sum),
+                server_buckets,
             )
-        cur.execute(
-            "SELECT org_id, minute, parent, child, calls, errors, duration_ns_sum, "
-            "duration_buckets, client_duration_ns_sum, client_duration_buckets "
-            "FROM trace_dependency_edges WHERE minute >= %s AND minute < %s",
-            [first_ms, end_ms],
         )
-        for org_id, minute, client, server, calls, errors, *latency in cur.fetchall():
-            server_sum, server_buckets, client_sum, client_buckets = latency
-            pair = {"client": client, "server": server}
-            rows = out.setdefault(org_id, {}).setdefault(minute, [])
-            rows.append((_labels("traces_service_graph_request_total", **pair), calls))
-            rows.append((_labels("traces_service_graph_request_failed_total", **pair), errors))
-            rows.extend(
-                _histogram(
-                    "traces_service_graph_request_server_seconds",
-                    pair,
-                    calls,
-                    float(server_sum),
-                    server_buckets,
-                )
+        rows.extend(
+            _histogram(
+                "traces_service_graph_request_client_seconds",
+                pair,
+                calls,
+                float(client_sum),
+                client_buckets,
             )
-            rows.extend(
-                _histogram(
-                    "traces_service_graph_request_client_seconds",
-                    pair,
-                    calls,
-                    float(client_sum),
-                    client_buckets,
-                )
-            )
+        )
     return out
 
 
@@ -143,12 +111,12 @@ def _histogram(name: str, labels: dict, count: int, sum_ns: float, buckets) -> l
     return rows
 
 
-def write_minutes(first_ms: int, end_ms: int) -> int:
-    """Add the span metrics of the minutes in [first, end) to the cumulative series: one
-    sample per series and minute it moved in, stamped at the minute's end. Returns samples
-    written."""
+def write_increments(*, org_id: int, stamp_from_ms: int, span_rows, edge_rows) -> int:
+    """Add one rollup run's counts of an org to its cumulative series: one sample per series
+    and minute it moved in, stamped at the minute's end. Returns samples written."""
     written = 0
-    for org_id, by_minute in _increments(first_ms, end_ms).items():
+    by_minute = _increments(stamp_from_ms, span_rows, edge_rows)
+    if by_minute:
         label_sets = list(
             dict.fromkeys(labels for rows in by_minute.values() for labels, _ in rows)
         )

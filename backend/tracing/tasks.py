@@ -8,3 +8,8 @@ from backend.tracing import dependencies
 @shared_task
 def rollup_dependencies() -> int:
     return dependencies.rollup_due()
+
+
+@shared_task
+def cut_blocks() -> int:
+    return dependencies.blocks_cut_due()

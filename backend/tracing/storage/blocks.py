@@ -1,0 +1,230 @@
+"""Span blocks: cutting the row head (``trace_spans``) into columnar blocks (``trace_blocks``),
+the trace index and block summaries, and fetching the blocks a read needs.
+
+A block holds up to ``BLOCK_MAX_SPANS`` spans of one org whose starts fall in one hour window
+(the partition key: blocks live in daily partitions, dropped whole by retention). Its row
+carries the summary reads prune with (time and duration range, services, operations,
+attribute keys, an error flag) and the trace index: the 64-bit keys of its traces in a GIN
+indexed array, so a trace by id reads only the blocks that hold it.
+
+Cutting moves head rows into blocks in one transaction (DELETE … RETURNING, then INSERT),
+under the org's store lock, which the drain also holds: a span is either in the head or in a
+block, never both, and a retried span finds its stored copy wherever it is.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import connection, transaction
+
+from backend.pipeline import partitions
+from backend.tracing.storage.encoding import Block, SpanRows, Summary, encode, trace_key
+
+NS_PER_MS = 1_000_000
+WINDOW_NS = 3600 * 10**9  # a block's spans start within one hour
+BLOCK_MAX_SPANS = 5_000  # trace by id decodes one block: small keeps it fast
+CUT_MAX_SPANS = 200_000  # spans moved by one cut transaction
+_LOCK = zlib.crc32(b"trace_store") & 0x7FFFFFFF
+
+
+def org_lock(cur, org_id: int) -> None:
+    """The org's store lock, held until commit: drains, cuts and rollups of one org take
+    turns (a cut must not move a span between a drain's duplicate check and its insert)."""
+    cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK, org_id])
+
+
+_HEAD_COLUMNS = (
+    "trace_id, span_id, parent_span_id, service_id, operation_id, kind, start_ns, duration_ns, "
+    "status_code, status_message, resource_id, scope, attributes, events, links, flags, "
+    "trace_state"
+)
+
+
+def _json_column(values) -> list:
+    """Parse a column of jsonb texts (Django's raw cursors hand jsonb back as text) in one
+    ``json.loads``: far fewer calls than one per row."""
+    if all(isinstance(v, str) or v is None for v in values):
+        return json.loads("[" + ",".join(v if v is not None else "null" for v in values) + "]")
+    return [json.loads(v) if isinstance(v, str) else v for v in values]
+
+
+def rows_from_head(rows: list[tuple]) -> SpanRows:
+    cols = list(zip(*rows, strict=True))
+    return SpanRows(
+        trace_ids=[bytes(v) for v in cols[0]],
+        span_ids=[bytes(v) for v in cols[1]],
+        parent_ids=[bytes(v) if v is not None else None for v in cols[2]],
+        service_ids=np.array(cols[3], dtype=np.int64),
+        operation_ids=np.array(cols[4], dtype=np.int64),
+        kinds=np.array(cols[5], dtype=np.int64),
+        starts=np.array(cols[6], dtype=np.int64),
+        durations=np.array(cols[7], dtype=np.int64),
+        statuses=np.array(cols[8], dtype=np.int64),
+        status_messages=list(cols[9]),
+        resource_ids=np.array(cols[10], dtype=np.int64),
+        scopes=list(cols[11]),
+        attributes=_json_column(cols[12]),
+        events=_json_column(cols[13]),
+        links=_json_column(cols[14]),
+        flags=np.array(cols[15], dtype=np.int64),
+        trace_states=list(cols[16]),
+    )
+
+
+def _subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
+    pick = idx.tolist()
+    out = {}
+    for name in SpanRows.__slots__:
+        value = getattr(rows, name)
+        out[name] = value[idx] if isinstance(value, np.ndarray) else [value[i] for i in pick]
+    return SpanRows(**out)
+
+
+def _insert(cur, org_id: int, window_ns: int, payload: bytes, s: Summary) -> None:
+    cur.execute(
+        """
+        INSERT INTO trace_blocks (org_id, window_ns, min_start_ns, max_start_ns, n_spans,
+            n_traces, min_duration_ns, max_duration_ns, has_error, service_ids, operation_ids,
+            attribute_keys, trace_keys, payload)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        [
+            org_id,
+            window_ns,
+            s.min_start_ns,
+            s.max_start_ns,
+            s.n_spans,
+            s.n_traces,
+            s.min_duration_ns,
+            s.max_duration_ns,
+            s.has_error,
+            s.service_ids,
+            s.operation_ids,
+            s.attribute_keys,
+            s.trace_keys,
+            payload,
+        ],
+    )
+
+
+def blocks_write(cur, org_id: int, rows: SpanRows) -> int:
+    """Encode spans into blocks (by hour window, then by trace, ``BLOCK_MAX_SPANS`` at most)
+    and insert them; returns blocks written."""
+    if not len(rows):
+        return 0
+    windows = rows.starts // WINDOW_NS * WINDOW_NS
+    tid = np.frombuffer(b"".join(rows.trace_ids), dtype="S16")
+    order = np.lexsort((rows.starts, tid, windows))
+    pieces = []
+    for window in np.unique(windows).tolist():
+        mine = order[windows[order] == window]
+        for lo in range(0, len(mine), BLOCK_MAX_SPANS):
+            pieces.append((window, mine[lo : lo + BLOCK_MAX_SPANS]))
+
+    def write():
+        for window, idx in pieces:
+            payload, summary = encode(_subset(rows, idx))
+            _insert(cur, org_id, window, payload, summary)
+
+    partitions.write_with_partitions(
+        "trace_blocks", [w for w, _ in pieces], write, per_ms=NS_PER_MS
+    )
+    return len(pieces)
+
+
+def blocks_cut(*, org_id: int, before_ns: int, max_seq: int) -> int:
+    """Move the org's head spans that start before ``before_ns`` and were drained in rounds up
+    to ``max_seq`` (so the rollups have counted them) into blocks; returns spans moved."""
+    moved = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cur:
+            org_lock(cur, org_id)
+            cur.execute(
+                f"""
+                DELETE FROM trace_spans
+                WHERE org_id = %s AND start_ns < %s AND seq <= %s
+                  -- (a ctid is unique within one partition only: with the partition's oid)
+                  AND (tableoid, ctid) IN (
+                    SELECT tableoid, ctid FROM trace_spans WHERE org_id = %s AND start_ns < %s
+                    AND seq <= %s LIMIT %s)
+                RETURNING {_HEAD_COLUMNS}
+                """,  # noqa: S608  (constant column list)
+                [org_id, before_ns, max_seq, org_id, before_ns, max_seq, CUT_MAX_SPANS],
+            )
+            rows = cur.fetchall()
+            if not rows:
+                return moved
+            blocks_write(cur, org_id, rows_from_head(rows))
+            moved += len(rows)
+        if len(rows) < CUT_MAX_SPANS:
+            return moved
+
+
+@dataclass(slots=True)
+class StoredBlock:
+    id: int
+    min_start_ns: int
+    max_start_ns: int
+    max_duration_ns: int
+    block: Block
+
+
+def _fetch(cur, where: str, params: list, order: str = "id") -> list[StoredBlock]:
+    cur.execute(
+        "SELECT id, min_start_ns, max_start_ns, max_duration_ns, payload FROM trace_blocks "  # noqa: S608
+        f"WHERE {where} ORDER BY {order}",
+        params,
+    )
+    return [
+        StoredBlock(bid, lo, hi, dmax, Block(bytes(payload), lo))
+        for bid, lo, hi, dmax, payload in cur.fetchall()
+    ]
+
+
+def blocks_with_traces(cur, org_id: int, trace_ids: list[bytes]) -> list[StoredBlock]:
+    """The org's blocks that may hold these traces (the trace index; keys may collide, so
+    readers still compare full ids)."""
+    keys = sorted({trace_key(t) for t in trace_ids})
+    return _fetch(cur, "trace_keys && %s::bigint[] AND org_id = %s", [keys, org_id])
+
+
+def drop_stored_in_blocks(cur, org_id: int, table: str) -> int:
+    """Delete from ``table`` (a temp table shaped like ``trace_spans``) the spans already
+    stored in the org's blocks; returns how many. Only spans starting before the newest cut
+    span can be there, so a drain of fresh spans asks the trace index nothing."""
+    cur.execute("SELECT max(max_start_ns) FROM trace_blocks WHERE org_id = %s", [org_id])
+    (newest,) = cur.fetchone()
+    if newest is None:
+        return 0
+    cur.execute(
+        f"SELECT DISTINCT trace_id FROM {table} WHERE start_ns <= %s",  # noqa: S608
+        [newest],
+    )
+    trace_ids = [bytes(r[0]) for r in cur.fetchall()]
+    if not trace_ids:
+        return 0
+    wanted = np.frombuffer(b"".join(trace_ids), dtype="S16")
+    found = set()
+    for stored in blocks_with_traces(cur, org_id, trace_ids):
+        b = stored.block
+        rows = np.flatnonzero(np.isin(b.trace_ids(), wanted)[b.span_trace_numbers()])
+        numbers = b.span_trace_numbers()
+        kinds, starts = b.kinds(), b.starts()
+        for r in rows.tolist():
+            found.add((b.trace_id(int(numbers[r])), b.span_id(r), int(kinds[r]), int(starts[r])))
+    if not found:
+        return 0
+    cols = list(zip(*found, strict=True))
+    cur.execute(
+        f"""
+        DELETE FROM {table} t USING unnest(%s::bytea[], %s::bytea[], %s::smallint[],
+                                            %s::bigint[]) AS d(tr, sp, k, st)
+        WHERE t.trace_id = d.tr AND t.span_id = d.sp AND t.kind = d.k AND t.start_ns = d.st
+        """,  # noqa: S608  (a temp table name of this module's callers)
+        [list(c) for c in cols],
+    )
+    return cur.rowcount

@@ -185,6 +185,9 @@ class OrgLimits(models.Model):
         default=50_000_000, help_text="samples a query may load into memory"
     )
     query_timeout_seconds = models.PositiveIntegerField(default=120)
+    query_max_subquery_steps = models.PositiveIntegerField(
+        default=1_000_000, help_text="steps one subquery may evaluate (sized before allocating)"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()

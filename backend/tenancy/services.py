@@ -78,6 +78,12 @@ def token_create(
     expires_at: datetime | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a token; returns it with its secret, which is never stored and never shown again."""
+    # Checked before the secret exists, so that no error path can carry it.
+    name_limit = ApiToken._meta.get_field("name").max_length
+    if not name or len(name) > name_limit or any(ord(c) < 32 for c in name):
+        raise ValidationError(
+            f"A token name is 1 to {name_limit} characters, without control characters."
+        )
     secret = generate_token_secret()
     token = ApiToken.objects.for_org(org).create(
         org=org,

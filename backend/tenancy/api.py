@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import OuterRef, Subquery
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotAuthenticated, ValidationError
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied, ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +24,7 @@ from backend.tenancy.serializers import (
     MembershipUpdateSerializer,
     OrganizationSerializer,
     OrgLimitsSerializer,
+    TenantLimitsSerializer,
 )
 
 ADMIN_ONLY = {
@@ -152,7 +153,9 @@ class TokenDetailView(OrgAPIView):
 
 
 class LimitsView(OrgAPIView):
-    """The organization's ingest limits; any member may read them, admins change them."""
+    """The organization's limits: any member reads them; an org admin changes its retention
+    (within the plan's bounds) and nothing else: the quotas that protect the other tenants
+    are the operator's (Django admin, ``manage.py set_limits``)."""
 
     scopes = {
         "GET": [Scope.METRICS_READ, Scope.TRACES_READ, Scope.METRICS_WRITE, Scope.TRACES_WRITE],
@@ -163,12 +166,21 @@ class LimitsView(OrgAPIView):
     def get(self, request, org_slug=None):
         return Response(OrgLimitsSerializer(selectors.limits_get(org_id=self.org.pk)).data)
 
-    @extend_schema(request=OrgLimitsSerializer, responses=OrgLimitsSerializer)
+    @extend_schema(request=TenantLimitsSerializer, responses=OrgLimitsSerializer)
     def patch(self, request, org_slug=None):
-        data = OrgLimitsSerializer(data=request.data, partial=True)
+        if not isinstance(request.data, dict):
+            raise ValidationError({"detail": "a JSON object of limits"})
+        operator_owned = sorted(set(request.data) - set(TenantLimitsSerializer.Meta.fields))
+        if operator_owned:
+            raise PermissionDenied(
+                f"{', '.join(operator_owned)}: set by the platform operator (the Django admin "
+                "or `manage.py set_limits`); an org admin may change "
+                f"{', '.join(TenantLimitsSerializer.Meta.fields)} only"
+            )
+        data = TenantLimitsSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         limits = _service_call(
-            services.limits_update,
+            services.limits_update_by_tenant,
             org=self.org,
             changes=dict(data.validated_data),
             actor=request.user,

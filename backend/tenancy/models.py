@@ -147,6 +147,15 @@ class AuditEvent(models.Model):
 MiB = 1024 * 1024
 
 
+# What an org admin may change of its own limits (within the *_max bounds); every other field
+# protects the other tenants of the server and is the operator's: the Django admin and
+# ``manage.py set_limits``.
+TENANT_LIMIT_FIELDS = {
+    "retention_days": "retention_days_max",
+    "traces_retention_days": "traces_retention_days_max",
+}
+
+
 class OrgLimits(models.Model):
     """Per-tenant limits. Defaults are those of Cortex/Mimir/Grafana Cloud."""
 
@@ -177,6 +186,13 @@ class OrgLimits(models.Model):
         default=50_000, help_text="spans beyond this, per trace and day, are refused"
     )
     traces_retention_days = models.PositiveIntegerField(default=14)
+    # The plan's bounds: an org admin sets its retention up to these; the operator sets them.
+    retention_days_max = models.PositiveIntegerField(
+        default=90, help_text="the most retention_days an org admin may choose"
+    )
+    traces_retention_days_max = models.PositiveIntegerField(
+        default=30, help_text="the most traces_retention_days an org admin may choose"
+    )
     # PromQL (Prometheus's defaults for samples and timeout).
     query_max_series = models.PositiveIntegerField(
         default=100_000, help_text="series one selector of a query may fetch"

@@ -1,7 +1,15 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from backend.tenancy.models import ALL_SCOPES, ApiToken, Membership, Organization, OrgLimits, Role
+from backend.tenancy.models import (
+    ALL_SCOPES,
+    TENANT_LIMIT_FIELDS,
+    ApiToken,
+    Membership,
+    Organization,
+    OrgLimits,
+    Role,
+)
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
@@ -68,6 +76,14 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
+
+
+class TenantLimitsSerializer(serializers.ModelSerializer):
+    """What an org admin may change: retention, within the plan's bounds."""
+
+    class Meta:
+        model = OrgLimits
+        fields = list(TENANT_LIMIT_FIELDS)
 
 
 class OrgLimitsSerializer(serializers.ModelSerializer):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -16,6 +16,7 @@ from django.utils import timezone
 from backend.tenancy.models import (
     ALL_SCOPES,
     DISPLAY_PREFIX_LENGTH,
+    TENANT_LIMIT_FIELDS,
     ApiToken,
     AuditEvent,
     Membership,
@@ -55,6 +56,7 @@ def org_create(*, slug: str, name: str, owner: AbstractBaseUser) -> Organization
         org.full_clean()
         org.save()
         Membership.objects.for_org(org).create(org=org, user=owner, role=Role.OWNER)
+        OrgLimits.objects.for_org(org).create(org=org)  # the operator's to change (admin)
         audit_record(org=org, actor=owner, action="org.create", target=slug)
     return org
 
@@ -211,7 +213,27 @@ def user_get_or_create(*, username: str, email: str = "", password: str | None =
     return user
 
 
+def limits_update_by_tenant(*, org: Organization, changes: dict, actor=None) -> OrgLimits:
+    """What an org admin may change of its limits: retention, within the plan's bounds. The
+    quotas that protect the other tenants are refused (PermissionDenied): they are the
+    operator's (``limits_update``)."""
+    operator_owned = sorted(set(changes) - set(TENANT_LIMIT_FIELDS))
+    if operator_owned:
+        raise PermissionDenied(
+            f"{', '.join(operator_owned)}: set by the platform operator (the Django admin or "
+            "`manage.py set_limits`); an org admin may change "
+            f"{', '.join(TENANT_LIMIT_FIELDS)} only"
+        )
+    current = OrgLimits.objects.for_org(org).get_or_create(org=org)[0]
+    for field, value in changes.items():
+        bound = getattr(current, TENANT_LIMIT_FIELDS[field])
+        if not 1 <= value <= bound:
+            raise ValidationError(f"{field} must be between 1 and {bound} (the plan's bound)")
+    return limits_update(org=org, changes=changes, actor=actor)
+
+
 def limits_update(*, org: Organization, changes: dict, actor=None) -> OrgLimits:
+    """Any limit, for the operator (admin, ``set_limits``): validated and audited."""
     from backend.tenancy.selectors import caches_clear
 
     limits, _ = OrgLimits.objects.for_org(org).get_or_create(org=org)

@@ -9,6 +9,7 @@ them all; the embedded PostgreSQL/Redis (if any) are stopped afterwards by
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 PROCESSES = {
@@ -23,6 +24,9 @@ PROCESSES = {
         "4",
         "--access-logfile",
         "-",
+        "--access-logformat",
+        # gunicorn's default format plus the request id (X-Request-ID of the response)
+        '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({{x-request-id}}o)s',
         "--logger-class",
         "backend.gunicorn_logging.AccessLogger",
         "--graceful-timeout",
@@ -85,7 +89,7 @@ def main() -> int:
     manager = Manager(Printer(sys.stdout))
     for name, argv in PROCESSES.items():
         argv = [os.path.join(bin_dir, argv[0]), *(a.format(**values) for a in argv[1:])]
-        manager.add_process(name, " ".join(argv), env=env)
+        manager.add_process(name, shlex.join(argv), env=env)
     manager.loop()
     return manager.returncode or 0
 

@@ -22,6 +22,7 @@ from backend.envconfig import (
     env_required,
     env_str,
 )
+from backend.observability.logs import PRE_CHAIN as LOG_PRE_CHAIN
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = data_dir()
@@ -70,6 +71,8 @@ PUBLIC_URL = (env_str("CANOPY_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/
 OTLP_GRPC_BIND = env_hostport("CANOPY_OTLP_GRPC_BIND", "127.0.0.1:4317")
 # What `make run` (backend/runner.py) starts: where it serves, how many of each process.
 RUN_BIND = env_hostport("CANOPY_BIND", "127.0.0.1:8000")
+# `make run` writes the demo credentials here (mode 0600) instead of printing them.
+RUN_CREDENTIALS_FILE = env_str("CANOPY_CREDENTIALS_FILE")
 RUN_WEB_WORKERS = env_int("CANOPY_WEB_WORKERS", 2, minimum=1)
 RUN_WORKER_CONCURRENCY = env_int("CANOPY_WORKER_CONCURRENCY", 2, minimum=1)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
@@ -103,9 +106,11 @@ INSTALLED_APPS = [
     "backend.metrics",
     "backend.tracing",
     "web",
+    "backend.observability",
 ]
 
 MIDDLEWARE = [
+    "backend.observability.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -260,25 +265,12 @@ LOG_LEVEL = env_str("LOG_LEVEL") or "INFO"
 LOG_FORMAT = env_str("LOG_FORMAT") or "console"
 if LOG_FORMAT not in ("console", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use console or json")
-_structlog_pre_chain = [
-    structlog.stdlib.add_log_level,
-    structlog.stdlib.add_logger_name,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "structured": {
-            "()": structlog.stdlib.ProcessorFormatter,
-            "processors": [
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer()
-                if LOG_FORMAT == "json"
-                else structlog.dev.ConsoleRenderer(colors=False),
-            ],
-            "foreign_pre_chain": _structlog_pre_chain,
-        },
+        # One line per event with the request id; tracebacks without local variables.
+        "structured": {"()": "backend.observability.logs.log_formatter", "format": LOG_FORMAT},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -286,8 +278,7 @@ LOGGING = {
 }
 structlog.configure(
     processors=[
-        structlog.contextvars.merge_contextvars,
-        *_structlog_pre_chain,
+        *LOG_PRE_CHAIN,
         structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
     ],
     logger_factory=structlog.stdlib.LoggerFactory(),

@@ -285,3 +285,21 @@ structlog.configure(
     wrapper_class=structlog.stdlib.BoundLogger,
     cache_logger_on_first_use=True,
 )
+
+# Invitations (backend/tenancy: members join by an emailed, expiring link).
+INVITATION_TTL_SECONDS = env_int("CANOPY_INVITATION_TTL_HOURS", 72, minimum=1) * 3600
+# Whether an invitee without an account may create one through the invitation link.
+SIGNUP_ENABLED = env_bool("CANOPY_SIGNUP", True)
+# Mail: SMTP when CANOPY_SMTP_HOST is set; otherwise messages are written to the console
+# (development: the invitation link appears in `make run`'s output).
+EMAIL_HOST = env_str("CANOPY_SMTP_HOST") or "localhost"
+EMAIL_PORT = env_int("CANOPY_SMTP_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("CANOPY_SMTP_USER") or ""
+EMAIL_HOST_PASSWORD = env_str("CANOPY_SMTP_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("CANOPY_SMTP_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("CANOPY_MAIL_FROM") or "canopy@localhost"
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if env_str("CANOPY_SMTP_HOST")
+    else "django.core.mail.backends.console.EmailBackend"
+)

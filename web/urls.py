@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from web import api, views
+from web import api, invitations, views
 from web.forms import LoginForm
 
 app_name = "web"
@@ -27,4 +27,10 @@ urlpatterns = [
     path("settings/tokens", views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("settings/members", views.members, name="members"),
+    path(
+        "settings/invitations/<int:pk>/revoke",
+        invitations.invitation_revoke,
+        name="invitation-revoke",
+    ),
+    path("invitations/<str:secret>", invitations.invitation, name="invitation"),
 ]

@@ -260,9 +260,6 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def members(request: HttpRequest) -> HttpResponse:
-    access = _access_or_404(request)
-    return render(
-        request,
-        "web/members.html",
-        {"members": selectors.membership_list(org=access.org)},
-    )
+    from web.invitations import members_page
+
+    return members_page(request, _access_or_404(request))

@@ -19,7 +19,8 @@ from backend.tenancy.serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
     ApiTokenSerializer,
-    MembershipCreateSerializer,
+    InvitationCreateSerializer,
+    InvitationSerializer,
     MembershipSerializer,
     MembershipUpdateSerializer,
     OrganizationSerializer,
@@ -69,18 +70,52 @@ class MemberListView(OrgAPIView):
             MembershipSerializer(selectors.membership_list(org=self.org), many=True).data
         )
 
-    @extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer})
+    @extend_schema(request=InvitationCreateSerializer, responses={202: InvitationSerializer})
     def post(self, request, org_slug=None):
-        data = MembershipCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        membership = _service_call(
-            services.member_add,
-            org=self.org,
-            user=data.validated_data["username"],
-            role=data.validated_data["role"],
-            actor=request.user,
+        """Invite someone by email; they join when they accept. The answer is the same
+        whether or not the address has an account on this server."""
+        if "username" in request.data:
+            raise ValidationError(
+                {"detail": 'members join by invitation: send {"email": …, "role": …}'}
+            )
+        return _invite(self, request)
+
+
+def _invite(view: OrgAPIView, request) -> Response:
+    data = InvitationCreateSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    invitation, _ = _service_call(
+        services.invitation_create,
+        org=view.org,
+        email=data.validated_data["email"],
+        role=data.validated_data["role"],
+        actor=request.user,
+    )
+    return Response(InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
+
+
+class InvitationListView(OrgAPIView):
+    scopes = ADMIN_ONLY
+
+    @extend_schema(responses=InvitationSerializer(many=True))
+    def get(self, request, org_slug=None):
+        return Response(
+            InvitationSerializer(selectors.invitation_list(org=self.org), many=True).data
         )
-        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=InvitationCreateSerializer, responses={202: InvitationSerializer})
+    def post(self, request, org_slug=None):
+        return _invite(self, request)
+
+
+class InvitationDetailView(OrgAPIView):
+    scopes = ADMIN_ONLY
+
+    @extend_schema(responses=InvitationSerializer, summary="Revoke the invitation")
+    def delete(self, request, pk: int, org_slug=None):
+        invitation = get_object_or_404(selectors.invitation_list(org=self.org), pk=pk)
+        services.invitation_revoke(invitation=invitation, actor=request.user)
+        return Response(InvitationSerializer(invitation).data)
 
 
 class MemberDetailView(OrgAPIView):

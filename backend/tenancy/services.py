@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
+from django.core.validators import EmailValidator
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -19,6 +24,7 @@ from backend.tenancy.models import (
     TENANT_LIMIT_FIELDS,
     ApiToken,
     AuditEvent,
+    Invitation,
     Membership,
     Organization,
     OrgLimits,
@@ -247,3 +253,123 @@ def limits_update(*, org: Organization, changes: dict, actor=None) -> OrgLimits:
         org=org, actor=actor, action="limits.update", details={"from": before, "to": changes}
     )
     return limits
+
+
+# -- invitations ------------------------------------------------------------------------------
+
+
+def _invitation_hash(secret: str) -> str:
+    return hash_token(secret)
+
+
+def invitation_create(
+    *, org: Organization, email: str, role: str, actor=None
+) -> tuple[Invitation, str]:
+    """Invite an email address; returns the invitation and the link's secret (sent by email,
+    never stored). The answer is the same whether or not the address has an account."""
+    if role not in Role.values:
+        raise ValidationError(f"unknown role {role!r}")
+    email = (email or "").strip()
+    try:
+        EmailValidator()(email)
+    except ValidationError:
+        raise ValidationError("enter a valid email address") from None
+    email = User.objects.normalize_email(email)
+    secret = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.for_org(org).create(
+        org=org,
+        email=email,
+        role=role,
+        secret_hash=_invitation_hash(secret),
+        created_by=actor if isinstance(actor, User) else None,
+        expires_at=timezone.now() + timedelta(seconds=settings.INVITATION_TTL_SECONDS),
+    )
+    audit_record(
+        org=org, actor=actor, action="invitation.create", target=email, details={"role": role}
+    )
+    link = f"{settings.PUBLIC_URL}/invitations/{secret}"
+    send_mail(
+        subject=f"You are invited to {org.name} on Canopy",
+        message=(
+            f"You are invited to join {org.name} on Canopy as {role}.\n\n"
+            f"Accept: {link}\n\nThe link works once and expires on "
+            f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+        ),
+        from_email=None,
+        recipient_list=[email],
+        fail_silently=False,
+    )
+    return invitation, secret
+
+
+def invitation_open_get(*, secret: str) -> Invitation | None:
+    """The open invitation of this link's secret, or None (unknown, used, revoked, expired)."""
+    invitation = (
+        Invitation.objects.unscoped()
+        .select_related("org")
+        .filter(secret_hash=_invitation_hash(secret))
+        .first()
+    )
+    return invitation if invitation is not None and invitation.is_open() else None
+
+
+def invitation_accept(*, secret: str, user: AbstractBaseUser) -> Membership:
+    """The invitee joins: signed in with the invited email address, once."""
+    invitation = invitation_open_get(secret=secret)
+    if invitation is None:
+        raise ValidationError("this invitation is not valid any more")
+    if (user.email or "").lower() != invitation.email.lower():
+        raise ValidationError(
+            "this invitation is for another email address: sign in with the invited one"
+        )
+    with transaction.atomic():
+        # Compare-and-set: two clicks on the link accept once.
+        claimed = (
+            Invitation.objects.for_org(invitation.org)
+            .filter(pk=invitation.pk, accepted_at=None, revoked_at=None)
+            .update(accepted_at=timezone.now(), accepted_by=user)
+        )
+        if not claimed:
+            raise ValidationError("this invitation is not valid any more")
+        existing = Membership.objects.for_org(invitation.org).filter(user=user).first()
+        if existing is not None:
+            return existing
+        return member_add(org=invitation.org, user=user, role=invitation.role, actor=user)
+
+
+def invitation_revoke(*, invitation: Invitation, actor=None) -> Invitation:
+    Invitation.objects.for_org(invitation.org_id).filter(pk=invitation.pk, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
+    invitation.refresh_from_db()
+    audit_record(
+        org=invitation.org, actor=actor, action="invitation.revoke", target=invitation.email
+    )
+    return invitation
+
+
+def user_sign_up(*, email: str, password: str) -> AbstractBaseUser:
+    """An account for an invitee (username = email). Only through an open invitation for that
+    email, and only when ``CANOPY_SIGNUP`` is on."""
+    if not settings.SIGNUP_ENABLED:
+        raise ValidationError("sign-up is off on this server: ask the operator for an account")
+    email = User.objects.normalize_email(email)
+    validate_password(password)
+    if User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists():
+        raise ValidationError("an account with this email address exists: sign in instead")
+    return User.objects.create_user(username=email, email=email, password=password)
+
+
+def org_create_for_owner_email(
+    *, slug: str, name: str, owner_email: str
+) -> tuple[Organization, str]:
+    """The operator's ``create_org``: the org, its limits, and an owner invitation (whose link
+    is returned, and emailed)."""
+    with transaction.atomic():
+        org = Organization(slug=slug, name=name)
+        org.full_clean()
+        org.save()
+        OrgLimits.objects.for_org(org).create(org=org)
+        audit_record(org=org, action="org.create", target=slug, details={"by": "operator"})
+        _, secret = invitation_create(org=org, email=owner_email, role=Role.OWNER)
+    return org, f"{settings.PUBLIC_URL}/invitations/{secret}"

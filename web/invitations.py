@@ -18,9 +18,12 @@ from django.views.decorators.http import require_POST
 from backend.tenancy import selectors, services
 from backend.tenancy.access import OrgNotFound, session_org_select
 from backend.tenancy.models import Role
+from web.views import _access_or_404
 
 
-def members_page(request: HttpRequest, access) -> HttpResponse:
+@login_required
+def members(request: HttpRequest) -> HttpResponse:
+    access = _access_or_404(request)
     if request.method == "POST":
         if not access.can_manage:
             raise Http404("only owners and admins invite")
@@ -54,8 +57,6 @@ def members_page(request: HttpRequest, access) -> HttpResponse:
 @login_required
 @require_POST
 def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    from web.views import _access_or_404
-
     access = _access_or_404(request)
     if not access.can_manage:
         raise Http404("only owners and admins revoke invitations")

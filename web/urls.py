@@ -26,7 +26,7 @@ urlpatterns = [
     path("orgs/switch", views.switch_org, name="switch-org"),
     path("settings/tokens", views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
-    path("settings/members", views.members, name="members"),
+    path("settings/members", invitations.members, name="members"),
     path(
         "settings/invitations/<int:pk>/revoke",
         invitations.invitation_revoke,

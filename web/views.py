@@ -256,10 +256,3 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     services.token_revoke(token=token, actor=request.user)
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("web:tokens")
-
-
-@login_required
-def members(request: HttpRequest) -> HttpResponse:
-    from web.invitations import members_page
-
-    return members_page(request, _access_or_404(request))

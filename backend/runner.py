@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
 
 PROCESSES = {
@@ -85,7 +86,12 @@ def main() -> int:
         "otlp_grpc_bind": settings.OTLP_GRPC_BIND,
     }
     bin_dir = os.path.dirname(sys.executable)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Self-metrics shared by every web and Celery process (prometheus_client's multiprocess
+    # mode): a fresh folder each start.
+    multiproc = settings.DATA_DIR / "metrics-multiproc"
+    shutil.rmtree(multiproc, ignore_errors=True)
+    multiproc.mkdir(parents=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
     manager = Manager(Printer(sys.stdout))
     for name, argv in PROCESSES.items():
         argv = [os.path.join(bin_dir, argv[0]), *(a.format(**values) for a in argv[1:])]

@@ -111,6 +111,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "backend.observability.request_id.RequestIdMiddleware",
+    "backend.observability.metrics.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -285,6 +286,9 @@ structlog.configure(
     wrapper_class=structlog.stdlib.BoundLogger,
     cache_logger_on_first_use=True,
 )
+
+# /metrics (Canopy's own health for Prometheus): a bearer token when set, open when unset.
+METRICS_TOKEN = env_str("CANOPY_METRICS_TOKEN")
 
 # Invitations (backend/tenancy: members join by an emailed, expiring link).
 INVITATION_TTL_SECONDS = env_int("CANOPY_INVITATION_TTL_HOURS", 72, minimum=1) * 3600

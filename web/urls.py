@@ -1,8 +1,20 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
+from backend.observability.metrics import metrics_view
 from web import api, invitations, views
 from web.forms import LoginForm
+
+
+def metrics_or_explorer(request):
+    """Prometheus asks for its text formats (``Accept: application/openmetrics-text`` or
+    ``text/plain``) and gets Canopy's self-metrics, where it scrapes by default; browsers
+    (and anything else) get the dashboard's metrics explorer."""
+    accept = request.headers.get("Accept", "")
+    if "text/html" not in accept and ("openmetrics" in accept or "text/plain" in accept):
+        return metrics_view(request)
+    return views.metrics(request)
+
 
 app_name = "web"
 
@@ -18,7 +30,8 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("metrics", views.metrics, name="metrics"),
+    # /metrics: the dashboard's explorer for browsers, Canopy's own metrics for scrapers
+    path("metrics", metrics_or_explorer, name="metrics"),
     path("traces", views.traces, name="traces"),
     path("traces/map", views.traces_map, name="traces-map"),
     path("traces/map/graph", api.ServiceGraphView.as_view(), name="traces-graph"),

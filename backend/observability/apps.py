@@ -6,6 +6,7 @@ class ObservabilityConfig(AppConfig):
     label = "observability"
 
     def ready(self) -> None:
-        from backend.observability import request_id
+        from backend.observability import metrics, request_id
 
         request_id.connect_celery_signals()
+        metrics.connect_celery_signals()

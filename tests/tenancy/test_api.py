@@ -170,9 +170,17 @@ class TestOutsiderIsolation:
         assert api.get("/api/v1/orgs/no-such-org/tokens").status_code == 404
 
 
-def test_openapi_schema_and_docs(api, tenants):
+def test_openapi_schema_and_docs(api, client, tenants):
+    assert api.get("/api/schema/").status_code in (401, 403)  # not for the public
+    assert client.get("/api/docs/").status_code == 302  # to the login page
+    api.force_login(tenants.member)
+    client.force_login(tenants.member)
+    assert client.get("/api/docs/").status_code == 200
+    assert client.get("/api/redoc/").status_code == 200
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
     assert "/api/v1/tokens" in paths and "/api/v1/orgs/{org_slug}/members" in paths
     assert api.get("/api/docs/").status_code == 200
+    script = client.get("/api/docs/?script=")  # Swagger UI's start-up, a file for the CSP
+    assert script.status_code == 200

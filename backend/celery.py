@@ -26,3 +26,4 @@ app = Celery("canopy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = TASK_ROUTES
 app.autodiscover_tasks(["backend.pipeline", "backend.metrics", "backend.tracing"])
+app.autodiscover_tasks(["backend.tenancy"])

@@ -262,6 +262,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "backend.tracing.tasks.rollup_dependencies",
         "schedule": 30.0,
     },
+    "tenancy-purge-deleted-orgs": {
+        "task": "backend.tenancy.tasks.purge_deleted_orgs",
+        "schedule": 60.0,
+    },
 }
 
 REST_FRAMEWORK = {

@@ -245,3 +245,23 @@ class Invitation(models.Model):
     def is_open(self, now=None) -> bool:
         now = now or timezone.now()
         return self.accepted_at is None and self.revoked_at is None and self.expires_at > now
+
+
+class OrgDeletion(models.Model):
+    """The record of an org's deletion: it outlives the org (no foreign key to it), so the
+    audit trail of who deleted what, and how many rows went, stays."""
+
+    deleted_org = models.PositiveIntegerField(help_text="the id the organization had")
+    slug = models.CharField(max_length=50)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows_deleted = models.JSONField(default=dict, blank=True, help_text="table -> rows")
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"deletion of {self.slug} ({self.deleted_org})"

@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import structlog
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,9 +15,11 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import EmailValidator
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_redis import get_redis_connection
+from psycopg import sql
 
 from backend.tenancy.models import (
     ALL_SCOPES,
@@ -27,6 +30,7 @@ from backend.tenancy.models import (
     Invitation,
     Membership,
     Organization,
+    OrgDeletion,
     OrgLimits,
     Role,
     generate_token_secret,
@@ -34,6 +38,7 @@ from backend.tenancy.models import (
 )
 
 User = get_user_model()
+logger = structlog.get_logger(__name__)
 
 # last_used_at is a hint for humans ("used 3 minutes ago"), not an access log: write it at most
 # once a minute per token so authentication does not turn every request into an UPDATE.
@@ -373,3 +378,72 @@ def org_create_for_owner_email(
         audit_record(org=org, action="org.create", target=slug, details={"by": "operator"})
         _, secret = invitation_create(org=org, email=owner_email, role=Role.OWNER)
     return org, f"{settings.PUBLIC_URL}/invitations/{secret}"
+
+
+# -- deleting an org ---------------------------------------------------------------------------
+
+
+def org_delete_request(*, org: Organization, actor=None) -> OrgDeletion:
+    """Close the org at once (members removed, tokens and invitations revoked: nobody reads
+    or writes it any more) and record the deletion; ``tenancy.tasks.purge_deleted_orgs``
+    deletes its data in the background."""
+    now = timezone.now()
+    with transaction.atomic():
+        ApiToken.objects.for_org(org).filter(revoked_at=None).update(revoked_at=now)
+        Invitation.objects.for_org(org).filter(revoked_at=None).update(revoked_at=now)
+        Membership.objects.for_org(org).delete()
+        audit_record(org=org, actor=actor, action="org.delete", target=org.slug)
+        deletion = OrgDeletion.objects.create(
+            deleted_org=org.pk,
+            slug=org.slug,
+            requested_by=actor if isinstance(actor, User) else None,
+        )
+    from backend.tenancy.selectors import caches_clear
+
+    caches_clear()  # this process at once; others within their caches' few seconds
+    return deletion
+
+
+_TABLES_WITH_ORG_ID = """
+    SELECT c.relname FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid
+    WHERE a.attname = 'org_id' AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+      AND NOT c.relispartition AND n.nspname = current_schema()
+    ORDER BY c.relname
+"""
+
+
+def org_purge(*, deletion: OrgDeletion) -> dict[str, int]:
+    """Delete every row of the org from every table with an ``org_id`` column (series,
+    blocks, spans, rollups, outboxes, tokens, audit … whatever room owns them, present or
+    future; partitioned tables through their parent), then the org itself. Tables that others
+    reference wait until those are empty; the loop ends when nothing more can go."""
+    org_id = deletion.deleted_org
+    counts: dict[str, int] = dict(deletion.rows_deleted or {})
+    with connection.cursor() as cur:
+        cur.execute(_TABLES_WITH_ORG_ID)
+        pending = [name for (name,) in cur.fetchall()]
+    while pending:
+        left = []
+        for table in pending:
+            try:
+                with transaction.atomic(), connection.cursor() as cur:
+                    cur.execute(
+                        sql.SQL("DELETE FROM {} WHERE org_id = %s").format(sql.Identifier(table)),
+                        [org_id],
+                    )
+                    counts[table] = counts.get(table, 0) + cur.rowcount
+            except IntegrityError:
+                left.append(table)  # referenced by rows of a table not emptied yet
+        if len(left) == len(pending):
+            raise IntegrityError(f"cannot empty {left} of org {org_id}")
+        pending = left
+    with transaction.atomic():
+        counts["tenancy_organization"] = Organization.objects.filter(pk=org_id).delete()[0]
+        get_redis_connection("default").delete(f"canopy:rejections:{org_id}")
+        OrgDeletion.objects.filter(pk=deletion.pk).update(
+            finished_at=timezone.now(), rows_deleted=counts
+        )
+    logger.info("org purged", org_id=org_id, slug=deletion.slug, rows=counts)
+    return counts

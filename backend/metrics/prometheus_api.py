@@ -20,6 +20,7 @@ from backend.metrics import promql
 from backend.metrics.labels import METRIC_NAME, Matcher
 from backend.metrics.promql.evaluator import matchers_of
 from backend.metrics.promql.parse import MAX_QUERY_LENGTH, parse_expr, unwrap
+from backend.metrics.promql.querier import ReadTimeout
 from backend.metrics.promql.values import valid_label_name
 from backend.metrics.selectors import label_names, label_values, metadata_list
 from backend.metrics.storage.reader import PostgresQuerier, metric_names_between, series_match
@@ -182,9 +183,20 @@ class PrometheusView(OrgAPIView):
     def handle(self):
         raise NotImplementedError
 
+    # Metadata endpoints (series, labels, label values, metadata) read the catalog directly:
+    # they run in one read-only transaction with the org's query timeout, as queries do.
+    bounded_reads = True
+
     def get(self, request, **kwargs):
         try:
-            return self.handle(**kwargs)
+            if not self.bounded_reads:
+                return self.handle(**kwargs)
+            querier = PostgresQuerier(org_id=self.org.pk)
+            try:
+                with querier.reading(timeout_seconds=self.limits().timeout_seconds):
+                    return self.handle(**kwargs)
+            except ReadTimeout as exc:
+                raise promql.QueryTimeout("query timed out reading the series catalog") from exc
         except promql.PromQLError as exc:
             return failure(exc.error_type, str(exc), exc.status)
         except strict.ParamError as exc:
@@ -199,6 +211,8 @@ class PrometheusView(OrgAPIView):
 
 
 class QueryView(PrometheusView):
+    bounded_reads = False  # the engine opens its own bounded reading
+
     def handle(self):
         query = self.param("query")
         if query is None:
@@ -216,6 +230,8 @@ class QueryView(PrometheusView):
 
 
 class QueryRangeView(PrometheusView):
+    bounded_reads = False  # the engine opens its own bounded reading
+
     def handle(self):
         start = parse_time("start", self.param("start") or "")
         end = parse_time("end", self.param("end") or "")

@@ -254,3 +254,26 @@ def test_bad_tracing_parameters_are_400(api, traces, url, params):
 
 def test_nul_in_a_path_is_400(api, traces):
     assert api.get("/jaeger/api/services/a%00b/operations", **bearer(traces)).status_code == 400
+
+
+def test_prometheus_metadata_reads_run_read_only_with_the_orgs_timeout(tenants, reader):
+    from django.db import connection
+    from rest_framework.test import APIRequestFactory
+
+    from backend.metrics import prometheus_api
+
+    limits_update(org=tenants.org, changes={"query_timeout_seconds": 2})
+    seen = {}
+
+    class Probe(prometheus_api.LabelsView):
+        def handle(self):
+            with connection.cursor() as cur:
+                cur.execute("SHOW statement_timeout")
+                seen["timeout"] = cur.fetchone()[0]
+                cur.execute("SHOW transaction_read_only")
+                seen["read_only"] = cur.fetchone()[0]
+            return super().handle()
+
+    request = APIRequestFactory().get(f"{PROM}/labels", **reader)
+    assert Probe.as_view()(request).status_code == 200
+    assert seen == {"timeout": "2s", "read_only": "on"}

@@ -27,4 +27,6 @@ TASK_ROUTES = {
 app = Celery("canopy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_routes = TASK_ROUTES
-app.autodiscover_tasks(["backend.pipeline", "backend.metrics", "backend.tracing", "backend.rules"])
+app.autodiscover_tasks(
+    ["backend.pipeline", "backend.tenancy", "backend.metrics", "backend.tracing", "backend.rules"]
+)

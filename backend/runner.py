@@ -9,6 +9,8 @@ them all; the embedded PostgreSQL/Redis (if any) are stopped afterwards by
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import sys
 
 PROCESSES = {
@@ -23,6 +25,9 @@ PROCESSES = {
         "4",
         "--access-logfile",
         "-",
+        "--access-logformat",
+        # gunicorn's default format plus the request id (X-Request-ID of the response)
+        '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({{x-request-id}}o)s',
         "--logger-class",
         "backend.gunicorn_logging.AccessLogger",
         "--graceful-timeout",
@@ -81,11 +86,16 @@ def main() -> int:
         "otlp_grpc_bind": settings.OTLP_GRPC_BIND,
     }
     bin_dir = os.path.dirname(sys.executable)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Self-metrics shared by every web and Celery process (prometheus_client's multiprocess
+    # mode): a fresh folder each start.
+    multiproc = settings.DATA_DIR / "metrics-multiproc"
+    shutil.rmtree(multiproc, ignore_errors=True)
+    multiproc.mkdir(parents=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
     manager = Manager(Printer(sys.stdout))
     for name, argv in PROCESSES.items():
         argv = [os.path.join(bin_dir, argv[0]), *(a.format(**values) for a in argv[1:])]
-        manager.add_process(name, " ".join(argv), env=env)
+        manager.add_process(name, shlex.join(argv), env=env)
     manager.loop()
     return manager.returncode or 0
 

@@ -22,6 +22,7 @@ from backend.envconfig import (
     env_required,
     env_str,
 )
+from backend.observability.logs import PRE_CHAIN as LOG_PRE_CHAIN
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = data_dir()
@@ -70,6 +71,8 @@ PUBLIC_URL = (env_str("CANOPY_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/
 OTLP_GRPC_BIND = env_hostport("CANOPY_OTLP_GRPC_BIND", "127.0.0.1:4317")
 # What `make run` (backend/runner.py) starts: where it serves, how many of each process.
 RUN_BIND = env_hostport("CANOPY_BIND", "127.0.0.1:8000")
+# `make run` writes the demo credentials here (mode 0600) instead of printing them.
+RUN_CREDENTIALS_FILE = env_str("CANOPY_CREDENTIALS_FILE")
 RUN_WEB_WORKERS = env_int("CANOPY_WEB_WORKERS", 2, minimum=1)
 RUN_WORKER_CONCURRENCY = env_int("CANOPY_WORKER_CONCURRENCY", 2, minimum=1)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
@@ -106,10 +109,15 @@ INSTALLED_APPS = [
     "backend.rules",
     "web",
     "django.contrib.humanize",
+    "backend.observability",
+    "csp",
 ]
 
 MIDDLEWARE = [
+    "backend.observability.request_id.RequestIdMiddleware",
+    "backend.observability.metrics.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -174,6 +182,28 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _https else None
 SECURE_HSTS_SECONDS = 31536000 if _https else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _https)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _https)
+# Over HTTPS, plain HTTP is redirected, except the probes and the scrape (cluster-internal).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _https)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# Content-Security-Policy (django-csp): scripts only from Canopy itself (no inline script,
+# no inline handlers: web/static/web/behaviours.js), styles from itself plus inline style
+# attributes (bar widths), no framing, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -244,6 +274,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": RULES_TICK_SECONDS,
     },
     "traces-cut-blocks": {"task": "backend.tracing.tasks.cut_blocks", "schedule": 60.0},
+    "tenancy-purge-deleted-orgs": {
+        "task": "backend.tenancy.tasks.purge_deleted_orgs",
+        "schedule": 60.0,
+    },
 }
 
 REST_FRAMEWORK = {
@@ -255,6 +289,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": None,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # JSON only: DRF's browsable API (HTML forms for every endpoint) only with DEBUG.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Canopy API",
@@ -266,31 +303,24 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The schema and its viewers are for signed-in users and tokens, not the public.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # drf-spectacular hooks schema generation into `check --deploy`: its warnings are about
+    # how it introspects the Jaeger/Zipkin views (their shapes are the protocols', documented
+    # in docs/), not about deployment. tests/tenancy/test_api.py checks the schema itself.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL") or "INFO"
 LOG_FORMAT = env_str("LOG_FORMAT") or "console"
 if LOG_FORMAT not in ("console", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use console or json")
-_structlog_pre_chain = [
-    structlog.stdlib.add_log_level,
-    structlog.stdlib.add_logger_name,
-    structlog.processors.TimeStamper(fmt="iso", utc=True),
-]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "structured": {
-            "()": structlog.stdlib.ProcessorFormatter,
-            "processors": [
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer()
-                if LOG_FORMAT == "json"
-                else structlog.dev.ConsoleRenderer(colors=False),
-            ],
-            "foreign_pre_chain": _structlog_pre_chain,
-        },
+        # One line per event with the request id; tracebacks without local variables.
+        "structured": {"()": "backend.observability.logs.log_formatter", "format": LOG_FORMAT},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
@@ -298,11 +328,31 @@ LOGGING = {
 }
 structlog.configure(
     processors=[
-        structlog.contextvars.merge_contextvars,
-        *_structlog_pre_chain,
+        *LOG_PRE_CHAIN,
         structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
     ],
     logger_factory=structlog.stdlib.LoggerFactory(),
     wrapper_class=structlog.stdlib.BoundLogger,
     cache_logger_on_first_use=True,
+)
+
+# /metrics (Canopy's own health for Prometheus): a bearer token when set, open when unset.
+METRICS_TOKEN = env_str("CANOPY_METRICS_TOKEN")
+
+# Invitations (backend/tenancy: members join by an emailed, expiring link).
+INVITATION_TTL_SECONDS = env_int("CANOPY_INVITATION_TTL_HOURS", 72, minimum=1) * 3600
+# Whether an invitee without an account may create one through the invitation link.
+SIGNUP_ENABLED = env_bool("CANOPY_SIGNUP", True)
+# Mail: SMTP when CANOPY_SMTP_HOST is set; otherwise messages are written to the console
+# (development: the invitation link appears in `make run`'s output).
+EMAIL_HOST = env_str("CANOPY_SMTP_HOST") or "localhost"
+EMAIL_PORT = env_int("CANOPY_SMTP_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("CANOPY_SMTP_USER") or ""
+EMAIL_HOST_PASSWORD = env_str("CANOPY_SMTP_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("CANOPY_SMTP_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("CANOPY_MAIL_FROM") or "canopy@localhost"
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if env_str("CANOPY_SMTP_HOST")
+    else "django.core.mail.backends.console.EmailBackend"
 )

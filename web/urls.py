@@ -1,7 +1,20 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from web import api, meshconfig_views, rules_views, views
+from backend.observability.metrics import metrics_view
+from web import api, invitations, meshconfig_views, rules_views, views
+from web.forms import LoginForm
+
+
+def metrics_or_explorer(request):
+    """Prometheus asks for its text formats (``Accept: application/openmetrics-text`` or
+    ``text/plain``) and gets Canopy's self-metrics, where it scrapes by default; browsers
+    (and anything else) get the dashboard's metrics explorer."""
+    accept = request.headers.get("Accept", "")
+    if "text/html" not in accept and ("openmetrics" in accept or "text/plain" in accept):
+        return metrics_view(request)
+    return views.metrics(request)
+
 
 app_name = "web"
 
@@ -10,12 +23,15 @@ urlpatterns = [
     path(
         "login/",
         auth_views.LoginView.as_view(
-            template_name="registration/login.html", redirect_authenticated_user=True
+            template_name="registration/login.html",
+            redirect_authenticated_user=True,
+            authentication_form=LoginForm,
         ),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("metrics", views.metrics, name="metrics"),
+    # /metrics: the dashboard's explorer for browsers, Canopy's own metrics for scrapers
+    path("metrics", metrics_or_explorer, name="metrics"),
     path("traces", views.traces, name="traces"),
     path("alerts", rules_views.alerts, name="alerts"),
     path("rules", rules_views.rules, name="rules"),
@@ -26,7 +42,13 @@ urlpatterns = [
     path("orgs/switch", views.switch_org, name="switch-org"),
     path("settings/tokens", views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
-    path("settings/members", views.members, name="members"),
+    path("settings/members", invitations.members, name="members"),
+    path(
+        "settings/invitations/<int:pk>/revoke",
+        invitations.invitation_revoke,
+        name="invitation-revoke",
+    ),
+    path("invitations/<str:secret>", invitations.invitation, name="invitation"),
     path("mesh", views.mesh, name="mesh"),
     path("settings/usage", views.usage, name="usage"),
     path("mesh/<str:kind>/<str:namespace>/<str:name>", views.workload, name="workload"),

@@ -6,7 +6,7 @@ from urllib.parse import urlencode, urlsplit
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,7 +18,7 @@ from backend.metrics import mesh as mesh_graph
 from backend.metrics.selectors import ingest_overview
 from backend.tenancy import selectors, services
 from backend.tenancy.access import Access, OrgNotFound, session_access, session_org_select
-from backend.tenancy.models import ALL_SCOPES, Scope
+from backend.tenancy.models import ALL_SCOPES, TENANT_LIMIT_FIELDS, Scope
 from backend.tenancy.rejections import rejections_get
 from backend.tenancy.selectors import limits_get
 from backend.tracing.selectors import traces_overview
@@ -274,16 +274,6 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def members(request: HttpRequest) -> HttpResponse:
-    access = _access_or_404(request)
-    return render(
-        request,
-        "web/members.html",
-        {"members": selectors.membership_list(org=access.org)},
-    )
-
-
-@login_required
 def mesh(request: HttpRequest) -> HttpResponse:
     """The mesh graph from Istio's metrics, drawn in the browser from ``/mesh/graph``."""
     _page_access(request)
@@ -306,18 +296,9 @@ def mesh(request: HttpRequest) -> HttpResponse:
     )
 
 
-# The limits an owner or admin edits on the usage page (the rest stay in the API and admin).
-USAGE_EDITABLE_LIMITS = (
-    "max_global_series_per_user",
-    "max_global_series_per_metric",
-    "ingestion_rate",
-    "ingestion_burst_size",
-    "retention_days",
-    "traces_ingestion_rate",
-    "traces_ingestion_burst_size",
-    "traces_retention_days",
-    "query_max_series",
-)
+# The limits an owner or admin edits on the usage page: retention, within the plan's bounds.
+# The quotas that protect other tenants are the operator's (services.limits_update_by_tenant).
+USAGE_EDITABLE_LIMITS = tuple(TENANT_LIMIT_FIELDS)
 USAGE_TOP_METRICS = 15
 
 
@@ -343,7 +324,9 @@ def usage(request: HttpRequest) -> HttpResponse:
                     return redirect("web:usage")
                 changes[field] = int(raw)
         try:
-            services.limits_update(org=org, changes=changes, actor=request.user)
+            services.limits_update_by_tenant(org=org, changes=changes, actor=request.user)
+        except PermissionDenied as exc:
+            messages.error(request, str(exc))
         except ValidationError as exc:
             messages.error(request, "; ".join(exc.messages))
         else:

@@ -19,10 +19,12 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from backend.metrics import promql
 from backend.metrics.labels import METRIC_NAME, Matcher
 from backend.metrics.promql.evaluator import matchers_of
-from backend.metrics.promql.parse import parse_expr, unwrap
+from backend.metrics.promql.parse import MAX_QUERY_LENGTH, parse_expr, unwrap
+from backend.metrics.promql.querier import ReadTimeout
 from backend.metrics.promql.values import valid_label_name
 from backend.metrics.selectors import label_names, label_values, metadata_list
 from backend.metrics.storage.reader import PostgresQuerier, metric_names_between, series_match
+from backend.tenancy import params as strict
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
 from backend.tenancy.selectors import limits_get
@@ -59,6 +61,11 @@ def parse_time(name: str, text: str) -> int:
     except ValueError:
         seconds = None
     if seconds is not None and math.isfinite(seconds):
+        if abs(seconds) > strict.MAX_TIME_S:
+            raise promql.BadData(
+                f'invalid parameter "{name}": cannot parse "{text}" to a valid timestamp: '
+                "out of range (year 9999 at most)"
+            )
         whole = math.floor(seconds)
         return int(whole) * 1000 + round((seconds - whole) * 1000)
     try:
@@ -79,7 +86,7 @@ def parse_duration_ms(name: str, text: str) -> int:
     except ValueError:
         seconds = None
     if seconds is not None:
-        if not math.isfinite(seconds) or abs(seconds) * 1000 > 2**62:
+        if not math.isfinite(seconds) or abs(seconds) > strict.MAX_DURATION_S:
             raise promql.BadData(
                 f'invalid parameter "{name}": cannot parse "{text}" to a valid duration. '
                 "It overflows int64"
@@ -90,7 +97,13 @@ def parse_duration_ms(name: str, text: str) -> int:
         raise promql.BadData(
             f'invalid parameter "{name}": cannot parse "{text}" to a valid duration'
         )
-    return sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_MS, strict=True) if g)
+    total = sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_MS, strict=True) if g)
+    if total > strict.MAX_DURATION_S * 1000:
+        raise promql.BadData(
+            f'invalid parameter "{name}": cannot parse "{text}" to a valid duration. '
+            "It overflows int64"
+        )
+    return total
 
 
 class PrometheusView(OrgAPIView):
@@ -101,24 +114,29 @@ class PrometheusView(OrgAPIView):
         value = self.request.query_params.get(name)
         if value is None and self.request.method == "POST":
             value = self.request.data.get(name)
+        value = strict.text(name, value, max_length=MAX_QUERY_LENGTH)
         return default if value is None else value
 
     def params(self, name: str) -> list[str]:
         values = list(self.request.query_params.getlist(name))
         if self.request.method == "POST":
             values += self.request.data.getlist(name)
-        return values
+        return [strict.text(name, v, max_length=MAX_QUERY_LENGTH) for v in values]
 
     def limits(self) -> promql.QueryLimits:
         limits = limits_get(org_id=self.org.pk)
         timeout = float(limits.query_timeout_seconds)
         wanted = self.param("timeout")
         if wanted:
-            timeout = min(timeout, parse_duration_ms("timeout", wanted) / 1000)
+            wanted_ms = parse_duration_ms("timeout", wanted)
+            if wanted_ms < 0:
+                raise promql.BadData('invalid parameter "timeout": must not be negative')
+            timeout = min(timeout, max(wanted_ms, 1) / 1000)
         return promql.QueryLimits(
             max_series=limits.query_max_series,
             max_samples=limits.query_max_samples,
             timeout_seconds=timeout,
+            max_subquery_steps=limits.query_max_subquery_steps,
         )
 
     def selectors(self, required: bool) -> list[list[Matcher]]:
@@ -165,11 +183,24 @@ class PrometheusView(OrgAPIView):
     def handle(self):
         raise NotImplementedError
 
+    # Metadata endpoints (series, labels, label values, metadata) read the catalog directly:
+    # they run in one read-only transaction with the org's query timeout, as queries do.
+    bounded_reads = True
+
     def get(self, request, **kwargs):
         try:
-            return self.handle(**kwargs)
+            if not self.bounded_reads:
+                return self.handle(**kwargs)
+            querier = PostgresQuerier(org_id=self.org.pk)
+            try:
+                with querier.reading(timeout_seconds=self.limits().timeout_seconds):
+                    return self.handle(**kwargs)
+            except ReadTimeout as exc:
+                raise promql.QueryTimeout("query timed out reading the series catalog") from exc
         except promql.PromQLError as exc:
             return failure(exc.error_type, str(exc), exc.status)
+        except strict.ParamError as exc:
+            return failure("bad_data", f"invalid parameter: {exc}", 400)
         except (DatabaseError, RedisError) as exc:
             # The store is down or restarting: Prometheus's "unavailable", worth a retry.
             return failure(
@@ -180,6 +211,8 @@ class PrometheusView(OrgAPIView):
 
 
 class QueryView(PrometheusView):
+    bounded_reads = False  # the engine opens its own bounded reading
+
     def handle(self):
         query = self.param("query")
         if query is None:
@@ -197,6 +230,8 @@ class QueryView(PrometheusView):
 
 
 class QueryRangeView(PrometheusView):
+    bounded_reads = False  # the engine opens its own bounded reading
+
     def handle(self):
         start = parse_time("start", self.param("start") or "")
         end = parse_time("end", self.param("end") or "")
@@ -258,7 +293,7 @@ class LabelValuesView(PrometheusView):
 class MetadataView(PrometheusView):
     def handle(self):
         metric = self.param("metric")
-        limit = int(self.param("limit") or 0)
+        limit = strict.integer("limit", self.param("limit"), minimum=0, maximum=2**31) or 0
         out: dict[str, list[dict]] = {}
         for family, kind, help_text, unit in metadata_list(org_id=self.org.pk, metric=metric):
             if limit and len(out) >= limit and family not in out:

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import OuterRef, Subquery
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotAuthenticated, ValidationError
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied, ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,11 +19,13 @@ from backend.tenancy.serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
     ApiTokenSerializer,
-    MembershipCreateSerializer,
+    InvitationCreateSerializer,
+    InvitationSerializer,
     MembershipSerializer,
     MembershipUpdateSerializer,
     OrganizationSerializer,
     OrgLimitsSerializer,
+    TenantLimitsSerializer,
 )
 
 ADMIN_ONLY = {
@@ -68,18 +70,52 @@ class MemberListView(OrgAPIView):
             MembershipSerializer(selectors.membership_list(org=self.org), many=True).data
         )
 
-    @extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer})
+    @extend_schema(request=InvitationCreateSerializer, responses={202: InvitationSerializer})
     def post(self, request, org_slug=None):
-        data = MembershipCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        membership = _service_call(
-            services.member_add,
-            org=self.org,
-            user=data.validated_data["username"],
-            role=data.validated_data["role"],
-            actor=request.user,
+        """Invite someone by email; they join when they accept. The answer is the same
+        whether or not the address has an account on this server."""
+        if "username" in request.data:
+            raise ValidationError(
+                {"detail": 'members join by invitation: send {"email": …, "role": …}'}
+            )
+        return _invite(self, request)
+
+
+def _invite(view: OrgAPIView, request) -> Response:
+    data = InvitationCreateSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    invitation, _ = _service_call(
+        services.invitation_create,
+        org=view.org,
+        email=data.validated_data["email"],
+        role=data.validated_data["role"],
+        actor=request.user,
+    )
+    return Response(InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
+
+
+class InvitationListView(OrgAPIView):
+    scopes = ADMIN_ONLY
+
+    @extend_schema(responses=InvitationSerializer(many=True))
+    def get(self, request, org_slug=None):
+        return Response(
+            InvitationSerializer(selectors.invitation_list(org=self.org), many=True).data
         )
-        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=InvitationCreateSerializer, responses={202: InvitationSerializer})
+    def post(self, request, org_slug=None):
+        return _invite(self, request)
+
+
+class InvitationDetailView(OrgAPIView):
+    scopes = ADMIN_ONLY
+
+    @extend_schema(responses=InvitationSerializer, summary="Revoke the invitation")
+    def delete(self, request, pk: int, org_slug=None):
+        invitation = get_object_or_404(selectors.invitation_list(org=self.org), pk=pk)
+        services.invitation_revoke(invitation=invitation, actor=request.user)
+        return Response(InvitationSerializer(invitation).data)
 
 
 class MemberDetailView(OrgAPIView):
@@ -152,7 +188,9 @@ class TokenDetailView(OrgAPIView):
 
 
 class LimitsView(OrgAPIView):
-    """The organization's ingest limits; any member may read them, admins change them."""
+    """The organization's limits: any member reads them; an org admin changes its retention
+    (within the plan's bounds) and nothing else: the quotas that protect the other tenants
+    are the operator's (Django admin, ``manage.py set_limits``)."""
 
     scopes = {
         "GET": [Scope.METRICS_READ, Scope.TRACES_READ, Scope.METRICS_WRITE, Scope.TRACES_WRITE],
@@ -163,12 +201,21 @@ class LimitsView(OrgAPIView):
     def get(self, request, org_slug=None):
         return Response(OrgLimitsSerializer(selectors.limits_get(org_id=self.org.pk)).data)
 
-    @extend_schema(request=OrgLimitsSerializer, responses=OrgLimitsSerializer)
+    @extend_schema(request=TenantLimitsSerializer, responses=OrgLimitsSerializer)
     def patch(self, request, org_slug=None):
-        data = OrgLimitsSerializer(data=request.data, partial=True)
+        if not isinstance(request.data, dict):
+            raise ValidationError({"detail": "a JSON object of limits"})
+        operator_owned = sorted(set(request.data) - set(TenantLimitsSerializer.Meta.fields))
+        if operator_owned:
+            raise PermissionDenied(
+                f"{', '.join(operator_owned)}: set by the platform operator (the Django admin "
+                "or `manage.py set_limits`); an org admin may change "
+                f"{', '.join(TenantLimitsSerializer.Meta.fields)} only"
+            )
+        data = TenantLimitsSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         limits = _service_call(
-            services.limits_update,
+            services.limits_update_by_tenant,
             org=self.org,
             changes=dict(data.validated_data),
             actor=request.user,

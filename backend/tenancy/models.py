@@ -149,6 +149,15 @@ class AuditEvent(models.Model):
 MiB = 1024 * 1024
 
 
+# What an org admin may change of its own limits (within the *_max bounds); every other field
+# protects the other tenants of the server and is the operator's: the Django admin and
+# ``manage.py set_limits``.
+TENANT_LIMIT_FIELDS = {
+    "retention_days": "retention_days_max",
+    "traces_retention_days": "traces_retention_days_max",
+}
+
+
 class OrgLimits(models.Model):
     """Per-tenant limits. Defaults are those of Cortex/Mimir/Grafana Cloud."""
 
@@ -184,6 +193,13 @@ class OrgLimits(models.Model):
         help_text="spans arriving up to this long after their start are still counted in the "
         "service graph, dependencies and span metrics",
     )
+    # The plan's bounds: an org admin sets its retention up to these; the operator sets them.
+    retention_days_max = models.PositiveIntegerField(
+        default=90, help_text="the most retention_days an org admin may choose"
+    )
+    traces_retention_days_max = models.PositiveIntegerField(
+        default=30, help_text="the most traces_retention_days an org admin may choose"
+    )
     # PromQL (Prometheus's defaults for samples and timeout).
     query_max_series = models.PositiveIntegerField(
         default=100_000, help_text="series one selector of a query may fetch"
@@ -192,6 +208,9 @@ class OrgLimits(models.Model):
         default=50_000_000, help_text="samples a query may load into memory"
     )
     query_timeout_seconds = models.PositiveIntegerField(default=120)
+    query_max_subquery_steps = models.PositiveIntegerField(
+        default=1_000_000, help_text="steps one subquery may evaluate (sized before allocating)"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()
@@ -201,3 +220,55 @@ class OrgLimits(models.Model):
 
     def __str__(self) -> str:
         return f"limits of {self.org_id}"
+
+
+class Invitation(models.Model):
+    """An invitation to join an org, sent to an email address. The link's secret is never
+    stored (only its hash); whoever accepts must be signed in with that email address."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"invitation of {self.email} to {self.org_id}"
+
+    def is_open(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > now
+
+
+class OrgDeletion(models.Model):
+    """The record of an org's deletion: it outlives the org (no foreign key to it), so the
+    audit trail of who deleted what, and how many rows went, stays."""
+
+    deleted_org = models.PositiveIntegerField(help_text="the id the organization had")
+    slug = models.CharField(max_length=50)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows_deleted = models.JSONField(default=dict, blank=True, help_text="table -> rows")
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"deletion of {self.slug} ({self.deleted_org})"

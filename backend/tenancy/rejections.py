@@ -27,3 +27,14 @@ def rejections_get(*, org_id: int) -> dict[str, dict[str, int]]:
         signal, _, reason = field.decode().partition(":")
         out.setdefault(signal, {})[reason] = int(value)
     return out
+
+
+def rejections_all() -> dict[tuple[str, str], int]:
+    """{(signal, reason): count} summed over every org (Canopy's self-metrics)."""
+    redis = get_redis_connection("default")
+    out: dict[tuple[str, str], int] = {}
+    for key in redis.scan_iter("canopy:rejections:*", count=1000):
+        for field, value in redis.hgetall(key).items():
+            signal, _, reason = field.decode().partition(":")
+            out[signal, reason] = out.get((signal, reason), 0) + int(value)
+    return out

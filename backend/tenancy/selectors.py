@@ -6,7 +6,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from backend.tenancy.models import ApiToken, Membership, Organization, OrgLimits, hash_token
+from backend.tenancy.models import (
+    ApiToken,
+    Invitation,
+    Membership,
+    Organization,
+    OrgLimits,
+    hash_token,
+)
 from backend.tenancy.ttlcache import TTLCache
 
 
@@ -58,6 +65,10 @@ def token_authenticate(*, secret: str) -> ApiToken | None:
 
 # The ingest path reads limits on every request; an admin's change applies within 10 s.
 _limits: TTLCache[int, OrgLimits] = TTLCache(ttl=10.0)
+
+
+def invitation_list(*, org) -> QuerySet[Invitation]:
+    return Invitation.objects.for_org(org).order_by("-created_at", "-id")
 
 
 def limits_get(*, org_id: int) -> OrgLimits:

@@ -1,7 +1,15 @@
-from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
-from backend.tenancy.models import ALL_SCOPES, ApiToken, Membership, Organization, OrgLimits, Role
+from backend.tenancy.models import (
+    ALL_SCOPES,
+    TENANT_LIMIT_FIELDS,
+    ApiToken,
+    Invitation,
+    Membership,
+    Organization,
+    OrgLimits,
+    Role,
+)
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
@@ -21,11 +29,24 @@ class MembershipSerializer(serializers.ModelSerializer):
         fields = ["id", "username", "email", "role", "created_at"]
 
 
-class MembershipCreateSerializer(serializers.Serializer):
-    username = serializers.SlugRelatedField(
-        slug_field="username", queryset=get_user_model().objects.all()
-    )
+class InvitationCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "created_at", "expires_at", "accepted_at", "status"]
+
+    def get_status(self, invitation: Invitation) -> str:
+        if invitation.accepted_at:
+            return "accepted"
+        if invitation.revoked_at:
+            return "revoked"
+        return "open" if invitation.is_open() else "expired"
 
 
 class MembershipUpdateSerializer(serializers.Serializer):
@@ -68,6 +89,14 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
+
+
+class TenantLimitsSerializer(serializers.ModelSerializer):
+    """What an org admin may change: retention, within the plan's bounds."""
+
+    class Meta:
+        model = OrgLimits
+        fields = list(TENANT_LIMIT_FIELDS)
 
 
 class OrgLimitsSerializer(serializers.ModelSerializer):

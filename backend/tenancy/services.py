@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import structlog
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
+from django.core.validators import EmailValidator
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_redis import get_redis_connection
+from psycopg import sql
 
 from backend.tenancy.models import (
     ALL_SCOPES,
     DISPLAY_PREFIX_LENGTH,
+    TENANT_LIMIT_FIELDS,
     ApiToken,
     AuditEvent,
+    Invitation,
     Membership,
     Organization,
+    OrgDeletion,
     OrgLimits,
     Role,
     generate_token_secret,
@@ -27,6 +38,7 @@ from backend.tenancy.models import (
 )
 
 User = get_user_model()
+logger = structlog.get_logger(__name__)
 
 # last_used_at is a hint for humans ("used 3 minutes ago"), not an access log: write it at most
 # once a minute per token so authentication does not turn every request into an UPDATE.
@@ -55,6 +67,7 @@ def org_create(*, slug: str, name: str, owner: AbstractBaseUser) -> Organization
         org.full_clean()
         org.save()
         Membership.objects.for_org(org).create(org=org, user=owner, role=Role.OWNER)
+        OrgLimits.objects.for_org(org).create(org=org)  # the operator's to change (admin)
         audit_record(org=org, actor=owner, action="org.create", target=slug)
     return org
 
@@ -78,6 +91,12 @@ def token_create(
     expires_at: datetime | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a token; returns it with its secret, which is never stored and never shown again."""
+    # Checked before the secret exists, so that no error path can carry it.
+    name_limit = ApiToken._meta.get_field("name").max_length
+    if not name or len(name) > name_limit or any(ord(c) < 32 for c in name):
+        raise ValidationError(
+            f"A token name is 1 to {name_limit} characters, without control characters."
+        )
     secret = generate_token_secret()
     token = ApiToken.objects.for_org(org).create(
         org=org,
@@ -205,7 +224,27 @@ def user_get_or_create(*, username: str, email: str = "", password: str | None =
     return user
 
 
+def limits_update_by_tenant(*, org: Organization, changes: dict, actor=None) -> OrgLimits:
+    """What an org admin may change of its limits: retention, within the plan's bounds. The
+    quotas that protect the other tenants are refused (PermissionDenied): they are the
+    operator's (``limits_update``)."""
+    operator_owned = sorted(set(changes) - set(TENANT_LIMIT_FIELDS))
+    if operator_owned:
+        raise PermissionDenied(
+            f"{', '.join(operator_owned)}: set by the platform operator (the Django admin or "
+            "`manage.py set_limits`); an org admin may change "
+            f"{', '.join(TENANT_LIMIT_FIELDS)} only"
+        )
+    current = OrgLimits.objects.for_org(org).get_or_create(org=org)[0]
+    for field, value in changes.items():
+        bound = getattr(current, TENANT_LIMIT_FIELDS[field])
+        if not 1 <= value <= bound:
+            raise ValidationError(f"{field} must be between 1 and {bound} (the plan's bound)")
+    return limits_update(org=org, changes=changes, actor=actor)
+
+
 def limits_update(*, org: Organization, changes: dict, actor=None) -> OrgLimits:
+    """Any limit, for the operator (admin, ``set_limits``): validated and audited."""
     from backend.tenancy.selectors import caches_clear
 
     limits, _ = OrgLimits.objects.for_org(org).get_or_create(org=org)
@@ -219,3 +258,192 @@ def limits_update(*, org: Organization, changes: dict, actor=None) -> OrgLimits:
         org=org, actor=actor, action="limits.update", details={"from": before, "to": changes}
     )
     return limits
+
+
+# -- invitations ------------------------------------------------------------------------------
+
+
+def _invitation_hash(secret: str) -> str:
+    return hash_token(secret)
+
+
+def invitation_create(
+    *, org: Organization, email: str, role: str, actor=None
+) -> tuple[Invitation, str]:
+    """Invite an email address; returns the invitation and the link's secret (sent by email,
+    never stored). The answer is the same whether or not the address has an account."""
+    if role not in Role.values:
+        raise ValidationError(f"unknown role {role!r}")
+    email = (email or "").strip()
+    try:
+        EmailValidator()(email)
+    except ValidationError:
+        raise ValidationError("enter a valid email address") from None
+    email = User.objects.normalize_email(email)
+    secret = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.for_org(org).create(
+        org=org,
+        email=email,
+        role=role,
+        secret_hash=_invitation_hash(secret),
+        created_by=actor if isinstance(actor, User) else None,
+        expires_at=timezone.now() + timedelta(seconds=settings.INVITATION_TTL_SECONDS),
+    )
+    audit_record(
+        org=org, actor=actor, action="invitation.create", target=email, details={"role": role}
+    )
+    link = f"{settings.PUBLIC_URL}/invitations/{secret}"
+    send_mail(
+        subject=f"You are invited to {org.name} on Canopy",
+        message=(
+            f"You are invited to join {org.name} on Canopy as {role}.\n\n"
+            f"Accept: {link}\n\nThe link works once and expires on "
+            f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+        ),
+        from_email=None,
+        recipient_list=[email],
+        fail_silently=False,
+    )
+    return invitation, secret
+
+
+def invitation_open_get(*, secret: str) -> Invitation | None:
+    """The open invitation of this link's secret, or None (unknown, used, revoked, expired)."""
+    invitation = (
+        Invitation.objects.unscoped()
+        .select_related("org")
+        .filter(secret_hash=_invitation_hash(secret))
+        .first()
+    )
+    return invitation if invitation is not None and invitation.is_open() else None
+
+
+def invitation_accept(*, secret: str, user: AbstractBaseUser) -> Membership:
+    """The invitee joins: signed in with the invited email address, once."""
+    invitation = invitation_open_get(secret=secret)
+    if invitation is None:
+        raise ValidationError("this invitation is not valid any more")
+    if (user.email or "").lower() != invitation.email.lower():
+        raise ValidationError(
+            "this invitation is for another email address: sign in with the invited one"
+        )
+    with transaction.atomic():
+        # Compare-and-set: two clicks on the link accept once.
+        claimed = (
+            Invitation.objects.for_org(invitation.org)
+            .filter(pk=invitation.pk, accepted_at=None, revoked_at=None)
+            .update(accepted_at=timezone.now(), accepted_by=user)
+        )
+        if not claimed:
+            raise ValidationError("this invitation is not valid any more")
+        existing = Membership.objects.for_org(invitation.org).filter(user=user).first()
+        if existing is not None:
+            return existing
+        return member_add(org=invitation.org, user=user, role=invitation.role, actor=user)
+
+
+def invitation_revoke(*, invitation: Invitation, actor=None) -> Invitation:
+    Invitation.objects.for_org(invitation.org_id).filter(pk=invitation.pk, revoked_at=None).update(
+        revoked_at=timezone.now()
+    )
+    invitation.refresh_from_db()
+    audit_record(
+        org=invitation.org, actor=actor, action="invitation.revoke", target=invitation.email
+    )
+    return invitation
+
+
+def user_sign_up(*, email: str, password: str) -> AbstractBaseUser:
+    """An account for an invitee (username = email). Only through an open invitation for that
+    email, and only when ``CANOPY_SIGNUP`` is on."""
+    if not settings.SIGNUP_ENABLED:
+        raise ValidationError("sign-up is off on this server: ask the operator for an account")
+    email = User.objects.normalize_email(email)
+    validate_password(password)
+    if User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists():
+        raise ValidationError("an account with this email address exists: sign in instead")
+    return User.objects.create_user(username=email, email=email, password=password)
+
+
+def org_create_for_owner_email(
+    *, slug: str, name: str, owner_email: str
+) -> tuple[Organization, str]:
+    """The operator's ``create_org``: the org, its limits, and an owner invitation (whose link
+    is returned, and emailed)."""
+    with transaction.atomic():
+        org = Organization(slug=slug, name=name)
+        org.full_clean()
+        org.save()
+        OrgLimits.objects.for_org(org).create(org=org)
+        audit_record(org=org, action="org.create", target=slug, details={"by": "operator"})
+        _, secret = invitation_create(org=org, email=owner_email, role=Role.OWNER)
+    return org, f"{settings.PUBLIC_URL}/invitations/{secret}"
+
+
+# -- deleting an org ---------------------------------------------------------------------------
+
+
+def org_delete_request(*, org: Organization, actor=None) -> OrgDeletion:
+    """Close the org at once (members removed, tokens and invitations revoked: nobody reads
+    or writes it any more) and record the deletion; ``tenancy.tasks.purge_deleted_orgs``
+    deletes its data in the background."""
+    now = timezone.now()
+    with transaction.atomic():
+        ApiToken.objects.for_org(org).filter(revoked_at=None).update(revoked_at=now)
+        Invitation.objects.for_org(org).filter(revoked_at=None).update(revoked_at=now)
+        Membership.objects.for_org(org).delete()
+        audit_record(org=org, actor=actor, action="org.delete", target=org.slug)
+        deletion = OrgDeletion.objects.create(
+            deleted_org=org.pk,
+            slug=org.slug,
+            requested_by=actor if isinstance(actor, User) else None,
+        )
+    from backend.tenancy.selectors import caches_clear
+
+    caches_clear()  # this process at once; others within their caches' few seconds
+    return deletion
+
+
+_TABLES_WITH_ORG_ID = """
+    SELECT c.relname FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid
+    WHERE a.attname = 'org_id' AND NOT a.attisdropped AND c.relkind IN ('r', 'p')
+      AND NOT c.relispartition AND n.nspname = current_schema()
+    ORDER BY c.relname
+"""
+
+
+def org_purge(*, deletion: OrgDeletion) -> dict[str, int]:
+    """Delete every row of the org from every table with an ``org_id`` column (series,
+    blocks, spans, rollups, outboxes, tokens, audit … whatever room owns them, present or
+    future; partitioned tables through their parent), then the org itself. Tables that others
+    reference wait until those are empty; the loop ends when nothing more can go."""
+    org_id = deletion.deleted_org
+    counts: dict[str, int] = dict(deletion.rows_deleted or {})
+    with connection.cursor() as cur:
+        cur.execute(_TABLES_WITH_ORG_ID)
+        pending = [name for (name,) in cur.fetchall()]
+    while pending:
+        left = []
+        for table in pending:
+            try:
+                with transaction.atomic(), connection.cursor() as cur:
+                    cur.execute(
+                        sql.SQL("DELETE FROM {} WHERE org_id = %s").format(sql.Identifier(table)),
+                        [org_id],
+                    )
+                    counts[table] = counts.get(table, 0) + cur.rowcount
+            except IntegrityError:
+                left.append(table)  # referenced by rows of a table not emptied yet
+        if len(left) == len(pending):
+            raise IntegrityError(f"cannot empty {left} of org {org_id}")
+        pending = left
+    with transaction.atomic():
+        counts["tenancy_organization"] = Organization.objects.filter(pk=org_id).delete()[0]
+        get_redis_connection("default").delete(f"canopy:rejections:{org_id}")
+        OrgDeletion.objects.filter(pk=deletion.pk).update(
+            finished_at=timezone.now(), rows_deleted=counts
+        )
+    logger.info("org purged", org_id=org_id, slug=deletion.slug, rows=counts)
+    return counts

@@ -8,6 +8,8 @@ org_scoped = [
     path("tokens", api.TokenListView.as_view(), name="token-list"),
     path("tokens/<int:pk>", api.TokenDetailView.as_view(), name="token-detail"),
     path("limits", api.LimitsView.as_view(), name="limits"),
+    path("invitations", api.InvitationListView.as_view(), name="invitation-list"),
+    path("invitations/<int:pk>", api.InvitationDetailView.as_view(), name="invitation-detail"),
 ]
 
 urlpatterns = [

@@ -42,7 +42,10 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    # bypass_csp: Playwright's wait_for_function("…") evaluates its string with eval(), which
+    # Canopy's Content-Security-Policy forbids; the pages' own scripts are files
+    # (tests/security/test_production_settings.py fails on inline scripts or handlers).
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     page = context.new_page()
     yield page
     context.close()

@@ -95,5 +95,22 @@ def test_bootstrap_demo_is_idempotent_and_rotates_its_token(db, capsys, settings
     demo = token_authenticate(secret=secret2)
     assert demo.org.slug == "demo" and demo.has_scope("metrics:write")
     password = first.split("Password:")[1].split()[0]
-    assert password == second.split("Password:")[1].split()[0]
+    # shown once: later starts point at the 0600 file that keeps it
+    assert password not in second and "shown at the first start" in second
+    password_file = tmp_path / "demo-admin-password"
+    assert password_file.read_text() == password
+    assert password_file.stat().st_mode & 0o777 == 0o600
     assert demo.org.memberships.get(role="owner").user.check_password(password)
+
+
+def test_bootstrap_demo_can_write_credentials_to_a_private_file(db, capsys, settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    settings.RUN_CREDENTIALS_FILE = str(tmp_path / "credentials")
+    call_command("bootstrap_demo")
+    out = capsys.readouterr().out
+    written = (tmp_path / "credentials").read_text()
+    assert (tmp_path / "credentials").stat().st_mode & 0o777 == 0o600
+    values = dict(line.split("=", 1) for line in written.splitlines())
+    assert values["password"] not in out and values["write_token"] not in out
+    assert f"in {tmp_path / 'credentials'} (mode 0600)" in out
+    assert token_authenticate(secret=values["write_token"]).org.slug == "demo"

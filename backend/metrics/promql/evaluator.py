@@ -52,6 +52,9 @@ class QueryLimits:
     max_series: int = 100_000
     max_samples: int = 50_000_000
     timeout_seconds: float = 120.0
+    # Steps of one subquery's evaluation grid: every step costs tens of bytes per series in
+    # the engine's arrays, so the grid is sized and refused before it is allocated.
+    max_subquery_steps: int = 1_000_000
 
 
 def matchers_of(selector: pp.VectorSelector) -> list[Matcher]:
@@ -227,10 +230,18 @@ class Evaluator:
         inner_start = step * (first // step)
         if inner_start < first:
             inner_start += step
+        # Sized in Python integers before numpy allocates anything.
+        steps = max(1, (int(ends.max()) - inner_start) // step + 1)
+        if steps > self.limits.max_subquery_steps:
+            raise ExecutionError(
+                f"subquery would evaluate {steps} steps (the limit is "
+                f"{self.limits.max_subquery_steps}); use a larger subquery step or a "
+                "shorter range"
+            )
+        self.check_dense(1, steps)
         inner_ts = np.arange(inner_start, int(ends.max()) + 1, step, dtype=np.int64)
         if len(inner_ts) == 0:
             inner_ts = np.array([inner_start], dtype=np.int64)
-        self.check_dense(1, len(inner_ts))
         inner = self.eval(node.expr, inner_ts)
         if not isinstance(inner, Vector):
             raise BadData("subquery is only allowed on instant vector")

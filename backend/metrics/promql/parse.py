@@ -3,11 +3,16 @@ language (the parser follows 3.x, which renamed ``holt_winters`` and added a few
 
 from __future__ import annotations
 
+import math
+
 import promql_parser as pp
 import re2
 
 from backend.metrics.labels import anchored_regex
 from backend.metrics.promql.errors import BadData
+
+_RE2_TEXT = re2.Options()
+_RE2_TEXT.dot_nl = True
 
 # Prometheus 2.x's name for what 3.x calls double_exponential_smoothing.
 pp.clear_extra_functions()
@@ -58,12 +63,110 @@ def unwrap(node):
 def parse_expr(query: str) -> pp.Expr:
     if not query.strip():
         raise BadData("empty query")
+    check_size(query)
     try:
         expr = pp.parse(query)
+        pp.walk(expr, pre_visit=_check_node)
     except ValueError as exc:
         raise BadData(f"1:1: parse error: {exc}") from None
-    pp.walk(expr, pre_visit=_check_node)
+    except BadData:
+        raise
+    except BaseException as exc:
+        # The parser is Rust under pyo3: a panic surfaces as pyo3's PanicException, which
+        # derives from BaseException. check_size keeps known panics out; this is the net.
+        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
+        raise BadData("1:1: parse error: the parser refused this query") from None
     return expr
+
+
+# Guards checked on the text BEFORE the parser sees it. The parser recurses once per level
+# of the syntax tree and overflows its stack (a segfault that kills the worker) near 6,000
+# levels; walking the tree from Python costs time cubic in its depth (15 s at 600 levels).
+# Every level of the tree is a bracket or an operator, so "brackets open at once + operators"
+# bounds the depth from the text alone, at a cost linear in its length.
+MAX_QUERY_LENGTH = 64 * 1024  # characters
+MAX_QUERY_DEPTH = 128  # brackets open at once + operators, an upper bound of the tree depth
+# Prometheus keeps durations in int64 nanoseconds (about 292 years) and timestamps in int64
+# milliseconds; Canopy bounds both well inside what its int64 arithmetic can add up.
+MAX_DURATION_MS = 292 * 365 * 86_400_000
+MAX_TIMESTAMP_S = 253_402_300_799  # 9999-12-31T23:59:59Z
+_DURATION_UNITS_MS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 7 * 86_400_000,
+    "y": 365 * 86_400_000,
+}
+_LEXEME = re2.compile(
+    r"""(?P<ws>\s+)"""
+    r"""|(?P<comment>#[^\n]*)"""
+    r"""|(?P<string>"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|`[^`]*`?)"""
+    r"""|(?P<duration>(?:[0-9]+(?:ms|s|m|h|d|w|y))+)(?P<after>[a-zA-Z_0-9]?)"""
+    r"""|(?P<number>0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"""
+    r"""|(?P<ident>[a-zA-Z_:][a-zA-Z0-9_:.]*)"""
+    r"""|(?P<open>[(\[{])|(?P<close>[)\]}])"""
+    r"""|(?P<op>==|!=|<=|>=|=~|!~|[-+*/%^<>=!])"""
+    r"""|(?P<at>@)"""
+    r"""|(?P<other>.)""",
+    options=_RE2_TEXT,
+)
+_DURATION_PART = re2.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
+_AT_NUMBER = re2.compile(r"\s*([-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|[iI]nf|[nN]a[nN]))")
+_KEYWORD_OPERATORS = frozenset({"and", "or", "unless", "atan2"})
+
+
+def check_size(query: str) -> None:
+    """Refuse (``BadData``, 400) a query the parser or the engine cannot take safely: longer
+    than ``MAX_QUERY_LENGTH``, nested deeper than ``MAX_QUERY_DEPTH``, with a duration over
+    ``MAX_DURATION_MS`` or an ``@`` time past year 9999."""
+    if len(query) > MAX_QUERY_LENGTH:
+        raise BadData(f"query too long: {len(query)} characters (the limit is {MAX_QUERY_LENGTH})")
+    if "\x00" in query:
+        raise BadData("1:1: parse error: the query contains a NUL character")
+    depth = deepest = operators = 0
+    braces = 0  # inside {…}, = != =~ !~ are label matchers, not operators
+    pos, end = 0, len(query)
+    while pos < end:
+        m = _LEXEME.match(query, pos)
+        kind, pos = m.lastgroup, m.end()
+        if kind == "after":
+            kind = "duration"
+        if kind == "open":
+            depth += 1
+            braces += m.group() == "{"
+            deepest = max(deepest, depth)
+            operators += m.group() == "["  # x[5m:][5m:] nests without nesting brackets
+        elif kind == "close":
+            depth = max(0, depth - 1)
+            braces = max(0, braces - (m.group() == "}"))
+        elif kind in ("op", "ident") and not braces:
+            operators += kind == "op" or m.group().lower() in _KEYWORD_OPERATORS
+        elif kind == "duration" and not m.group("after"):
+            total = sum(
+                int(n) * _DURATION_UNITS_MS[u] for n, u in _DURATION_PART.findall(m.group())
+            )
+            if total > MAX_DURATION_MS:
+                raise BadData(
+                    f"1:1: parse error: duration {m.group()!r} is out of range (the limit is 292y)"
+                )
+        elif kind == "at":
+            stamp = _AT_NUMBER.match(query, pos)
+            if stamp is not None:
+                # The parser keeps @ times as an unsigned time since 1970 (and panics on
+                # earlier ones), so Canopy's range is 1970 to 9999.
+                seconds = float(stamp.group(1))
+                if not math.isfinite(seconds) or not 0 <= seconds <= MAX_TIMESTAMP_S:
+                    raise BadData(
+                        f"1:1: parse error: @ timestamp {stamp.group(1)!r} is out of range "
+                        "(1970 to 9999)"
+                    )
+        if deepest + operators > MAX_QUERY_DEPTH:
+            raise BadData(
+                f"query too complex: more than {MAX_QUERY_DEPTH} levels of brackets and operators"
+            )
 
 
 def _check_node(node) -> None:

@@ -13,9 +13,8 @@ from typing import Any
 from django.db import DataError
 from rest_framework.response import Response
 
-from backend.tenancy.api_base import OrgAPIView
-from backend.tenancy.models import Scope
 from backend.tracing import dependencies, selectors
+from backend.tracing.api.base import TraceAPIView
 from backend.tracing.api.params import (
     STATUS_CODES,
     BadRequest,
@@ -154,13 +153,12 @@ def jaeger_trace(spans: list[StoredSpan]) -> dict:
     }
 
 
-class JaegerView(OrgAPIView):
-    scopes = {"GET": [Scope.TRACES_READ]}
+class JaegerView(TraceAPIView):
+    def bad_request(self, message: str):
+        return error(400, message)
 
-    def handle_exception(self, exc):
-        if isinstance(exc, BadRequest):
-            return error(400, str(exc))
-        return super().handle_exception(exc)
+    def timed_out(self, message: str):
+        return error(422, message)
 
 
 class ServicesView(JaegerView):

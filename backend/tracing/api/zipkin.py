@@ -7,10 +7,10 @@ import time
 
 from rest_framework.response import Response
 
-from backend.tenancy.api_base import OrgAPIView
-from backend.tenancy.models import Scope
 from backend.tracing import dependencies, selectors
+from backend.tracing.api.base import TraceAPIView
 from backend.tracing.api.params import (
+    MAX_DURATION_NS,
     BadRequest,
     annotation_query,
     int_param,
@@ -59,13 +59,12 @@ def zipkin_span(span: StoredSpan) -> dict:
     return out
 
 
-class ZipkinView(OrgAPIView):
-    scopes = {"GET": [Scope.TRACES_READ]}
+class ZipkinView(TraceAPIView):
+    def bad_request(self, message: str):
+        return Response(message, status=400)
 
-    def handle_exception(self, exc):
-        if isinstance(exc, BadRequest):
-            return Response(str(exc), status=400)
-        return super().handle_exception(exc)
+    def timed_out(self, message: str):
+        return Response(message, status=422)
 
 
 class ServicesView(ZipkinView):
@@ -103,7 +102,8 @@ class TracesView(ZipkinView):
         params = request.query_params
         start_ms, end_ms = window_ms(params, default_lookback_ms=DEFAULT_LOOKBACK_MS)
         tags, errors_only = annotation_query(params.get("annotationQuery", ""))
-        min_us, max_us = int_param(params, "minDuration"), int_param(params, "maxDuration")
+        min_us = int_param(params, "minDuration", maximum=MAX_DURATION_NS // 1000)
+        max_us = int_param(params, "maxDuration", maximum=MAX_DURATION_NS // 1000)
         service = params.get("serviceName")
         if not service:
             raise BadRequest("serviceName is required")

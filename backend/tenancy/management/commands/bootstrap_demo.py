@@ -1,4 +1,6 @@
+import os
 import secrets
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -24,9 +26,9 @@ class Command(BaseCommand):
     def handle(self, *args, quiet: bool = False, **options):
         # The demo password is generated once and kept in the data folder (development only).
         password_file = settings.DATA_DIR / "demo-admin-password"
-        if not password_file.exists():
-            password_file.write_text(secrets.token_urlsafe(12))
-            password_file.chmod(0o600)
+        first_start = not password_file.exists()
+        if first_start:
+            _write_private(password_file, secrets.token_urlsafe(12))
         password = password_file.read_text().strip()
 
         with transaction.atomic():
@@ -57,15 +59,39 @@ class Command(BaseCommand):
         if quiet:
             return
         url = settings.PUBLIC_URL
+        # The password is shown once, at the first start; the token is new every start. With
+        # CANOPY_CREDENTIALS_FILE, neither reaches the terminal (or a log that keeps it).
+        credentials_file = settings.RUN_CREDENTIALS_FILE
+        if credentials_file:
+            _write_private(
+                Path(credentials_file),
+                f"username={DEMO_USER}\npassword={password}\nwrite_token={secret}\n",
+            )
+            password_line = token_line = f"in {credentials_file} (mode 0600)"
+        else:
+            password_line = (
+                password
+                if first_start
+                else f"shown at the first start; kept in {password_file} (mode 0600)"
+            )
+            token_line = secret
         self.stdout.write(
             "\n"
             "  Canopy is starting.\n"
             f"  Log in:       {url}/login/\n"
             f"  Username:     {DEMO_USER}\n"
-            f"  Password:     {password}\n"
-            f"  Write token:  {secret}\n"
+            f"  Password:     {password_line}\n"
+            f"  Write token:  {token_line}\n"
             f"  Remote-write: {url}/api/v1/push   (Authorization: Bearer <token>)\n"
             f"  OTLP traces:  {url}/v1/traces, gRPC {settings.OTLP_GRPC_BIND}; "
             f"Zipkin: {url}/api/v2/spans\n"
             f"  API docs:     {url}/api/docs/\n"
         )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from the first byte (no window at 0644)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)  # an existing file keeps its old mode through O_CREAT

@@ -1,0 +1,77 @@
+"""Quotas belong to the operator: ``manage.py set_limits`` and the Django admin change them,
+both through the audited service."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from backend.tenancy.models import AuditEvent
+from backend.tenancy.selectors import limits_get
+
+pytestmark = pytest.mark.django_db
+
+
+def test_set_limits_changes_and_prints_the_resulting_limits(tenants):
+    out = StringIO()
+    call_command(
+        "set_limits",
+        "--org",
+        "acme",
+        "ingestion_rate=50000",
+        "query_timeout_seconds=30",
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert "ingestion_rate" in text and "50000 (changed)" in text
+    assert "query_timeout_seconds" in text and "30 (changed)" in text
+    assert "query_max_samples" in text and "50000000\n" in text  # unchanged ones too
+    limits = limits_get(org_id=tenants.org.pk)
+    assert (limits.ingestion_rate, limits.query_timeout_seconds) == (50_000, 30)
+    assert limits_get(org_id=tenants.other_org.pk).ingestion_rate == 10_000
+    event = AuditEvent.objects.for_org(tenants.org).get(action="limits.update")
+    assert event.details["to"] == {"ingestion_rate": 50_000, "query_timeout_seconds": 30}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--org", "nope", "ingestion_rate=1"], "no organization"),
+        (["--org", "acme", "ingestion_rate"], "expected name=value"),
+        (["--org", "acme", "no_such_limit=1"], "expected name=value"),
+        (["--org", "acme", "ingestion_rate=lots"], "not an integer"),
+        (["--org", "acme", "ingestion_rate=-1"], "greater than or equal to 0"),
+    ],
+)
+def test_set_limits_refuses_bad_input(tenants, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("set_limits", *args, stdout=StringIO())
+    assert limits_get(org_id=tenants.org.pk).ingestion_rate == 10_000
+
+
+def test_platform_staff_change_quotas_in_the_django_admin(client, tenants):
+    staff = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-1")
+    client.force_login(staff)
+    limits = limits_get(org_id=tenants.org.pk)
+    page = client.get(f"/admin/tenancy/orglimits/{limits.pk}/change/")
+    assert page.status_code == 200
+    form = {
+        f.name: getattr(limits, f.name)
+        for f in limits._meta.concrete_fields
+        if f.name not in ("id", "org", "updated_at")
+    }
+    form["ingestion_rate"] = 77_000
+    response = client.post(f"/admin/tenancy/orglimits/{limits.pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    assert limits_get(org_id=tenants.org.pk).ingestion_rate == 77_000
+    event = AuditEvent.objects.for_org(tenants.org).get(action="limits.update")
+    assert event.details["to"] == {"ingestion_rate": 77_000}
+    assert event.actor == staff
+
+
+def test_org_owners_are_not_platform_staff(client, tenants):
+    client.force_login(tenants.owner)
+    assert client.get("/admin/tenancy/orglimits/").status_code == 302  # to the admin login

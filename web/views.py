@@ -297,9 +297,28 @@ def mesh(request: HttpRequest) -> HttpResponse:
 
 
 # The limits an owner or admin edits on the usage page: retention, within the plan's bounds.
-# The quotas that protect other tenants are the operator's (services.limits_update_by_tenant).
+# The quotas that protect other tenants are the operator's (services.limits_update_by_tenant):
+# the page shows them.
 USAGE_EDITABLE_LIMITS = tuple(TENANT_LIMIT_FIELDS)
+USAGE_OPERATOR_LIMITS = (
+    "max_global_series_per_user",
+    "max_global_series_per_metric",
+    "ingestion_rate",
+    "ingestion_burst_size",
+    "traces_ingestion_rate",
+    "traces_ingestion_burst_size",
+    "query_max_series",
+)
 USAGE_TOP_METRICS = 15
+
+
+def _limit_row(limits, field: str) -> dict:
+    return {
+        "name": field,
+        "label": field.replace("_", " "),
+        "value": getattr(limits, field),
+        "help": limits._meta.get_field(field).help_text,
+    }
 
 
 def _pct(used: float, limit: float) -> float:
@@ -364,15 +383,8 @@ def usage(request: HttpRequest) -> HttpResponse:
             ),
             key=lambda row: -row["count"],
         ),
-        "editable": [
-            {
-                "name": field,
-                "label": field.replace("_", " "),
-                "value": getattr(limits, field),
-                "help": limits._meta.get_field(field).help_text,
-            }
-            for field in USAGE_EDITABLE_LIMITS
-        ],
+        "editable": [_limit_row(limits, field) for field in USAGE_EDITABLE_LIMITS],
+        "operator_limits": [_limit_row(limits, field) for field in USAGE_OPERATOR_LIMITS],
         "api_base": reverse("prom-cardinality-label-names").removesuffix("label_names"),
         "public_url": _public_url(request),
     }

@@ -26,7 +26,23 @@ def test_pages_run_under_the_csp(browser, live_server, transactional_db):
         page.fill("#id_password", PASSWORD)
         page.click("button[type=submit]")
         page.wait_for_url(f"{live_server.url}/")
-        for path in ("/", "/metrics", "/traces", "/traces/map", "/settings/members"):
+        pages = (
+            "/",
+            "/metrics",
+            "/traces",
+            "/traces/map",
+            "/mesh",
+            "/mesh/app/default/reviews",
+            "/config",
+            "/config/editor",
+            "/config/revisions",
+            "/config/telemetry",
+            "/alerts",
+            "/rules",
+            "/settings/usage",
+            "/settings/members",
+        )
+        for path in pages:
             page.goto(f"{live_server.url}{path}")
             page.wait_for_load_state("networkidle")
         page.goto(f"{live_server.url}/settings/tokens")

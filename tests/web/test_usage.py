@@ -37,25 +37,27 @@ def test_usage_against_limits(client, usage):
     assert "globex_secret_total" not in html
     assert 'data-api="/prometheus/api/v1/cardinality/"' in html
     # A viewer reads the limits but has no form.
-    assert "Only owners and admins change limits." in html
-    assert 'name="max_global_series_per_user"' not in html
+    assert "Only owners and admins change retention." in html
+    assert 'name="retention_days"' not in html
     assert client.post("/settings/usage", {"retention_days": "1"}).status_code == 404
     assert limits_get(org_id=usage.org.pk).retention_days == 30
 
 
-def test_an_owner_edits_limits(client, usage):
+def test_an_owner_edits_retention_but_not_the_operators_quotas(client, usage):
     client.force_login(usage.owner)
     html = client.get("/settings/usage").content.decode()
-    assert 'name="max_global_series_per_user" type="number" min="0" value="150000"' in html
-    saved = client.post(
-        "/settings/usage",
-        {"max_global_series_per_user": "5000", "retention_days": "7"},
-        follow=True,
-    )
+    assert 'name="retention_days" type="number" min="0" value="30"' in html
+    assert 'name="max_global_series_per_user"' not in html  # shown, not editable
+    assert "150,000" in html and "the platform operator sets them" in html
+    saved = client.post("/settings/usage", {"retention_days": "7"}, follow=True)
     assert "Limits saved." in saved.content.decode()
-    limits = limits_get(org_id=usage.org.pk)
-    assert (limits.max_global_series_per_user, limits.retention_days) == (5000, 7)
+    assert limits_get(org_id=usage.org.pk).retention_days == 7
     assert limits_get(org_id=usage.other_org.pk).retention_days == 30
+    # A crafted post of a quota changes nothing: the page only takes retention.
+    client.post("/settings/usage", {"max_global_series_per_user": "5000000"})
+    assert limits_get(org_id=usage.org.pk).max_global_series_per_user == 150_000
+    beyond = client.post("/settings/usage", {"retention_days": "9999"}, follow=True)
+    assert "the plan&#x27;s bound" in beyond.content.decode()
     refused = client.post("/settings/usage", {"retention_days": "-3"}, follow=True)
     assert "retention days: a whole number" in refused.content.decode()
 

@@ -1,0 +1,123 @@
+"""Waking long-polling agents: one PostgreSQL LISTEN per server process, many waiters.
+
+A waiting request registers an ``asyncio.Event`` under its cluster id; one background task per
+event loop holds a single autocommit connection with ``LISTEN canopy_meshconfig`` and sets the
+events of the clusters each notification names (the rollout and rollback services NOTIFY in
+their transaction, so a woken waiter reads committed state). A thousand waiters cost a thousand
+events and one connection, not a thread or a connection each.
+
+Nothing is lost across a lost connection: whenever the listener (re)subscribes it wakes every
+waiter, and each re-reads its desired bundle; a waiter registers *before* its first read, so a
+notification between its read and its wait still wakes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+import psycopg
+from django.db import connections
+
+from backend.meshconfig.notify import NOTIFY_CHANNEL, notify_payload_parse
+
+log = logging.getLogger(__name__)
+
+_RETRY_MAX_SECONDS = 5.0
+
+
+def listen_conninfo() -> str:
+    """libpq connection string of Django's default database (the test database in tests)."""
+    params = connections["default"].get_connection_params()
+    keys = ("dbname", "user", "password", "host", "port", "sslmode", "options")
+    return psycopg.conninfo.make_conninfo(
+        **{k: str(params[k]) for k in keys if params.get(k) not in (None, "")}
+    )
+
+
+class Wakeups:
+    """Per-event-loop registry of waiting clusters and the listener that wakes them."""
+
+    def __init__(self, conninfo: str | None = None):
+        self._conninfo = conninfo
+        self._waiters: dict[int, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task | None = None
+        self.listening = asyncio.Event()
+
+    def register(self, cluster_id: int) -> asyncio.Event:
+        self._ensure_listener()
+        event = asyncio.Event()
+        self._waiters[cluster_id].add(event)
+        return event
+
+    def unregister(self, cluster_id: int, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(cluster_id)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[cluster_id]
+
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    def wake(self, cluster_ids) -> None:
+        for cluster_id in cluster_ids:
+            for event in self._waiters.get(cluster_id, ()):
+                event.set()
+
+    def wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
+
+    def _ensure_listener(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._listen_forever())
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        conninfo = self._conninfo or listen_conninfo()
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening.set()
+                    self.wake_all()  # anything sent while we were not listening
+                    delay = 0.1
+                    async for notify in conn.notifies():
+                        try:
+                            _, cluster_ids = notify_payload_parse(notify.payload)
+                        except ValueError:
+                            log.warning("ignored a malformed %s payload", NOTIFY_CHANNEL)
+                            continue
+                        self.wake(cluster_ids)
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error as exc:
+                self.listening.clear()
+                log.warning("meshconfig listener lost (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(_RETRY_MAX_SECONDS, delay * 2)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+_by_loop: dict[int, Wakeups] = {}
+
+
+def wakeups() -> Wakeups:
+    """The running event loop's registry (an ASGI server has one loop; a WSGI request run
+    through async_to_sync gets a short-lived one and never waits)."""
+    loop = asyncio.get_running_loop()
+    registry = _by_loop.get(id(loop))
+    if registry is None:
+        registry = _by_loop[id(loop)] = Wakeups()
+    return registry

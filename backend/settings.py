@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "backend.pipeline",
     "backend.metrics",
     "backend.tracing",
+    "backend.meshconfig",
     "web",
 ]
 

@@ -72,6 +72,7 @@ class Scope(models.TextChoices):
     TRACES_READ = "traces:read"
     CONFIG_READ = "config:read"
     CONFIG_WRITE = "config:write"
+    CONFIG_REPORT = "config:report"  # a mesh cluster's agent reports what it applied
     ADMIN = "admin"
 
 

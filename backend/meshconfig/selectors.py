@@ -1,0 +1,178 @@
+"""Reads of the mesh configuration room (for the APIs, the agent API and the dashboard)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from backend.meshconfig.bundle import EMPTY_DIGEST
+from backend.meshconfig.models import (
+    AgentReport,
+    Cluster,
+    ClusterStatus,
+    Revision,
+    SyncState,
+    TelemetrySettings,
+)
+from backend.tenancy.models import ApiToken, Organization
+
+# A desired revision the agent has neither ACKed nor NACKed after this long is STALE.
+STALE_AFTER = timedelta(seconds=60)
+# A cluster whose agent has been silent for this many times its long-poll wait is DISCONNECTED.
+DISCONNECTED_WAITS = 3
+# The floor of that silence, for agents that poll without waiting.
+DISCONNECTED_MIN = timedelta(seconds=30)
+
+
+def cluster_for_token(*, token: ApiToken | None) -> Cluster | None:
+    """The cluster whose agent token this is, or None (a user's token, or no token). The
+    token's validity (revoked, expired) is checked by access.py before this is asked."""
+    if token is None or token.pk is None:
+        return None
+    return (
+        Cluster.objects.for_org(token.org_id)
+        .select_related("status", "status__desired", "status__applied")
+        .filter(agent_token_id=token.pk)
+        .first()
+    )
+
+
+def is_agent_token(token: ApiToken | None) -> bool:
+    return (
+        token is not None
+        and Cluster.objects.for_org(token.org_id).filter(agent_token_id=token.pk).exists()
+    )
+
+
+def bundle_for_cluster(*, cluster: Cluster) -> tuple[Revision | None, str, list[dict]]:
+    """The bundle the cluster should run: (desired revision or None, its digest, its
+    resources). With no desired revision: (None, EMPTY_DIGEST, [])."""
+    status = (
+        ClusterStatus.objects.for_org(cluster.org_id)
+        .select_related("desired")
+        .filter(cluster_id=cluster.pk)
+        .first()
+    )
+    revision = status.desired if status else None
+    if revision is None:
+        return None, EMPTY_DIGEST, []
+    return revision, revision.digest, revision.resources
+
+
+def cluster_state(status: ClusterStatus, now: datetime | None = None) -> str:
+    """The state to show: the stored one, made DISCONNECTED by silence and STALE by an
+    unanswered desired revision."""
+    now = now or timezone.now()
+    if status.last_seen is None:
+        return SyncState.DISCONNECTED
+    silence = max(
+        DISCONNECTED_MIN, timedelta(seconds=DISCONNECTED_WAITS * status.poll_wait_seconds)
+    )
+    if now - status.last_seen > silence:
+        return SyncState.DISCONNECTED
+    if _in_sync(status):
+        return SyncState.SYNCED
+    if status.state == SyncState.NACK:
+        return SyncState.NACK
+    if status.desired_at is not None and now - status.desired_at > STALE_AFTER:
+        return SyncState.STALE
+    return SyncState.APPLYING
+
+
+def _in_sync(status: ClusterStatus) -> bool:
+    desired = status.desired.digest if status.desired_id else EMPTY_DIGEST
+    if status.applied_id is None:
+        # Nothing applied yet: in sync only while nothing is desired and the agent said so.
+        return status.desired_id is None and status.state == SyncState.SYNCED
+    return status.applied.digest == desired
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    cluster: Cluster
+    status: ClusterStatus
+    state: str
+
+    @property
+    def desired(self) -> int | None:
+        return self.status.desired.number if self.status.desired_id else None
+
+    @property
+    def applied(self) -> int | None:
+        return self.status.applied.number if self.status.applied_id else None
+
+    def as_dict(self) -> dict:
+        status = self.status
+        return {
+            "name": self.cluster.name,
+            "labels": self.cluster.labels,
+            "desired": self.desired,
+            "applied": self.applied,
+            "state": self.state,
+            "last_seen": status.last_seen.isoformat() if status.last_seen else None,
+            "agent_version": status.agent_version,
+            "error": status.error or None,
+        }
+
+
+def clusters_list(*, org: Organization | int, now: datetime | None = None) -> list[ClusterView]:
+    now = now or timezone.now()
+    rows = (
+        Cluster.objects.for_org(org)
+        .select_related("status", "status__desired", "status__applied")
+        .order_by("name")
+    )
+    return [
+        ClusterView(cluster=c, status=c.status, state=cluster_state(c.status, now)) for c in rows
+    ]
+
+
+def cluster_get(*, org: Organization | int, name: str) -> Cluster | None:
+    return (
+        Cluster.objects.for_org(org)
+        .select_related("status", "status__desired", "status__applied")
+        .filter(name=name)
+        .first()
+    )
+
+
+def status_summary(*, org: Organization | int, now: datetime | None = None) -> dict:
+    views = clusters_list(org=org, now=now)
+    return {
+        "clusters": [v.as_dict() for v in views],
+        "synced": sum(1 for v in views if v.state == SyncState.SYNCED),
+        "total": len(views),
+    }
+
+
+def revision_head(*, org: Organization | int) -> Revision | None:
+    return Revision.objects.for_org(org).order_by("-number").first()
+
+
+def revision_get(*, org: Organization | int, number: int) -> Revision | None:
+    return Revision.objects.for_org(org).filter(number=number).first()
+
+
+def revisions_list(*, org: Organization | int, limit: int = 100, before: int | None = None):
+    qs = Revision.objects.for_org(org).select_related("author", "author_token", "parent")
+    if before is not None:
+        qs = qs.filter(number__lt=before)
+    return list(qs.order_by("-number")[:limit])
+
+
+def agent_reports(*, cluster: Cluster, limit: int = 20) -> list[AgentReport]:
+    return list(
+        AgentReport.objects.for_org(cluster.org_id)
+        .filter(cluster=cluster)
+        .select_related("revision")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def telemetry_get(*, org: Organization | int) -> TelemetrySettings:
+    """The org's telemetry settings (defaults when never saved; not stored by this read)."""
+    org_id = org if isinstance(org, int) else org.pk
+    found = TelemetrySettings.objects.for_org(org_id).first()
+    return found or TelemetrySettings(org_id=org_id)

@@ -30,7 +30,7 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class ConfigAnswer:
-    status: int  # 200 a bundle, 204 no desired revision yet, 304 unchanged
+    status: int  # 200 a bundle (revision null: nothing rolled out yet), 304 unchanged
     etag: str | None
     document: Any = None
 
@@ -99,7 +99,7 @@ class CanopyClient:
         return ConfigAnswer(status, new_etag, document)
 
     def status(
-        self, *, revision: int, attempt_id: str, state: str, error: dict | None, agent: str
+        self, *, revision: int | None, attempt_id: str, state: str, error: dict | None, agent: str
     ) -> dict:
         body = {
             "revision": revision,

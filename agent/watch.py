@@ -8,6 +8,7 @@ retries, so Canopy counts it once.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import uuid
@@ -67,8 +68,13 @@ class Agent:
         result = 0
         while not self.stopping:
             started = time.monotonic()
+            wait = 0 if self.once else self.wait
+            if failed_at is not None:
+                # Hold the poll no longer than the retry of the refused revision is due.
+                due = self.retry_failed_after - (started - failed_at)
+                wait = max(1, min(wait, math.ceil(due)))
             try:
-                answer = self.client.config(etag=etag, wait=0 if self.once else self.wait)
+                answer = self.client.config(etag=etag, wait=wait)
             except TransportError as exc:
                 delay = self.backoff.next_delay()
                 event("unreachable", error=exc, retry_in=f"{delay:.1f}s")
@@ -85,14 +91,8 @@ class Agent:
                 now = time.monotonic()
                 if failed_at is not None and now - failed_at >= self.retry_failed_after:
                     etag, failed_at = None, None  # fetch the failed revision again and retry
-                elif now - started < min(1.0, self.wait / 2):
+                elif now - started < min(1.0, wait / 2):
                     self.sleep(1.0)  # a server that does not hold long polls: do not spin
-                continue
-            if answer.status == 204:
-                event("no_revision", detail="no revision rolled out to this cluster yet")
-                etag = answer.etag
-                if self.once:
-                    return 0
                 continue
             ok = self.attempt(answer.document, answer.etag)
             etag = answer.etag
@@ -105,6 +105,11 @@ class Agent:
     def attempt(self, document, etag: str | None) -> bool:
         attempt_id = str(uuid.uuid4())
         revision = document.get("revision") if isinstance(document, dict) else None
+        if isinstance(document, dict) and revision is None and document.get("resources") == []:
+            # Nothing rolled out to this cluster yet: nothing to apply, and that is in sync.
+            event("no_revision", detail="no revision rolled out to this cluster yet")
+            self.report(None, attempt_id, "ACK", None)
+            return True
         try:
             bundle = bundle_from_json(document, etag_digest=etag)
         except BundleError as exc:
@@ -126,10 +131,10 @@ class Agent:
         self.report(bundle.revision, attempt_id, "ACK", None)
         return True
 
-    def report(self, revision, attempt_id: str, state: str, error: dict | None) -> None:
+    def report(self, revision: int | None, attempt_id: str, state: str, error: dict | None) -> None:
         """Report until Canopy has it (the same attempt id each time: counted once)."""
-        if not isinstance(revision, int):
-            revision = 0
+        if not isinstance(revision, int) or isinstance(revision, bool):
+            revision = None
         backoff = Backoff()
         while not self.stopping:
             try:

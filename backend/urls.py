@@ -10,6 +10,8 @@ urlpatterns = [
     # The write path (ingest/) is wired in here, at the project's root URLconf, by name only.
     path("", include("ingest.urls")),
     path("api/v1/", include("backend.tenancy.urls")),
+    # The mesh agents' API; long polls go to its own server (backend/meshconfig/agent_server.py).
+    path("api/v1/", include("backend.meshconfig.agent_urls")),
     path("", include("backend.tracing.api.urls")),
     path("prometheus/api/v1/", include("backend.metrics.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -102,7 +102,8 @@ FAKE_KUBECTL = """#!/bin/sh
 python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$KUBECTL_LOG"
 for a in "$@"; do
   if [ "$a" = "--dry-run=server" ] && [ -n "$KUBECTL_FAIL_DRY_RUN" ]; then
-    echo "Error from server (BadRequest): error when creating \\"$KUBECTL_FAIL_DRY_RUN\\": spec.http[0]: invalid" >&2
+    echo "Error from server (BadRequest): error when creating \\"$KUBECTL_FAIL_DRY_RUN\\":" \\
+      "spec.http[0]: invalid" >&2
     exit 1
   fi
 done

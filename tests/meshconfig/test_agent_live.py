@@ -431,3 +431,75 @@ def test_long_poll_answers_304_after_the_wait_and_wakes_on_rollout(server, tenan
     code, headers, body = answers[0]
     assert code == 200 and body["revision"] == second.number
     assert headers["ETag"] == f'"{second.digest}"'
+
+
+FAKE_KUBECTL = """#!/bin/sh
+python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$KUBECTL_LOG"
+exit 0
+"""
+
+
+def test_kubectl_mode_once_applies_and_acks(server, tenants, tmp_path):
+    """``--kubectl --once`` through the real process. ``kubectl`` is a fake script first on
+    PATH that records its arguments: a test double for a binary (and a Kubernetes API server)
+    this machine cannot have. It shows the commands the agent runs and that it ACKs after
+    them; what Kubernetes would do with them is not tested here."""
+    cluster, token = services.cluster_create(org=tenants.org, name="prod")
+    revision = publish(tenants.org, [vs("reviews", "v1"), dr("reviews")], ["prod"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAKE_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    calls = tmp_path / "kubectl.log"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "KUBECTL_LOG": str(calls),
+    }
+    done = subprocess.run(
+        [
+            str(AGENT_BIN),
+            "--url",
+            server.url,
+            "--token",
+            token,
+            "--kubectl",
+            "--context",
+            "east",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--once",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    argv = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert [a[:3] for a in argv] == [["--context", "east", "apply"]] * 2
+    assert "--dry-run=server" in argv[0] and "--server-side" in argv[1]
+    assert status_of(cluster)[:3] == ("SYNCED", revision.number, revision.number)
+    assert "event=applied" in done.stderr and "event=reported" in done.stderr
+
+
+def test_main_server_answers_at_once(tenants, client):
+    """On the main (WSGI) server the same API never holds a request: ``wait`` counts as 0."""
+    cluster, token = services.cluster_create(org=tenants.org, name="prod")
+    revision = publish(tenants.org, [vs("reviews")], ["prod"])
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    answer = client.get("/api/v1/agent/config", **auth)
+    assert answer.status_code == 200 and answer.json()["revision"] == revision.number
+    started = time.monotonic()
+    held = client.get("/api/v1/agent/config?wait=30", HTTP_IF_NONE_MATCH=answer["ETag"], **auth)
+    assert held.status_code == 304 and time.monotonic() - started < 5
+    report = client.post(
+        "/api/v1/agent/status",
+        data={"revision": revision.number, "attempt_id": "w-1", "state": "ACK"},
+        content_type="application/json",
+        **auth,
+    )
+    assert report.status_code == 200 and report.json()["state"] == "SYNCED"
+    outsider = {"HTTP_AUTHORIZATION": f"Bearer {tenants.outsider_token()}"}
+    assert client.get("/api/v1/agent/config", **outsider).status_code == 404
+    assert status_of(cluster)[2] == revision.number

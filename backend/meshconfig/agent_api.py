@@ -29,12 +29,17 @@ from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from backend.meshconfig import selectors, services
+from backend.meshconfig import agent_selectors, selectors, services
 from backend.meshconfig.agent_wakeups import wakeups
 from backend.tenancy.access import AccessError, access_from_authorization
 from backend.tenancy.models import Scope
+from backend.tenancy.ttlcache import TTLCache
 
 MAX_WAIT_SECONDS = 60
+# A heartbeat is written at most this often per cluster and wait (silence only counts after
+# 3 x the wait, a minute or more): the poll an agent opens right after its report skips it.
+HEARTBEAT_RESOLUTION_SECONDS = 5.0
+_heartbeats: TTLCache[tuple[int, int, str], bool] = TTLCache(ttl=HEARTBEAT_RESOLUTION_SECONDS)
 MAX_STATUS_BODY_BYTES = 64 * 1024
 _MAX_ETAGS = 8
 
@@ -91,17 +96,12 @@ def _cluster_for(*, authorization: str, scope: str):
             "authentication required: Authorization: Bearer <the cluster's agent token>",
             **{"WWW-Authenticate": "Bearer"},
         )
-    cluster = selectors.cluster_for_token(token=access.token)
+    cluster = agent_selectors.agent_cluster(token=access.token)
     if cluster is None:
         return _refusal(404, "no cluster has this token: use the cluster's agent token")
     if not access.allows(scope):
         return _refusal(403, f"this token lacks the {scope} scope")
     return cluster
-
-
-def _bundle(*, cluster) -> tuple[int | None, str, list[dict]]:
-    revision, digest, resources = selectors.bundle_for_cluster(cluster=cluster)
-    return (revision.number if revision is not None else None), digest, resources
 
 
 def _wait_seconds(raw: str | None) -> int:
@@ -147,18 +147,21 @@ async def config_reply(
     cluster = found
     wanted = _etags(if_none_match)
     held = wait_seconds if (can_wait and wanted) else 0
-    await _db(
-        services.cluster_seen,
-        cluster=cluster,
-        wait_seconds=held,
-        agent_version=user_agent[:100] or None,
-    )
+    beat = (cluster.pk, held, user_agent[:100])
+    if _heartbeats.get(beat) is None:
+        await _db(
+            services.cluster_seen,
+            cluster=cluster,
+            wait_seconds=held,
+            agent_version=user_agent[:100] or None,
+        )
+        _heartbeats.set(beat, True)
     # Register before the first read: a rollout committed between the read and the wait still
     # sets the event.
     registry = wakeups() if held else None
     event = registry.register(cluster.pk) if registry else None
     try:
-        number, digest, resources = await _db(_bundle, cluster=cluster)
+        number, digest, resources = await _db(agent_selectors.agent_bundle, cluster=cluster)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + held
         while event is not None and digest in wanted:
@@ -170,7 +173,7 @@ async def config_reply(
             except TimeoutError:
                 break
             event.clear()
-            number, digest, resources = await _db(_bundle, cluster=cluster)
+            number, digest, resources = await _db(agent_selectors.agent_bundle, cluster=cluster)
     finally:
         if registry is not None:
             registry.unregister(cluster.pk, event)

@@ -27,7 +27,7 @@ import yaml
 from django.conf import settings
 
 from agent.appliers import read_revision
-from backend.meshconfig import selectors, services
+from backend.meshconfig import agent_selectors, selectors, services
 from backend.meshconfig.models import ClusterStatus
 from backend.tenancy.models import Scope
 from tests.workers import ROOT, kill, wait_until, worker_database_url
@@ -113,6 +113,11 @@ class AgentServer:
     def waiting(self) -> int:
         with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
             return json.load(r)["waiting"]
+
+
+@pytest.fixture(autouse=True)
+def _agent_caches():
+    agent_selectors.caches_clear()
 
 
 @pytest.fixture(scope="module")

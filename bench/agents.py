@@ -12,8 +12,10 @@ embedded PostgreSQL and Redis. The agents:
   agent does (GET without ETag, ACK, then GET with If-None-Match and ?wait=30; on a new bundle
   POST the ACK and poll again) but write no files.
 
-Latency is ``applied_at - desired_at`` of each cluster's status row: from the rollout's
-transaction (the NOTIFY goes out at its commit) to the stored ACK, both stamped by the servers.
+Latencies start at each cluster's ``desired_at`` (stamped in the rollout's transaction; the
+NOTIFY goes out at its commit): "bundle received" ends when a simulated agent has read the new
+bundle's 200, "ACK stored" at the status row's ``applied_at`` (stamped by the agent server when
+it stores the ACK). Same machine, same clock.
 The API reference is the same requests, same server, before any agent connects.
 """
 
@@ -111,6 +113,7 @@ class SimulatedAgent:
         self.auth = {"Authorization": f"Bearer {token}", "User-Agent": "bench-agent/1"}
         self.etag: str | None = None
         self.acked = 0
+        self.received: dict[int, float] = {}  # revision number -> wall clock of the 200
 
     async def ack(self, document: dict) -> None:
         body = json.dumps(
@@ -135,6 +138,8 @@ class SimulatedAgent:
                 continue
             if status == 200:
                 document = json.loads(payload)
+                if document["revision"] is not None:
+                    self.received[document["revision"]] = time.time()
                 await self.ack(document)
                 self.etag = response_headers["etag"].strip('"')
             elif status != 304:
@@ -159,6 +164,11 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 def publish_round(server: CanopyServer, names: list[str], n: int) -> list[float]:
     """Roll a new revision out to ``names``; the ACK latency of each, in seconds."""
+    return publish_round_detail(server, names, n)[1]
+
+
+def publish_round_detail(server: CanopyServer, names: list[str], n: int):
+    """(revision number, ACK latencies, {cluster name: desired_at epoch})."""
     out = server._manage(
         "shell",
         "-c",
@@ -175,7 +185,15 @@ def publish_round(server: CanopyServer, names: list[str], n: int) -> list[float]
     while time.monotonic() < deadline:
         rows = server.sql(query, [names, number])
         if len(rows) == len(names):
-            return [float(r[0]) for r in rows]
+            desired_at = dict(
+                server.sql(
+                    "SELECT c.name, extract(epoch FROM s.desired_at)::float FROM "
+                    "mesh_cluster_status s JOIN mesh_clusters c ON c.id = s.cluster_id "
+                    "WHERE c.name = ANY(%s)",
+                    [names],
+                )
+            )
+            return number, [float(r[0]) for r in rows], desired_at
         time.sleep(0.2)
     raise RuntimeError(f"revision {number}: only {len(rows)} of {len(names)} clusters ACKed")
 
@@ -213,7 +231,7 @@ async def with_simulated_agents(server, tokens: dict[str, str], names: list[str]
         for task in tasks:
             if task.done():
                 task.result()  # raise what failed
-        return await loop.run_in_executor(None, work)
+        return await loop.run_in_executor(None, lambda: work(dict(zip(names, agents, strict=True))))
     finally:
         for task in tasks:
             task.cancel()
@@ -264,7 +282,7 @@ def main() -> int:
                     round_no += 1
                     latencies += publish_round(server, names[:1], round_no)
                     wait_for(lambda: waiting(server) == 1, 60, "the real agent back")
-                rows.append(_row(1, "canopy-agent (dir)", latencies))
+                rows.append(_row(1, "canopy-agent (dir): ACK stored", latencies))
             finally:
                 real.terminate()
                 real.wait(30)
@@ -276,17 +294,22 @@ def main() -> int:
 
             repeat = args.rounds if count > 1 else max(args.rounds, 5)
 
-            def rounds(chosen=chosen, repeat=repeat):
+            def rounds(agents, chosen=chosen, repeat=repeat):
                 nonlocal round_no
-                latencies = []
+                acked, delivered = [], []
                 for _ in range(repeat):
                     round_no += 1
-                    latencies += publish_round(server, chosen, round_no)
+                    number, latencies, desired_at = publish_round_detail(server, chosen, round_no)
+                    acked += latencies
+                    delivered += [
+                        agents[name].received[number] - desired_at[name] for name in chosen
+                    ]
                     wait_for(lambda: waiting(server) >= len(chosen), 120, "agents back")
-                return latencies
+                return acked, delivered
 
-            latencies = asyncio.run(with_simulated_agents(server, tokens, chosen, rounds))
-            rows.append(_row(count, "simulated", latencies))
+            acked, delivered = asyncio.run(with_simulated_agents(server, tokens, chosen, rounds))
+            rows.append(_row(count, "simulated: bundle received", delivered))
+            rows.append(_row(count, "simulated: ACK stored", acked))
 
         # Ordinary API requests: none waiting (the reference), then the most agents waiting.
         idle = api_latencies(server, reader, args.api_requests)
@@ -295,11 +318,11 @@ def main() -> int:
                 server,
                 tokens,
                 names[: max(counts)],
-                lambda: api_latencies(server, reader, args.api_requests),
+                lambda _agents: api_latencies(server, reader, args.api_requests),
             )
         )
 
-    print("\nPublish to ACK (rollout commit -> ACK stored), per cluster:")
+    print("\nPublish to agent (from the rollout's desired_at), per cluster:")
     print_columns(rows, left=2)
     print(f"\nOrdinary API requests ({args.api_requests} each, one at a time), gunicorn:")
     api_rows = [["request", "agents waiting", "p50 ms", "p95 ms"]]
@@ -309,7 +332,8 @@ def main() -> int:
                 [name, label, _ms(statistics.median(data)), _ms(percentile(data, 0.95))]
             )
     print_columns(api_rows, left=1)
-    print(f"\n(machine: {os.cpu_count()} CPUs; agent server DB threads: default)")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n(machine: {os.cpu_count()} CPUs, load average at the end {load})")
     return 0
 
 

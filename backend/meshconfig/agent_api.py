@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -68,12 +70,24 @@ def use_thread_pool(threads: int | None = None) -> None:
     )
 
 
+_CONNECTION_CHECK_SECONDS = 10.0
+_checked = threading.local()
+
+
 def _clean(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    close_old_connections()  # drops connections that broke or outlived CONN_MAX_AGE
+    # What Django does between requests (drop a connection that broke or outlived
+    # CONN_MAX_AGE), but at most every few seconds per thread and after any error: done before
+    # every call it would also re-arm the health check, one more round trip per call.
+    now = time.monotonic()
+    if now - getattr(_checked, "at", 0.0) > _CONNECTION_CHECK_SECONDS:
+        close_old_connections()
+        _checked.at = now
     try:
         return fn(**kwargs)
-    finally:
+    except DatabaseError:
         close_old_connections()
+        _checked.at = time.monotonic()
+        raise
 
 
 async def _db(fn: Callable[..., Any], /, **kwargs: Any) -> Any:

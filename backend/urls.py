@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/", include("backend.meshconfig.agent_urls")),
     path("", include("backend.tracing.api.urls")),
     path("prometheus/api/v1/", include("backend.metrics.urls")),
+    path("api/v1/", include("backend.meshconfig.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

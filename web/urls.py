@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from web import api, views
+from web import api, meshconfig_views, views
 
 app_name = "web"
 
@@ -24,4 +24,25 @@ urlpatterns = [
     path("settings/tokens", views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("settings/members", views.members, name="members"),
+    path("mesh", meshconfig_views.clusters, name="mesh-clusters"),
+    path("mesh/clusters", meshconfig_views.cluster_create, name="mesh-cluster-create"),
+    path(
+        "mesh/clusters/<str:name>/delete",
+        meshconfig_views.cluster_delete,
+        name="mesh-cluster-delete",
+    ),
+    path(
+        "mesh/clusters/<str:name>/token",
+        meshconfig_views.cluster_token_rotate,
+        name="mesh-cluster-token",
+    ),
+    path("mesh/editor", meshconfig_views.editor, name="mesh-editor"),
+    path("mesh/revisions", meshconfig_views.revisions, name="mesh-revisions"),
+    path("mesh/rollouts", meshconfig_views.rollout, name="mesh-rollout"),
+    path(
+        "mesh/revisions/<int:number>/rollback",
+        meshconfig_views.rollback,
+        name="mesh-rollback",
+    ),
+    path("mesh/telemetry", meshconfig_views.telemetry, name="mesh-telemetry"),
 ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.utils import timezone
 
 from backend.meshconfig.bundle import EMPTY_DIGEST
+from backend.meshconfig.findings import Known, Workload
+from backend.meshconfig.hosts import DOMAIN
 from backend.meshconfig.models import (
     AgentReport,
     Cluster,
@@ -16,7 +19,10 @@ from backend.meshconfig.models import (
     SyncState,
     TelemetrySettings,
 )
+from backend.metrics.models import Series
+from backend.metrics.storage.catalog import label_pairs_by_id
 from backend.tenancy.models import ApiToken, Organization
+from backend.tracing.selectors import services_list
 
 # A desired revision the agent has neither ACKed nor NACKed after this long is STALE.
 STALE_AFTER = timedelta(seconds=60)
@@ -176,3 +182,76 @@ def telemetry_get(*, org: Organization | int) -> TelemetrySettings:
     org_id = org if isinstance(org, int) else org.pk
     found = TelemetrySettings.objects.for_org(org_id).first()
     return found or TelemetrySettings(org_id=org_id)
+
+
+# Istio's standard metrics, whose series name services and workloads on both sides.
+ISTIO_METRICS = (
+    "istio_requests_total",
+    "istio_tcp_connections_opened_total",
+    "istio_tcp_sent_bytes_total",
+)
+_SIDES = ("source", "destination")
+MAX_SERIES_READ = 20_000
+
+
+def known_for_org(*, org: Organization | int) -> Known:
+    """What Canopy knows of the tenant's mesh, for validation:
+
+    - services: ``destination_service`` values of Istio's standard metrics (FQDNs such as
+      ``reviews.bookinfo.svc.cluster.local``) and trace service names (Istio names a proxy's
+      spans ``<app>.<namespace>``; a name without a dot counts in any namespace);
+    - workloads: ``{source,destination}_workload`` with their namespace and the ``app`` and
+      ``version`` labels the metrics carry, and the services they served;
+    - namespaces: every workload and service namespace seen.
+
+    Reads at most MAX_SERIES_READ series (newest first)."""
+    org_id = org if isinstance(org, int) else org.pk
+    rows = list(
+        Series.objects.for_org(org_id)
+        .filter(metric_name__in=ISTIO_METRICS)
+        .order_by("-id")
+        .values_list("label_ids", flat=True)[:MAX_SERIES_READ]
+    )
+    ids = {i for label_ids in rows for i in label_ids}
+    with connection.cursor() as cur:
+        pairs = label_pairs_by_id(cur, org_id, ids) if ids else {}
+    services: set[str] = set()
+    namespaces: set[str] = set()
+    workloads: dict[tuple[str, str], tuple[dict, set]] = {}
+    for label_ids in rows:
+        labels = dict(pairs[i] for i in label_ids if i in pairs)
+        service = labels.get("destination_service", "")
+        if service and service != "unknown":
+            services.add(service)
+        for side in _SIDES:
+            name = labels.get(f"{side}_workload", "")
+            namespace = labels.get(f"{side}_workload_namespace", "")
+            if not name or name == "unknown" or not namespace:
+                continue
+            namespaces.add(namespace)
+            wl_labels = {
+                k: labels[f"{side}_{k}"]
+                for k in ("app", "version")
+                if labels.get(f"{side}_{k}") not in (None, "", "unknown")
+            }
+            entry = workloads.setdefault((namespace, name), (wl_labels, set()))
+            if side == "destination" and service:
+                entry[1].add(service)
+    for service in services:
+        if service.endswith("." + DOMAIN):
+            namespaces.add(service.split(".")[1])
+    for name in services_list(org_id=org_id):
+        parts = name.lower().split(".")
+        if len(parts) == 2:
+            services.add(f"{parts[0]}.{parts[1]}.{DOMAIN}")
+            namespaces.add(parts[1])
+        elif len(parts) == 1 and parts[0]:
+            services.add(f"{parts[0]}.*")
+    return Known(
+        services=frozenset(services),
+        namespaces=frozenset(namespaces),
+        workloads=tuple(
+            Workload(namespace=ns, name=name, labels=labels, services=frozenset(served))
+            for (ns, name), (labels, served) in sorted(workloads.items())
+        ),
+    )

@@ -10,7 +10,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from backend.meshconfig.bundle import EMPTY_DIGEST, bundle_digest, canonical_bundle
+from backend.meshconfig.bundle import (
+    EMPTY_DIGEST,
+    bundle_digest,
+    canonical_bundle,
+    resource_key,
+)
 from backend.meshconfig.models import (
     AgentReport,
     Cluster,
@@ -20,6 +25,7 @@ from backend.meshconfig.models import (
     TelemetrySettings,
 )
 from backend.meshconfig.notify import config_changed_notify
+from backend.meshconfig.telemetry import render_telemetry
 from backend.meshconfig.validation import Report, validate_bundle
 from backend.tenancy.models import ApiToken, Organization, Scope
 from backend.tenancy.services import audit_record, token_create, token_revoke
@@ -267,14 +273,21 @@ def revision_publish(
     force: bool = False,
     known=None,
     rollback_of: int | None = None,
+    with_telemetry: bool = True,
 ) -> Published:
     """Validate and store a new revision (head + 1). With ``check_parent`` the publish is
     refused (StaleParent) unless ``parent`` is the current head (None: no revision yet).
     Validation errors raise Blocked unless ``force`` (the caller checks that the actor may
     force; a forced publish is audited as such). ``known`` is the ``validation.Known`` of
-    services and workloads; None reads it from the org's telemetry."""
+    services and workloads; None reads it from the org's metrics and traces. While the org has
+    telemetry settings, ``with_telemetry`` adds their Telemetry resource (replacing one of the
+    same name)."""
     if not isinstance(message, str) or len(message) > 1000:
         raise MeshConfigError("message must be a string of at most 1000 characters")
+    if not isinstance(resources, list):
+        raise MeshConfigError("resources must be a list")
+    if with_telemetry:
+        resources = _with_telemetry(org, resources)
     canonical = canonical_bundle(resources)
     report = validate_bundle(resources, org=org, known=known)
     if report.blocking and not force:
@@ -316,6 +329,21 @@ def revision_publish(
             },
         )
     return Published(revision=revision, report=report)
+
+
+def _with_telemetry(org: Organization, resources: list) -> list:
+    settings = TelemetrySettings.objects.for_org(org).first()
+    if settings is None:
+        return resources
+    rendered = render_telemetry(
+        trace_sampling_percent=settings.trace_sampling_percent,
+        traces=settings.traces,
+        metrics=settings.metrics,
+        custom_tags=settings.custom_tags,
+    )
+    key = resource_key(rendered)
+    kept = [r for r in resources if not (isinstance(r, dict) and resource_key(r) == key)]
+    return [*kept, rendered]
 
 
 def _clusters_select(
@@ -393,6 +421,7 @@ def revision_rollback(
             force=force,
             known=known,
             rollback_of=number,
+            with_telemetry=False,
         )
         new = published.revision
         cluster_ids = list(

@@ -1,110 +1,55 @@
-"""Validation of a bundle: structure (Istio's schemas), then cross-resource checks with
-Kiali's and istioctl's codes. Each finding names its resource and a Kiali-style slash path."""
+"""Validation of a bundle: structure against Istio's schemas (``schema.py``), then the
+cross-resource checks (``checks.py``), against what Canopy knows of the tenant's mesh
+(``selectors.known_for_org``). Findings carry Kiali's fields and slash paths; errors block a
+publish."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from backend.meshconfig.checks import CHECKS, Mesh, check_duplicates
+from backend.meshconfig.findings import ERROR, INFO, WARNING, Finding, Known, Report, Workload
+from backend.meshconfig.schema import KINDS, structural_findings
 
-from backend.meshconfig.bundle import resource_key
+__all__ = [
+    "ERROR",
+    "INFO",
+    "KINDS",
+    "WARNING",
+    "Finding",
+    "Known",
+    "Report",
+    "Workload",
+    "validate_bundle",
+]
 
-ERROR, WARNING, INFO = "error", "warning", "info"
-
-# kind -> accepted apiVersions
-KINDS: dict[str, tuple[str, ...]] = {
-    "VirtualService": (
-        "networking.istio.io/v1",
-        "networking.istio.io/v1beta1",
-        "networking.istio.io/v1alpha3",
-    ),
-    "DestinationRule": (
-        "networking.istio.io/v1",
-        "networking.istio.io/v1beta1",
-        "networking.istio.io/v1alpha3",
-    ),
-    "Gateway": (
-        "networking.istio.io/v1",
-        "networking.istio.io/v1beta1",
-        "networking.istio.io/v1alpha3",
-    ),
-    "ServiceEntry": (
-        "networking.istio.io/v1",
-        "networking.istio.io/v1beta1",
-        "networking.istio.io/v1alpha3",
-    ),
-    "Sidecar": (
-        "networking.istio.io/v1",
-        "networking.istio.io/v1beta1",
-        "networking.istio.io/v1alpha3",
-    ),
-    "EnvoyFilter": ("networking.istio.io/v1alpha3",),
-    "PeerAuthentication": ("security.istio.io/v1", "security.istio.io/v1beta1"),
-    "RequestAuthentication": ("security.istio.io/v1", "security.istio.io/v1beta1"),
-    "AuthorizationPolicy": ("security.istio.io/v1", "security.istio.io/v1beta1"),
-    "Telemetry": ("telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"),
-}
+MAX_RESOURCES = 1000
+MAX_FINDINGS = 500
 
 
-@dataclass(frozen=True)
-class Finding:
-    code: str
-    severity: str
-    kind: str
-    namespace: str
-    name: str
-    path: str
-    message: str
+def validate_bundle(resources: list[dict], *, org=None, known: Known | None = None) -> Report:
+    """All findings for a bundle. ``known`` defaults to what Canopy knows of ``org`` (or
+    nothing, without an org)."""
+    if known is None:
+        if org is not None:
+            from backend.meshconfig.selectors import known_for_org
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Report:
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def blocking(self) -> bool:
-        return any(f.severity == ERROR for f in self.findings)
-
-    @property
-    def valid(self) -> bool:
-        return not self.blocking
-
-    def counts(self) -> dict[str, int]:
-        out = {ERROR: 0, WARNING: 0, INFO: 0}
-        for f in self.findings:
-            out[f.severity] = out.get(f.severity, 0) + 1
-        return out
-
-    def as_dict(self) -> dict:
-        return {"valid": self.valid, "findings": [f.as_dict() for f in self.findings]}
-
-    def summary(self) -> str:
-        errors = [f for f in self.findings if f.severity == ERROR]
-        return "; ".join(f"{f.code} {f.kind} {f.namespace}/{f.name} {f.path}" for f in errors[:5])
-
-
-def finding(resource: dict, code: str, severity: str, path: str, message: str) -> Finding:
-    kind, namespace, name = resource_key(resource)
-    return Finding(code, severity, kind, namespace, name, path, message)
-
-
-def validate_bundle(resources: list[dict], *, org=None, known=None) -> Report:
+            known = known_for_org(org=org)
+        else:
+            known = Known()
     report = Report()
-    for resource in resources:
-        kind = resource.get("kind")
-        if kind not in KINDS:
-            report.findings.append(
-                finding(resource, "CNP0001", ERROR, "kind", f"unknown kind {kind!r}")
-            )
-        elif resource.get("apiVersion") not in KINDS[kind]:
-            report.findings.append(
-                finding(
-                    resource,
-                    "CNP0002",
-                    ERROR,
-                    "apiVersion",
-                    f"{kind} is not served as {resource.get('apiVersion')!r}",
-                )
-            )
+    checked = []
+    for resource in resources[:MAX_RESOURCES]:
+        found = structural_findings(resource)
+        report.findings.extend(found)
+        if not any(f.severity == ERROR for f in found):
+            checked.append(resource)
+    if len(resources) > MAX_RESOURCES:
+        report.findings.append(
+            Finding("CNP0004", ERROR, "", "", "", "", f"at most {MAX_RESOURCES} resources")
+        )
+    report.findings.extend(check_duplicates([r for r in resources if isinstance(r, dict)]))
+    mesh = Mesh(resources=checked, known=known)
+    for check in CHECKS:
+        report.findings.extend(check(mesh))
+    report.sort()
+    del report.findings[MAX_FINDINGS:]
     return report

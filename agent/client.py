@@ -33,6 +33,7 @@ class ConfigAnswer:
     status: int  # 200 a bundle (revision null: nothing rolled out yet), 304 unchanged
     etag: str | None
     document: Any = None
+    agent_url: str | None = None  # the server's hint: where long polls are served
 
 
 def _etag_value(header: str | None) -> str | None:
@@ -90,13 +91,30 @@ class CanopyClient:
             "GET", f"/api/v1/agent/config{query}", headers=headers, timeout=wait + self.timeout
         )
         new_etag = _etag_value(response_headers.get("ETag")) or etag
+        hint = response_headers.get("Canopy-Agent-Url")
         if status != 200:
-            return ConfigAnswer(status, new_etag)
+            return ConfigAnswer(status, new_etag, None, hint)
         try:
             document = json.loads(body)
         except ValueError as exc:
             raise TransportError(f"the bundle is not JSON: {exc}") from exc
-        return ConfigAnswer(status, new_etag, document)
+        return ConfigAnswer(status, new_etag, document, hint)
+
+    def follow(self, hint: str | None) -> str | None:
+        """Move to the URL the server names for long polls: only on the same host (the token
+        goes nowhere else) and over http(s). The new base URL, or None if not moved."""
+        if not hint:
+            return None
+        target = urllib.parse.urlsplit(hint.strip())
+        here = urllib.parse.urlsplit(self.base)
+        if target.scheme not in ("http", "https") or target.hostname != here.hostname:
+            return None
+        base = urllib.parse.urlunsplit((target.scheme, target.netloc, target.path, "", ""))
+        base = base.rstrip("/")
+        if base == self.base:
+            return None
+        self.base = base
+        return base
 
     def status(
         self, *, revision: int | None, attempt_id: str, state: str, error: dict | None, agent: str

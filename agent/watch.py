@@ -58,6 +58,17 @@ class Agent:
     sleep: object = time.sleep
     backoff: Backoff = field(default_factory=Backoff)
     stopping: bool = False
+    _moved_from: str | None = None
+    _hints_after: float = 0.0
+
+    def _follow(self, hint: str) -> None:
+        if time.monotonic() < self._hints_after:
+            return
+        before = self.client.base
+        moved = self.client.follow(hint)
+        if moved:
+            self._moved_from = before
+            event("url_moved", url=moved, reason="the server serves long polls there")
 
     def run(self) -> int:
         """Until stopped (or after one attempt with ``once``): 0 when the last attempt was
@@ -76,6 +87,10 @@ class Agent:
             try:
                 answer = self.client.config(etag=etag, wait=wait)
             except TransportError as exc:
+                if self._moved_from and self.backoff.attempt >= 3:
+                    event("url_back", url=self._moved_from, reason="the agent URL is unreachable")
+                    self.client.base, self._moved_from = self._moved_from, None
+                    self._hints_after = time.monotonic() + 60  # then try the agent URL again
                 delay = self.backoff.next_delay()
                 event("unreachable", error=exc, retry_in=f"{delay:.1f}s")
                 self.sleep(delay)
@@ -87,6 +102,8 @@ class Agent:
                 self.sleep(self.backoff.next_delay())
                 continue
             self.backoff.reset()
+            if not self.once and answer.agent_url:
+                self._follow(answer.agent_url)
             if answer.status == 304:
                 now = time.monotonic()
                 if failed_at is not None and now - failed_at >= self.retry_failed_after:

@@ -11,7 +11,8 @@ Every call is a heartbeat. The handlers here are transport-free coroutines retur
 ``Reply``: ``agent_server.py`` serves them from a small ASGI app (uvicorn, its own port: long
 polls cost an event, not a thread), and ``agent_urls.py`` exposes the same handlers as Django
 async views on the main server, where requests are never held (``wait`` counts as 0) because a
-gunicorn thread would be.
+gunicorn thread would be; their answers name the agent server's URL (``Canopy-Agent-Url``) so
+an agent started with the web URL moves its polls there.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ MAX_WAIT_SECONDS = 60
 HEARTBEAT_RESOLUTION_SECONDS = 5.0
 _heartbeats: TTLCache[tuple[int, int, str], bool] = TTLCache(ttl=HEARTBEAT_RESOLUTION_SECONDS)
 MAX_STATUS_BODY_BYTES = 64 * 1024
+AGENT_URL_HEADER = "Canopy-Agent-Url"
 _MAX_ETAGS = 8
 
 
@@ -262,7 +264,10 @@ async def agent_config_view(request: HttpRequest) -> HttpResponse:
         user_agent=request.headers.get("User-Agent", ""),
         can_wait=False,  # a held request would hold a gunicorn thread: the agent server waits
     )
-    return _render(reply)
+    response = _render(reply)
+    # Where long polls are served: the agent moves there (same host only, see agent/watch.py).
+    response[AGENT_URL_HEADER] = settings.AGENT_PUBLIC_URL
+    return response
 
 
 @csrf_exempt

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -488,7 +489,7 @@ def test_kubectl_mode_once_applies_and_acks(server, tenants, tmp_path):
     assert "event=applied" in done.stderr and "event=reported" in done.stderr
 
 
-def test_main_server_answers_at_once(tenants, client):
+def test_main_server_answers_at_once(tenants, client, settings):
     """On the main (WSGI) server the same API never holds a request: ``wait`` counts as 0."""
     cluster, token = services.cluster_create(org=tenants.org, name="prod")
     revision = publish(tenants.org, [vs("reviews")], ["prod"])
@@ -498,6 +499,7 @@ def test_main_server_answers_at_once(tenants, client):
     started = time.monotonic()
     held = client.get("/api/v1/agent/config?wait=30", HTTP_IF_NONE_MATCH=answer["ETag"], **auth)
     assert held.status_code == 304 and time.monotonic() - started < 5
+    assert held["Canopy-Agent-Url"] == settings.AGENT_PUBLIC_URL
     report = client.post(
         "/api/v1/agent/status",
         data={"revision": revision.number, "attempt_id": "w-1", "state": "ACK"},
@@ -508,3 +510,21 @@ def test_main_server_answers_at_once(tenants, client):
     outsider = {"HTTP_AUTHORIZATION": f"Bearer {tenants.outsider_token()}"}
     assert client.get("/api/v1/agent/config", **outsider).status_code == 404
     assert status_of(cluster)[2] == revision.number
+
+
+def test_an_agent_given_the_web_url_moves_its_long_polls_to_the_agent_server(
+    server, tenants, tmp_path, live_server, settings
+):
+    """The dashboard prints the public (web) URL; the web server answers at once and names the
+    agent server, where the agent then long-polls."""
+    host = urlsplit(live_server.url).hostname  # the agent follows a hint on its own host only
+    settings.AGENT_PUBLIC_URL = f"http://{host}:{server.port}"
+    cluster, token = services.cluster_create(org=tenants.org, name="prod")
+    web = AgentServer.__new__(AgentServer)
+    web.url = live_server.url
+    with canopy_agent(web, token, tmp_path / "mesh", tmp_path / "agent.log") as agent:
+        wait_until(lambda: agent.events("url_moved"), 10, "the agent did not move")
+        assert f"url={settings.AGENT_PUBLIC_URL}" in agent.events("url_moved")[0]
+        wait_until(lambda: server.waiting() == 1, 10, "not long-polling on the agent server")
+        revision = publish(tenants.org, [vs("reviews")], ["prod"])
+        wait_until(synced_at(cluster, revision.number), 10, "not SYNCED")

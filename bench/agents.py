@@ -198,19 +198,25 @@ def publish_round_detail(server: CanopyServer, names: list[str], n: int):
     raise RuntimeError(f"revision {number}: only {len(rows)} of {len(names)} clusters ACKed")
 
 
-def api_latencies(server: CanopyServer, token: str, count: int) -> dict[str, list[float]]:
-    """Ordinary requests one after another: a PromQL-API read and a dashboard-API read."""
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
+def api_latencies(
+    server: CanopyServer, token: str, cluster_token: str, count: int
+) -> dict[str, list[float]]:
+    """Ordinary requests one after another: a PromQL-API read and the web's health probe on
+    gunicorn, and an agent's unheld config read on the agent server."""
     targets = {
-        "GET /prometheus/api/v1/labels": server.url + "/prometheus/api/v1/labels",
-        "GET /healthz (web)": server.url + "/healthz",
+        "GET /prometheus/api/v1/labels (web)": (server.url + "/prometheus/api/v1/labels", token),
+        "GET /healthz (web)": (server.url + "/healthz", token),
+        "GET /api/v1/agent/config (agent server)": (
+            server.agent_url + "/api/v1/agent/config",
+            cluster_token,
+        ),
     }
+    session = requests.Session()
     out: dict[str, list[float]] = {name: [] for name in targets}
     for _ in range(count):
-        for name, url in targets.items():
+        for name, (url, secret) in targets.items():
             started = time.perf_counter()
-            answer = session.get(url, timeout=30)
+            answer = session.get(url, timeout=30, headers={"Authorization": f"Bearer {secret}"})
             out[name].append(time.perf_counter() - started)
             answer.raise_for_status()
     return out
@@ -312,19 +318,19 @@ def main() -> int:
             rows.append(_row(count, "simulated: ACK stored", acked))
 
         # Ordinary API requests: none waiting (the reference), then the most agents waiting.
-        idle = api_latencies(server, reader, args.api_requests)
+        idle = api_latencies(server, reader, tokens[names[0]], args.api_requests)
         busy = asyncio.run(
             with_simulated_agents(
                 server,
                 tokens,
                 names[: max(counts)],
-                lambda _agents: api_latencies(server, reader, args.api_requests),
+                lambda _agents: api_latencies(server, reader, tokens[names[0]], args.api_requests),
             )
         )
 
     print("\nPublish to agent (from the rollout's desired_at), per cluster:")
     print_columns(rows, left=2)
-    print(f"\nOrdinary API requests ({args.api_requests} each, one at a time), gunicorn:")
+    print(f"\nOrdinary API requests ({args.api_requests} each, one at a time):")
     api_rows = [["request", "agents waiting", "p50 ms", "p95 ms"]]
     for name in idle:
         for label, data in (("0", idle[name]), (str(max(counts)), busy[name])):

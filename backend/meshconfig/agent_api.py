@@ -120,6 +120,10 @@ def _cluster_for(*, authorization: str, scope: str):
     return cluster
 
 
+async def _resolve_woken(org_id: int, cluster_ids: list[int]) -> dict[int, tuple]:
+    return await _db(agent_selectors.agent_bundles, org_id=org_id, cluster_ids=cluster_ids)
+
+
 def _wait_seconds(raw: str | None) -> int:
     if raw in (None, ""):
         return 0
@@ -174,25 +178,29 @@ async def config_reply(
         _heartbeats.set(beat, True)
     # Register before the first read: a rollout committed between the read and the wait still
     # sets the event.
-    registry = wakeups() if held else None
-    event = registry.register(cluster.pk) if registry else None
+    registry = wakeups(resolver=_resolve_woken) if held else None
+    waiter = registry.register(cluster.pk) if registry else None
     try:
         number, digest, resources = await _db(agent_selectors.agent_bundle, cluster=cluster)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + held
-        while event is not None and digest in wanted:
+        while waiter is not None and digest in wanted:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             try:
-                await asyncio.wait_for(event.wait(), remaining)
+                await asyncio.wait_for(waiter.event.wait(), remaining)
             except TimeoutError:
                 break
-            event.clear()
-            number, digest, resources = await _db(agent_selectors.agent_bundle, cluster=cluster)
+            # The listener read this cluster's new bundle with the others it woke; without
+            # that (a reconnect, a failed read) read it here.
+            hint = waiter.take_hint()
+            if hint is None:
+                hint = await _db(agent_selectors.agent_bundle, cluster=cluster)
+            number, digest, resources = hint
     finally:
         if registry is not None:
-            registry.unregister(cluster.pk, event)
+            registry.unregister(cluster.pk, waiter)
     headers = {"ETag": f'"{digest}"', "Cache-Control": "no-store"}
     if digest in wanted:
         return Reply(304, None, headers)

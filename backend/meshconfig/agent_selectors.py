@@ -61,6 +61,32 @@ def agent_bundle(*, cluster: Cluster) -> tuple[int | None, str, list[dict]]:
     return revision
 
 
+def agent_bundles(*, org_id: int, cluster_ids: list[int]) -> dict[int, tuple]:
+    """``agent_bundle`` of many clusters of one org in two queries at most (what a rollout's
+    notification wakes)."""
+    desired = dict(
+        ClusterStatus.objects.for_org(org_id)
+        .filter(cluster_id__in=cluster_ids)
+        .values_list("cluster_id", "desired_id")
+    )
+    missing = {d for d in desired.values() if d is not None and _revisions.get(d) is None}
+    if missing:
+        for pk, *revision in (
+            Revision.objects.for_org(org_id)
+            .filter(pk__in=missing)
+            .values_list("pk", "number", "digest", "resources")
+        ):
+            _revisions.set(pk, tuple(revision))
+    out = {}
+    for cluster_id, desired_id in desired.items():
+        revision = _revisions.get(desired_id) if desired_id is not None else None
+        if desired_id is None:
+            out[cluster_id] = (None, EMPTY_DIGEST, [])
+        elif revision is not None:
+            out[cluster_id] = revision
+    return out
+
+
 def caches_clear() -> None:
     _clusters.clear()
     _revisions.clear()

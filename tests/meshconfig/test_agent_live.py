@@ -528,3 +528,21 @@ def test_an_agent_given_the_web_url_moves_its_long_polls_to_the_agent_server(
         wait_until(lambda: server.waiting() == 1, 10, "not long-polling on the agent server")
         revision = publish(tenants.org, [vs("reviews")], ["prod"])
         wait_until(synced_at(cluster, revision.number), 10, "not SYNCED")
+
+
+def test_a_lost_listen_connection_misses_nothing(server, tenants, tmp_path):
+    """The agent server's LISTEN connection is killed; a rollout made before it is back still
+    reaches the waiting agent (on reconnecting, the listener wakes every waiter)."""
+    from django.db import connection
+
+    cluster, token = services.cluster_create(org=tenants.org, name="prod")
+    with canopy_agent(server, token, tmp_path / "mesh", tmp_path / "agent.log"):
+        wait_until(lambda: server.waiting() == 1, 10, "the agent is not long-polling")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query ILIKE 'LISTEN canopy_meshconfig%%' AND datname = current_database()"
+            )
+            assert cursor.fetchone() == (True,)
+        revision = publish(tenants.org, [vs("reviews")], ["prod"])
+        wait_until(synced_at(cluster, revision.number), 15, "the rollout was missed")

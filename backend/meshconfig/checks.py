@@ -171,6 +171,10 @@ def check_gateway_refs(mesh: Mesh) -> Iterator[Finding]:
         for path, ref in refs:
             if not isinstance(ref, str) or ref == "mesh":
                 continue
+            if "." in ref and "/" not in ref:
+                ns_name = "/".join(_gateway_ref(ref, ns))
+                message = f"Preferred nomenclature: <gateway namespace>/<gateway name> ({ns_name})"
+                yield finding(vs, "KIA1108", INFO, path, message)
             if _gateway_ref(ref, ns) not in gateways:
                 yield finding(
                     vs,
@@ -449,6 +453,22 @@ def check_destination_rules(mesh: Mesh) -> Iterator[Finding]:
                 )
 
 
+def check_subset_labels(mesh: Mesh) -> Iterator[Finding]:
+    """KIA0209: a subset without labels (Info when a sibling subset has labels)."""
+    for dr in mesh.by_kind["DestinationRule"]:
+        subsets = [s for s in _spec(dr).get("subsets") or [] if isinstance(s, dict)]
+        labelled = any(s.get("labels") for s in subsets)
+        for i, subset in enumerate(subsets):
+            if not subset.get("labels"):
+                yield finding(
+                    dr,
+                    "KIA0209",
+                    INFO if labelled else WARNING,
+                    f"spec/subsets[{i}]",
+                    "This subset has not labels",
+                )
+
+
 def _overlapping_hosts(a: str, b: str) -> bool:
     return a == b or ((is_wildcard(a) or is_wildcard(b)) and hosts_overlap(a, b))
 
@@ -667,6 +687,7 @@ CHECKS = (
     check_shadowed_routes,
     check_duplicate_vs_hosts,
     check_destination_rules,
+    check_subset_labels,
     check_multiple_destination_rules,
     check_mtls,
     check_gateways,

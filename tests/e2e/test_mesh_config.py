@@ -118,3 +118,13 @@ def test_editor_validate_publish_rollout_status(page, live_server, owner, tmp_pa
     assert "front door" in rev.inner_text() and "valid" in rev.inner_text()
     assert rev.locator("pre.diff .diff-add").count() > 0
     page.screenshot(path=str(tmp_path / "revisions.png"), full_page=True)
+
+    page.click(".subnav >> text=Telemetry")
+    page.fill("#sampling", "10")
+    page.check("input[name=traces]")
+    page.fill("#custom-tags", "env=prod")
+    page.click("button:has-text('Save')")
+    page.wait_for_selector("text=The next revision you publish carries them.")
+    assert "randomSamplingPercentage: 10.0" in page.inner_text("[data-testid=telemetry-resource]")
+    assert "extensionProviders" in page.inner_text("[data-testid=extension-provider]")
+    page.screenshot(path=str(tmp_path / "telemetry.png"), full_page=True)

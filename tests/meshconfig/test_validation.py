@@ -223,6 +223,16 @@ CASES = {
         ],
         ("info", "spec/http[1]/match[0]"),
     ),
+    "KIA0209": (
+        [dr(subsets=(("v1", {}),))],
+        [dr(subsets=(("v1", {"version": "v1"}),))],
+        ("warning", "spec/subsets[0]"),
+    ),
+    "KIA1108": (
+        [vs(gateways=["gw.bookinfo.svc.cluster.local"]), gw()],
+        [vs(gateways=["bookinfo/gw"]), gw()],
+        ("info", "spec/gateways[0]"),
+    ),
     "CNP0001": (
         [res("Ingress", "x", {})],
         [vs()],

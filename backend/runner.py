@@ -1,9 +1,9 @@
 """``make run``: prepare the database, then run every Canopy process in one foreground command.
 
-Web (gunicorn), the OTLP/gRPC receiver, the Celery ingest worker and Celery beat run side by
-side under honcho's process manager, their output interleaved with a name prefix. Ctrl-C stops
-them all; the embedded PostgreSQL/Redis (if any) are stopped afterwards by
-``backend.embedded exec``.
+Web (gunicorn), the mesh agents' API (uvicorn), the OTLP/gRPC receiver, the Celery ingest
+worker and Celery beat run side by side under honcho's process manager, their output
+interleaved with a name prefix. Ctrl-C stops them all; the embedded PostgreSQL/Redis (if any)
+are stopped afterwards by ``backend.embedded exec``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ PROCESSES = {
         "INFO",
         "--without-gossip",
     ],
+    "agent-api": ["python", "-m", "backend.meshconfig.agent_server", "--bind", "{agent_bind}"],
     "otlp-grpc": ["python", "-m", "ingest.grpc.otlp_traces", "--bind", "{otlp_grpc_bind}"],
     "beat": [
         "celery",
@@ -84,6 +85,7 @@ def main() -> int:
         "worker_concurrency": settings.RUN_WORKER_CONCURRENCY,
         "data_dir": str(settings.DATA_DIR),
         "otlp_grpc_bind": settings.OTLP_GRPC_BIND,
+        "agent_bind": settings.AGENT_API_BIND,
     }
     bin_dir = os.path.dirname(sys.executable)
     # Self-metrics shared by every web and Celery process (prometheus_client's multiprocess

@@ -75,6 +75,25 @@ RUN_BIND = env_hostport("CANOPY_BIND", "127.0.0.1:8000")
 RUN_CREDENTIALS_FILE = env_str("CANOPY_CREDENTIALS_FILE")
 RUN_WEB_WORKERS = env_int("CANOPY_WEB_WORKERS", 2, minimum=1)
 RUN_WORKER_CONCURRENCY = env_int("CANOPY_WORKER_CONCURRENCY", 2, minimum=1)
+# The agent API's own async server (backend/meshconfig/agent_server.py): long polls of the
+# mesh agents, one connection each, no thread each.
+AGENT_API_BIND = env_hostport("CANOPY_AGENT_BIND", "127.0.0.1:8001")
+AGENT_API_MAX_CONNECTIONS = env_int("CANOPY_AGENT_MAX_CONNECTIONS", 5000, minimum=10)
+AGENT_API_DB_THREADS = env_int("CANOPY_AGENT_DB_THREADS", 4, minimum=1)
+
+
+def _agent_public_url() -> str:
+    # Where agents reach the agent server: by default the public host on the agent port.
+    from urllib.parse import urlsplit
+
+    public = urlsplit(PUBLIC_URL)
+    port = AGENT_API_BIND.rpartition(":")[2]
+    host = public.hostname or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{public.scheme}://{host}:{port}"
+
+
+AGENT_PUBLIC_URL = (env_str("CANOPY_AGENT_PUBLIC_URL") or _agent_public_url()).rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_URL])
 
 try:

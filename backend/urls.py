@@ -18,6 +18,8 @@ urlpatterns = [
     # The write path (ingest/) is wired in here, at the project's root URLconf, by name only.
     path("", include("ingest.urls")),
     path("api/v1/", include("backend.tenancy.urls")),
+    # The mesh agents' API; long polls go to its own server (backend/meshconfig/agent_server.py).
+    path("api/v1/", include("backend.meshconfig.agent_urls")),
     path("", include("backend.tracing.api.urls")),
     # The rules room answers two of the Prometheus API's paths (it reads metrics, not the reverse).
     path("prometheus/api/v1/rules", rules_api.RulesView.as_view(), name="prom-rules"),

@@ -130,9 +130,7 @@ def cluster_create(request: HttpRequest) -> HttpResponse:
     # Shown once, on the next page only (not in the URL, not in a message that gets logged).
     request.session["meshconfig_created"] = {
         "name": cluster.name,
-        "command": (
-            f"canopy-agent --url {settings.PUBLIC_URL} --token {secret} --dir ./canopy-mesh-config"
-        ),
+        "command": selectors.agent_command(secret=secret),
     }
     return _back("web:config-clusters", access)
 
@@ -160,9 +158,7 @@ def cluster_token_rotate(request: HttpRequest, name: str) -> HttpResponse:
     request.session["meshconfig_created"] = {
         "name": cluster.name,
         "rotated": True,
-        "command": (
-            f"canopy-agent --url {settings.PUBLIC_URL} --token {secret} --dir ./canopy-mesh-config"
-        ),
+        "command": selectors.agent_command(secret=secret),
     }
     return _back("web:config-clusters", access)
 

@@ -152,10 +152,6 @@ _CLUSTER = inline_serializer(
 )
 
 
-def agent_command(*, secret: str) -> str:
-    return f"canopy-agent --url {settings.PUBLIC_URL} --token {secret} --dir ./canopy-mesh-config"
-
-
 class ClusterCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=63)
     labels = serializers.DictField(child=serializers.CharField(max_length=63), required=False)
@@ -197,7 +193,7 @@ class ClustersView(MeshAPIView):
                 "name": cluster.name,
                 "labels": cluster.labels,
                 "token": secret,
-                "agent_command": agent_command(secret=secret),
+                "agent_command": selectors.agent_command(secret=secret),
             },
             status=status.HTTP_201_CREATED,
         )

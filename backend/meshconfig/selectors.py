@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -254,4 +255,13 @@ def known_for_org(*, org: Organization | int) -> Known:
             Workload(namespace=ns, name=name, labels=labels, services=frozenset(served))
             for (ns, name), (labels, served) in sorted(workloads.items())
         ),
+    )
+
+
+def agent_command(*, secret: str) -> str:
+    """The command that runs a cluster's agent, as the dashboard and the API print it: straight
+    to the agent server (``CANOPY_AGENT_PUBLIC_URL``), where long polls hold no web thread."""
+    return (
+        f"canopy-agent --url {settings.AGENT_PUBLIC_URL} --token {secret}"
+        " --dir ./canopy-mesh-config"
     )

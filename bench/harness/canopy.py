@@ -61,12 +61,14 @@ class CanopyServer:
         keep = keep or bool(os.environ.get("CANOPY_BENCH_KEEP"))
         self.data_dir = Path(tempfile.mkdtemp(prefix="canopy-bench-"))
         self.port = _free_port()
+        self.agent_port = _free_port()  # the mesh agents' API (its own async server)
         self.keep = keep
         self.extra_limits = dict(extra_limits or {})
         self.env = {
             **os.environ,
             "CANOPY_DATA_DIR": str(self.data_dir),
             "CANOPY_BIND": f"127.0.0.1:{self.port}",
+            "CANOPY_AGENT_BIND": f"127.0.0.1:{self.agent_port}",
             "CANOPY_WEB_WORKERS": str(web_workers),
             "CANOPY_WORKER_CONCURRENCY": str(worker_concurrency),
             "LOG_LEVEL": "WARNING",
@@ -81,6 +83,10 @@ class CanopyServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def agent_url(self) -> str:
+        return f"http://127.0.0.1:{self.agent_port}"
 
     def _manage(self, *args: str, env: dict[str, str] | None = None) -> str:
         out = subprocess.run(

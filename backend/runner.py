@@ -41,7 +41,7 @@ PROCESSES = {
         "INFO",
         "--without-gossip",
     ],
-    "otlp-grpc": ["python", "-m", "ingest.grpc.otlp_traces", "--bind", "{otlp_grpc_bind}"],
+    "otlp-grpc": ["python", "-m", "ingest.grpc.server", "--bind", "{otlp_grpc_bind}"],
     "beat": [
         "celery",
         "-A",

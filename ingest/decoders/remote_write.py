@@ -51,8 +51,10 @@ from ingest.decoders.series_labels import (
 __all__ = [
     "LabelLimits",
     "Rejection",
+    "SampleColumns",
     "SeriesReader",
     "WriteBatch",
+    "assemble_write_batch",
     "clear_caches",
     "configure_caches",
     "decode_remote_write",
@@ -237,6 +239,51 @@ def decode_remote_write(
         raise DecodeError(f"malformed remote-write {version}.0 request{header}: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class SampleColumns:
+    """Samples of another protocol's request: ``sample_series[i]`` indexes the label sets."""
+
+    sample_series: np.ndarray  # int64
+    timestamps: np.ndarray  # int64, ms
+    values: np.ndarray  # float64
+
+
+def assemble_write_batch(
+    *,
+    labels: list[tuple[tuple[str, str], ...]],
+    columns: SampleColumns,
+    metadata: list[tuple[str, str, str, str]],
+    exemplars: int,
+    limits: LabelLimits,
+    now_ms: int,
+    max_age_ms: int | None,
+    future_grace_ms: int = 600_000,
+) -> WriteBatch:
+    """A :class:`WriteBatch` of series and samples another protocol decoded (OTLP), validated
+    exactly as a remote-write request's: label syntax and limits, timestamps, order.
+
+    ``labels`` are distinct label sets (name, value) sorted by name; samples in request order.
+    """
+    decoded = _Decoded.unread(0)
+    decoded.keys = list(labels)
+    decoded.labelsets = [
+        labelset_from_columns([n for n, _ in pairs], [v for _, v in pairs]) for pairs in labels
+    ]
+    decoded.sample_entry = columns.sample_series.astype(np.int64, copy=False)
+    decoded.sample_position = np.arange(len(decoded.sample_entry), dtype=np.int64)
+    decoded.timestamps = columns.timestamps
+    decoded.values = columns.values
+    decoded.metadata = metadata
+    decoded.exemplars = exemplars
+    return _assemble(
+        decoded,
+        limits=limits,
+        now_ms=now_ms,
+        max_age_ms=max_age_ms,
+        future_grace_ms=future_grace_ms,
+    )
+
+
 # --- decoding -------------------------------------------------------------------------------
 
 
@@ -246,7 +293,7 @@ class _Decoded:
 
     # per TimeSeries: the bytes that keyed its label set (equal keys = same series), or a unique
     # int for a series rejected before its labels were decoded (see ``early_problems``)
-    keys: list[bytes | int]
+    keys: list[bytes | int] | list[tuple[tuple[str, str], ...]]
     labelsets: list[LabelSet | None]
     early_problems: dict[int, tuple[str, str]]
     # per sample: its TimeSeries, its position there (any increasing numbers), its timestamp

@@ -12,14 +12,15 @@ from datetime import datetime
 
 import promql_parser as pp
 from django.db import DatabaseError
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from redis.exceptions import RedisError
 from rest_framework.parsers import FormParser, MultiPartParser
 
-from backend.metrics import promql
+from backend.metrics import promql, remote_read
 from backend.metrics.labels import METRIC_NAME, Matcher
 from backend.metrics.promql.evaluator import matchers_of
 from backend.metrics.promql.parse import parse_expr, unwrap
+from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded
 from backend.metrics.promql.values import valid_label_name
 from backend.metrics.selectors import label_names, label_values, metadata_list
 from backend.metrics.storage.reader import PostgresQuerier, metric_names_between, series_match
@@ -298,3 +299,59 @@ class BuildInfoView(PrometheusView):
                 "goVersion": "",
             }
         )
+
+
+class RemoteReadView(PrometheusView):
+    """``POST /prometheus/api/v1/read``: Prometheus remote read (``remote_read`` in a
+    Prometheus config), SAMPLES or STREAMED_XOR_CHUNKS. Errors are plain text, as Prometheus's
+    own read handler answers them (400 bad request or a limit, 503 timeout or storage down)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, **kwargs):
+        django_request = request._request
+        declared = django_request.META.get("CONTENT_LENGTH") or ""
+        if declared.isdigit() and int(declared) > remote_read.MAX_REQUEST_BYTES:
+            return _text(413, f"request body exceeds {remote_read.MAX_REQUEST_BYTES} bytes")
+        body = django_request.read(remote_read.MAX_REQUEST_BYTES + 1)
+        if len(body) > remote_read.MAX_REQUEST_BYTES:
+            return _text(413, f"request body exceeds {remote_read.MAX_REQUEST_BYTES} bytes")
+        # (the org's query limits; no form parameters: the body is the protobuf request)
+        org_limits = limits_get(org_id=self.org.pk)
+        limits = promql.QueryLimits(
+            max_series=org_limits.query_max_series,
+            max_samples=org_limits.query_max_samples,
+            timeout_seconds=float(org_limits.query_timeout_seconds),
+        )
+        try:
+            read = remote_read.decode_read_request(body)
+            results = remote_read.read_series(
+                PostgresQuerier(org_id=self.org.pk),
+                read,
+                max_series=limits.max_series,
+                max_samples=limits.max_samples,
+                timeout_seconds=limits.timeout_seconds,
+            )
+        except (remote_read.BadReadRequest, remote_read.SampleLimitExceeded) as exc:
+            return _text(400, str(exc))
+        except SeriesLimitExceeded as exc:
+            return _text(400, f"exceeded series limit ({exc.limit})")
+        except ReadTimeout:
+            return _text(503, f"query timed out after {limits.timeout_seconds:g}s")
+        except (DatabaseError, RedisError) as exc:
+            return _text(503, f"storage temporarily unavailable: {exc.__class__.__name__}")
+        if read.response_type == remote_read.STREAMED_XOR_CHUNKS:
+            return StreamingHttpResponse(
+                remote_read.encode_chunked_frames(results),
+                content_type=remote_read.STREAMED_CONTENT_TYPE,
+            )
+        response = HttpResponse(
+            remote_read.encode_samples_response(results),
+            content_type=remote_read.SAMPLES_CONTENT_TYPE,
+        )
+        response["Content-Encoding"] = "snappy"
+        return response
+
+
+def _text(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain")

@@ -13,4 +13,5 @@ urlpatterns = [
     path("rules", api.RulesView.as_view(), name="prom-rules"),
     path("alerts", api.AlertsView.as_view(), name="prom-alerts"),
     path("status/buildinfo", api.BuildInfoView.as_view(), name="prom-buildinfo"),
+    path("read", api.RemoteReadView.as_view(), name="prom-remote-read"),
 ]

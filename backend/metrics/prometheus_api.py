@@ -21,8 +21,9 @@ from backend.metrics.labels import METRIC_NAME, Matcher
 from backend.metrics.promql.evaluator import matchers_of
 from backend.metrics.promql.parse import parse_expr, unwrap
 from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded
-from backend.metrics.promql.values import valid_label_name
+from backend.metrics.promql.values import format_time, format_value, valid_label_name
 from backend.metrics.selectors import label_names, label_values, metadata_list
+from backend.metrics.storage.exemplars import exemplars_for_series
 from backend.metrics.storage.reader import PostgresQuerier, metric_names_between, series_match
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
@@ -269,12 +270,56 @@ class MetadataView(PrometheusView):
 
 
 class ExemplarsView(PrometheusView):
+    """Exemplars of the series the query's selectors match, in ``[start, end]``, in
+    Prometheus's format (``seriesLabels``, ``exemplars[{labels, value, timestamp}]``)."""
+
     def handle(self):
-        # Exemplars are dropped at ingest (and counted); see docs/metrics-ingest.md.
-        query = self.param("query")
-        if query:
-            parse_expr(query)
-        return success([])
+        start_text, end_text = self.param("start"), self.param("end")
+        start_ms = parse_time("start", start_text) if start_text else -(2**62)
+        end_ms = parse_time("end", end_text) if end_text else 2**62
+        if end_ms < start_ms:
+            raise promql.BadData(
+                'invalid parameter "end": end timestamp must not be before start timestamp'
+            )
+        expr = parse_expr(self.param("query") or "")
+        selectors: list[list[Matcher]] = []
+
+        def collect(node) -> None:
+            if isinstance(node, pp.VectorSelector):
+                selectors.append(matchers_of(node))
+
+        pp.walk(expr, pre_visit=collect)
+        if not selectors:
+            return success(None)
+        limits = limits_get(org_id=self.org.pk)
+        found: dict[int, dict] = {}
+        for matchers in selectors:
+            found.update(
+                series_match(
+                    org_id=self.org.pk, matchers=matchers, limit=limits.query_max_series + 1
+                )
+            )
+            if len(found) > limits.query_max_series:
+                raise promql.TooManySeries(limits.query_max_series)
+        by_series: dict[int, list[dict]] = {}
+        for exemplar in exemplars_for_series(
+            org_id=self.org.pk,
+            series_ids=list(found),
+            start_ms=start_ms,
+            end_ms=end_ms,
+            limit=limits.query_max_samples,
+        ):
+            by_series.setdefault(exemplar.series_id, []).append(
+                {
+                    "labels": exemplar.labels,
+                    "value": format_value(exemplar.value),
+                    "timestamp": format_time(exemplar.timestamp_ms),
+                }
+            )
+        ordered = sorted(by_series, key=lambda sid: sorted(found[sid].items()))
+        return success(
+            [{"seriesLabels": found[sid], "exemplars": by_series[sid]} for sid in ordered]
+        )
 
 
 class RulesView(PrometheusView):

@@ -185,6 +185,9 @@ class OrgLimits(models.Model):
         default=50_000_000, help_text="samples a query may load into memory"
     )
     query_timeout_seconds = models.PositiveIntegerField(default=120)
+    max_global_exemplars_per_user = models.PositiveIntegerField(
+        default=100_000, help_text="exemplars kept per org, the newest; 0 drops them"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.metrics.series import SeriesIds, SeriesRefusal, series_ids_resolve
-from backend.metrics.services import metadata_upsert, samples_write
+from backend.metrics.services import exemplars_write, metadata_upsert, samples_write
 from backend.tenancy.ratelimit import bucket_take
 from backend.tenancy.rejections import rejections_count
 from backend.tenancy.selectors import limits_get
@@ -50,6 +50,7 @@ class MetricsAccepted:
     samples: int  # samples the request carried, valid or not
     written: int
     rejected: list[Rejection]
+    exemplars_written: int = 0
 
 
 def metrics_accept(
@@ -157,22 +158,25 @@ def _batch_store(
     what was refused."""
     n_samples = len(batch.values)
     rejected = list(batch.rejected)
+    keep_exemplars = limits.max_global_exemplars_per_user > 0
+    exemplars = batch.exemplars if keep_exemplars else []
+    written = exemplars_written = 0
     try:
-        if n_samples:
+        cost = n_samples + len(exemplars)
+        if cost:
             verdict = bucket_take(
                 key=f"metrics:{org_id}",
                 rate=limits.ingestion_rate,
                 burst=limits.ingestion_burst_size,
-                cost=n_samples,
+                cost=cost,
             )
             if not verdict.allowed:
-                rejections_count(
-                    org_id=org_id, signal="metrics", reasons={"rate_limited": n_samples}
-                )
+                rejections_count(org_id=org_id, signal="metrics", reasons={"rate_limited": cost})
                 return Refused(
                     Refusal.RATE_LIMITED,
                     f"ingestion rate limit ({limits.ingestion_rate} samples/s) with burst size "
-                    f"{limits.ingestion_burst_size} exceeded while adding {n_samples} samples",
+                    f"{limits.ingestion_burst_size} exceeded while adding {n_samples} samples "
+                    f"and {len(exemplars)} exemplars",
                     retry_after=max(1, int(np.ceil(verdict.retry_after))),
                 )
             series = series_ids_resolve(
@@ -192,8 +196,16 @@ def _batch_store(
                     values=batch.values[keep],
                 )
             written = int(keep.sum())
-        else:
-            written = 0
+            exemplars = [e for e in exemplars if series.admitted[e.series]]
+            if exemplars:
+                exemplars_written = exemplars_write(
+                    org_id=org_id,
+                    series_ids=[int(series.ids[e.series]) for e in exemplars],
+                    timestamps=[e.timestamp_ms for e in exemplars],
+                    values=[e.value for e in exemplars],
+                    labels=[e.labels for e in exemplars],
+                    max_per_org=limits.max_global_exemplars_per_user,
+                )
         new_metadata = [m for m in batch.metadata if not _seen_metadata.get((org_id, m))]
         if new_metadata:
             metadata_upsert(org_id=org_id, entries=new_metadata)
@@ -202,12 +214,12 @@ def _batch_store(
     except STORAGE_ERRORS as exc:
         return refused_from_error(exc, storage=storage)
 
-    # Like Mimir with native histograms and exemplars disabled: they are dropped without an
-    # error (the float samples of the request are kept), counted, and 2.0 senders see 0 in
-    # the *-Written headers.
+    # Like Mimir with native histograms disabled: they are dropped without an error (the float
+    # samples of the request are kept), counted, and 2.0 senders see 0 in the *-Written header.
+    # Exemplars too when the org keeps none (max_global_exemplars_per_user = 0).
     dropped = {
         "native_histograms_not_supported": batch.histograms_received,
-        "exemplars_not_supported": batch.exemplars_received,
+        "exemplars_disabled": 0 if keep_exemplars else len(batch.exemplars),
     }
     rejections_count(
         org_id=org_id, signal="metrics", reasons={k: v for k, v in dropped.items() if v}
@@ -217,7 +229,10 @@ def _batch_store(
             org_id=org_id, signal="metrics", reasons={r.reason: max(r.samples, 1) for r in rejected}
         )
     return MetricsAccepted(
-        samples=n_samples + batch.samples_rejected, written=written, rejected=rejected
+        samples=n_samples + batch.samples_rejected,
+        written=written,
+        rejected=rejected,
+        exemplars_written=exemplars_written,
     )
 
 

@@ -43,7 +43,7 @@ import binascii
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,8 @@ from ingest.decoders import request_body
 from ingest.decoders.errors import DecodeError
 from ingest.decoders.otlp_traces import JSON, PROTOBUF, otlp_media_type, response_media_type
 from ingest.decoders.remote_write import (
+    MAX_EXEMPLAR_LABEL_CHARS,
+    Exemplar,
     LabelLimits,
     Rejection,
     SampleColumns,
@@ -91,7 +93,6 @@ TARGET_INFO = "target_info"
 
 # Bounds on what one request may make us build (the body cap bounds the rest).
 MAX_ATTRIBUTE_VALUE_CHARS = 16_384
-MAX_EXEMPLAR_LABEL_CHARS = 128  # Prometheus's limit on an exemplar's label set, in runes
 
 # Prometheus's unit maps (otlptranslator/normalize_name.go)
 _UNITS = {
@@ -136,23 +137,16 @@ _NOT_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9_]")
 
 
 @dataclass(slots=True)
-class Exemplar:
-    """An exemplar of a series of the batch (``series`` indexes ``WriteBatch.series_labels``)."""
-
-    series: int
-    timestamp_ms: int
-    value: float
-    labels: tuple[tuple[str, str], ...]  # sorted by name: trace_id, span_id, filtered attributes
-
-
-@dataclass(slots=True)
 class OtlpMetricsBatch:
     """The series and samples of a request (``batch``) and its exemplars."""
 
-    batch: WriteBatch
+    batch: WriteBatch  # (its exemplars: those of the kept series)
     data_points: int  # data points the request carried
     rejected_data_points: int  # of those, refused as a whole (temporality, type)
-    exemplars: list[Exemplar] = field(default_factory=list)
+
+    @property
+    def exemplars(self) -> list[Exemplar]:
+        return self.batch.exemplars
 
 
 # --- names ------------------------------------------------------------------------------------
@@ -397,7 +391,7 @@ class _Builder:
         self.sample_series: list[int] = []
         self.timestamps: list[int] = []
         self.values: list[float] = []
-        self.exemplars: list[Exemplar] = []
+        self.exemplars: list[tuple[int, int, float, tuple[tuple[str, str], ...]]] = []
         self.metadata: dict[str, tuple[str, str, str, str]] = {}
         self.rejected: dict[str, Rejection] = {}
         self.data_points = 0
@@ -463,34 +457,16 @@ def _translate(
             values=np.fromiter(out.values, np.float64, n),
         ),
         metadata=list(out.metadata.values()),
-        exemplars=len(out.exemplars),
+        exemplars=out.exemplars,
         limits=limits,
         now_ms=now_ms,
         max_age_ms=max_age_ms,
         future_grace_ms=future_grace_ms,
     )
     batch.rejected = rejected + batch.rejected
-    exemplars = _remap_exemplars(out, batch)
     return OtlpMetricsBatch(
-        batch=batch,
-        data_points=out.data_points,
-        rejected_data_points=out.rejected_points,
-        exemplars=exemplars,
+        batch=batch, data_points=out.data_points, rejected_data_points=out.rejected_points
     )
-
-
-def _remap_exemplars(out: _Builder, batch: WriteBatch) -> list[Exemplar]:
-    """Exemplars of the series the batch kept, with the batch's series numbers."""
-    if not out.exemplars:
-        return []
-    kept = {labels: i for i, labels in enumerate(batch.series_labels)}
-    result = []
-    for exemplar in out.exemplars:
-        index = kept.get(out.series[exemplar.series])
-        if index is not None:
-            exemplar.series = index
-            result.append(exemplar)
-    return result
 
 
 def _metric(metric: Any, target: dict[str, str], out: _Builder) -> int:
@@ -647,10 +623,5 @@ def _exemplars(exemplars: Any, series: int, out: _Builder) -> None:
             # Prometheus refuses exemplars whose labels exceed 128 runes; keep the trace link.
             pairs = tuple((k, v) for k, v in pairs if k in ("trace_id", "span_id"))
         out.exemplars.append(
-            Exemplar(
-                series=series,
-                timestamp_ms=exemplar.time_unix_nano // 1_000_000,
-                value=_exemplar_value(exemplar),
-                labels=pairs,
-            )
+            (series, exemplar.time_unix_nano // 1_000_000, _exemplar_value(exemplar), pairs)
         )

@@ -22,6 +22,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 
 from backend.metrics.labels import Matcher
 from backend.metrics.selectors import metadata_list, samples_for_series
@@ -163,3 +164,37 @@ def test_delta_temporality_is_refused_with_a_partial_success(live_server, orgs):
     assert _series(acme, "jobs_done_total") == {}
     # the cumulative histogram of the same request was stored
     assert len(_series(acme, "job_seconds_bucket")) > 2
+
+
+def test_sdk_exemplars_link_the_histogram_bucket_to_the_trace(live_server, orgs, client):
+    """The SDK's default exemplar filter (trace-based) samples measurements made inside a
+    sampled span; Canopy stores them on the bucket series and serves them back."""
+    acme, _ = orgs
+    _, secret = token_create(org=acme, name="otel", scopes=["metrics:write"])
+    exporter = HttpExporter(
+        endpoint=f"{live_server.url}/otlp/v1/metrics",
+        headers={"authorization": f"Bearer {secret}"},
+    )
+    tracer = TracerProvider().get_tracer("canopy.tests")
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(resource=Resource.create(RESOURCE), metric_readers=[reader])
+    duration = provider.get_meter("canopy.tests").create_histogram("rpc.duration", unit="ms")
+    with tracer.start_as_current_span("GET /cart") as span:
+        duration.record(42.0, {"rpc.method": "GetCart"})
+    provider.force_flush()
+    provider.shutdown()
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    span_id = format(span.get_span_context().span_id, "016x")
+
+    _, read = token_create(org=acme, name="grafana", scopes=["metrics:read"])
+    answer = client.get(
+        "/prometheus/api/v1/query_exemplars",
+        {"query": "histogram_quantile(0.9, rate(rpc_duration_milliseconds_bucket[5m]))"},
+        HTTP_AUTHORIZATION=f"Bearer {read}",
+    ).json()
+    (series,) = answer["data"]
+    assert series["seriesLabels"]["le"] == "50"  # the bucket 42 ms falls in
+    assert series["seriesLabels"]["rpc_method"] == "GetCart"
+    (exemplar,) = series["exemplars"]
+    assert exemplar["labels"] == {"trace_id": trace_id, "span_id": span_id}
+    assert exemplar["value"] == "42"

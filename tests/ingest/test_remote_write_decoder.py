@@ -759,9 +759,7 @@ def test_fuzz_headers(content_type, encoding):
 @pytest.mark.parametrize("series_reader", ["vectorized", "protobuf"])
 def test_exemplars_are_read_for_their_series(build, content_type, series_reader):
     many = [([("__name__", "up"), ("job", f"j{i}")], [(NOW, 1.0)]) for i in range(20)]
-    batch = decode(
-        build(many, exemplars=1), content_type=content_type, series_reader=series_reader
-    )
+    batch = decode(build(many, exemplars=1), content_type=content_type, series_reader=series_reader)
     assert batch.exemplars_received == 20 and len(batch.exemplars) == 20
     labels = {"trace_id": "abc"} if build is v1_request else {"a": "b"}
     for exemplar in batch.exemplars:

@@ -294,9 +294,7 @@ def test_outsider_writes_land_in_their_own_org_only(client, tenants):
     assert leaked == {}
 
 
-def test_exemplars_are_stored_with_the_samples_and_served_by_query_exemplars(
-    client, tenants
-):
+def test_exemplars_are_stored_with_the_samples_and_served_by_query_exemplars(client, tenants):
     token = tenants.token(["metrics:write"])
     t = now_ms()
     labels = ip.encode_labels([("__name__", "http_requests_total"), ("job", "a")])

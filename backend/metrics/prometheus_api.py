@@ -239,7 +239,7 @@ class LabelsView(PrometheusView):
     def handle(self):
         selectors = self.selectors(required=False)
         if not selectors:
-            return success(label_names(org_id=self.org.pk))
+            return success(label_names(org_id=self.org.pk, metrics=self.active_metrics()))
         found = self.matched_series(selectors)
         return success(sorted({name for labels in found for name in labels}))
 
@@ -250,9 +250,8 @@ class LabelValuesView(PrometheusView):
             raise promql.BadData(f'invalid label name: "{name}"')
         selectors = self.selectors(required=False)
         if not selectors:
-            values = label_values(org_id=self.org.pk, name=name)
-            active = self.active_metrics() if name == METRIC_NAME else None
-            return success(values if active is None else [v for v in values if v in active])
+            active = self.active_metrics()
+            return success(label_values(org_id=self.org.pk, name=name, metrics=active))
         found = self.matched_series(selectors)
         return success(sorted({labels[name] for labels in found if name in labels}))
 

@@ -573,3 +573,33 @@ def is_ordered(expr: str) -> bool:
     """Whether the result order of an instant query is part of the answer (top-level
     ``sort``/``sort_desc``)."""
     return bool(_ORDERED.match(expr))
+
+
+# Parse errors whose message and position Canopy gives exactly as Prometheus does (the others of
+# PARSE_ERRORS agree on the status and errorType only; see docs/promql.md).
+PARSE_ERROR_MESSAGES = [
+    "sum(",
+    "rate(x)",
+    'foo{a="b"',
+    "x +",
+    "rate(x[5m]",
+    "abs(x, y)",
+    "x[5m] + 1",
+    "label_replace(x)",
+    "{}",
+    "x offset",
+    "rate(  x  )",
+    "sum(rate(x))",
+    "histogram_quantile(0.9, x[5m])",
+    "abs(x[5m])",
+    "irate(x) + rate(y[1m])",
+    "count_over_time(x)",
+    "topk(x, y)",
+    "round(x, y[5m])",
+    "1 +",
+    "nosuchfunc(x)",
+    "sum by (a) (x) + on(",
+    "x[5m",
+    "rate(sum(x))",
+    "sum(\n  rate(\n    up))",
+]

@@ -8,6 +8,7 @@ import re2
 
 from backend.metrics.labels import anchored_regex
 from backend.metrics.promql.errors import BadData
+from backend.metrics.promql.parse_messages import prometheus_parse_error
 
 # Prometheus 2.x's name for what 3.x calls double_exponential_smoothing.
 pp.clear_extra_functions()
@@ -61,7 +62,7 @@ def parse_expr(query: str) -> pp.Expr:
     try:
         expr = pp.parse(query)
     except ValueError as exc:
-        raise BadData(f"1:1: parse error: {exc}") from None
+        raise BadData(prometheus_parse_error(query, str(exc))) from None
     pp.walk(expr, pre_visit=_check_node)
     return expr
 

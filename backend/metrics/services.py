@@ -56,9 +56,11 @@ def exemplars_write(
     values: Sequence[float],
     labels: Sequence[Sequence[tuple[str, str]]],
     max_per_org: int,
+    retention_days: int | None = None,
 ) -> int:
     """Durably store exemplars of known series (idempotent: one per series and timestamp);
-    the org keeps its newest ``max_per_org``. Returns the number accepted."""
+    the org keeps its newest ``max_per_org``, none older than ``retention_days``. Returns the
+    number accepted."""
     if max_per_org <= 0:
         return 0
     return exemplars_insert(
@@ -68,4 +70,7 @@ def exemplars_write(
         values=values,
         labels=labels,
         keep=max_per_org,
+        oldest_ms=None
+        if retention_days is None
+        else int(timezone.now().timestamp() * 1000) - retention_days * 86_400_000,
     )

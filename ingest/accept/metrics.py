@@ -205,6 +205,7 @@ def _batch_store(
                     values=[e.value for e in exemplars],
                     labels=[e.labels for e in exemplars],
                     max_per_org=limits.max_global_exemplars_per_user,
+                    retention_days=limits.retention_days,
                 )
         new_metadata = [m for m in batch.metadata if not _seen_metadata.get((org_id, m))]
         if new_metadata:

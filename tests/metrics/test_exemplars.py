@@ -3,6 +3,8 @@ to the org."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from backend.metrics.services import exemplars_write
@@ -61,3 +63,20 @@ def test_reads_are_bounded_by_series_and_time(tenants):
     # by series, then time
     assert [e.timestamp_ms for e in read(tenants.org, start=15, end=25)] == [20, 15]
     assert read(tenants.org, series_ids=[]) == []
+
+
+def test_exemplars_older_than_the_retention_go_when_new_ones_arrive(tenants):
+    now = int(time.time() * 1000)
+    day = 86_400_000
+    write(tenants.org, 1, [now - 40 * day, now - 10 * day])
+    exemplars_write(
+        org_id=tenants.org.pk,
+        series_ids=[1],
+        timestamps=[now],
+        values=[1.0],
+        labels=[(("trace_id", TRACE),)],
+        max_per_org=100,
+        retention_days=30,
+    )
+    found = read(tenants.org, end=now + 1)
+    assert [e.timestamp_ms for e in found] == [now - 10 * day, now]

@@ -41,9 +41,11 @@ def exemplars_insert(
     values: Sequence[float],
     labels: Sequence[Sequence[tuple[str, str]]],
     keep: int,
+    oldest_ms: int | None = None,
 ) -> int:
     """Store exemplars (a retried write adds nothing), then drop the org's oldest beyond
-    ``keep``. Returns how many were offered (Prometheus's "written" counts accepted ones)."""
+    ``keep`` and those before ``oldest_ms`` (the org's retention). Returns how many were
+    offered (Prometheus's "written" counts accepted ones)."""
     rows = []
     for series_id, ts, value, pairs in zip(series_ids, timestamps, values, labels, strict=True):
         found = dict(pairs)
@@ -71,6 +73,8 @@ def exemplars_insert(
     with transaction.atomic():
         MetricExemplar.objects.for_org(org_id).bulk_create(rows, ignore_conflicts=True)
         _trim(org_id, keep)
+        if oldest_ms is not None:
+            MetricExemplar.objects.for_org(org_id).filter(timestamp_ms__lt=oldest_ms).delete()
     return len(rows)
 
 

@@ -47,7 +47,7 @@ PROCESSES = {
         "--without-gossip",
     ],
     "agent-api": ["python", "-m", "backend.meshconfig.agent_server", "--bind", "{agent_bind}"],
-    "otlp-grpc": ["python", "-m", "ingest.grpc.otlp_traces", "--bind", "{otlp_grpc_bind}"],
+    "otlp-grpc": ["python", "-m", "ingest.grpc.server", "--bind", "{otlp_grpc_bind}"],
     "beat": [
         "celery",
         "-A",

@@ -90,3 +90,41 @@ class MetricMetadata(models.Model):
 
     def __str__(self) -> str:
         return self.metric_family_name
+
+
+class MetricExemplar(models.Model):
+    """One exemplar of a series: a sample value at a time, with the trace that produced it.
+
+    Compact: the trace and span ids as bytes, any other exemplar labels as a short JSON list of
+    pairs (Prometheus caps an exemplar's labels at 128 characters). One exemplar per series and
+    timestamp (a retried write stores nothing twice). Each org keeps its newest
+    ``OrgLimits.max_global_exemplars_per_user`` (a ring, as Mimir's per-tenant exemplar storage).
+    """
+
+    org = models.ForeignKey(
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    series_id = models.BigIntegerField()
+    timestamp_ms = models.BigIntegerField()
+    value = models.FloatField()
+    trace_id = models.BinaryField(max_length=16, null=True)
+    span_id = models.BinaryField(max_length=8, null=True)
+    labels = models.JSONField(default=list)  # [[name, value], ...] besides trace_id/span_id
+
+    objects = TenantManager()
+
+    class Meta:
+        db_table = "metric_exemplars"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "series_id", "timestamp_ms"], name="exemplar_org_series_ts"
+            )
+        ]
+        indexes = [models.Index(fields=["org", "timestamp_ms"], name="exemplar_org_ts")]
+
+    def __str__(self) -> str:
+        return f"exemplar of series #{self.series_id} at {self.timestamp_ms}"

@@ -12,17 +12,18 @@ from datetime import datetime
 
 import promql_parser as pp
 from django.db import DatabaseError
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from redis.exceptions import RedisError
 from rest_framework.parsers import FormParser, MultiPartParser
 
-from backend.metrics import promql
+from backend.metrics import promql, remote_read
 from backend.metrics.labels import METRIC_NAME, Matcher
 from backend.metrics.promql.evaluator import matchers_of
 from backend.metrics.promql.parse import MAX_QUERY_LENGTH, parse_expr, unwrap
-from backend.metrics.promql.querier import ReadTimeout
-from backend.metrics.promql.values import valid_label_name
+from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded
+from backend.metrics.promql.values import format_time, format_value, valid_label_name
 from backend.metrics.selectors import label_names, label_values, metadata_list
+from backend.metrics.storage.exemplars import exemplars_for_series
 from backend.metrics.storage.reader import PostgresQuerier, metric_names_between, series_match
 from backend.tenancy import params as strict
 from backend.tenancy.api_base import OrgAPIView
@@ -272,7 +273,7 @@ class LabelsView(PrometheusView):
     def handle(self):
         selectors = self.selectors(required=False)
         if not selectors:
-            return success(label_names(org_id=self.org.pk))
+            return success(label_names(org_id=self.org.pk, metrics=self.active_metrics()))
         found = self.matched_series(selectors)
         return success(sorted({name for labels in found for name in labels}))
 
@@ -283,9 +284,8 @@ class LabelValuesView(PrometheusView):
             raise promql.BadData(f'invalid label name: "{name}"')
         selectors = self.selectors(required=False)
         if not selectors:
-            values = label_values(org_id=self.org.pk, name=name)
-            active = self.active_metrics() if name == METRIC_NAME else None
-            return success(values if active is None else [v for v in values if v in active])
+            active = self.active_metrics()
+            return success(label_values(org_id=self.org.pk, name=name, metrics=active))
         found = self.matched_series(selectors)
         return success(sorted({labels[name] for labels in found if name in labels}))
 
@@ -303,12 +303,56 @@ class MetadataView(PrometheusView):
 
 
 class ExemplarsView(PrometheusView):
+    """Exemplars of the series the query's selectors match, in ``[start, end]``, in
+    Prometheus's format (``seriesLabels``, ``exemplars[{labels, value, timestamp}]``)."""
+
     def handle(self):
-        # Exemplars are dropped at ingest (and counted); see docs/metrics-ingest.md.
-        query = self.param("query")
-        if query:
-            parse_expr(query)
-        return success([])
+        start_text, end_text = self.param("start"), self.param("end")
+        start_ms = parse_time("start", start_text) if start_text else -(2**62)
+        end_ms = parse_time("end", end_text) if end_text else 2**62
+        if end_ms < start_ms:
+            raise promql.BadData(
+                'invalid parameter "end": end timestamp must not be before start timestamp'
+            )
+        expr = parse_expr(self.param("query") or "")
+        selectors: list[list[Matcher]] = []
+
+        def collect(node) -> None:
+            if isinstance(node, pp.VectorSelector):
+                selectors.append(matchers_of(node))
+
+        pp.walk(expr, pre_visit=collect)
+        if not selectors:
+            return success(None)
+        limits = limits_get(org_id=self.org.pk)
+        found: dict[int, dict] = {}
+        for matchers in selectors:
+            found.update(
+                series_match(
+                    org_id=self.org.pk, matchers=matchers, limit=limits.query_max_series + 1
+                )
+            )
+            if len(found) > limits.query_max_series:
+                raise promql.TooManySeries(limits.query_max_series)
+        by_series: dict[int, list[dict]] = {}
+        for exemplar in exemplars_for_series(
+            org_id=self.org.pk,
+            series_ids=list(found),
+            start_ms=start_ms,
+            end_ms=end_ms,
+            limit=limits.query_max_samples,
+        ):
+            by_series.setdefault(exemplar.series_id, []).append(
+                {
+                    "labels": exemplar.labels,
+                    "value": format_value(exemplar.value),
+                    "timestamp": format_time(exemplar.timestamp_ms),
+                }
+            )
+        ordered = sorted(by_series, key=lambda sid: sorted(found[sid].items()))
+        return success(
+            [{"seriesLabels": found[sid], "exemplars": by_series[sid]} for sid in ordered]
+        )
 
 
 class BuildInfoView(PrometheusView):
@@ -323,3 +367,59 @@ class BuildInfoView(PrometheusView):
                 "goVersion": "",
             }
         )
+
+
+class RemoteReadView(PrometheusView):
+    """``POST /prometheus/api/v1/read``: Prometheus remote read (``remote_read`` in a
+    Prometheus config), SAMPLES or STREAMED_XOR_CHUNKS. Errors are plain text, as Prometheus's
+    own read handler answers them (400 bad request or a limit, 503 timeout or storage down)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, **kwargs):
+        django_request = request._request
+        declared = django_request.META.get("CONTENT_LENGTH") or ""
+        if declared.isdigit() and int(declared) > remote_read.MAX_REQUEST_BYTES:
+            return _text(413, f"request body exceeds {remote_read.MAX_REQUEST_BYTES} bytes")
+        body = django_request.read(remote_read.MAX_REQUEST_BYTES + 1)
+        if len(body) > remote_read.MAX_REQUEST_BYTES:
+            return _text(413, f"request body exceeds {remote_read.MAX_REQUEST_BYTES} bytes")
+        # (the org's query limits; no form parameters: the body is the protobuf request)
+        org_limits = limits_get(org_id=self.org.pk)
+        limits = promql.QueryLimits(
+            max_series=org_limits.query_max_series,
+            max_samples=org_limits.query_max_samples,
+            timeout_seconds=float(org_limits.query_timeout_seconds),
+        )
+        try:
+            read = remote_read.decode_read_request(body)
+            results = remote_read.read_series(
+                PostgresQuerier(org_id=self.org.pk),
+                read,
+                max_series=limits.max_series,
+                max_samples=limits.max_samples,
+                timeout_seconds=limits.timeout_seconds,
+            )
+        except (remote_read.BadReadRequest, remote_read.SampleLimitExceeded) as exc:
+            return _text(400, str(exc))
+        except SeriesLimitExceeded as exc:
+            return _text(400, f"exceeded series limit ({exc.limit})")
+        except ReadTimeout:
+            return _text(503, f"query timed out after {limits.timeout_seconds:g}s")
+        except (DatabaseError, RedisError) as exc:
+            return _text(503, f"storage temporarily unavailable: {exc.__class__.__name__}")
+        if read.response_type == remote_read.STREAMED_XOR_CHUNKS:
+            return StreamingHttpResponse(
+                remote_read.encode_chunked_frames(results),
+                content_type=remote_read.STREAMED_CONTENT_TYPE,
+            )
+        response = HttpResponse(
+            remote_read.encode_samples_response(results),
+            content_type=remote_read.SAMPLES_CONTENT_TYPE,
+        )
+        response["Content-Encoding"] = "snappy"
+        return response
+
+
+def _text(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain")

@@ -23,20 +23,42 @@ def samples_for_series(
     return samples_fetch(org_id=org_id, series=names, start_ms=start_ms, end_ms=end_ms)
 
 
-def label_names(*, org_id: int) -> list[str]:
-    """Every label name the org's series use, sorted."""
+def label_names(*, org_id: int, metrics: set[str] | None = None) -> list[str]:
+    """Every label name the org's series use, sorted; with ``metrics``, only the names the
+    series of those metrics use (what ``start``/``end`` narrow to: metrics with samples)."""
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT DISTINCT name FROM metric_label_pairs WHERE org_id = %s ORDER BY name",
-            [org_id],
-        )
+        if metrics is None:
+            cur.execute(
+                "SELECT DISTINCT name FROM metric_label_pairs WHERE org_id = %s ORDER BY name",
+                [org_id],
+            )
+        else:
+            cur.execute(
+                "SELECT DISTINCT p.name FROM metric_series s"
+                " CROSS JOIN LATERAL unnest(s.label_ids) AS l(pair_id)"
+                " JOIN metric_label_pairs p ON p.id = l.pair_id AND p.org_id = s.org_id"
+                " WHERE s.org_id = %s AND s.metric_name = ANY(%s) ORDER BY 1",
+                [org_id, sorted(metrics)],
+            )
         return [name for (name,) in cur.fetchall()]
 
 
-def label_values(*, org_id: int, name: str) -> list[str]:
-    """Every (non-empty) value of one label name across the org's series, sorted."""
+def label_values(*, org_id: int, name: str, metrics: set[str] | None = None) -> list[str]:
+    """Every (non-empty) value of one label name across the org's series, sorted; with
+    ``metrics``, across the series of those metrics only."""
     with connection.cursor() as cur:
-        return sorted(value for _, value in label_pairs_named(cur, org_id, name) if value)
+        if metrics is None:
+            return sorted(value for _, value in label_pairs_named(cur, org_id, name) if value)
+        if name == METRIC_NAME:
+            return sorted(metrics)
+        cur.execute(
+            "SELECT DISTINCT p.value FROM metric_series s"
+            " CROSS JOIN LATERAL unnest(s.label_ids) AS l(pair_id)"
+            " JOIN metric_label_pairs p ON p.id = l.pair_id AND p.org_id = s.org_id"
+            " WHERE s.org_id = %s AND s.metric_name = ANY(%s) AND p.name = %s",
+            [org_id, sorted(metrics), name],
+        )
+        return sorted(value for (value,) in cur.fetchall() if value)
 
 
 def metadata_list(*, org_id: int, metric: str | None = None) -> list[tuple[str, str, str, str]]:

@@ -8,6 +8,7 @@ import numpy as np
 from django.utils import timezone
 
 from backend.metrics.models import MetricMetadata
+from backend.metrics.storage.exemplars import exemplars_insert
 from backend.metrics.storage.outbox import batch_append
 from backend.pipeline.outbox import drain_requested
 
@@ -44,4 +45,32 @@ def metadata_upsert(*, org_id: int, entries: Sequence[tuple[str, str, str, str]]
         update_conflicts=True,
         unique_fields=["org", "metric_family_name"],
         update_fields=["type", "help", "unit", "updated_at"],
+    )
+
+
+def exemplars_write(
+    *,
+    org_id: int,
+    series_ids: Sequence[int],
+    timestamps: Sequence[int],
+    values: Sequence[float],
+    labels: Sequence[Sequence[tuple[str, str]]],
+    max_per_org: int,
+    retention_days: int | None = None,
+) -> int:
+    """Durably store exemplars of known series (idempotent: one per series and timestamp);
+    the org keeps its newest ``max_per_org``, none older than ``retention_days``. Returns the
+    number accepted."""
+    if max_per_org <= 0:
+        return 0
+    return exemplars_insert(
+        org_id=org_id,
+        series_ids=series_ids,
+        timestamps=timestamps,
+        values=values,
+        labels=labels,
+        keep=max_per_org,
+        oldest_ms=None
+        if retention_days is None
+        else int(timezone.now().timestamp() * 1000) - retention_days * 86_400_000,
     )

@@ -27,4 +27,5 @@ urlpatterns = [
         cardinality_api.ActiveSeriesView.as_view(),
         name="prom-cardinality-active-series",
     ),
+    path("read", api.RemoteReadView.as_view(), name="prom-remote-read"),
 ]

@@ -211,6 +211,9 @@ class OrgLimits(models.Model):
     query_max_subquery_steps = models.PositiveIntegerField(
         default=1_000_000, help_text="steps one subquery may evaluate (sized before allocating)"
     )
+    max_global_exemplars_per_user = models.PositiveIntegerField(
+        default=100_000, help_text="exemplars kept per org, the newest; 0 drops them"
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()

@@ -35,6 +35,7 @@ from ingest.decoders.proto import remote_write_v1_pb2 as pb1
 from ingest.decoders.proto import remote_write_v2_pb2 as pb2
 from ingest.decoders.series_labels import (
     DEFAULT_LIMITS,
+    LABEL_NAME_RE,
     NON_CANONICAL,
     LabelLimits,
     LabelSet,
@@ -49,10 +50,13 @@ from ingest.decoders.series_labels import (
 )
 
 __all__ = [
+    "Exemplar",
     "LabelLimits",
     "Rejection",
+    "SampleColumns",
     "SeriesReader",
     "WriteBatch",
+    "assemble_write_batch",
     "clear_caches",
     "configure_caches",
     "decode_remote_write",
@@ -117,6 +121,20 @@ class Rejection:
 
 
 @dataclass(slots=True)
+class Exemplar:
+    """An exemplar of a series of the batch (``series`` indexes ``WriteBatch.series_labels``)."""
+
+    series: int
+    timestamp_ms: int
+    value: float
+    labels: tuple[tuple[str, str], ...]  # sorted by name: trace_id, span_id, ...
+
+
+# Prometheus refuses exemplars whose label names and values together exceed 128 characters.
+MAX_EXEMPLAR_LABEL_CHARS = 128
+
+
+@dataclass(slots=True)
 class WriteBatch:
     """What a remote-write request carried, validated.
 
@@ -132,6 +150,7 @@ class WriteBatch:
     histograms_received: int
     exemplars_received: int
     rejected: list[Rejection] = field(default_factory=list)
+    exemplars: list[Exemplar] = field(default_factory=list)  # the valid ones of kept series
 
     @property
     def samples_rejected(self) -> int:
@@ -237,6 +256,53 @@ def decode_remote_write(
         raise DecodeError(f"malformed remote-write {version}.0 request{header}: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class SampleColumns:
+    """Samples of another protocol's request: ``sample_series[i]`` indexes the label sets."""
+
+    sample_series: np.ndarray  # int64
+    timestamps: np.ndarray  # int64, ms
+    values: np.ndarray  # float64
+
+
+def assemble_write_batch(
+    *,
+    labels: list[tuple[tuple[str, str], ...]],
+    columns: SampleColumns,
+    metadata: list[tuple[str, str, str, str]],
+    exemplars: list[tuple[int, int, float, tuple[tuple[str, str], ...]]],
+    limits: LabelLimits,
+    now_ms: int,
+    max_age_ms: int | None,
+    future_grace_ms: int = 600_000,
+) -> WriteBatch:
+    """A :class:`WriteBatch` of series and samples another protocol decoded (OTLP), validated
+    exactly as a remote-write request's: label syntax and limits, timestamps, order.
+
+    ``labels`` are distinct label sets (name, value) sorted by name; samples in request order;
+    ``exemplars`` are (label set index, timestamp ms, value, exemplar labels).
+    """
+    decoded = _Decoded.unread(0)
+    decoded.keys = list(labels)
+    decoded.labelsets = [
+        labelset_from_columns([n for n, _ in pairs], [v for _, v in pairs]) for pairs in labels
+    ]
+    decoded.sample_entry = columns.sample_series.astype(np.int64, copy=False)
+    decoded.sample_position = np.arange(len(decoded.sample_entry), dtype=np.int64)
+    decoded.timestamps = columns.timestamps
+    decoded.values = columns.values
+    decoded.metadata = metadata
+    decoded.exemplars = len(exemplars)
+    decoded.exemplar_rows = list(exemplars)
+    return _assemble(
+        decoded,
+        limits=limits,
+        now_ms=now_ms,
+        max_age_ms=max_age_ms,
+        future_grace_ms=future_grace_ms,
+    )
+
+
 # --- decoding -------------------------------------------------------------------------------
 
 
@@ -246,7 +312,7 @@ class _Decoded:
 
     # per TimeSeries: the bytes that keyed its label set (equal keys = same series), or a unique
     # int for a series rejected before its labels were decoded (see ``early_problems``)
-    keys: list[bytes | int]
+    keys: list[bytes | int] | list[tuple[tuple[str, str], ...]]
     labelsets: list[LabelSet | None]
     early_problems: dict[int, tuple[str, str]]
     # per sample: its TimeSeries, its position there (any increasing numbers), its timestamp
@@ -258,6 +324,12 @@ class _Decoded:
     samples_in_order: bool
     histograms: int = 0
     exemplars: int = 0
+    # (entry, timestamp, value, labels as sent) of each exemplar read; invalid ones as
+    # (entry, reason, message)
+    exemplar_rows: list[tuple[int, int, float, tuple[tuple[str, str], ...]]] = field(
+        default_factory=list
+    )
+    exemplar_problems: list[tuple[int, str, str]] = field(default_factory=list)
     metadata: list[tuple[str, str, str, str]] = field(default_factory=list)
     metadata_problems: list[tuple[str, str]] = field(default_factory=list)
     # 2.0: per TimeSeries (type, help_ref, unit_ref), and the symbols they index
@@ -381,7 +453,21 @@ def _v1_by_runtime(series: list[bytes], indices: list[int], decoded: _Decoded) -
             values.append(sample.value)
         decoded.histograms += len(one.histograms)
         decoded.exemplars += len(one.exemplars)
+        for raw in one.exemplars:
+            _v1_exemplar(i, raw, decoded)
     decoded.add_samples(entry, position, timestamps, values)
+
+
+def _v1_exemplar(i: int, raw: bytes, decoded: _Decoded) -> None:
+    try:
+        exemplar = pb1.Exemplar.FromString(raw)
+    except ProtobufDecodeError:
+        decoded.exemplar_problems.append(
+            (i, "invalid_exemplar", f"timeseries #{i} has an exemplar that is not valid protobuf")
+        )
+        return
+    labels = tuple((label.name, label.value) for label in exemplar.labels)
+    decoded.exemplar_rows.append((i, exemplar.timestamp, exemplar.value, labels))
 
 
 def _v1_labelsets(
@@ -515,6 +601,7 @@ def _v2_vectorized(
     is_metadata = (fld == 5) & (wt == 2)
     left[np.bincount(msg[is_refs], minlength=count) > 1] = True
     left[np.bincount(msg[is_metadata], minlength=count) > 1] = True
+    left[msg[(fld == 4) & (wt == 2)]] = True  # exemplars: read by the protobuf runtime
 
     # samples: the usual layouts at once, a generic scan for the others
     is_sample = (fld == 2) & (wt == 2)
@@ -658,7 +745,26 @@ def _v2_by_runtime(
             values.append(sample.value)
         decoded.histograms += len(one.histograms)
         decoded.exemplars += len(one.exemplars)
+        for raw in one.exemplars:
+            _v2_exemplar(i, raw, decoded)
     decoded.add_samples(entry, position, timestamps, values)
+
+
+def _v2_exemplar(i: int, raw: bytes, decoded: _Decoded) -> None:
+    symbols = decoded.symbols or []
+    try:
+        exemplar = pb2.Exemplar.FromString(raw)
+    except ProtobufDecodeError:
+        exemplar = None
+    refs = list(exemplar.labels_refs) if exemplar is not None else []
+    texts = [symbols[r] if r < len(symbols) else None for r in refs]
+    if exemplar is None or len(refs) % 2 or None in texts:
+        decoded.exemplar_problems.append(
+            (i, "invalid_exemplar", f"timeseries #{i} has an exemplar with invalid label refs")
+        )
+        return
+    labels = tuple(zip(texts[0::2], texts[1::2], strict=True))
+    decoded.exemplar_rows.append((i, exemplar.timestamp, exemplar.value, labels))
 
 
 def _utf8_or_none(data: bytes) -> str | None:
@@ -906,6 +1012,7 @@ def _assemble(
             decoded.series_metadata, decoded.symbols, series_of_entry, series_names
         )
 
+    exemplars = _exemplars(decoded, series_of_entry, series_labels, log)
     return WriteBatch(
         series_labels=series_labels,
         sample_series=sample_series.astype(np.int32),
@@ -915,7 +1022,44 @@ def _assemble(
         histograms_received=decoded.histograms,
         exemplars_received=decoded.exemplars,
         rejected=log.rejections(),
+        exemplars=exemplars,
     )
+
+
+def _exemplars(
+    decoded: _Decoded,
+    series_of_entry: np.ndarray,
+    series_labels: list[LabelPairs],
+    log: _RejectionLog,
+) -> list[Exemplar]:
+    """The exemplars of kept series, validated as Prometheus validates them (labels valid and
+    at most 128 characters in all, a timestamp); the others are rejected (0 samples)."""
+    for _entry, reason, message in decoded.exemplar_problems:
+        log.add(reason, message, 0)
+    out = []
+    for entry, ts, value, labels in decoded.exemplar_rows:
+        series = int(series_of_entry[entry])
+        if series < 0:
+            continue
+        pairs = tuple(sorted((name, text) for name, text in labels if text))
+        problem = None
+        if sum(len(name) + len(text) for name, text in pairs) > MAX_EXEMPLAR_LABEL_CHARS:
+            problem = (
+                "exemplar_labels_too_long",
+                f"exemplar labels exceed {MAX_EXEMPLAR_LABEL_CHARS} characters",
+            )
+        elif any(LABEL_NAME_RE.fullmatch(name) is None for name, _ in pairs):
+            problem = ("exemplar_invalid_label", "exemplar has an invalid label name")
+        elif ts == 0:
+            problem = ("exemplar_missing_timestamp", "exemplar missing timestamp")
+        elif len({name for name, _ in pairs}) != len(pairs):
+            problem = ("exemplar_duplicate_label", "exemplar has duplicate label names")
+        if problem is not None:
+            reason, message = problem
+            log.add(reason, f"{message}, series {series_text(series_labels[series])}", 0)
+            continue
+        out.append(Exemplar(series, int(ts), float(value), pairs))
+    return out
 
 
 def _merge_equal_series(

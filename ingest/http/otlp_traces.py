@@ -22,7 +22,7 @@ OTLP_MAX_BODY = 64 * 1024 * 1024
 _RPC_CODES = {400: 3, 401: 16, 403: 7, 413: 3, 415: 3, 429: 8, 503: 14}
 
 
-def _otlp_error(content_type: str | None) -> ErrorResponse:
+def otlp_error(content_type: str | None) -> ErrorResponse:
     def error(status: int, message: str, **headers: str) -> HttpResponse:
         response = HttpResponse(
             encode_status(_RPC_CODES.get(status, 2), message, content_type),
@@ -36,7 +36,7 @@ def _otlp_error(content_type: str | None) -> ErrorResponse:
     return error
 
 
-def _otlp_auth_error(status: int, message: str) -> HttpResponse:
+def otlp_auth_error(status: int, message: str) -> HttpResponse:
     # token_required calls this without the request; answer in protobuf, OTLP's default.
     return HttpResponse(
         encode_status(_RPC_CODES[status], message, None),
@@ -47,7 +47,7 @@ def _otlp_auth_error(status: int, message: str) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
-@token_required(Scope.TRACES_WRITE, error=_otlp_auth_error)
+@token_required(Scope.TRACES_WRITE, error=otlp_auth_error)
 def otlp_traces_receive(request: HttpRequest) -> HttpResponse:
     content_type = request.META.get("CONTENT_TYPE")
     outcome = traces_accept(
@@ -56,7 +56,7 @@ def otlp_traces_receive(request: HttpRequest) -> HttpResponse:
         payload=request_payload(request, max_bytes=OTLP_MAX_BODY),
     )
     if isinstance(outcome, Refused):
-        return refused_response(outcome, error=_otlp_error(content_type))
+        return refused_response(outcome, error=otlp_error(content_type))
     return HttpResponse(
         encode_partial_success(outcome.rejected_spans, outcome.message(), content_type),
         status=200,

@@ -38,9 +38,9 @@ def remote_write_receive(request: HttpRequest) -> HttpResponse:
 def _accepted_response(accepted: MetricsAccepted) -> HttpResponse:
     headers = {
         "X-Prometheus-Remote-Write-Samples-Written": str(accepted.written),
-        # (native histograms and exemplars are dropped: see metrics_accept)
+        # (native histograms are dropped: see metrics_accept)
         "X-Prometheus-Remote-Write-Histograms-Written": "0",
-        "X-Prometheus-Remote-Write-Exemplars-Written": "0",
+        "X-Prometheus-Remote-Write-Exemplars-Written": str(accepted.exemplars_written),
     }
     rejected = accepted.rejected
     if rejected:

@@ -1,6 +1,6 @@
 """A deterministic, Istio-shaped metrics dataset for comparing PromQL engines.
 
-``build_dataset(end_ms)`` returns 278 series scraped every 15 s over the 50 minutes that
+``build_dataset(end_ms)`` returns 284 series scraped every 15 s over the 50 minutes that
 end at ``end_ms`` (which callers align to 15 s, e.g. :func:`default_end_ms`). Everything is
 drawn from a ``random.Random`` with a fixed seed, and every timestamp is relative to
 ``end_ms``, so two runs differ only by where ``end_ms`` falls.
@@ -23,7 +23,9 @@ What is in it (the step numbers are those of :class:`Timeline`, 0 = first scrape
   marker at ``STALE_STEP`` and come back at ``RESUME_STEP``;
 * gauges with NaN, +Inf and -Inf (``temperature_celsius``), values in [-1, 1]
   (``cache_hit_ratio``, ``temperature_celsius{sensor="outdoor"}`` goes below zero), ``up``
-  (0/1, one flapping target), ``istio_build``, and ``deployment_replicas`` with one sample only.
+  (0/1, one flapping target), ``istio_build``, and ``deployment_replicas`` with one sample only;
+* ``edge_counter_total`` and ``edge_gauge``: histories with +Inf, -Inf, NaN, resets from near
+  the largest double and from 1e17 (non-finite values through every range function).
 
 :func:`remote_write_bodies` turns it into snappy-compressed remote-write 1.0 bodies in global
 time order (a fresh Prometheus head refuses out-of-order samples, and samples older than its
@@ -482,12 +484,52 @@ def _gauges(rng: random.Random) -> list[Series]:
     return out
 
 
+def _non_finite_series() -> list[Series]:
+    """Counters and a gauge whose histories hold +Inf, -Inf, NaN and values near the float
+    limits: one such value must only affect the windows that contain it (a prefix sum over a
+    series' history would spread it, or its rounding, to every later window)."""
+
+    def counter(case: str, values: list[float]) -> Series:
+        return Series({"__name__": "edge_counter_total", "case": case},
+                      list(enumerate(values)))  # fmt: skip
+
+    # +Inf, then a reset (the correction adds +Inf), then finite resets much later
+    inf_reset = [float(10 * s) for s in range(N_STEPS)]
+    inf_reset[50] = math.inf
+    for s in range(51, N_STEPS):
+        inf_reset[s] = float(3 * (s - 51)) if s < 150 else float(2 * (s - 150))
+    # NaN readings (not stale markers) inside a rising counter
+    nan_inside = [float(5 * s) for s in range(N_STEPS)]
+    for s in (70, 71, 130):
+        nan_inside[s] = math.nan
+    # resets from near the largest double: their sum overflows, each alone does not
+    huge = [1.7e308 * ((s % 40) + 1) / 40 for s in range(N_STEPS)]
+    # a huge reset early, then resets of 1: a prefix sum would round the small ones away
+    precision = [1e17 + s for s in range(60)] + [float(s % 2 + (s // 20)) for s in range(140)]
+    # -Inf readings in a counter (a reset to -Inf adds the value before it)
+    minus_inf = [float(s) for s in range(N_STEPS)]
+    minus_inf[90] = -math.inf
+    minus_inf[91] = 92.0
+    gauge = [float(s % 7) for s in range(N_STEPS)]
+    for s, v in ((30, math.inf), (31, -math.inf), (32, 1.0), (33, math.nan), (120, math.inf),
+                 (121, math.inf), (160, -math.inf)):  # fmt: skip
+        gauge[s] = v
+    return [
+        counter("inf_reset", inf_reset),
+        counter("nan_inside", nan_inside),
+        counter("huge", huge),
+        counter("precision", precision),
+        counter("minus_inf", minus_inf),
+        Series({"__name__": "edge_gauge", "case": "non_finite"}, list(enumerate(gauge))),
+    ]
+
+
 def build_dataset(end_ms: int) -> list[Series]:
     """The series, each with ``(timestamp_ms, value)`` samples in time order."""
     if end_ms % STEP_MS:
         raise ValueError("end_ms must be a multiple of 15 s")
     rng = random.Random(SEED)
-    series = _mesh_series(rng) + _up_series() + _gauges(rng)
+    series = _mesh_series(rng) + _up_series() + _gauges(rng) + _non_finite_series()
     for s in series:  # the reviews-v3 pod went away: a stale marker ends all it reported
         if s.labels.get("instance") == REVIEWS_V3.instance:
             (step, _) = s.samples[-1]

@@ -206,6 +206,26 @@ FUNCTIONS = [
     "irate(istio_tcp_connections_opened_total[2m])",
     'resets(istio_requests_total{destination_workload="details-v1"}[50m])',
     "resets(istio_tcp_received_bytes_total[1h])",
+    # non-finite values and huge resets inside counter and gauge histories
+    "rate(edge_counter_total[5m])",
+    "increase(edge_counter_total[10m])",
+    "irate(edge_counter_total[1m])",
+    "resets(edge_counter_total[10m])",
+    "changes(edge_counter_total[5m])",
+    "delta(edge_gauge[2m])",
+    "deriv(edge_gauge[3m])",
+    "predict_linear(edge_counter_total[5m], 60)",
+    "sum_over_time(edge_gauge[2m])",
+    "avg_over_time(edge_gauge[2m])",
+    "min_over_time(edge_gauge[2m])",
+    "max_over_time(edge_gauge[2m])",
+    "stddev_over_time(edge_gauge[2m])",
+    "stdvar_over_time(edge_counter_total[2m])",
+    "quantile_over_time(0.5, edge_gauge[2m])",
+    "sum_over_time(edge_counter_total[3m])",
+    "avg_over_time(edge_counter_total[3m])",
+    "holt_winters(edge_gauge[2m], 0.5, 0.5)",
+    "sum by (case) (rate(edge_counter_total[2m]))",
     # gauges
     "delta(temperature_celsius[10m])",
     "delta(node_memory_free_bytes[5m])",
@@ -553,3 +573,33 @@ def is_ordered(expr: str) -> bool:
     """Whether the result order of an instant query is part of the answer (top-level
     ``sort``/``sort_desc``)."""
     return bool(_ORDERED.match(expr))
+
+
+# Parse errors whose message and position Canopy gives exactly as Prometheus does (the others of
+# PARSE_ERRORS agree on the status and errorType only; see docs/promql.md).
+PARSE_ERROR_MESSAGES = [
+    "sum(",
+    "rate(x)",
+    'foo{a="b"',
+    "x +",
+    "rate(x[5m]",
+    "abs(x, y)",
+    "x[5m] + 1",
+    "label_replace(x)",
+    "{}",
+    "x offset",
+    "rate(  x  )",
+    "sum(rate(x))",
+    "histogram_quantile(0.9, x[5m])",
+    "abs(x[5m])",
+    "irate(x) + rate(y[1m])",
+    "count_over_time(x)",
+    "topk(x, y)",
+    "round(x, y[5m])",
+    "1 +",
+    "nosuchfunc(x)",
+    "sum by (a) (x) + on(",
+    "x[5m",
+    "rate(sum(x))",
+    "sum(\n  rate(\n    up))",
+]

@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from backend.pipeline.drain import org_drain
 from backend.tenancy.services import org_create, token_create, user_get_or_create
 from backend.tracing.selectors import services_list, trace_get
-from ingest.grpc.otlp_traces import build_server
+from ingest.grpc.server import build_server
 
 pytestmark = pytest.mark.compat
 

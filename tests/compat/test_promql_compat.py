@@ -554,6 +554,21 @@ def test_invalid_expressions_fail_like_in_prometheus(prometheus, canopy, timelin
     report.check()
 
 
+def test_parse_errors_say_what_prometheus_says_where_it_says_it(prometheus, canopy, timeline):
+    _require_api(canopy)
+    differ = []
+    for expr in px.PARSE_ERROR_MESSAGES:
+        want = prometheus.instant(expr, timeline.end_ms)
+        got = canopy.target.instant(expr, timeline.end_ms)
+        assert want.status == 400 and want.error_type == "bad_data", (expr, want.text)
+        # (the API's 'invalid parameter "query": ' prefix is not the parser's: compared apart)
+        want_message = want.error.removeprefix('invalid parameter "query": ')
+        got_message = got.error.removeprefix('invalid parameter "query": ')
+        if (got.status, got.error_type, got_message) != (400, "bad_data", want_message):
+            differ.append(f"{expr!r}\n  prometheus: {want.error}\n  canopy:     {got.error}")
+    assert not differ, "\n".join(differ)
+
+
 def test_get_form_post_and_basic_auth_agree(prometheus, canopy, timeline):
     """Grafana POSTs form bodies and may authenticate with basic auth (org slug, token)."""
     _require_api(canopy)

@@ -753,3 +753,35 @@ def test_fuzz_headers(content_type, encoding):
         assert remote_write_protocol(content_type, encoding) in (1, 2)
     except UnsupportedMediaType as exc:
         assert str(exc)
+
+
+@pytest.mark.parametrize(("build", "content_type"), [(v1_request, V1), (v2_request, V2)])
+@pytest.mark.parametrize("series_reader", ["vectorized", "protobuf"])
+def test_exemplars_are_read_for_their_series(build, content_type, series_reader):
+    many = [([("__name__", "up"), ("job", f"j{i}")], [(NOW, 1.0)]) for i in range(20)]
+    batch = decode(build(many, exemplars=1), content_type=content_type, series_reader=series_reader)
+    assert batch.exemplars_received == 20 and len(batch.exemplars) == 20
+    labels = {"trace_id": "abc"} if build is v1_request else {"a": "b"}
+    for exemplar in batch.exemplars:
+        assert dict(exemplar.labels) == labels
+        assert (exemplar.timestamp_ms, exemplar.value) == (NOW, 1.0)
+    jobs = sorted(dict(batch.series_labels[e.series])["job"] for e in batch.exemplars)
+    assert jobs == sorted(f"j{i}" for i in range(20))
+
+
+def test_invalid_exemplars_are_rejected_without_their_series():
+    request = pb1.WriteRequest()
+    ts = request.timeseries.add()
+    ts.labels.add(name="__name__", value="up")
+    ts.samples.add(timestamp=NOW, value=1.0)
+    ts.exemplars.add(value=1.0, timestamp=NOW).labels.add(name="trace_id", value="x" * 200)
+    ts.exemplars.add(value=2.0, timestamp=0).labels.add(name="trace_id", value="ab")
+    ts.exemplars.add(value=3.0, timestamp=NOW + 1).labels.add(name="0bad", value="ab")
+    batch = decode(request.SerializeToString())
+    assert batch.exemplars == [] and len(batch.values) == 1
+    reasons = {r.reason: r.samples for r in batch.rejected}
+    assert reasons == {
+        "exemplar_labels_too_long": 0,
+        "exemplar_missing_timestamp": 0,
+        "exemplar_invalid_label": 0,
+    }

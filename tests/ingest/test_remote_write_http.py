@@ -294,19 +294,48 @@ def test_outsider_writes_land_in_their_own_org_only(client, tenants):
     assert leaked == {}
 
 
-def test_exemplars_are_dropped_and_counted_while_samples_are_kept(client, tenants):
+def test_exemplars_are_stored_with_the_samples_and_served_by_query_exemplars(client, tenants):
     token = tenants.token(["metrics:write"])
     t = now_ms()
     labels = ip.encode_labels([("__name__", "http_requests_total"), ("job", "a")])
     sample = ip._field_bytes(2, b"\x09" + struct.pack("<d", 5.0) + b"\x10" + ip._varint(t))
-    exemplar_label = ip._field_bytes(1, ip._field_bytes(1, b"trace_id") + ip._field_bytes(2, b"ab"))
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    exemplar_labels = ip.encode_labels([("trace_id", trace)])
     exemplar = ip._field_bytes(
-        3, exemplar_label + b"\x11" + struct.pack("<d", 0.2) + b"\x18" + ip._varint(t)
+        3, exemplar_labels + b"\x11" + struct.pack("<d", 0.25) + b"\x18" + ip._varint(t)
     )
     body = ip.compress(ip._field_bytes(1, labels + sample + exemplar))
-    response = push(client, body, token)
-    assert response.status_code == 204, response.content
-    assert response["X-Prometheus-Remote-Write-Exemplars-Written"] == "0"
+    for _ in range(2):  # a retry stores nothing twice
+        response = push(client, body, token)
+        assert response.status_code == 204, response.content
+        assert response["X-Prometheus-Remote-Write-Exemplars-Written"] == "1"
     _, samples = stored(tenants.org, "http_requests_total")
     assert [v.tolist() for _, v in samples.values()] == [[5.0]]
-    assert rejections_get(org_id=tenants.org.pk)["metrics"]["exemplars_not_supported"] == 1
+    reader = bearer(tenants.token(["metrics:read"]))
+    found = client.get(
+        "/prometheus/api/v1/query_exemplars",
+        {"query": "rate(http_requests_total[5m])", "start": t / 1000 - 60, "end": t / 1000 + 60},
+        **reader,
+    ).json()
+    assert found == {
+        "status": "success",
+        "data": [
+            {
+                "seriesLabels": {"__name__": "http_requests_total", "job": "a"},
+                "exemplars": [
+                    {"labels": {"trace_id": trace}, "value": "0.25", "timestamp": t / 1000}
+                ],
+            }
+        ],
+    }
+    # another org's reader sees none
+    outsider = bearer(tenants.outsider_token(["metrics:read"]))
+    other = client.get(
+        "/prometheus/api/v1/query_exemplars", {"query": "http_requests_total"}, **outsider
+    ).json()
+    assert other == {"status": "success", "data": []}
+    # an org that keeps no exemplars drops and counts them, keeping the samples
+    limits_update(org=tenants.org, changes={"max_global_exemplars_per_user": 0})
+    response = push(client, body, token)
+    assert response["X-Prometheus-Remote-Write-Exemplars-Written"] == "0"
+    assert rejections_get(org_id=tenants.org.pk)["metrics"]["exemplars_disabled"] == 1

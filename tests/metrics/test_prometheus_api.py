@@ -189,6 +189,24 @@ def test_start_and_end_leave_out_metrics_without_samples_then(api, data):
     assert "old_metric" in everything
     series = api.get(f"{BASE}/series", {"match[]": '{job=~".+"}', **window}, **auth).json()
     assert series["data"] == [{"__name__": "up", "job": "mesh"}]
+    # labels and label values without match[] honour start/end too
+    assert api.get(f"{BASE}/labels", window, **auth).json()["data"] == [
+        "__name__",
+        "app",
+        "code",
+        "job",
+    ]
+    load(data.org, {counter("old_metric", zone="eu"): [(-86_400, 1.0)]})
+    assert "zone" in api.get(f"{BASE}/labels", **auth).json()["data"]
+    assert "zone" not in api.get(f"{BASE}/labels", window, **auth).json()["data"]
+    jobs = api.get(f"{BASE}/label/job/values", window, **auth).json()["data"]
+    assert jobs == ["mesh"]
+    assert api.get(f"{BASE}/label/job/values", **auth).json()["data"] == ["gone", "mesh"]
+    old = {"start": T0_S - 86_400 - 60, "end": T0_S - 86_400 + 60}
+    assert api.get(f"{BASE}/label/job/values", old, **auth).json()["data"] == ["gone"]
+    # another org's labels never show
+    outsider = bearer(data.outsider_token([Scope.METRICS_READ]))
+    assert api.get(f"{BASE}/label/app/values", window, **outsider).json()["data"] == ["secret"]
 
 
 def test_the_other_endpoints_grafana_calls(api, data):

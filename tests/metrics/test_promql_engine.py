@@ -6,6 +6,8 @@ semantics that matter most (lookback, staleness, extrapolation, matching) and ru
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from backend.metrics.promql import BadData, ExecutionError, instant_query, range_query
@@ -236,3 +238,52 @@ def test_parse_errors_are_bad_data(query):
 )
 def test_values_are_formatted_like_go(value, text):
     assert format_value(value) == text
+
+
+def last_of_range(querier, query, start_s, end_s, step_s=15):
+    """Each series' value at the last step of a range query (the whole history is loaded
+    once for all steps, where a prefix sum would carry one window's values to the next)."""
+    data = range_query(
+        querier=querier,
+        query=query,
+        start_ms=T0 + start_s * 1000,
+        end_ms=T0 + end_s * 1000,
+        step_ms=step_s * 1000,
+    )
+    return {tuple(sorted(r["metric"].items())): float(r["values"][-1][1]) for r in data["result"]}
+
+
+def test_a_non_finite_value_only_affects_the_windows_that_hold_it():
+    # +Inf then a reset in one counter; a later window of it and another counter (later in
+    # label order) must stay finite, as in Prometheus
+    inf_then_reset = [(0, 0.0), (15, math.inf), (30, 1.0), (45, 2.0)]
+    inf_then_reset += [(60 + 15 * i, 3.0 + i) for i in range(20)] + [(360, 0.0), (375, 1.0)]
+    q = in_memory(
+        {
+            counter("c", case="a"): inf_then_reset,
+            counter("c", case="b"): [(15 * i, float(i % 5)) for i in range(26)],
+        }
+    )
+    assert vector(q, "increase(c[1m])", 40)[key(case="a")] == math.inf
+    late = last_of_range(q, "increase(c[1m])", 35, 380)
+    # (330: 21, 345: 22, 360: 0, 375: 1): 1 - 21 + 22 = 2, extrapolated by 60 s / 45 s
+    assert late[key(case="a")] == pytest.approx(2 * 60 / 45)
+    # (330: 2, 345: 3, 360: 4, 375: 0): 0 - 2 + 4 = 2, extrapolated likewise
+    assert late[key(case="b")] == pytest.approx(2 * 60 / 45)
+
+
+def test_resets_are_added_without_losing_small_ones_to_a_huge_one():
+    q = in_memory({counter("c"): [(0, 1e17), (15, 1.0), (30, 0.0), (45, 1.0), (60, 0.0)]})
+    # (30: 0, 45: 1, 60: 0): 0 - 0 + 1 for the reset at 60 (a prefix sum since 1e17 rounds the
+    # 1 away and answers 0); extrapolated to zero at the start, nothing to add at the end
+    assert last_of_range(q, "increase(c[35s])", 0, 60) == {(): 1.0}
+
+
+def test_stdvar_over_time_follows_prometheus_welford():
+    q = in_memory({counter("g"): [(15 * i, 1e17 + i) for i in range(8)]})
+    # Prometheus's running mean with compensation sees these as one value (their spacing is 16;
+    # the mean of a two-pass computation is off by a rounding step and answers 256)
+    assert vector(q, "stdvar_over_time(g[2m])", 105)[key()] == 0.0
+    q = in_memory({counter("g"): [(0, 1.0), (15, 3.0), (30, math.inf)]})
+    assert math.isnan(vector(q, "stddev_over_time(g[1m])", 30)[key()])
+    assert vector(q, "stddev_over_time(g[20s])", 15)[key()] == 1.0

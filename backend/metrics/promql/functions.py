@@ -56,6 +56,60 @@ def _flag_count(flags: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
     return csum[last + 1] - csum[lo + 1]
 
 
+# Windows with more resets than this add them with np.add.reduceat (local to the window, but
+# not necessarily in Prometheus's order); fewer, one vectorised pass per reset rank.
+_MAX_ORDERED_ADDS = 64
+
+
+def _add_in_order(base: np.ndarray, addends: np.ndarray, k1: np.ndarray, k2: np.ndarray):
+    """``base + addends[k1] + addends[k1 + 1] + … + addends[k2 - 1]`` per window, left to
+    right (``k1 <= k2``, any shape)."""
+    counts = k2 - k1
+    most = int(counts.max()) if counts.size else 0
+    if most == 0:
+        return base
+    if most > _MAX_ORDERED_ADDS:
+        total = _window_reduce(np.add, addends, k1, k2)
+        return np.where(counts > 0, base + total, base)
+    out = base.copy()
+    ext = np.append(addends, 0.0)
+    with np.errstate(all="ignore"):  # Inf - Inf is NaN here as in Go, silently
+        for j in range(most):
+            has = counts > j
+            out = np.where(has, out + ext[np.where(has, k1 + j, len(addends))], out)
+    return out
+
+
+def _welford_variance(v: np.ndarray, lo: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Prometheus's stdvar_over_time: Welford's running mean and sum of squares with Kahan
+    (Neumaier) compensation, sample by sample in each window, all windows at once."""
+    flat_lo, flat_n = lo.ravel(), n.ravel()
+    k = len(flat_lo)
+    count = np.zeros(k)
+    mean, c_mean = np.zeros(k), np.zeros(k)
+    aux, c_aux = np.zeros(k), np.zeros(k)
+    ext = np.append(v, 0.0)
+    most = int(flat_n.max()) if k else 0
+    with np.errstate(all="ignore"):
+        for j in range(most):
+            has = flat_n > j
+            x = ext[np.where(has, flat_lo + j, len(v))]
+            new_count = count + 1
+            delta = x - (mean + c_mean)
+            new_mean, new_c_mean = _kahan_inc(delta / new_count, mean, c_mean)
+            new_aux, new_c_aux = _kahan_inc(delta * (x - (new_mean + new_c_mean)), aux, c_aux)
+            count = np.where(has, new_count, count)
+            mean, c_mean = np.where(has, new_mean, mean), np.where(has, new_c_mean, c_mean)
+            aux, c_aux = np.where(has, new_aux, aux), np.where(has, new_c_aux, c_aux)
+        return ((aux + c_aux) / count).reshape(n.shape)
+
+
+def _kahan_inc(inc: np.ndarray, total: np.ndarray, c: np.ndarray):
+    t = total + inc
+    c = c + np.where(np.abs(total) >= np.abs(inc), (total - t) + inc, (inc - t) + total)
+    return t, c
+
+
 def _linear_regression(
     t: np.ndarray, v: np.ndarray, idx: np.ndarray, w: np.ndarray, n: np.ndarray, x0: np.ndarray
 ):
@@ -63,11 +117,11 @@ def _linear_regression(
     k = len(n)
     x = (t[idx] - x0[w]) / 1000.0
     y = v[idx]
-    sum_x = np.bincount(w, x, minlength=k)
-    sum_y = np.bincount(w, y, minlength=k)
-    sum_xy = np.bincount(w, x * y, minlength=k)
-    sum_x2 = np.bincount(w, x * x, minlength=k)
     with np.errstate(all="ignore"):
+        sum_x = np.bincount(w, x, minlength=k)
+        sum_y = np.bincount(w, y, minlength=k)
+        sum_xy = np.bincount(w, x * y, minlength=k)
+        sum_x2 = np.bincount(w, x * x, minlength=k)
         cov_xy = sum_xy - sum_x * sum_y / n
         var_x = sum_x2 - sum_x * sum_x / n
         slope = cov_xy / var_x
@@ -116,13 +170,16 @@ def _extrapolated_rate(m, lo, hi, n, *, counter: bool, rate: bool):
     last_i = np.clip(hi - 1, 0, None)
     first_i = np.minimum(lo, last_i)
     first, last = v[first_i], v[last_i]
-    result = last - first
+    with np.errstate(invalid="ignore"):
+        result = last - first
     if counter:
+        # Each reset inside a window adds the value before it, in order, as Prometheus's loop
+        # does. Not a prefix sum over the history: one +Inf (or a sum that overflows, or a huge
+        # value that rounds small ones away) would spread to every later window and series.
         resets = np.flatnonzero(v[1:] < v[:-1]) + 1
-        corr = np.concatenate([[0.0], np.cumsum(v[resets - 1])])
         k1 = np.searchsorted(resets, lo, side="right")
-        k2 = np.searchsorted(resets, last_i, side="right")
-        result = result + np.where(k2 > k1, corr[k2] - corr[np.minimum(k1, k2)], 0.0)
+        k2 = np.maximum(np.searchsorted(resets, last_i, side="right"), k1)
+        result = _add_in_order(result, v[resets - 1], k1, k2)
     range_end = m.ends[None, :]
     range_start = range_end - m.range_ms
     with np.errstate(all="ignore"):
@@ -196,12 +253,9 @@ def _over_time(name: str, m: Matrix, lo, hi, n, args: list[np.ndarray]):
     shape = n.shape
     steps = shape[1]
     if name in ("stddev_over_time", "stdvar_over_time"):
-        with np.errstate(all="ignore"):
-            mean = np.bincount(w, v[idx], minlength=len(flat_n)) / flat_n
-            dev = v[idx] - mean[w]
-            var = np.bincount(w, dev * dev, minlength=len(flat_n)) / flat_n
-        out = var if name == "stdvar_over_time" else np.sqrt(var)
-        return out.reshape(shape), ok
+        var = _welford_variance(v, lo, n)
+        with np.errstate(invalid="ignore"):
+            return (var if name == "stdvar_over_time" else np.sqrt(var)), ok
     if name == "quantile_over_time":
         q = np.tile(args[0], shape[0])
         order = _sort_windows(v[idx], w)
@@ -230,6 +284,7 @@ def _holt_winters(v, lo, hi, n, sf_steps, tf_steps, steps):
         if not 0 < tf < 1:
             raise ExecutionError(f"invalid trend factor. Expected: 0 < tf < 1, got: {tf:f}")
         x = v[lo[s, i] : hi[s, i]].tolist()
+        sf, tf = float(sf), float(tf)  # Python floats: Inf - Inf is NaN without a warning
         s0, s1, b = 0.0, x[0], x[1] - x[0]
         for j in range(1, len(x)):
             if j > 1:

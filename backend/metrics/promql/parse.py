@@ -10,6 +10,7 @@ import re2
 
 from backend.metrics.labels import anchored_regex
 from backend.metrics.promql.errors import BadData
+from backend.metrics.promql.parse_messages import prometheus_parse_error
 
 _RE2_TEXT = re2.Options()
 _RE2_TEXT.dot_nl = True
@@ -68,7 +69,7 @@ def parse_expr(query: str) -> pp.Expr:
         expr = pp.parse(query)
         pp.walk(expr, pre_visit=_check_node)
     except ValueError as exc:
-        raise BadData(f"1:1: parse error: {exc}") from None
+        raise BadData(prometheus_parse_error(query, str(exc))) from None
     except BadData:
         raise
     except BaseException as exc:

@@ -86,4 +86,6 @@ def test_upload_rules_and_see_the_alert_fire(page, live_server, org, tmp_path):
     page.screenshot(path=str(tmp_path / "alerts.png"), full_page=True)
     row.locator("text=Query").click()
     page.wait_for_url("**/metrics?q=*")
-    assert "istio_requests_total" in page.input_value("#q")
+    editor = page.locator(".query-editor .cm-content").first
+    editor.wait_for()
+    assert "istio_requests_total" in editor.inner_text()

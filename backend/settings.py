@@ -280,6 +280,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 RULES_TICK_SECONDS = env_int("CANOPY_RULES_TICK_MS", 1000, minimum=100) / 1000
 # Prometheus's --rules.alert.resend-delay: the least time between two sends of one alert.
 RULES_RESEND_DELAY_MS = env_int("CANOPY_RULES_RESEND_DELAY_SECONDS", 60, minimum=1) * 1000
+# May a tenant's Alertmanager or webhook URL name a loopback, private, link-local or otherwise
+# non-public address? Off in production (an https CANOPY_PUBLIC_URL): the workers would post to
+# the operator's own network on a tenant's say (SSRF). On for a local `make run`.
+ALERTING_PRIVATE_TARGETS = env_bool("CANOPY_ALERTING_PRIVATE_TARGETS", not _https)
 CELERY_BEAT_SCHEDULE = {
     "pipeline-sweep-outbox": {"task": "backend.pipeline.tasks.sweep_outbox", "schedule": 15.0},
     "pipeline-retention": {"task": "backend.pipeline.tasks.apply_retention", "schedule": 3600.0},

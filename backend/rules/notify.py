@@ -10,10 +10,13 @@ targets API and the Alerts page show the tenant.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import socket
 import urllib.parse
 
 import requests
 from celery import current_app
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
@@ -34,12 +37,35 @@ class TargetsInvalid(ValueError):
     pass
 
 
+def target_refusal(url: str) -> str | None:
+    """Why a target URL may not be posted to, or None. Unless the operator allows it
+    (``CANOPY_ALERTING_PRIVATE_TARGETS``), every address the host resolves to must be a public
+    one: no loopback, private, link-local (cloud metadata) or reserved address. Checked when
+    targets are saved and again before each post (a name may resolve elsewhere later)."""
+    if settings.ALERTING_PRIVATE_TARGETS:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+    except (OSError, ValueError, UnicodeError) as exc:
+        return f"its host does not resolve ({exc.__class__.__name__})"
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        if not address.is_global:
+            return f"its host resolves to a non-public address ({address})"
+    return None
+
+
 def _url(value, where: str) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_URL_LENGTH:
         raise TargetsInvalid(f"{where}.url: a URL of at most {MAX_URL_LENGTH} characters")
     parts = urllib.parse.urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TargetsInvalid(f"{where}.url: must be an http:// or https:// URL with a host")
+    refusal = target_refusal(value)
+    if refusal:
+        raise TargetsInvalid(f"{where}.url: refused, {refusal}")
     return value
 
 
@@ -147,6 +173,27 @@ def _credentials(config: AlertingConfig, target_url: str) -> dict:
     return {}
 
 
+def _post(n: Notification, headers: dict, auth) -> str:
+    """Post a notification's alerts; the error ("" when it was taken)."""
+    refusal = target_refusal(n.target_url)
+    if refusal:
+        return f"refused, {refusal}"
+    try:
+        response = requests.post(
+            n.target_url,
+            json=n.payload["alerts"],
+            headers=headers,
+            auth=auth,
+            timeout=TIMEOUT_SECONDS,
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        return f"{exc.__class__.__name__}: {str(exc)[:300]}"
+    if not 200 <= response.status_code < 300:
+        return f"HTTP {response.status_code}: {response.text[:300].strip()}"
+    return ""
+
+
 def notification_deliver(*, notification_id: int) -> str:
     """Post one queued notification: ``"sent"``, ``"retry"`` (kept, with its next attempt),
     ``"dropped"`` (out of attempts, or its target was removed) or ``"gone"``."""
@@ -172,20 +219,7 @@ def notification_deliver(*, notification_id: int) -> str:
             headers["Authorization"] = f"Bearer {target['bearer_token']}"
         elif target.get("basic_auth"):
             auth = (target["basic_auth"]["username"], target["basic_auth"]["password"])
-        error = ""
-        try:
-            response = requests.post(
-                n.target_url,
-                json=n.payload["alerts"],
-                headers=headers,
-                auth=auth,
-                timeout=TIMEOUT_SECONDS,
-                allow_redirects=False,
-            )
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}: {response.text[:300].strip()}"
-        except requests.RequestException as exc:
-            error = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+        error = _post(n, headers, auth)
         status, _ = DeliveryStatus.objects.for_org(n.org_id).get_or_create(
             org_id=n.org_id, target_url=n.target_url
         )

@@ -213,3 +213,54 @@ def test_group_limit_per_org(api, tenants, writer):
     r = _post(api, f"{RULER}/b", GROUP, writer)
     assert r.status_code == 400 and "at most 1 rule groups" in r.json()["error"]
     assert services.groups_due(now_ms=0) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9093",
+        "http://localhost:9093",
+        "http://[::1]:9093",
+        "http://10.0.0.5",
+        "http://192.168.1.10/hook",
+        "http://169.254.169.254/latest/meta-data",  # a cloud's metadata service
+        "http://100.64.0.1",
+        "http://0.0.0.0:5432",
+    ],
+)
+def test_targets_on_non_public_addresses_are_refused_in_production(
+    api, tenants, writer, settings, url
+):
+    settings.ALERTING_PRIVATE_TARGETS = False  # what an https CANOPY_PUBLIC_URL defaults to
+    r = api.put(
+        "/api/v1/alerting/targets",
+        data={"webhooks": [{"url": url}]},
+        format="json",
+        **bearer(writer),
+    )
+    assert r.status_code == 400
+    assert "non-public address" in r.json()["error"]
+    public = {"alertmanagers": [{"url": "http://93.184.216.34:9093"}]}  # a literal: no DNS
+    r = api.put("/api/v1/alerting/targets", data=public, format="json", **bearer(writer))
+    assert r.status_code == 200, r.content
+
+
+def test_a_stored_target_that_became_private_is_not_posted_to(tenants, settings):
+    from django.utils import timezone
+
+    from backend.rules import notify
+    from backend.rules.models import AlertingConfig, DeliveryStatus, Notification
+
+    AlertingConfig.objects.for_org(tenants.org).create(
+        org=tenants.org, targets={"webhooks": [{"url": "http://127.0.0.1:9/hook"}]}
+    )
+    settings.ALERTING_PRIVATE_TARGETS = False
+    n = Notification.objects.for_org(tenants.org).create(
+        org=tenants.org,
+        target_url="http://127.0.0.1:9/hook",
+        payload={"alerts": [{}]},
+        next_attempt_at=timezone.now(),
+    )
+    assert notify.notification_deliver(notification_id=n.pk) == "retry"
+    status = DeliveryStatus.objects.for_org(tenants.org).get()
+    assert status.last_error.startswith("refused, its host resolves to a non-public address")

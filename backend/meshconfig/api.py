@@ -5,6 +5,8 @@ here: it reads its own bundle through the agent API only."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpResponse
@@ -286,6 +288,32 @@ def _int_param(request, name, default=None, *, low=1, high=None):
     return value
 
 
+# Bounds of a time parameter: 1970 to 9999, in milliseconds since the epoch.
+_MAX_MS = 253_402_300_799_999
+
+
+def _time_param(request, name) -> datetime | None:
+    """A point in time: integer milliseconds since the epoch, or an RFC 3339 timestamp
+    (a zone offset required)."""
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    raw = raw.strip()
+    if raw.isdigit():
+        if len(raw) > 15 or int(raw) > _MAX_MS:
+            raise ValidationError({name: "out of range"})
+        return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationError(
+            {name: "must be milliseconds since the epoch or an RFC 3339 timestamp"}
+        ) from exc
+    if value.tzinfo is None:
+        raise ValidationError({name: "an RFC 3339 timestamp needs a zone (Z or +hh:mm)"})
+    return value
+
+
 class RevisionsView(MeshAPIView):
     scopes = {"GET": READ, "POST": WRITE}
     parser_classes = PARSERS
@@ -294,13 +322,29 @@ class RevisionsView(MeshAPIView):
         parameters=[
             OpenApiParameter("limit", int, description="at most 500 (default 100)"),
             OpenApiParameter("before", int, description="revisions numbered below this"),
+            OpenApiParameter(
+                "since",
+                str,
+                description="created at or after: milliseconds since the epoch, or RFC 3339",
+            ),
+            OpenApiParameter(
+                "until",
+                str,
+                description="created at or before: milliseconds since the epoch, or RFC 3339",
+            ),
         ],
         responses=_REVISION,
     )
     def get(self, request):
         limit = _int_param(request, "limit", 100, high=500)
         before = _int_param(request, "before")
-        revs = selectors.revisions_list(org=self.org, limit=limit, before=before)
+        since = _time_param(request, "since")
+        until = _time_param(request, "until")
+        if since and until and since > until:
+            raise ValidationError({"since": "must not be after until"})
+        revs = selectors.revisions_list(
+            org=self.org, limit=limit, before=before, since=since, until=until
+        )
         return Response([_revision_summary(r) for r in revs])
 
     @extend_schema(

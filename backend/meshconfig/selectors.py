@@ -162,10 +162,23 @@ def revision_get(*, org: Organization | int, number: int) -> Revision | None:
     return Revision.objects.for_org(org).filter(number=number).first()
 
 
-def revisions_list(*, org: Organization | int, limit: int = 100, before: int | None = None):
+def revisions_list(
+    *,
+    org: Organization | int,
+    limit: int = 100,
+    before: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+):
+    """The org's revisions, newest first; ``since``/``until`` bound their creation time
+    (both inclusive)."""
     qs = Revision.objects.for_org(org).select_related("author", "author_token", "parent")
     if before is not None:
         qs = qs.filter(number__lt=before)
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lte=until)
     return list(qs.order_by("-number")[:limit])
 
 

@@ -1,9 +1,14 @@
 """The Metrics explorer in a real Chromium: query, chart, hover, legend, errors, onboarding."""
 
 import math
+from datetime import timedelta
+from urllib.parse import quote
 
 import pytest
+from django.utils import timezone
 
+from backend.meshconfig import services as meshconfig
+from backend.meshconfig.models import Revision
 from backend.metrics.storage import blocks
 from backend.tenancy.services import org_create, user_get_or_create
 from tests.e2e.conftest import readme_screenshot
@@ -269,3 +274,69 @@ def test_new_org_sees_how_to_send_metrics(page, live_server, acme):
     run_query(page, "istio_requests_total")
     assert "No data for this query" in page.inner_text(".panel .result-body")
     page.screenshot(path="/tmp/metrics-onboarding.png", full_page=True)
+
+
+VS = {
+    "apiVersion": "networking.istio.io/v1",
+    "kind": "VirtualService",
+    "metadata": {"name": "reviews", "namespace": "bookinfo"},
+    "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]},
+}
+
+
+def publish(org, user, message: str, minutes_ago: int) -> int:
+    rev = meshconfig.revision_publish(
+        org=org, resources=[VS], message=message, actor=user, force=True
+    ).revision
+    Revision.objects.for_org(org).filter(pk=rev.pk).update(
+        created_at=timezone.now() - timedelta(minutes=minutes_ago)
+    )
+    return rev.number
+
+
+def test_config_revisions_are_marked_on_the_charts(page, live_server, acme):
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    ada = acme.memberships.get().user
+    publish(acme, ada, "before the range", minutes_ago=180)
+    number = publish(acme, ada, "reviews: route to v2", minutes_ago=25)
+    log_in(page, live_server, "ada")
+    page.goto(f"{live_server.url}/metrics?q=up&q={quote(RATE_QUERY)}&range=1h")
+    page.wait_for_function("document.querySelectorAll('.panel .chart .u-over').length === 2")
+    # In every chart: one marker, the revision in the last hour, with its author and message.
+    for n in range(2):
+        panel = page.locator(".panel").nth(n)
+        markers = panel.locator("[data-testid=revision-marker]")
+        assert markers.count() == 1
+        assert markers.get_attribute("data-number") == str(number)
+        assert f"r{number}" in markers.inner_text()
+        title = markers.get_attribute("title")
+        assert "ada" in title and "reviews: route to v2" in title
+        # drawn on the chart, where the line is: a hover target with the same title
+        target = panel.locator(".chart .chart-marker")
+        assert target.count() == 1 and target.get_attribute("title") == title
+        box, over = target.bounding_box(), panel.locator(".u-over").bounding_box()
+        share = (box["x"] + 4 - over["x"]) / over["width"]
+        assert 0.5 < share < 0.7, share  # 25 minutes ago in the last hour
+    # The toggle hides them, and shows them again.
+    assert page.is_checked("#show-revisions")
+    page.uncheck("#show-revisions")
+    assert page.locator(".chart .chart-marker").count() == 0
+    assert page.locator("[data-testid=revision-marker]").first.is_hidden()
+    page.check("#show-revisions")
+    assert page.locator(".chart .chart-marker").count() == 2
+    assert page.locator("[data-testid=revision-marker]").first.is_visible()
+    assert "null" not in page.inner_text(".panel .result-body")
+    page.screenshot(path="/tmp/metrics-revisions.png", full_page=True)
+    assert errors == []
+
+    # Another org sees none of acme's revisions, and no toggle.
+    other = user_get_or_create(username="outsider", password=PASSWORD)
+    org_create(slug="other", name="Other Org", owner=other)
+    page.context.clear_cookies()
+    log_in(page, live_server, "outsider")
+    page.goto(f"{live_server.url}/metrics?q=vector(1)&range=1h")
+    page.wait_for_selector(".chart .u-over")
+    assert page.locator("[data-testid=revision-marker]").count() == 0
+    assert page.locator(".chart-marker").count() == 0
+    assert page.locator("#revisions-toggle").is_hidden()

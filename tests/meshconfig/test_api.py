@@ -355,3 +355,43 @@ def test_isolation(api, tenants, writer):
     assert [r["number"] for r in api.get("/api/v1/config/revisions", **bearer(writer)).json()] == [
         1
     ]
+
+
+def test_revisions_in_a_time_window(api, tenants, writer):
+    from datetime import UTC, datetime, timedelta
+
+    from backend.meshconfig.models import Revision
+
+    for message in ("old", "mid", "new"):
+        assert _publish_yaml(api, writer, message=message).status_code == 201
+    now = datetime.now(UTC).replace(microsecond=0)
+    for number, hours_ago in ((1, 48), (2, 5), (3, 0)):
+        Revision.objects.for_org(tenants.org).filter(number=number).update(
+            created_at=now - timedelta(hours=hours_ago)
+        )
+
+    def numbers(query):
+        got = api.get(f"/api/v1/config/revisions?{query}", **bearer(writer))
+        assert got.status_code == 200, got.content
+        return [r["number"] for r in got.json()]
+
+    ms = lambda dt: int(dt.timestamp() * 1000)  # noqa: E731
+    day_ago, hour_ago = now - timedelta(days=1), now - timedelta(hours=1)
+    assert numbers(f"since={ms(day_ago)}") == [3, 2]
+    assert numbers(f"since={ms(day_ago)}&until={ms(hour_ago)}") == [2]
+    assert numbers(f"until={ms(now - timedelta(hours=5))}") == [2, 1]  # inclusive
+    rfc = (day_ago.isoformat().replace("+00:00", "Z"), hour_ago.isoformat())
+    assert numbers(f"since={rfc[0]}&until={rfc[1].replace('+', '%2B')}") == [2]
+    for bad, reason in (
+        ("since=yesterday", "RFC 3339"),
+        ("since=2026-01-01T00:00:00", "zone"),
+        ("until=99999999999999999999", "out of range"),
+        (f"since={ms(now)}&until={ms(day_ago)}", "after until"),
+    ):
+        got = api.get(f"/api/v1/config/revisions?{bad}", **bearer(writer))
+        assert got.status_code == 400, bad
+        assert reason in str(got.json()), (bad, got.json())
+    # Another org's window holds none of acme's.
+    outsider = tenants.outsider_token()
+    got = api.get(f"/api/v1/config/revisions?since={ms(day_ago)}", **bearer(outsider))
+    assert got.json() == []

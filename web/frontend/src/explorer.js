@@ -3,7 +3,8 @@
 // values and functions from Canopy's /prometheus API; syntax errors underlined where they
 // are), drawn by uPlot (drag to zoom) or shown as a table of the instant result. Relative or
 // absolute time range, step, query history (this browser), a label browser, and the state
-// in the URL (shareable, back button).
+// in the URL (shareable, back button). The mesh-config revisions made in the range are
+// drawn on every chart as markers (when the user may read them: config:read).
 import { EditorView, keymap, placeholder } from "@codemirror/view";
 import { EditorState } from "@codemirror/state";
 import { defaultKeymap, history as editHistory, historyKeymap, insertNewlineAndIndent } from "@codemirror/commands";
@@ -17,6 +18,7 @@ const { el, getJSON } = window.CanopyDom;
 const root = document.getElementById("explorer");
 const API = root.dataset.api; // "/prometheus/api/v1/"
 const ORG = root.dataset.org;
+const REVISIONS_API = root.dataset.revisions; // "/api/v1/config/revisions"
 const MAX_SERIES = 50;
 const TARGET_POINTS = 250;
 const NICE_STEPS = [15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
@@ -34,9 +36,13 @@ const stepInput = $("step");
 const picker = $("metric-pick");
 const nameList = $("metric-names");
 const onboarding = $("onboarding");
+const revisionsToggle = $("revisions-toggle");
+const showRevisions = $("show-revisions");
 
 let metricTypes = {};
 const panels = [];
+let revisions = []; // the config revisions created in the current range
+let revisionsReady = Promise.resolve([]);
 
 // ---- the completion client: Canopy's Prometheus API, with the session and this org ----
 function withOrg(input) {
@@ -133,6 +139,44 @@ async function api(path, params, signal) {
   }
 }
 
+// ---- config revisions, as markers on the charts ----
+/** The revisions created in the window; [] when the user may not read them (403/404) or
+    anything else goes wrong: the markers are a help, never an error of their own. */
+async function loadRevisions(win) {
+  if (!REVISIONS_API) return [];
+  const q = new URLSearchParams({ org: ORG, since: String(win.start * 1000), until: String(Math.ceil(win.end) * 1000), limit: "500" });
+  try {
+    const { res, payload } = await getJSON(`${REVISIONS_API}?${q}`);
+    return res.ok && Array.isArray(payload) ? payload : [];
+  } catch {
+    return [];
+  }
+}
+
+const revisionTitle = (r) => `r${r.number} · ${new Date(r.created_at).toLocaleString()} · ${r.author || "unknown"}${r.message ? ` — ${r.message}` : ""}`;
+
+function revisionMarkers() {
+  if (!showRevisions.checked) return [];
+  return revisions.map((r) => ({ x: Date.parse(r.created_at) / 1000, label: `r${r.number}`, title: revisionTitle(r) }));
+}
+
+/** The revisions under a chart, as a list: the markers' text, for reading and for tests. */
+function revisionList() {
+  return el("ul", { class: "revision-markers", "aria-label": "Config revisions in this range", hidden: !showRevisions.checked || !revisions.length },
+    [...revisions].sort((a, b) => a.number - b.number).map((r) => el("li", { "data-testid": "revision-marker", "data-number": String(r.number), title: revisionTitle(r) },
+      el("span", { class: "revision-tick", "aria-hidden": "true" }),
+      el("strong", {}, `r${r.number}`), " ",
+      el("span", { class: "muted" }, `${new Date(r.created_at).toLocaleTimeString()} · ${r.author || "unknown"}`),
+      r.message ? ` ${r.message}` : "")));
+}
+
+showRevisions.addEventListener("change", () => {
+  for (const panel of panels) {
+    if (panel.plot) panel.plot.redraw();
+    for (const list of panel.body.querySelectorAll(".revision-markers")) list.hidden = !showRevisions.checked || !revisions.length;
+  }
+});
+
 // ---- a query panel ----
 function makePanel(initial = "", mode = "graph") {
   const box = el("section", { class: "card panel", "aria-label": "Query" });
@@ -224,7 +268,10 @@ async function runPanel(panel, win) {
       if (answer.error) return showError(panel, answer);
       return showTable(panel, answer.data, win);
     }
-    const answer = await api("query_range", { query, start: win.start, end: win.end, step: win.step }, panel.controller.signal);
+    const [answer] = await Promise.all([
+      api("query_range", { query, start: win.start, end: win.end, step: win.step }, panel.controller.signal),
+      revisionsReady,
+    ]);
     if (answer.error) return showError(panel, answer);
     showGraph(panel, answer.data, win);
   } catch (err) {
@@ -248,13 +295,15 @@ function showGraph(panel, data, win) {
   const drawn = result.slice(0, MAX_SERIES);
   panel.meta.textContent = `${result.length} series · step ${duration(win.step)} · ${win.label}`;
   const chartBox = el("div", { class: "chart", tabindex: "0", "aria-label": `Chart of ${drawn.length} series; drag across it to zoom in` });
-  panel.body.replaceChildren(chartBox,
-    result.length > MAX_SERIES ? el("p", { class: "note" }, `Showing ${MAX_SERIES} of ${result.length} series: aggregate (sum by, topk) to see fewer.`) : null);
+  // (no null among the children: replaceChildren would write it out as the text "null")
+  panel.body.replaceChildren(...[chartBox, revisionList(),
+    result.length > MAX_SERIES ? el("p", { class: "note" }, `Showing ${MAX_SERIES} of ${result.length} series: aggregate (sum by, topk) to see fewer.`) : null].filter(Boolean));
   const names = drawn.map((s) => labelText(s.metric));
-  drawChart(chartBox, {
+  panel.plot = drawChart(chartBox, {
     columns: toColumns(drawn, win.start, win.end, win.step),
     names,
     onZoom: (from, to) => zoom(from, to),
+    markers: revisionMarkers,
   });
 }
 
@@ -320,6 +369,11 @@ function runAll(push) {
   writeURL(push);
   const win = window_();
   $("range-label").textContent = `Showing ${win.label}, step ${duration(win.step)}`;
+  revisionsReady = loadRevisions(win).then((list) => {
+    revisions = list;
+    revisionsToggle.hidden = !list.length;
+    return list;
+  });
   for (const panel of panels) {
     if (panel.query && push) historyAdd(panel.query);
     runPanel(panel, win);

@@ -104,14 +104,62 @@ function tooltipPlugin(names) {
   };
 }
 
-/** Draw ``columns`` (uPlot data) into ``box``; ``names`` label the series. */
-export function drawChart(box, { columns, names, height = 300, onZoom, unit = "", yRange = null }) {
+/** Vertical markers at points in time (config revisions): a thin dashed line across the plot
+    and a small label on the canvas, and for each an invisible hover target over the label
+    whose title says more. ``markers()`` returns [{x (seconds), label, title}] — [] when the
+    page hides them; the plot is redrawn (``plot.redraw()``) when that changes. */
+export function markersPlugin(markers, color = "#b42318") {
+  let layer;
+  return {
+    hooks: {
+      init: (u) => {
+        layer = document.createElement("div");
+        layer.className = "chart-markers";
+        u.over.appendChild(layer);
+      },
+      draw: (u) => {
+        const [min, max] = [u.scales.x.min, u.scales.x.max];
+        const shown = (markers() || []).filter((m) => m.x >= min && m.x <= max);
+        const { ctx } = u;
+        const { top, height } = u.bbox;
+        const px = devicePixelRatio || 1;
+        ctx.save();
+        ctx.strokeStyle = color;
+        ctx.fillStyle = color;
+        ctx.lineWidth = px;
+        ctx.setLineDash([4 * px, 3 * px]);
+        ctx.font = `${11 * px}px system-ui, sans-serif`;
+        ctx.textBaseline = "top";
+        for (const m of shown) {
+          const x = Math.round(u.valToPos(m.x, "x", true)) + 0.5;
+          ctx.beginPath();
+          ctx.moveTo(x, top);
+          ctx.lineTo(x, top + height);
+          ctx.stroke();
+          ctx.fillText(m.label, x + 3 * px, top + 2 * px);
+        }
+        ctx.restore();
+        layer.replaceChildren(...shown.map((m) => {
+          const hit = document.createElement("span");
+          hit.className = "chart-marker";
+          hit.title = m.title;
+          hit.style.left = `${u.valToPos(m.x, "x") - 4}px`;
+          return hit;
+        }));
+      },
+    },
+  };
+}
+
+/** Draw ``columns`` (uPlot data) into ``box``; ``names`` label the series; ``markers``
+    (optional) returns the time markers to draw (see markersPlugin). */
+export function drawChart(box, { columns, names, height = 300, onZoom, unit = "", yRange = null, markers = null }) {
   box.replaceChildren();
   const width = Math.max(320, box.clientWidth || 800);
   const opts = {
     width,
     height,
-    plugins: [tooltipPlugin(names)],
+    plugins: [tooltipPlugin(names), ...(markers ? [markersPlugin(markers)] : [])],
     cursor: { drag: { x: Boolean(onZoom), y: false, setScale: false }, focus: { prox: 16 } },
     focus: { alpha: 0.35 },
     legend: { show: names.length > 1 || names[0] !== "", live: false },

@@ -1,0 +1,315 @@
+"""Every tenant table's primary key and unique indexes lead with the org column, so the table can
+be distributed on Citus by ``org_id`` and co-located with every other tenant table
+(docs/scaling.md). Citus refuses a distributed table whose primary key or unique constraint does
+not contain the distribution column; leading with it is the stricter form this project asks
+for, because it also keeps each tenant's index entries together.
+
+Two sources are checked, because neither covers the other:
+- the Django models of the project's apps (``backend.*``): primary key, ``unique=True`` fields
+  (one-to-one included), ``unique_together`` and ``UniqueConstraint``;
+- PostgreSQL's catalog after every migration ran, which also holds the raw tables that
+  migrations create with ``RunSQL`` (``metric_blocks``, ``trace_spans``, the outboxes, …):
+  every ordinary or partitioned table of the ``public`` schema, its primary key and every
+  unique index (unique constraints are backed by one).
+
+A table is a tenant table when it has an ``org_id`` column. Every other table of the schema must
+be named in ``GLOBAL_TABLES`` (with why it is global), so a new tenant table cannot escape the
+check by storing its org under another name or reaching it through a parent only.
+
+What does not pass today is listed in ``ALLOWED`` with the reason and what Citus needs; each is
+work to do before distributing (docs/scaling.md, "What has to change first"). Nothing in the
+schema was changed for this test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+from django.db import connection, models
+from django.test.utils import isolate_apps
+
+from backend.tenancy.models import Organization
+
+ORG_COLUMN = "org_id"
+EXPRESSION = "<expression>"
+
+# Tables without an org column that are global on purpose. On Citus they stay local tables on
+# the coordinator, or become reference tables (copied to every node) where distributed tables
+# join them.
+GLOBAL_TABLE_PREFIXES = (
+    "auth_",  # Django's users, groups, permissions: a user may belong to several orgs
+    "django_",  # sessions, content types, admin log, migrations: the framework's own
+    "axes_",  # django-axes' login lockouts: by username and address, before any org is known
+)
+GLOBAL_TABLES = {
+    # The tenants themselves: the key everything else is distributed by. A reference table.
+    "tenancy_organization": "the organizations (the tenants) themselves",
+    # Kept after the org and its rows are gone: an operator's record, keyed by the old id.
+    "tenancy_orgdeletion": "operator audit of deleted orgs (the org no longer exists)",
+    # One row per beat job (watermarks of the dependency rollups), not per org.
+    "trace_rollup_state": "global job state of the rollup scheduler",
+}
+
+# The PK of a Django model with the default ``id`` (a bigserial/identity column). Citus would
+# need it to become (org_id, id) — Django 5.2's CompositePrimaryKey — and every foreign key
+# between tenant tables to carry org_id too ((org_id, service_id) → (org_id, id)). A bigserial
+# keeps working on a distributed table (Citus 11+ hands each node its own sequence range), but
+# uniqueness is then only enforced per shard, i.e. per (org_id, id).
+_ID_PK = "primary key is the bigserial id alone: needs (org_id, id) on Citus"
+
+# Known exceptions: (table, key columns) → why, and what Citus needs. Work to do, not a design.
+ALLOWED: dict[tuple[str, tuple[str, ...]], str] = {
+    **{
+        (table, ("id",)): _ID_PK
+        for table in (
+            "mesh_agent_reports",
+            "mesh_cluster_status",
+            "mesh_clusters",
+            "mesh_revisions",
+            "mesh_telemetry_settings",
+            "metric_exemplars",
+            "metric_label_pairs",
+            "metric_metadata",
+            "metric_series",
+            "rule_alerting_config",
+            "rule_alerts",
+            "rule_delivery_status",
+            "rule_groups",
+            "rule_notifications",
+            "tenancy_auditevent",
+            "tenancy_membership",
+            "tenancy_orglimits",
+            "trace_dependency_edges",
+            "trace_metric_totals",
+            "trace_operations",
+            "trace_resources",
+            "trace_services",
+            # tokens and invitations: see their secret_hash entries below
+            "tenancy_apitoken",
+            "tenancy_invitation",
+        )
+    },
+    # The outboxes (RunSQL: bigserial PRIMARY KEY). The drain reads them by org already
+    # (index (org_id, id)); the PK would become (org_id, id).
+    ("metric_batches", ("id",)): "outbox bigserial PK: needs (org_id, id) on Citus",
+    ("trace_batches", ("id",)): "outbox bigserial PK: needs (org_id, id) on Citus",
+    # Partitioned by window_start, which PostgreSQL requires in the PK; Citus also requires
+    # org_id: (org_id, window_start, id).
+    ("metric_blocks", ("window_start", "id")): (
+        "partitioned PK (window_start, id): needs (org_id, window_start, id) on Citus"
+    ),
+    # A token or invitation is found by its secret before the org is known (access.py), so the
+    # look-up is global by nature. On Citus: make both reference tables (small, written
+    # rarely), which keeps the global unique index; they are not distributed.
+    ("tenancy_apitoken", ("secret_hash",)): (
+        "looked up by secret before the org is known: a reference table on Citus"
+    ),
+    ("tenancy_invitation", ("secret_hash",)): (
+        "looked up by secret before the org is known: a reference table on Citus"
+    ),
+    # Keys under a parent that itself belongs to one org: equivalent with org_id in front,
+    # which Citus needs: (org_id, cluster_id, attempt_id), (org_id, cluster_id),
+    # (org_id, agent_token_id), (org_id, group_id, rule_index, fingerprint).
+    ("mesh_agent_reports", ("cluster_id", "attempt_id")): (
+        "unique under its cluster: needs org_id in front on Citus"
+    ),
+    ("mesh_cluster_status", ("cluster_id",)): (
+        "one status per cluster: needs (org_id, cluster_id) on Citus"
+    ),
+    ("mesh_clusters", ("agent_token_id",)): (
+        "one cluster per agent token: needs (org_id, agent_token_id) on Citus"
+    ),
+    ("rule_alerts", ("group_id", "rule_index", "fingerprint")): (
+        "unique under its rule group: needs org_id in front on Citus"
+    ),
+}
+
+
+def _is_global(table: str) -> bool:
+    return table in GLOBAL_TABLES or table.startswith(GLOBAL_TABLE_PREFIXES)
+
+
+# ------------------------------------------------------------------------------- the checkers
+
+
+def model_unique_keys(model: type[models.Model]) -> list[tuple[str, ...]]:
+    """The column lists a model declares unique: its primary key, unique fields, unique_together
+    and UniqueConstraints (an expression counts as EXPRESSION)."""
+    meta = model._meta
+    column = {f.name: f.column for f in meta.concrete_fields}
+    keys: list[tuple[str, ...]] = [tuple(f.column for f in meta.pk_fields)]
+    keys += [(f.column,) for f in meta.concrete_fields if f.unique and not f.primary_key]
+    keys += [tuple(column[name] for name in names) for names in meta.unique_together]
+    for constraint in meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint):
+            if constraint.fields:
+                keys.append(tuple(column[name] for name in constraint.fields))
+            else:
+                keys.append((EXPRESSION,))
+    return keys
+
+
+def model_violations(model_list) -> set[tuple[str, tuple[str, ...]]]:
+    """(table, key) of every tenant model's unique key that does not lead with org_id; and
+    (table, ()) for a model without org_id whose table is not declared global."""
+    found = set()
+    for model in model_list:
+        meta = model._meta
+        if not meta.managed or meta.proxy:
+            continue
+        table = meta.db_table
+        if ORG_COLUMN not in {f.column for f in meta.concrete_fields}:
+            if not _is_global(table):
+                found.add((table, ()))
+            continue
+        for key in model_unique_keys(model):
+            if key[0] != ORG_COLUMN:
+                found.add((table, key))
+    return found
+
+
+# Tables (ordinary or partitioned, not partitions: they inherit their parent's indexes) of the
+# public schema; for each, whether it has org_id, and its PK / unique indexes' key columns.
+_CATALOG_SQL = """
+SELECT c.relname,
+       EXISTS (SELECT 1 FROM pg_attribute a
+               WHERE a.attrelid = c.oid AND a.attname = %s AND NOT a.attisdropped),
+       i.relname,
+       ARRAY(SELECT coalesce(a.attname, %s)
+             FROM unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+             WHERE k.n <= ix.indnkeyatts
+             ORDER BY k.n)
+FROM pg_class c
+JOIN pg_namespace ns ON ns.oid = c.relnamespace
+LEFT JOIN pg_index ix ON ix.indrelid = c.oid AND (ix.indisunique OR ix.indisprimary)
+LEFT JOIN pg_class i ON i.oid = ix.indexrelid
+WHERE ns.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+ORDER BY 1, 3
+"""
+
+
+def catalog_violations(cursor) -> set[tuple[str, tuple[str, ...]]]:
+    """The same check over what PostgreSQL holds, RunSQL tables included."""
+    cursor.execute(_CATALOG_SQL, [ORG_COLUMN, EXPRESSION])
+    found = set()
+    for table, has_org, index, key in cursor.fetchall():
+        if not has_org:
+            if not _is_global(table):
+                found.add((table, ()))
+            continue
+        if index is not None and key[0] != ORG_COLUMN:
+            found.add((table, tuple(key)))
+    return found
+
+
+def _project_models():
+    return [
+        model
+        for config in apps.get_app_configs()
+        if config.name.startswith("backend.")
+        for model in config.get_models()
+    ]
+
+
+def _unexpected(found):
+    return sorted(v for v in found if v not in ALLOWED)
+
+
+# ---------------------------------------------------------------------------------- the tests
+
+
+def test_project_models_keys_lead_with_org():
+    found = model_violations(_project_models())
+    assert _unexpected(found) == [], "tenant keys not led by org_id (docs/scaling.md)"
+
+
+@pytest.mark.django_db
+def test_database_tables_keys_lead_with_org():
+    with connection.cursor() as cursor:
+        found = catalog_violations(cursor)
+    assert _unexpected(found) == [], "tenant keys not led by org_id (docs/scaling.md)"
+
+
+@pytest.mark.django_db
+def test_allow_list_has_no_stale_entries():
+    # An entry whose index is gone (fixed, renamed) must leave the list, so it keeps saying
+    # exactly what is left to do.
+    with connection.cursor() as cursor:
+        found = catalog_violations(cursor) | model_violations(_project_models())
+        cursor.execute(
+            "SELECT relname FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace"
+            " WHERE ns.nspname = 'public' AND c.relkind IN ('r', 'p')"
+        )
+        tables = {row[0] for row in cursor.fetchall()}
+    assert sorted(set(ALLOWED) - found) == []
+    assert sorted(set(GLOBAL_TABLES) - tables) == []
+
+
+@pytest.mark.django_db
+def test_catalog_checker_flags_a_new_raw_tenant_table():
+    # Created inside the test's transaction, rolled back after it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE probe_tenant_rows (id bigserial, org_id bigint NOT NULL,"
+            " name text NOT NULL, PRIMARY KEY (org_id, id))"
+        )
+        cursor.execute("CREATE UNIQUE INDEX probe_good ON probe_tenant_rows (org_id, name)")
+        assert {v for v in catalog_violations(cursor) if v[0].startswith("probe_")} == set()
+
+        cursor.execute("CREATE UNIQUE INDEX probe_bad ON probe_tenant_rows (name, org_id)")
+        cursor.execute("CREATE UNIQUE INDEX probe_expr ON probe_tenant_rows (lower(name))")
+        cursor.execute(
+            "CREATE TABLE probe_partitioned (org_id bigint, ts bigint, PRIMARY KEY (ts, org_id))"
+            " PARTITION BY RANGE (ts)"
+        )
+        cursor.execute("CREATE TABLE probe_child_rows (parent_id bigint PRIMARY KEY)")
+        flagged = catalog_violations(cursor)
+        assert {v for v in flagged if v[0].startswith("probe_")} == {
+            ("probe_tenant_rows", ("name", "org_id")),
+            ("probe_tenant_rows", (EXPRESSION,)),
+            ("probe_partitioned", ("ts", "org_id")),
+            ("probe_child_rows", ()),  # no org column and not declared global
+        }
+        assert _unexpected(flagged) != []
+
+
+@isolate_apps("backend.tracing")
+def test_model_checker_flags_a_new_tenant_model():
+    class GoodModel(models.Model):  # noqa: DJ008 (a probe, never shown)
+        org = models.ForeignKey(Organization, on_delete=models.CASCADE)
+        name = models.CharField(max_length=10)
+        pk = models.CompositePrimaryKey("org", "name")
+
+        class Meta:
+            app_label = "tracing"
+            db_table = "probe_good"
+
+    class BadModel(models.Model):  # noqa: DJ008 (a probe, never shown)
+        org = models.ForeignKey(Organization, on_delete=models.CASCADE)
+        name = models.CharField(max_length=10, unique=True)
+        kind = models.IntegerField()
+
+        class Meta:
+            app_label = "tracing"
+            db_table = "probe_bad"
+            unique_together = [("kind", "org")]
+            constraints = [
+                models.UniqueConstraint(fields=["org", "kind", "name"], name="probe_ok"),
+                models.UniqueConstraint(models.F("name"), name="probe_expr"),
+            ]
+
+    class ChildModel(models.Model):  # noqa: DJ008 (a probe, never shown)
+        parent = models.ForeignKey(BadModel, on_delete=models.CASCADE)
+
+        class Meta:
+            app_label = "tracing"
+            db_table = "probe_child"
+
+    assert model_violations([GoodModel, BadModel, ChildModel]) == {
+        ("probe_bad", ("id",)),
+        ("probe_bad", ("name",)),
+        ("probe_bad", ("kind", "org_id")),
+        ("probe_bad", (EXPRESSION,)),
+        ("probe_child", ()),
+    }

@@ -77,16 +77,23 @@ ALLOWED: dict[tuple[str, tuple[str, ...]], str] = {
             "rule_groups",
             "rule_notifications",
             "tenancy_auditevent",
-            "tenancy_membership",
-            "tenancy_orglimits",
             "trace_dependency_edges",
             "trace_metric_totals",
             "trace_operations",
             "trace_resources",
             "trace_services",
-            # tokens and invitations: see their secret_hash entries below
+        )
+    },
+    # Small, written rarely, read on every request: reference tables on Citus (copied to every
+    # node), which keep their own keys. Tokens and invitations are found by their secret before
+    # the org is known; a user's memberships are listed across orgs.
+    **{
+        (table, ("id",)): "reference table on Citus: keeps its id primary key"
+        for table in (
             "tenancy_apitoken",
             "tenancy_invitation",
+            "tenancy_membership",
+            "tenancy_orglimits",
         )
     },
     # The outboxes (RunSQL: bigserial PRIMARY KEY). The drain reads them by org already
@@ -99,8 +106,7 @@ ALLOWED: dict[tuple[str, tuple[str, ...]], str] = {
         "partitioned PK (window_start, id): needs (org_id, window_start, id) on Citus"
     ),
     # A token or invitation is found by its secret before the org is known (access.py), so the
-    # look-up is global by nature. On Citus: make both reference tables (small, written
-    # rarely), which keeps the global unique index; they are not distributed.
+    # look-up is global by nature: as reference tables they keep this global unique index.
     ("tenancy_apitoken", ("secret_hash",)): (
         "looked up by secret before the org is known: a reference table on Citus"
     ),

@@ -3,11 +3,12 @@ forced publish and token change is audited (tenancy's ``AuditEvent``)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from backend.meshconfig.bundle import (
@@ -17,7 +18,6 @@ from backend.meshconfig.bundle import (
     resource_key,
 )
 from backend.meshconfig.models import (
-    AgentReport,
     Cluster,
     ClusterStatus,
     Revision,
@@ -159,15 +159,6 @@ def cluster_delete(*, cluster: Cluster, actor=None) -> None:
 # ---- the agent side ------------------------------------------------------------------------
 
 
-def _status_locked(cluster: Cluster) -> ClusterStatus:
-    return (
-        ClusterStatus.objects.for_org(cluster.org_id)
-        .select_for_update(of=("self",))
-        .select_related("desired", "applied")
-        .get(cluster_id=cluster.pk)
-    )
-
-
 def cluster_seen(
     *, cluster: Cluster, wait_seconds: int | None = None, agent_version: str | None = None
 ) -> None:
@@ -193,64 +184,166 @@ def cluster_report(
     """An agent's ACK or NACK of ``revision`` (a number of the cluster's org, or None for the
     empty bundle). Idempotent per ``attempt_id``: a repeated report only counts as a
     heartbeat. Every call is a heartbeat. Raises MeshConfigError for bad input (unknown
-    revision, state not ACK/NACK, attempt id empty or over 100 characters)."""
+    revision, state not ACK/NACK, attempt id empty or over 100 characters).
+
+    One database round trip (``_REPORT_SQL``); a read more (and a write) only in the rare
+    case of a revision newer than the statement's snapshot (a rollback committed while the
+    report waited for the status row's lock)."""
     if state not in ("ACK", "NACK"):
         raise MeshConfigError("state must be ACK or NACK")
     if not isinstance(attempt_id, str) or not 0 < len(attempt_id) <= 100:
         raise MeshConfigError("attempt_id must be a string of 1-100 characters")
     if error is not None and not isinstance(error, dict):
         raise MeshConfigError("error must be an object")
-    rev = None
     if revision is not None:
         if isinstance(revision, bool) or not isinstance(revision, int):
             raise MeshConfigError("revision must be a revision number or null")
-        rev = Revision.objects.for_org(cluster.org_id).filter(number=revision).first()
-        if rev is None:
+        if not 0 < revision <= _MAX_REVISION_NUMBER:
             raise MeshConfigError(f"no revision {revision}")
     now = timezone.now()
     agent_version = (agent_version or "")[:100]
-    with transaction.atomic():
-        status = _status_locked(cluster)
-        status.last_seen = now
-        if agent_version:
-            status.agent_version = agent_version
-        _, created = AgentReport.objects.for_org(cluster.org_id).get_or_create(
-            cluster=cluster,
-            attempt_id=attempt_id,
-            defaults={
-                "org_id": cluster.org_id,
-                "revision": rev,
-                "state": state,
-                "error": error or {},
-                "agent_version": agent_version,
-            },
-        )
-        if created:
-            status.last_attempt_id = attempt_id
-            status.attempted = rev
-            desired_digest = status.desired.digest if status.desired_id else EMPTY_DIGEST
-            reported_digest = rev.digest if rev else EMPTY_DIGEST
-            if state == "ACK":
-                status.applied, status.applied_at, status.error = rev, now, {}
-                status.state = (
-                    SyncState.SYNCED if reported_digest == desired_digest else SyncState.APPLYING
-                )
-            else:
-                status.error = error or {"message": "refused by the agent"}
-                if reported_digest == desired_digest:
-                    status.state = SyncState.NACK
-            _reports_trim(cluster)
-        status.updated_at = now
-        status.save()
+    ack = state == "ACK"
+    params = {
+        "org": cluster.org_id,
+        "cluster": cluster.pk,
+        "number": revision,
+        "empty": EMPTY_DIGEST,
+        "attempt": attempt_id,
+        "state": state,
+        "ack": ack,
+        "report_error": json.dumps(error or {}),
+        "status_error": json.dumps(error or {"message": "refused by the agent"}),
+        "version": agent_version,
+        "now": now,
+        "older_kept": REPORTS_KEPT - 1,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_REPORT_SQL, params)
+        row = cursor.fetchone()
+    known, created, reported_digest = row[:3]
+    if not known:
+        raise MeshConfigError(f"no revision {revision}")
+    columns = len(_STATUS_COLUMNS)
+    values = row[3 : 3 + columns]
+    desired_number, desired_digest, applied_number, applied_digest = row[3 + columns :]
+    if values[0] is None:
+        raise ClusterStatus.DoesNotExist(f"cluster {cluster.pk} has no status")
+    status = _status_from_row(values)
+    status.cluster = cluster
+    if status.desired_id is not None and desired_digest is None:
+        # The desired revision is newer than the statement's snapshot (a rollback's publish
+        # and rollout committed while this report waited for the row): compare again.
+        desired_number, desired_digest = _revision_number_digest(cluster, status.desired_id)
+        if created and reported_digest == desired_digest:
+            status.state = SyncState.SYNCED if ack else SyncState.NACK
+            ClusterStatus.objects.for_org(cluster.org_id).filter(
+                cluster_id=cluster.pk,
+                desired_id=status.desired_id,
+                last_attempt_id=attempt_id,
+            ).update(state=status.state)
+    if status.applied_id is not None and applied_digest is None:
+        # Likewise, another report of such a revision stored while this one waited.
+        applied_number, applied_digest = _revision_number_digest(cluster, status.applied_id)
+    status.desired = _revision_ref(status.desired_id, desired_number, desired_digest, cluster)
+    status.applied = _revision_ref(status.applied_id, applied_number, applied_digest, cluster)
     return status
 
 
-def _reports_trim(cluster: Cluster) -> None:
-    reports = AgentReport.objects.for_org(cluster.org_id).filter(cluster=cluster)
-    old = reports.order_by("-created_at", "-id").values_list("id", flat=True)[REPORTS_KEPT:]
-    ids = list(old)
-    if ids:
-        reports.filter(id__in=ids).delete()
+_MAX_REVISION_NUMBER = 2**31 - 1  # PostgreSQL's integer, the column's type
+
+# The whole report in one statement (one round trip, atomic by itself): the revision named by
+# its number (digest only: never the bundle), the attempt's row (INSERT … ON CONFLICT DO
+# NOTHING: a repeated attempt inserts nothing, so it is only a heartbeat), the trim of old
+# reports when one was added, and the status row's UPDATE (its row lock orders concurrent
+# reports of a cluster), returning the status with its desired and applied revisions' numbers
+# and digests. Every table is filtered by the cluster's org.
+_STATUS_COLUMNS = [f.column for f in ClusterStatus._meta.concrete_fields]
+# Only the model's own column names are formatted in; every value is a parameter.
+_REPORT_SQL = """
+WITH rev AS (
+    SELECT id, digest FROM mesh_revisions WHERE org_id = %(org)s AND number = %(number)s::integer
+), flags AS (
+    SELECT
+        (%(number)s::integer IS NULL OR EXISTS (SELECT 1 FROM rev)) AS known,
+        (SELECT id FROM rev) AS rev_id,
+        COALESCE((SELECT digest FROM rev), %(empty)s) AS digest
+), ins AS (
+    INSERT INTO mesh_agent_reports
+        (org_id, cluster_id, attempt_id, revision_id, state, error, agent_version, created_at)
+    SELECT %(org)s, %(cluster)s, %(attempt)s, f.rev_id, %(state)s, %(report_error)s::jsonb,
+        %(version)s, %(now)s
+    FROM flags f WHERE f.known
+    ON CONFLICT (cluster_id, attempt_id) DO NOTHING
+    RETURNING id
+), added AS (
+    SELECT EXISTS (SELECT 1 FROM ins) AS created
+), trimmed AS (
+    DELETE FROM mesh_agent_reports WHERE org_id = %(org)s AND cluster_id = %(cluster)s
+    AND (SELECT created FROM added) AND id IN (
+        SELECT id FROM mesh_agent_reports WHERE org_id = %(org)s AND cluster_id = %(cluster)s
+        ORDER BY created_at DESC, id DESC OFFSET %(older_kept)s
+    )
+), upd AS (
+    UPDATE mesh_cluster_status s SET
+        last_seen = %(now)s,
+        updated_at = %(now)s,
+        agent_version = CASE WHEN %(version)s = '' THEN s.agent_version ELSE %(version)s END,
+        last_attempt_id = CASE WHEN a.created THEN %(attempt)s ELSE s.last_attempt_id END,
+        attempted_id = CASE WHEN a.created THEN f.rev_id ELSE s.attempted_id END,
+        applied_id = CASE WHEN a.created AND %(ack)s THEN f.rev_id ELSE s.applied_id END,
+        applied_at = CASE WHEN a.created AND %(ack)s THEN %(now)s ELSE s.applied_at END,
+        error = CASE WHEN NOT a.created THEN s.error
+            WHEN %(ack)s THEN '{{}}'::jsonb ELSE %(status_error)s::jsonb END,
+        state = CASE
+            WHEN NOT a.created THEN s.state
+            WHEN %(ack)s THEN
+                CASE WHEN f.digest = {desired_digest} THEN 'SYNCED' ELSE 'APPLYING' END
+            WHEN f.digest = {desired_digest} THEN 'NACK'
+            ELSE s.state END
+    FROM flags f, added a
+    WHERE s.org_id = %(org)s AND s.cluster_id = %(cluster)s AND f.known
+    RETURNING {returning}
+)
+SELECT f.known, a.created, f.digest, {selected},
+    des.number, des.digest, app.number, app.digest
+FROM flags f CROSS JOIN added a
+LEFT JOIN upd u ON true
+LEFT JOIN mesh_revisions des ON des.id = u.desired_id AND des.org_id = %(org)s
+LEFT JOIN mesh_revisions app ON app.id = u.applied_id AND app.org_id = %(org)s
+""".format(  # noqa: S608
+    returning=", ".join(f"s.{c}" for c in _STATUS_COLUMNS),
+    desired_digest=(
+        "(CASE WHEN s.desired_id IS NULL THEN %(empty)s"
+        " ELSE (SELECT digest FROM mesh_revisions"
+        " WHERE id = s.desired_id AND org_id = %(org)s) END)"
+    ),
+    selected=", ".join(f"u.{c}" for c in _STATUS_COLUMNS),
+)
+
+
+def _status_from_row(values) -> ClusterStatus:
+    fields = ClusterStatus._meta.concrete_fields
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        if value is not None and hasattr(field, "from_db_value"):
+            value = field.from_db_value(value, None, connection)
+        converted.append(value)
+    return ClusterStatus.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def _revision_number_digest(cluster: Cluster, pk: int) -> tuple[int, str]:
+    return (
+        Revision.objects.for_org(cluster.org_id).filter(pk=pk).values_list("number", "digest").get()
+    )
+
+
+def _revision_ref(pk: int | None, number: int | None, digest: str | None, cluster: Cluster):
+    """The revision ``pk`` with only its number and digest loaded (the rest is read if used)."""
+    if pk is None:
+        return None
+    return Revision.from_db(
+        connection.alias, ["id", "org_id", "number", "digest"], [pk, cluster.org_id, number, digest]
+    )
 
 
 # ---- revisions and rollouts ----------------------------------------------------------------

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             add(
                 f"/mesh/graph {group} ({len(graph['nodes'])} nodes, {len(graph['edges'])} edges)",
                 times,
-                "prometheus, same 4 queries",
+                f"prometheus, same {len(graph['queries'])} queries",
                 ref,
             )
 

@@ -12,6 +12,8 @@ destination proxy (``connection_security_policy``), so it is always read from it
 
 from __future__ import annotations
 
+import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -37,6 +39,8 @@ _SIDE_LABELS = {
     "version": ("workload", "workload_namespace", "app", "version"),
     "namespace": ("workload", "workload_namespace"),
 }
+# RE2 metacharacters, escaped as Go's regexp.QuoteMeta does.
+_META = re.compile(r"[\\.+*?()|\[\]{}^$]")
 _DEST_SERVICE = ("destination_service_name", "destination_service_namespace")
 
 
@@ -108,6 +112,53 @@ def _run(querier, query: str, time_ms: int, limits) -> list[tuple[dict, float]]:
     return [(row["metric"], float(row["value"][1])) for row in answer["result"]]
 
 
+def _source_reported(labels: dict) -> bool:
+    # The fold below files a row without a reporter label as the source's.
+    return labels.get("reporter", "source") == "source"
+
+
+def _destination_latency(querier, grouping, by, window, time_ms, limits, requests, latency, tcp):
+    """The destination proxies' p95 rows for the edges no source proxy reported (the only
+    ones where the fold uses them), and the queries run for them.
+
+    A cheap query first lists the destination histograms' rows (their ``+Inf`` bucket alone;
+    a row without it has no quantile); only if some row is on an edge without a source
+    report are the histograms of those rows' destination workloads read, whole.
+    """
+
+    def edge_key(labels: dict) -> tuple[str, str]:
+        return (_node(labels, "source", grouping).id, _node(labels, "destination", grouping).id)
+
+    reported = {edge_key(labels) for labels, _ in (*requests, *tcp) if _source_reported(labels)}
+    reported |= {
+        edge_key(labels) for labels, p95 in latency if p95 == p95 and _source_reported(labels)
+    }
+    queries = {
+        "latency_destination_rows": f"count by ({_by(by)}) (last_over_time("
+        'istio_request_duration_milliseconds_bucket{reporter="destination",le="+Inf"}'
+        f"[{window}]))"
+    }
+    rows = _run(querier, queries["latency_destination_rows"], time_ms, limits)
+    workloads = sorted(
+        {
+            labels.get("destination_workload", "")
+            for labels, _ in rows
+            if edge_key(labels) not in reported
+        }
+    )
+    if not workloads:
+        return [], queries
+    alternatives = "|".join(_META.sub(r"\\\g<0>", w) for w in workloads)
+    quoted = json.dumps(alternatives, ensure_ascii=False)  # a PromQL string literal
+    selector = f'reporter="destination",destination_workload=~{quoted}'
+    queries["latency_destination"] = (
+        f"histogram_quantile(0.95, sum by (le, {_by(by)}) "
+        f"(rate(istio_request_duration_milliseconds_bucket{{{selector}}}[{window}])))"
+    )
+    found = _run(querier, queries["latency_destination"], time_ms, limits)
+    return [(labels, p95) for labels, p95 in found if edge_key(labels) not in reported], queries
+
+
 def _empty_edge() -> dict:
     return {
         "reporter": "",
@@ -139,10 +190,16 @@ def mesh_graph(*, org_id: int, grouping: str, window: str, time_ms: int) -> dict
         (*by, "response_code", "grpc_response_status", "request_protocol",
          "connection_security_policy")
     )  # fmt: skip
+    latency_query = (
+        "histogram_quantile(0.95, sum by (le, {by}) "
+        "(rate(istio_request_duration_milliseconds_bucket{{{sel}}}[{window}])))"
+    )
     queries = {
         "requests": f"sum by ({request_by}) (rate(istio_requests_total[{window}]))",
-        "latency": f"histogram_quantile(0.95, sum by (le, {_by(by)}) "
-        f"(rate(istio_request_duration_milliseconds_bucket[{window}])))",
+        # An edge's latency counts only from the reporter its figures come from: every report
+        # but the destination proxies' first (about half the histogram series), theirs only
+        # for the edges no source proxy reported (see below).
+        "latency": latency_query.format(by=_by(by), sel='reporter!="destination"', window=window),
         "tcp_sent": f"sum by ({_by(by)}) (rate(istio_tcp_sent_bytes_total[{window}]))",
         "tcp_received": f"sum by ({_by(by)}) (rate(istio_tcp_received_bytes_total[{window}]))",
     }
@@ -150,6 +207,11 @@ def mesh_graph(*, org_id: int, grouping: str, window: str, time_ms: int) -> dict
     latency = _run(querier, queries["latency"], time_ms, limits)
     tcp = _run(querier, queries["tcp_sent"], time_ms, limits)
     tcp += _run(querier, queries["tcp_received"], time_ms, limits)
+    destination_latency, more = _destination_latency(
+        querier, grouping, by, window, time_ms, limits, requests, latency, tcp
+    )
+    latency += destination_latency
+    queries.update(more)
 
     nodes: dict[str, NodeKey] = {}
     # (source id, destination id) -> reporter -> figures

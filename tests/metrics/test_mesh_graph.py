@@ -113,3 +113,48 @@ def test_bad_parameters_are_refused(mesh):
 def test_an_org_without_istio_metrics_gets_an_empty_graph(tenants):
     graph = mesh_graph(org_id=tenants.org.pk, grouping="app", window="5m", time_ms=NOW)
     assert graph["nodes"] == [] and graph["edges"] == []
+
+
+def test_latency_comes_from_the_reporter_the_edge_figures_come_from(tenants):
+    """The graph reads the destination proxies' histograms only for the edges no source proxy
+    reported; the answers are those of reading every histogram: the source's p95 where it
+    reported, the destination's elsewhere (also on an edge only a histogram shows)."""
+    load(
+        tenants.org,
+        {
+            call("source", "frontend-v1", "cart-v1"): ramp(10),
+            call("destination", "frontend-v1", "cart-v1"): ramp(10),
+            call("destination", "unknown", "frontend-v1", mtls="none"): ramp(4),
+            # the source says 50-100 ms, the destination under 10 ms: the source wins
+            bucket("source", "frontend-v1", "cart-v1", "50"): ramp(5),
+            bucket("source", "frontend-v1", "cart-v1", "100"): ramp(10),
+            bucket("source", "frontend-v1", "cart-v1", "+Inf"): ramp(10),
+            bucket("destination", "frontend-v1", "cart-v1", "10"): ramp(10),
+            bucket("destination", "frontend-v1", "cart-v1", "+Inf"): ramp(10),
+            # only the destination reports these: its p95 (200-400 ms, and 10-25 ms)
+            bucket("destination", "unknown", "frontend-v1", "200"): ramp(1),
+            bucket("destination", "unknown", "frontend-v1", "400"): ramp(4),
+            bucket("destination", "unknown", "frontend-v1", "+Inf"): ramp(4),
+            bucket("destination", "unknown", "pay.v1", "10"): ramp(1),
+            bucket("destination", "unknown", "pay.v1", "25"): ramp(2),
+            bucket("destination", "unknown", "pay.v1", "+Inf"): ramp(2),
+            # a workload whose name the escaped "pay.v1" must not match
+            bucket("destination", "unknown", "payXv1", "1000"): ramp(2),
+            bucket("destination", "unknown", "payXv1", "+Inf"): ramp(2),
+            call("source", "gateway-v1", "payXv1"): ramp(2),
+        },
+        base_ms=NOW,
+    )
+    graph = mesh_graph(org_id=tenants.org.pk, grouping="workload", window="5m", time_ms=NOW)
+    edges = {(e["source"], e["target"]): e for e in graph["edges"]}
+    assert 50 < edges[("wl:shop/frontend-v1", "wl:shop/cart-v1")]["p95Ms"] <= 100
+    ext = edges[("unknown", "wl:shop/frontend-v1")]
+    assert ext["reporter"] == "destination" and 200 < ext["p95Ms"] <= 400
+    pay = edges[("unknown", "wl:shop/pay.v1")]
+    assert pay["reporter"] == "destination" and pay["rps"] == 0 and 10 < pay["p95Ms"] <= 25
+    # Its destination histogram never lends a p95 to the source-reported edge of payXv1,
+    # and its own edge from unknown gets the destination's quantile.
+    assert edges[("wl:shop/gateway-v1", "wl:shop/payXv1")]["p95Ms"] is None
+    assert 400 < edges[("unknown", "wl:shop/payXv1")]["p95Ms"] <= 1000
+    # Only the histograms of the destinations of those edges were read.
+    assert 'destination_workload=~"frontend-v1|pay\\\\.v1|payXv1"' in graph["queries"][-1]

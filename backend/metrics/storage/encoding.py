@@ -17,31 +17,16 @@ inverse is a cumulative sum (or XOR) minus the running total at each boundary.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
+
+from backend.zstd_contexts import compressor, decompressor
 
 VALUE_MODE_INT_DELTA = 1
 VALUE_MODE_XOR = 2
 _MAX_EXACT_INT = 2.0**53
 _ZSTD_LEVEL = 3
-
-# zstd contexts are not thread-safe (gunicorn's threads share this module): one per thread.
-_zstd = threading.local()
-
-
-def _compressor() -> zstandard.ZstdCompressor:
-    if not hasattr(_zstd, "c"):
-        _zstd.c = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-    return _zstd.c
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    if not hasattr(_zstd, "d"):
-        _zstd.d = zstandard.ZstdDecompressor()
-    return _zstd.d
 
 
 @dataclass(slots=True)
@@ -79,18 +64,18 @@ def _unshuffle(raw: bytes, dtype) -> np.ndarray:
 
 def pack(words: np.ndarray) -> bytes:
     """An array of 8-byte words, byte-shuffled and zstd'ed."""
-    return _compressor().compress(_shuffle(words))
+    return compressor(_ZSTD_LEVEL).compress(_shuffle(words))
 
 
 def unpack(blob: bytes, dtype) -> np.ndarray:
-    return _unshuffle(_decompressor().decompress(blob), dtype)
+    return _unshuffle(decompressor().decompress(blob), dtype)
 
 
 def unpack_take(blob: bytes, dtype, idx: np.ndarray | None) -> np.ndarray:
     """``unpack(blob)[idx]``, un-shuffling only the words asked for."""
     if idx is None:
         return unpack(blob, dtype)
-    planes = np.frombuffer(_decompressor().decompress(blob), dtype=np.uint8).reshape(8, -1)
+    planes = np.frombuffer(decompressor().decompress(blob), dtype=np.uint8).reshape(8, -1)
     return np.ascontiguousarray(planes[:, idx].T).view(dtype).reshape(-1)
 
 

@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import zstandard
+
+from backend.zstd_contexts import compressor, decompressor
 
 _ZSTD_LEVEL = 3
 _MAGIC = b"TSB1"
-_zstd = threading.local()  # zstd contexts are not thread-safe: one per thread
 
 # Column names in payload order.
 COLUMNS = (
@@ -70,18 +69,6 @@ COLUMNS = (
 )
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    if not hasattr(_zstd, "c"):
-        _zstd.c = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-    return _zstd.c
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    if not hasattr(_zstd, "d"):
-        _zstd.d = zstandard.ZstdDecompressor()
-    return _zstd.d
-
-
 _DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64)
 
 
@@ -104,24 +91,24 @@ def pack_ints(values: np.ndarray) -> bytes:
     narrow = u.astype(_DTYPES[code])
     width = narrow.dtype.itemsize
     raw = narrow.view(np.uint8).reshape(-1, width).T.tobytes() if width > 1 else narrow.tobytes()
-    return bytes([code]) + _compressor().compress(raw)
+    return bytes([code]) + compressor(_ZSTD_LEVEL).compress(raw)
 
 
 def unpack_ints(blob: bytes) -> np.ndarray:
     dtype = _DTYPES[blob[0]]
     width = np.dtype(dtype).itemsize
-    data = np.frombuffer(_decompressor().decompress(blob[1:]), dtype=np.uint8)
+    data = np.frombuffer(decompressor().decompress(blob[1:]), dtype=np.uint8)
     if width > 1:
         data = np.ascontiguousarray(data.reshape(width, -1).T)
     return _unzigzag(data.view(dtype).reshape(-1))
 
 
 def pack_bytes(data: bytes) -> bytes:
-    return _compressor().compress(data)
+    return compressor(_ZSTD_LEVEL).compress(data)
 
 
 def unpack_bytes(blob: bytes) -> bytes:
-    return _decompressor().decompress(blob) if blob else b""
+    return decompressor().decompress(blob) if blob else b""
 
 
 def _delta(x: np.ndarray) -> np.ndarray:

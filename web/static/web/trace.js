@@ -331,7 +331,7 @@
         el("span", { class: "wf-swatch", "aria-hidden": "true" }),
         el(
           "span",
-          { class: "wf-name" },
+          { class: "wf-name", title: `${span.service} ${span.operation}` },
           el("span", { class: "wf-svc" }, span.service),
           " ",
           el("span", { class: "wf-op" }, span.operation),

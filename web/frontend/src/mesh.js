@@ -61,6 +61,11 @@ function edgeLabel(e) {
   return parts.join(" · ");
 }
 
+// Zoom limits: past 0.4 the labels (kept readable, below) would hide the graph; past 3 a node
+// fills the box.
+const MIN_ZOOM = 0.4;
+const MAX_ZOOM = 3;
+
 function edgeColor(e) {
   if (e.errorPct >= 10) return HEALTH.failing;
   if (e.errorPct >= 1) return HEALTH.degraded;
@@ -191,7 +196,20 @@ function draw(graph) {
       { selector: ":selected", style: { "overlay-color": "#0f766e", "overlay-opacity": 0.15 } },
     ],
     layout: { name: "dagre", rankDir: "LR", nodeSep: 40, rankSep: 120, padding: 20 },
+    minZoom: MIN_ZOOM,
+    maxZoom: MAX_ZOOM,
   });
+  // Labels stay readable whatever the zoom (a narrow screen fits a wide graph by zooming
+  // out): their font grows as the graph shrinks, so they are never drawn below 12 / 11 px.
+  const readable = () => {
+    const z = cy.zoom();
+    cy.style()
+      .selector("node").style("font-size", Math.max(12, 12 / z))
+      .selector("edge").style("font-size", Math.max(11, 11 / z))
+      .update();
+  };
+  cy.on("zoom", readable);
+  readable();
   cy.on("tap", "edge", (evt) => describeEdge(graph.edges.find((e) => e.id === evt.target.id()), nodes, graph.window));
   cy.on("tap", "node", (evt) => describeNode(nodes.get(evt.target.id()), graph.window));
   window.canopyMesh = { cy, graph };

@@ -5,6 +5,7 @@ here: it reads its own bundle through the agent API only."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -275,6 +276,9 @@ _REVISION = inline_serializer(
 )
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def _int_param(request, name, default=None, *, low=1, high=None):
     raw = request.query_params.get(name)
     if raw in (None, ""):
@@ -332,6 +336,14 @@ class RevisionsView(MeshAPIView):
                 str,
                 description="created at or before: milliseconds since the epoch, or RFC 3339",
             ),
+            OpenApiParameter(
+                "service",
+                str,
+                description="with namespace: only the revisions that changed a resource "
+                "touching this service (its host, or workloads labelled app=service); each "
+                "then lists them in `touched`",
+            ),
+            OpenApiParameter("namespace", str, description="the service's namespace"),
         ],
         responses=_REVISION,
     )
@@ -342,6 +354,25 @@ class RevisionsView(MeshAPIView):
         until = _time_param(request, "until")
         if since and until and since > until:
             raise ValidationError({"since": "must not be after until"})
+        namespace = request.query_params.get("namespace", "")
+        service = request.query_params.get("service", "")
+        if bool(namespace) != bool(service):
+            raise ValidationError({"service": "service and namespace go together"})
+        if service:
+            for name, value in (("namespace", namespace), ("service", service)):
+                if not _DNS_LABEL.fullmatch(value):
+                    raise ValidationError({name: "must be a DNS label (a-z, 0-9, -; 63 at most)"})
+            if before is not None:
+                raise ValidationError({"before": "not with service"})
+            found = selectors.revisions_touching(
+                org=self.org,
+                namespace=namespace,
+                service=service,
+                limit=limit,
+                since=since,
+                until=until,
+            )
+            return Response([{**_revision_summary(r), "touched": t} for r, t in found])
         revs = selectors.revisions_list(
             org=self.org, limit=limit, before=before, since=since, until=until
         )

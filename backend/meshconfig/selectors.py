@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from backend.meshconfig.bundle import EMPTY_DIGEST
 from backend.meshconfig.findings import Known, Workload
-from backend.meshconfig.hosts import DOMAIN
+from backend.meshconfig.hosts import DOMAIN, fqdn, wildcard_covers
 from backend.meshconfig.models import (
     AgentReport,
     Cluster,
@@ -180,6 +180,108 @@ def revisions_list(
     if until is not None:
         qs = qs.filter(created_at__lte=until)
     return list(qs.order_by("-number")[:limit])
+
+
+# Kinds whose resource without a workload selector applies to every workload of its namespace.
+_NAMESPACE_WIDE = frozenset(
+    {"AuthorizationPolicy", "PeerAuthentication", "RequestAuthentication", "Sidecar", "Telemetry"}
+)
+# Revisions looked at, at most, for one service's markers.
+TOUCHING_SCAN = 500
+
+
+def _hosts_in(value):
+    """Every host a resource's spec names: ``hosts`` lists, and ``host`` keys at any depth
+    (a DestinationRule's host, route destinations, mirrors)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "host" and isinstance(item, str):
+                yield item
+            elif key == "hosts" and isinstance(item, list):
+                yield from (h for h in item if isinstance(h, str))
+            else:
+                yield from _hosts_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _hosts_in(item)
+
+
+def _selector_labels(spec: dict) -> dict | None:
+    """The workload labels a resource selects (None: it has no selector)."""
+    for key in ("selector", "workloadSelector"):
+        sel = spec.get(key)
+        if isinstance(sel, dict):
+            labels = sel.get("matchLabels", sel.get("labels", sel))
+            return labels if isinstance(labels, dict) else {}
+    return None
+
+
+def resource_touches(resource: dict, *, namespace: str, service: str) -> bool:
+    """Whether an Istio resource configures the service ``service`` of ``namespace`` (its
+    workloads labelled ``app: service``): it names the service's host (short, namespaced
+    or FQDN, or a wildcard over the namespace), or it is in that namespace and selects
+    ``app=service`` — or selects nothing and is of a kind that then applies to the whole
+    namespace (policies, Sidecar, Telemetry)."""
+    meta = resource.get("metadata") or {}
+    spec = resource.get("spec") or {}
+    if not isinstance(spec, dict):
+        return False
+    own_ns = meta.get("namespace") or "default"
+    target = f"{service}.{namespace}.{DOMAIN}"
+    for host in _hosts_in(spec):
+        resolved = fqdn(host, own_ns, frozenset({namespace, own_ns}))
+        if resolved == target or (resolved.startswith("*.") and wildcard_covers(resolved, target)):
+            return True
+    if own_ns != namespace:
+        return False
+    labels = _selector_labels(spec)
+    if labels is None:
+        return resource.get("kind") in _NAMESPACE_WIDE
+    return labels.get("app") == service
+
+
+def _key(resource: dict) -> tuple:
+    meta = resource.get("metadata") or {}
+    return (resource.get("kind"), meta.get("namespace") or "default", meta.get("name"))
+
+
+def revision_touched(rev: Revision, *, namespace: str, service: str) -> list[str]:
+    """The resources this revision added, changed or removed (against its parent) that touch
+    the service, as ``Kind namespace/name``; [] when it left the service alone."""
+    before = {_key(r): r for r in (rev.parent.resources if rev.parent_id else [])}
+    after = {_key(r): r for r in rev.resources}
+    touched = []
+    for key in sorted(before.keys() | after.keys(), key=lambda k: tuple(map(str, k))):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if any(
+            r is not None and resource_touches(r, namespace=namespace, service=service)
+            for r in (old, new)
+        ):
+            touched.append(f"{key[0]} {key[1]}/{key[2]}")
+    return touched
+
+
+def revisions_touching(
+    *,
+    org: Organization | int,
+    namespace: str,
+    service: str,
+    limit: int = 100,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[tuple[Revision, list[str]]]:
+    """The org's revisions in the window (the newest ``TOUCHING_SCAN`` of them) that changed
+    a resource touching the service, newest first, each with what it touched."""
+    found = []
+    for rev in revisions_list(org=org, limit=TOUCHING_SCAN, since=since, until=until):
+        touched = revision_touched(rev, namespace=namespace, service=service)
+        if touched:
+            found.append((rev, touched))
+            if len(found) >= limit:
+                break
+    return found
 
 
 def agent_reports(*, cluster: Cluster, limit: int = 20) -> list[AgentReport]:

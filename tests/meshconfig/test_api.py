@@ -395,3 +395,82 @@ def test_revisions_in_a_time_window(api, tenants, writer):
     outsider = tenants.outsider_token()
     got = api.get(f"/api/v1/config/revisions?since={ms(day_ago)}", **bearer(outsider))
     assert got.json() == []
+
+
+def test_revisions_that_touched_a_service(api, tenants, writer):
+    """?service=&namespace=: only the revisions whose changes (against their parent) touch
+    the service, with what they touched; another org never sees them."""
+    from backend.meshconfig.selectors import resource_touches
+
+    ratings = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "ratings", "namespace": "bookinfo"},
+        "spec": {"hosts": ["ratings"], "http": [{"route": [{"destination": {"host": "ratings"}}]}]},
+    }
+    docs = list(yaml.safe_load_all(VS_YAML))
+    policy = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "reviews-only", "namespace": "bookinfo"},
+        "spec": {"selector": {"matchLabels": {"app": "reviews"}}, "action": "ALLOW"},
+    }
+
+    def publish(resources, message):
+        got = api.post(
+            f"/api/v1/config/revisions?message={message}",
+            {"resources": resources},
+            format="json",
+            **bearer(writer),
+        )
+        assert got.status_code == 201, got.content
+
+    publish([ratings], "r1-ratings")  # 1: ratings only
+    publish([ratings, *docs], "r2-reviews")  # 2: adds the reviews VS + DR
+    publish([{**ratings, "spec": {**ratings["spec"], "hosts": ["ratings", "x"]}}, *docs], "r3")
+    publish([ratings, *docs, policy], "r4-policy")  # 4: a policy on app=reviews; ratings as 2
+    publish([ratings, policy], "r5-drop")  # 5: removes the VS and DR
+
+    def touching(query, token=writer):
+        got = api.get(f"/api/v1/config/revisions?{query}", **bearer(token))
+        assert got.status_code == 200, got.content
+        return {r["number"]: r["touched"] for r in got.json()}
+
+    assert touching("service=reviews&namespace=bookinfo") == {
+        5: ["DestinationRule bookinfo/reviews", "VirtualService bookinfo/reviews"],
+        4: ["AuthorizationPolicy bookinfo/reviews-only"],
+        2: ["DestinationRule bookinfo/reviews", "VirtualService bookinfo/reviews"],
+    }
+    assert set(touching("service=ratings&namespace=bookinfo")) == {1, 3, 4}  # 4 undid 3
+    assert touching("service=reviews&namespace=default") == {}
+    assert touching("service=reviews&namespace=bookinfo&limit=1").keys() == {5}
+    # Another org's token asks for the same service: nothing of acme's.
+    assert touching("service=reviews&namespace=bookinfo", tenants.outsider_token()) == {}
+    for bad, reason in (
+        ("service=reviews", "go together"),
+        ("namespace=bookinfo", "go together"),
+        ("service=Reviews!&namespace=bookinfo", "DNS label"),
+        ("service=reviews&namespace=bookinfo&before=3", "not with service"),
+    ):
+        got = api.get(f"/api/v1/config/revisions?{bad}", **bearer(writer))
+        assert got.status_code == 400 and reason in str(got.json()), (bad, got.json())
+
+    # Host forms: FQDN, namespaced short name, a wildcard over the namespace; a namespace-
+    # wide policy touches every service of its namespace, one of another namespace none.
+    def vs(host, ns="front"):
+        return {"kind": "VirtualService", "metadata": {"name": "v", "namespace": ns},
+                "spec": {"hosts": [host]}}  # fmt: skip
+
+    hosts = (
+        "reviews.bookinfo.svc.cluster.local",
+        "reviews.bookinfo",
+        "*.bookinfo.svc.cluster.local",
+    )
+    for host in hosts:
+        assert resource_touches(vs(host), namespace="bookinfo", service="reviews"), host
+    assert not resource_touches(vs("reviews"), namespace="bookinfo", service="reviews")
+    assert not resource_touches(vs("ratings.bookinfo"), namespace="bookinfo", service="reviews")
+    wide = {"kind": "PeerAuthentication", "metadata": {"name": "p", "namespace": "bookinfo"},
+            "spec": {"mtls": {"mode": "STRICT"}}}  # fmt: skip
+    assert resource_touches(wide, namespace="bookinfo", service="reviews")
+    assert not resource_touches(wide, namespace="shop", service="reviews")

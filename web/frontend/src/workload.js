@@ -13,6 +13,10 @@ const METRICS_URL = root.dataset.metricsUrl;
 const KIND = root.dataset.kind; // workload | app
 const NS = root.dataset.namespace;
 const NAME = root.dataset.name;
+const REVISIONS_API = root.dataset.revisions; // /api/v1/config/revisions
+const REVISIONS_URL = root.dataset.revisionsUrl; // the mesh config timeline page
+// Istio's service of a workload is its app: reviews-v2 → reviews.
+const APP = KIND === "app" ? NAME : NAME.replace(/-v\d+$/, "");
 const $ = (id) => document.getElementById(id);
 const esc = (v) => v.replace(/["\\]/g, "\\$&");
 
@@ -29,6 +33,37 @@ function selector(side, reporter) {
 
 function seconds() { return Number(new FormData($("workload-form")).get("range")); }
 
+// ---- mesh-config revisions that touched this service, as markers on every chart ----
+let revisions = [];
+const revisionHref = (r) => `${REVISIONS_URL}?${new URLSearchParams({ org: ORG })}#r${r.number}`;
+const revisionTitle = (r) => `r${r.number} · ${new Date(r.created_at).toLocaleString()} · ${r.author || "unknown"}`
+  + `${r.message ? ` — ${r.message}` : ""} · ${r.touched.join(", ")}`;
+const revisionMarkers = () => revisions.map((r) => ({ x: Date.parse(r.created_at) / 1000, label: `r${r.number}`, title: revisionTitle(r), href: revisionHref(r) }));
+
+/** The revisions in the window whose changes touched this service; [] without config:read
+    (or on any failure): the markers are a help, never an error of their own. */
+async function loadRevisions(start, end) {
+  const box = $("revisions");
+  if (!REVISIONS_API) return [];
+  const q = new URLSearchParams({ org: ORG, since: String(start * 1000), until: String(end * 1000), service: APP, namespace: NS, limit: "100" });
+  let list = [];
+  try {
+    const { res, payload } = await getJSON(`${REVISIONS_API}?${q}`);
+    list = res.ok && Array.isArray(payload) ? payload : [];
+  } catch {
+    list = [];
+  }
+  box.replaceChildren(...(list.length
+    ? [...list].sort((a, b) => a.number - b.number).map((r) => el("li", { "data-testid": "revision-marker", "data-number": String(r.number), title: revisionTitle(r) },
+      el("span", { class: "revision-tick", "aria-hidden": "true" }),
+      el("a", { href: revisionHref(r) }, el("strong", {}, `r${r.number}`)), " ",
+      el("span", { class: "muted" }, `${new Date(r.created_at).toLocaleString()} · ${r.author || "unknown"}`),
+      r.message ? ` ${r.message}` : "",
+      el("span", { class: "muted" }, ` (${r.touched.join(", ")})`)))
+    : [el("li", { class: "muted" }, `No mesh-config revision touched ${APP} (${NS}) in this window.`)]));
+  return list;
+}
+
 async function chart(box, queries, { unit = "", names, yRange = null }) {
   const span = seconds();
   const end = Math.floor(Date.now() / 1000);
@@ -44,7 +79,8 @@ async function chart(box, queries, { unit = "", names, yRange = null }) {
     const link = el("a", { class: "small", href: `${METRICS_URL}?${new URLSearchParams([["org", ORG], ...queries.map((q) => ["q", q])])}` }, "Open in the explorer");
     const plotBox = el("div", { class: "chart" });
     box.replaceChildren(plotBox, link);
-    drawChart(plotBox, { columns: toColumns(series, start, end, step), names: labels, height: 200, unit, yRange });
+    await revisionsReady;
+    drawChart(plotBox, { columns: toColumns(series, start, end, step), names: labels, height: 200, unit, yRange, markers: revisionMarkers });
   } catch (err) {
     box.replaceChildren(el("p", { class: "msg msg-error" }, err.message));
   }
@@ -138,7 +174,11 @@ async function traces(service) {
   slowest.replaceChildren(...(list.length ? [...list].sort((a, b) => b.duration - a.duration).slice(0, 8).map(item) : [none.cloneNode(true)]));
 }
 
+let revisionsReady = Promise.resolve();
+
 async function load() {
+  const end = Math.floor(Date.now() / 1000);
+  revisionsReady = loadRevisions(end - seconds(), end).then((list) => { revisions = list; });
   red("in", "destination", "destination");
   red("out", "source", "source");
   const service = await traceService();

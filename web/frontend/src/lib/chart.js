@@ -106,7 +106,8 @@ function tooltipPlugin(names) {
 
 /** Vertical markers at points in time (config revisions): a thin dashed line across the plot
     and a small label on the canvas, and for each an invisible hover target over the label
-    whose title says more. ``markers()`` returns [{x (seconds), label, title}] — [] when the
+    whose title says more (a link when the marker has an ``href``). ``markers()`` returns
+    [{x (seconds), label, title, href?}] — [] when the
     page hides them; the plot is redrawn (``plot.redraw()``) when that changes. */
 export function markersPlugin(markers, color = "#b42318") {
   let layer;
@@ -140,9 +141,13 @@ export function markersPlugin(markers, color = "#b42318") {
         }
         ctx.restore();
         layer.replaceChildren(...shown.map((m) => {
-          const hit = document.createElement("span");
+          const hit = document.createElement(m.href ? "a" : "span");
           hit.className = "chart-marker";
           hit.title = m.title;
+          if (m.href) {
+            hit.href = m.href;
+            hit.setAttribute("aria-label", m.title);
+          }
           hit.style.left = `${u.valToPos(m.x, "x") - 4}px`;
           return hit;
         }));

@@ -262,5 +262,15 @@ function schedule() {
 form.addEventListener("change", () => { load(); schedule(); });
 form.addEventListener("submit", (evt) => { evt.preventDefault(); load(); });
 $("mesh-fit").addEventListener("click", () => cy && cy.fit(undefined, 20));
+// The box narrows when the detail panel opens (or the window shrinks): the graph is fitted
+// to it again rather than left cut at the edge.
+let boxWidth = 0;
+new ResizeObserver(() => {
+  const w = graphBox.clientWidth;
+  if (!cy || !w || Math.abs(w - boxWidth) < 8) { boxWidth = w || boxWidth; return; }
+  boxWidth = w;
+  cy.resize();
+  cy.fit(undefined, 20);
+}).observe(graphBox);
 load();
 schedule();

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import readme_screenshot
 from tests.e2e.demo import MAIN_PAGES, demo_org, log_in, visit
 from tests.rules.raw_tables import _raw_sample_tables_emptied  # noqa: F401 - autouse
 
@@ -50,7 +49,6 @@ def test_every_text_on_every_main_page_has_aa_contrast(page, live_server, demo):
     for name, path, ready in MAIN_PAGES:
         visit(page, live_server.url, path, ready)
         found[name] = audit(page)
-        readme_screenshot(page, name)
     found = {k: v for k, v in found.items() if v}
     assert not found, "text below WCAG AA contrast:\n" + report(found)
 

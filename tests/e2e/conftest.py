@@ -52,8 +52,9 @@ def page(browser):
 
 
 def readme_screenshot(page, name: str) -> None:
-    """With ``CANOPY_SCREENSHOTS=docs/img`` the README's screenshots are taken from the e2e
-    tests (the viewport, not the whole page, to keep the PNGs small)."""
+    """With ``CANOPY_SCREENSHOTS=docs/img`` the README's screenshots are taken by
+    tests/e2e/test_readme_screenshots.py (the viewport, not the whole page, to keep the PNGs
+    small)."""
     folder = os.environ.get("CANOPY_SCREENSHOTS")
     if folder:
         page.evaluate("window.scrollTo(0, 0)")

@@ -8,7 +8,6 @@ from backend.metrics.storage import blocks
 from backend.pipeline.drain import org_drain
 from backend.tenancy.services import org_create, token_create, user_get_or_create
 from bench import istio_payloads as ip
-from tests.e2e.conftest import readme_screenshot
 from tests.e2e.test_metrics_explorer import PASSWORD, log_in
 
 pytestmark = pytest.mark.e2e
@@ -93,7 +92,6 @@ def test_the_graph_shows_the_edge_and_its_rate(page, live_server, mesh_org, tmp_
     page.select_option("#mesh-group", "workload")
     page.wait_for_selector("#mesh-edges tr:has-text('reviews-v2 (bookinfo)')")
     page.screenshot(path=str(tmp_path / "mesh.png"), full_page=True)
-    readme_screenshot(page, "mesh")
     assert errors == []
 
 

@@ -11,7 +11,6 @@ from backend.meshconfig import services as meshconfig
 from backend.meshconfig.models import Revision
 from backend.metrics.storage import blocks
 from backend.tenancy.services import org_create, user_get_or_create
-from tests.e2e.conftest import readme_screenshot
 from tests.metrics.samples import load
 
 pytestmark = pytest.mark.e2e
@@ -160,7 +159,6 @@ def test_query_chart_zoom_table_and_errors(page, live_server, acme):
     assert tip.locator(".tip-row").count() == 3
     assert 'app="reviews", code="200"' in tip.inner_text()
     page.screenshot(path=SCREENSHOT, full_page=True)
-    readme_screenshot(page, "explorer")
 
     # Clicking a legend entry hides its line, clicking again brings it back.
     entry = legend_rows(page).filter(has_text='code="503"')

@@ -3,7 +3,6 @@
 import pytest
 
 from backend.tenancy.services import org_create, user_get_or_create
-from tests.e2e.conftest import readme_screenshot
 from tests.e2e.test_metrics_explorer import PASSWORD, log_in
 from tests.metrics.samples import counter, load
 
@@ -51,5 +50,4 @@ def test_cardinality_explorer(page, live_server, acme, tmp_path):
         ["503", "8"],
     ]
     page.screenshot(path=str(tmp_path / "usage.png"), full_page=True)
-    readme_screenshot(page, "usage")
     assert errors == []

@@ -131,3 +131,22 @@ def test_mesh_labels_are_drawn_readable_at_820px(tablet, live_server, demo):
         }"""
     )
     assert smallest >= 11, smallest
+
+
+def test_service_map_labels_keep_their_size_at_820px(tablet, live_server, demo):
+    """The trace-derived service map is drawn at its natural size and scrolls inside its
+    box, so its names are never scaled down to fit."""
+    page = tablet
+    log_in(page, live_server.url)
+    visit(page, live_server.url, "/traces/map", ".map-node .node-name")
+    got = page.evaluate(
+        """() => ({
+          names: [...document.querySelectorAll(".map-node .node-name")].map(
+            t => t.getBoundingClientRect().height),
+          overflow: getComputedStyle(document.querySelector(".map-scroll")).overflowX,
+          page: document.scrollingElement.scrollWidth,
+        })"""
+    )
+    assert len(got["names"]) >= 4, got
+    assert min(got["names"]) >= 12, got
+    assert got["overflow"] in ("auto", "scroll") and got["page"] <= 820, got

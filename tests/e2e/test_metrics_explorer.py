@@ -424,8 +424,13 @@ def test_exemplars_are_dots_that_open_their_trace(page, live_server, acme):
     now = blocks.now_ms()
     push_with_exemplars(client, writer, now)
     send_trace(client, writer, STORED_TRACE, (now - 20 * 60 * 1000) * 1_000_000)
+    # the other trace is stored, but by another org: for acme it is not there
+    globex = org_create(slug="globex", name="Globex", owner=user_get_or_create(username="gus"))
+    _, outsider = token_create(org=globex, name="sender", scopes=["traces:write"])
+    send_trace(client, outsider, MISSING_TRACE, (now - 10 * 60 * 1000) * 1_000_000)
     org_drain(signal="metrics", org_id=acme.pk)
     org_drain(signal="traces", org_id=acme.pk)
+    org_drain(signal="traces", org_id=globex.pk)
 
     log_in(page, live_server, "ada")
     page.goto(f"{live_server.url}/metrics?q=checkout_requests_total&range=1h")

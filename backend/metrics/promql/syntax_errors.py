@@ -133,8 +133,7 @@ _PRECEDENCE = {
 _METRIC_WORDS = frozenset(
     {IDENTIFIER, METRIC_IDENTIFIER, "LAND", "LOR", "LUNLESS", "BY", "OFFSET", "WITHOUT"}
     | {"START", "END"}
-    | (_AGGREGATOR_TYPES - {"GROUP"})
-    | {"GROUP"}
+    | _AGGREGATOR_TYPES
 )
 _LABEL_WORDS = frozenset(
     {IDENTIFIER, METRIC_IDENTIFIER, "LAND", "LOR", "LUNLESS", "ATAN2", "BOOL", "BY"}
@@ -1034,9 +1033,6 @@ def _op_text(kind: str) -> str:
 
 
 class _TypeCheck:
-    def __init__(self, text: str) -> None:
-        self.text = text
-
     def expect(self, node: _Node, want: str, context: str) -> None:
         got = self.check(node)
         if got != want:
@@ -1187,7 +1183,7 @@ def syntax_error(
     regex does not compile (``None`` if it does)."""
     try:
         tree = _Parser(query, known_function, regex_problem).parse()
-        _TypeCheck(query).check(tree)
+        _TypeCheck().check(tree)
     except _Found as found:
         return found.pos, found.message
     except RecursionError:

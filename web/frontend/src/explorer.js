@@ -292,6 +292,7 @@ function makePanel(initial = "", mode = "graph") {
     if (panels.length === 1) return;
     panels.splice(panels.indexOf(panel), 1);
     box.remove();
+    updateExemplarsToggle();
     writeURL(true);
   } }, "Remove");
   // Enter accepts an open completion (even within its first moments), else runs the queries.
@@ -360,11 +361,13 @@ function showError(panel, { error, type }) {
 async function runPanel(panel, win) {
   const query = panel.query;
   if (panel.controller) panel.controller.abort();
-  if (!query) { showState(panel, el("p", {}, "Write a PromQL query, start from a metric, or pick an example; Enter runs it.")); panel.meta.textContent = ""; return; }
+  if (!query) { showState(panel, el("p", {}, "Write a PromQL query, start from a metric, or pick an example; Enter runs it.")); panel.meta.textContent = ""; panel.exemplars = []; updateExemplarsToggle(); return; }
   panel.controller = new AbortController();
   panel.body.setAttribute("aria-busy", "true");
   try {
     if (panel.mode === "table") {
+      panel.exemplars = [];
+      updateExemplarsToggle();
       const answer = await api("query", { query, time: win.end }, panel.controller.signal);
       if (answer.error) return showError(panel, answer);
       return showTable(panel, answer.data, win);

@@ -810,4 +810,7 @@ MID_QUERY_PARSE_ERRORS = [
     "(x))",
     "x + (y",
     "sum(x))",
+    "x OFFSET 5",
+    "x Offset 1.5",
+    'sum(x{a="b"}) by (a) OFFSET 5',
 ]

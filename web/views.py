@@ -143,6 +143,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
             "examples": METRICS_EXAMPLES,
             "public_url": _public_url(request),
             "api_base": reverse("prom-query").removesuffix("query"),
+            "jaeger_api": reverse("jaeger-services").removesuffix("services"),
+            "trace_url": reverse("web:trace", args=["0"]).removesuffix("0"),
         },
     )
 

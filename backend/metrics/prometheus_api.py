@@ -211,6 +211,9 @@ class PrometheusView(OrgAPIView):
     post = get
 
 
+_PARSE_ERROR = re.compile(r"\d+:\d+: parse error: ")
+
+
 class QueryView(PrometheusView):
     bounded_reads = False  # the engine opens its own bounded reading
 
@@ -220,14 +223,20 @@ class QueryView(PrometheusView):
             raise promql.BadData('invalid parameter "query": no query given')
         when = self.param("time")
         time_ms = parse_time("time", when) if when else int(time.time() * 1000)
-        return success(
-            promql.instant_query(
+        try:
+            result = promql.instant_query(
                 querier=PostgresQuerier(org_id=self.org.pk),
                 query=query,
                 time_ms=time_ms,
                 limits=self.limits(),
             )
-        )
+        except promql.BadData as exc:
+            if _PARSE_ERROR.match(str(exc)):
+                # Prometheus names the parameter for an instant query's parse errors (not for
+                # query_range's nor query_exemplars')
+                raise promql.BadData(f'invalid parameter "query": {exc}') from None
+            raise
+        return success(result)
 
 
 class QueryRangeView(PrometheusView):

@@ -4,6 +4,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -147,6 +148,8 @@ class AuditEvent(models.Model):
 
 
 MiB = 1024 * 1024
+MAX_PROMOTED_ATTRIBUTES = 64  # names in promote_otel_resource_attributes
+MAX_PROMOTED_ATTRIBUTE_LENGTH = 256  # characters of one name
 
 
 # What an org admin may change of its own limits (within the *_max bounds); every other field
@@ -213,6 +216,15 @@ class OrgLimits(models.Model):
     )
     max_global_exemplars_per_user = models.PositiveIntegerField(
         default=100_000, help_text="exemplars kept per org, the newest; 0 drops them"
+    )
+    # OTLP metrics (Mimir's promote_otel_resource_attributes, Prometheus's
+    # otlp.promote_resource_attributes).
+    promote_otel_resource_attributes = ArrayField(
+        models.CharField(max_length=MAX_PROMOTED_ATTRIBUTE_LENGTH),
+        size=MAX_PROMOTED_ATTRIBUTES,
+        default=list,
+        blank=True,
+        help_text="OTLP resource attributes added as labels to every series of their resource",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

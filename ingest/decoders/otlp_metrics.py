@@ -20,6 +20,9 @@ metric suffixes on):
   ``service.name``), ``instance`` is ``service.instance.id``;
 - ``target_info`` (value 1, at the resource's newest data point) carries the other resource
   attributes with ``job`` and ``instance``, when there are any;
+- resource attributes named in ``promote_resource_attributes`` (the org's
+  ``promote_otel_resource_attributes``) are labels of every series of the resource too (a data
+  point attribute of the same name wins; ``job``/``instance`` win over both);
 - gauges and cumulative sums are one series each; cumulative histograms become ``_bucket``
   (cumulative, ``le`` as Go's ``FormatFloat(b, 'f', -1)`` writes it, ``+Inf`` = count), ``_sum``
   (when the point has one) and ``_count``; summaries ``{quantile=…}``, ``_sum`` and ``_count``;
@@ -299,6 +302,7 @@ def decode_otlp_metrics(
     now_ms: int,
     max_age_ms: int | None,
     future_grace_ms: int = 600_000,
+    promote_resource_attributes: frozenset[str] = frozenset(),
 ) -> OtlpMetricsBatch:
     """Decode one OTLP/HTTP metrics export body (see the module's docstring).
 
@@ -315,6 +319,7 @@ def decode_otlp_metrics(
         now_ms=now_ms,
         max_age_ms=max_age_ms,
         future_grace_ms=future_grace_ms,
+        promote=promote_resource_attributes,
     )
 
 
@@ -325,6 +330,7 @@ def decode_otlp_metrics_protobuf(
     now_ms: int,
     max_age_ms: int | None,
     future_grace_ms: int = 600_000,
+    promote_resource_attributes: frozenset[str] = frozenset(),
 ) -> OtlpMetricsBatch:
     """An encoded (uncompressed) ``ExportMetricsServiceRequest``: the gRPC path."""
     return _translate(
@@ -333,6 +339,7 @@ def decode_otlp_metrics_protobuf(
         now_ms=now_ms,
         max_age_ms=max_age_ms,
         future_grace_ms=future_grace_ms,
+        promote=promote_resource_attributes,
     )
 
 
@@ -382,6 +389,28 @@ def _hex_ids_to_base64(node: Any, depth: int) -> None:
 # --- translation ------------------------------------------------------------------------------
 
 
+@dataclass(slots=True, frozen=True)
+class _Resource:
+    """What a resource adds to each of its series: ``promoted`` attributes (the org's
+    ``promote_otel_resource_attributes``; a data point's own attribute of the same name wins)
+    and ``target`` (``job``/``instance``, which win over both)."""
+
+    target: dict[str, str]
+    promoted: dict[str, str]
+
+
+def _promoted_labels(attributes: Any, promote: frozenset[str]) -> dict[str, str]:
+    """The resource attributes named in ``promote``, as labels, in key order; of two whose
+    names collide once sanitised, the first (by key) is kept, as in Prometheus."""
+    out: dict[str, str] = {}
+    if not promote:
+        return out
+    for kv in sorted(attributes, key=_KEY):
+        if kv.key in promote:
+            out.setdefault(normalize_label(kv.key), _attribute_text(kv.value))
+    return out
+
+
 class _Builder:
     """Series (label dicts, deduplicated by their sorted pairs) and samples, in request order."""
 
@@ -424,6 +453,7 @@ def _translate(
     now_ms: int,
     max_age_ms: int | None,
     future_grace_ms: int,
+    promote: frozenset[str],
 ) -> OtlpMetricsBatch:
     out = _Builder()
     for resource_metrics in request.resource_metrics:
@@ -437,10 +467,11 @@ def _translate(
             target["job"] = job
         if _SERVICE_INSTANCE_ID in by_key:
             target["instance"] = _attribute_text(by_key[_SERVICE_INSTANCE_ID])
+        resource = _Resource(target=target, promoted=_promoted_labels(resource_attributes, promote))
         newest_ns = 0
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                newest_ns = max(newest_ns, _metric(metric, target, out))
+                newest_ns = max(newest_ns, _metric(metric, resource, out))
         if newest_ns and target and any(kv.key not in _IDENTIFYING for kv in resource_attributes):
             labels = _label_dict(resource_attributes, skip=_IDENTIFYING)
             labels.update(target)
@@ -469,7 +500,7 @@ def _translate(
     )
 
 
-def _metric(metric: Any, target: dict[str, str], out: _Builder) -> int:
+def _metric(metric: Any, resource: _Resource, out: _Builder) -> int:
     """Adds the metric's series; returns its newest data point's time (ns), 0 if none."""
     data = metric.WhichOneof("data")
     newest = 0
@@ -483,7 +514,7 @@ def _metric(metric: Any, target: dict[str, str], out: _Builder) -> int:
         name = metric_name(metric.name, metric.unit, kind=data, monotonic=monotonic)
         _add_metadata(out, name, "counter" if monotonic else "gauge", metric)
         for point in points:
-            labels = _point_labels(point.attributes, target, name)
+            labels = _point_labels(point.attributes, resource, name)
             value = _number(point)
             ts = point.time_unix_nano // 1_000_000
             series = out.add(labels, ts, value)
@@ -498,7 +529,7 @@ def _metric(metric: Any, target: dict[str, str], out: _Builder) -> int:
         name = metric_name(metric.name, metric.unit, kind="histogram")
         _add_metadata(out, name, "histogram", metric)
         for point in points:
-            _histogram_point(point, target, name, out)
+            _histogram_point(point, resource, name, out)
             newest = max(newest, point.time_unix_nano)
     elif data == "summary":
         points = metric.summary.data_points
@@ -509,16 +540,16 @@ def _metric(metric: Any, target: dict[str, str], out: _Builder) -> int:
             ts = point.time_unix_nano // 1_000_000
             stale = bool(point.flags & _NO_RECORDED_VALUE)
             for quantile in point.quantile_values:
-                labels = _point_labels(point.attributes, target, name)
+                labels = _point_labels(point.attributes, resource, name)
                 labels["quantile"] = _format_float(quantile.quantile)
                 out.add(labels, ts, STALE_NAN if stale else quantile.value)
             out.add(
-                _point_labels(point.attributes, target, name + "_sum"),
+                _point_labels(point.attributes, resource, name + "_sum"),
                 ts,
                 STALE_NAN if stale else point.sum,
             )
             out.add(
-                _point_labels(point.attributes, target, name + "_count"),
+                _point_labels(point.attributes, resource, name + "_count"),
                 ts,
                 STALE_NAN if stale else float(point.count),
             )
@@ -552,9 +583,12 @@ def _add_metadata(out: _Builder, name: str, kind: str, metric: Any) -> None:
         out.metadata[name] = (name, kind, metric.description[:4096], metric.unit[:256])
 
 
-def _point_labels(attributes: Any, target: dict[str, str], name: str) -> dict[str, str]:
+def _point_labels(attributes: Any, resource: _Resource, name: str) -> dict[str, str]:
     labels = _label_dict(attributes)
-    labels.update(target)
+    for label, value in resource.promoted.items():
+        # A data point's own attribute wins over a promoted one of the same name.
+        labels.setdefault(label, value)
+    labels.update(resource.target)
     labels[METRIC_NAME] = name
     return labels
 
@@ -567,7 +601,7 @@ def _number(point: Any) -> float:
     return point.as_double
 
 
-def _histogram_point(point: Any, target: dict[str, str], name: str, out: _Builder) -> None:
+def _histogram_point(point: Any, resource: _Resource, name: str, out: _Builder) -> None:
     ts = point.time_unix_nano // 1_000_000
     stale = bool(point.flags & _NO_RECORDED_VALUE)
     bounds = list(point.explicit_bounds)
@@ -578,24 +612,24 @@ def _histogram_point(point: Any, target: dict[str, str], name: str, out: _Builde
         if i >= len(counts):
             break
         cumulative += counts[i]
-        labels = _point_labels(point.attributes, target, name + "_bucket")
+        labels = _point_labels(point.attributes, resource, name + "_bucket")
         labels["le"] = _format_float(bound)
         bucket_series.append(
             (bound, out.add(labels, ts, STALE_NAN if stale else float(cumulative)))
         )
-    labels = _point_labels(point.attributes, target, name + "_bucket")
+    labels = _point_labels(point.attributes, resource, name + "_bucket")
     labels["le"] = "+Inf"
     bucket_series.append(
         (math.inf, out.add(labels, ts, STALE_NAN if stale else float(point.count)))
     )
     if point.HasField("sum"):
         out.add(
-            _point_labels(point.attributes, target, name + "_sum"),
+            _point_labels(point.attributes, resource, name + "_sum"),
             ts,
             STALE_NAN if stale else point.sum,
         )
     out.add(
-        _point_labels(point.attributes, target, name + "_count"),
+        _point_labels(point.attributes, resource, name + "_count"),
         ts,
         STALE_NAN if stale else float(point.count),
     )

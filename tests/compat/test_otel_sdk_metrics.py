@@ -3,8 +3,11 @@ then read back as Prometheus series with the names and labels Prometheus/Mimir w
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
 import requests
+from django.core.management import call_command
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
     OTLPMetricExporter as GrpcExporter,
@@ -198,3 +201,79 @@ def test_sdk_exemplars_link_the_histogram_bucket_to_the_trace(live_server, orgs,
     (exemplar,) = series["exemplars"]
     assert exemplar["labels"] == {"trace_id": trace_id, "span_id": span_id}
     assert exemplar["value"] == "42"
+
+
+PROMOTING_RESOURCE = {
+    **RESOURCE,
+    "deployment.environment": "prod",
+    "cloud.region": "eu-west-1",
+    "http.route": "/from-the-resource",  # a data point attribute of the same name wins
+}
+
+
+def _emit_promoting(exporter) -> None:
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(resource=Resource.create(PROMOTING_RESOURCE), metric_readers=[reader])
+    meter = provider.get_meter("canopy.tests")
+    meter.create_counter("orders.placed").add(2, {"http.route": "/cart"})
+    meter.create_histogram("order.value", unit="By").record(300, {"http.route": "/cart"})
+    provider.force_flush()
+    provider.shutdown()
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_promoted_resource_attributes_label_every_series_of_the_org_that_asked(
+    live_server, orgs, transport
+):
+    acme, globex = orgs
+    call_command(
+        "set_limits",
+        "--org",
+        "acme",
+        "promote_otel_resource_attributes=deployment.environment,http.route,absent.attr",
+        stdout=StringIO(),
+    )
+    server = None
+    exporters = {}
+    if transport == "grpc":
+        server, port = build_server("127.0.0.1:0", workers=2)
+        server.start()
+    try:
+        for org in orgs:
+            _, secret = token_create(org=org, name="otel", scopes=["metrics:write"])
+            if server is None:
+                exporters[org.slug] = HttpExporter(
+                    endpoint=f"{live_server.url}/otlp/v1/metrics",
+                    headers={"authorization": f"Bearer {secret}"},
+                )
+            else:
+                exporters[org.slug] = GrpcExporter(
+                    endpoint=f"127.0.0.1:{port}",
+                    insecure=True,
+                    headers=(("authorization", f"Bearer {secret}"),),
+                )
+            _emit_promoting(exporters[org.slug])
+    finally:
+        if server is not None:
+            server.stop(grace=1).wait()
+
+    target = {"job": "shop/checkout", "instance": "checkout-7d9f"}
+    (orders,) = _series(acme, "orders_placed_total").values()
+    assert orders == {
+        "__name__": "orders_placed_total",
+        "deployment_environment": "prod",  # promoted, sanitised like any label
+        "http_route": "/cart",  # the point's own attribute, not the resource's
+        **target,
+    }
+    buckets = _series(acme, "order_value_bytes_bucket").values()
+    assert buckets and all(b["deployment_environment"] == "prod" for b in buckets)
+    for suffix in ("_sum", "_count"):
+        (series,) = _series(acme, "order_value_bytes" + suffix).values()
+        assert series["deployment_environment"] == "prod"
+        assert "cloud_region" not in series  # not asked for
+    (info,) = _series(acme, "target_info").values()
+    assert info["deployment_environment"] == "prod" and info["cloud_region"] == "eu-west-1"
+
+    # globex left the setting at its default (empty): nothing promoted there
+    (plain,) = _series(globex, "orders_placed_total").values()
+    assert plain == {"__name__": "orders_placed_total", "http_route": "/cart", **target}

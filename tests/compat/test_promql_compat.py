@@ -557,15 +557,26 @@ def test_invalid_expressions_fail_like_in_prometheus(prometheus, canopy, timelin
 def test_parse_errors_say_what_prometheus_says_where_it_says_it(prometheus, canopy, timeline):
     _require_api(canopy)
     differ = []
-    for expr in px.PARSE_ERROR_MESSAGES:
-        want = prometheus.instant(expr, timeline.end_ms)
-        got = canopy.target.instant(expr, timeline.end_ms)
-        assert want.status == 400 and want.error_type == "bad_data", (expr, want.text)
-        # (the API's 'invalid parameter "query": ' prefix is not the parser's: compared apart)
-        want_message = want.error.removeprefix('invalid parameter "query": ')
-        got_message = got.error.removeprefix('invalid parameter "query": ')
-        if (got.status, got.error_type, got_message) != (400, "bad_data", want_message):
-            differ.append(f"{expr!r}\n  prometheus: {want.error}\n  canopy:     {got.error}")
+    start, end, step = timeline.ranges()["step30s"]
+    for expr in px.PARSE_ERRORS + px.PARSE_ERROR_MESSAGES + px.MID_QUERY_PARSE_ERRORS:
+        for kind, want, got in (
+            (
+                "instant",
+                prometheus.instant(expr, timeline.end_ms),
+                canopy.target.instant(expr, timeline.end_ms),
+            ),
+            (
+                "range",
+                prometheus.range(expr, start, end, step),
+                canopy.target.range(expr, start, end, step),
+            ),
+        ):
+            assert want.status == 400 and want.error_type == "bad_data", (expr, want.text)
+            # the whole message: instant queries prefix it with 'invalid parameter "query": '
+            if (got.status, got.error_type, got.error) != (400, "bad_data", want.error):
+                differ.append(
+                    f"{kind} {expr!r}\n  prometheus: {want.error}\n  canopy:     {got.error}"
+                )
     assert not differ, "\n".join(differ)
 
 

@@ -1,16 +1,24 @@
 """The Metrics explorer in a real Chromium: query, chart, hover, legend, errors, onboarding."""
 
 import math
+import struct
 from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
+from django.test import Client
 from django.utils import timezone
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from backend.meshconfig import services as meshconfig
 from backend.meshconfig.models import Revision
 from backend.metrics.storage import blocks
-from backend.tenancy.services import org_create, user_get_or_create
+from backend.pipeline.drain import org_drain
+from backend.tenancy.services import org_create, token_create, user_get_or_create
+from bench import istio_payloads as ip
+from tests.helpers.otlp import kv
 from tests.metrics.samples import load
 
 pytestmark = pytest.mark.e2e
@@ -338,3 +346,148 @@ def test_config_revisions_are_marked_on_the_charts(page, live_server, acme):
     assert page.locator("[data-testid=revision-marker]").count() == 0
     assert page.locator(".chart-marker").count() == 0
     assert page.locator("#revisions-toggle").is_hidden()
+
+
+STORED_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+MISSING_TRACE = "00f067aa0ba902b7a3ce929d0e0e4736"
+
+
+def push_with_exemplars(client, token: str, now_ms: int) -> None:
+    """Remote-write 1.0: a counter over the last 30 minutes, two samples carrying exemplars
+    (one whose trace Canopy stores, one whose trace it never received)."""
+    labels = ip.encode_labels([("__name__", "checkout_requests_total"), ("route", "/cart")])
+    body = labels
+    for ago in range(30 * 60, -1, -15):
+        t = now_ms - ago * 1000
+        body += ip._field_bytes(
+            2, b"\x09" + struct.pack("<d", 100 + (1800 - ago) / 15) + b"\x10" + ip._varint(t)
+        )
+    for ago, trace, value in ((20 * 60, STORED_TRACE, 120.0), (10 * 60, MISSING_TRACE, 160.0)):
+        exemplar_labels = ip.encode_labels([("trace_id", trace), ("span_id", "00f067aa0ba902b7")])
+        body += ip._field_bytes(
+            3,
+            exemplar_labels
+            + b"\x11"
+            + struct.pack("<d", value)
+            + b"\x18"
+            + ip._varint(now_ms - ago * 1000),
+        )
+    response = client.post(
+        "/api/v1/push",
+        ip.compress(ip._field_bytes(1, body)),
+        content_type="application/x-protobuf",
+        HTTP_CONTENT_ENCODING="snappy",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 204, response.content
+    assert response["X-Prometheus-Remote-Write-Exemplars-Written"] == "2"
+
+
+def send_trace(client, token: str, trace: str, start_ns: int) -> None:
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource=Resource(attributes=[kv("service.name", "checkout")]),
+                scope_spans=[
+                    ScopeSpans(
+                        spans=[
+                            Span(
+                                trace_id=bytes.fromhex(trace),
+                                span_id=bytes.fromhex("00f067aa0ba902b7"),
+                                name="POST /cart",
+                                kind=2,
+                                start_time_unix_nano=start_ns,
+                                end_time_unix_nano=start_ns + 42_000_000,
+                            )
+                        ]
+                    )
+                ],
+            )
+        ]
+    )
+    response = client.post(
+        "/v1/traces",
+        request.SerializeToString(),
+        content_type="application/x-protobuf",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 200, response.content
+
+
+def test_exemplars_are_dots_that_open_their_trace(page, live_server, acme):
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    client = Client()
+    _, writer = token_create(org=acme, name="sender", scopes=["metrics:write", "traces:write"])
+    now = blocks.now_ms()
+    push_with_exemplars(client, writer, now)
+    send_trace(client, writer, STORED_TRACE, (now - 20 * 60 * 1000) * 1_000_000)
+    # the other trace is stored, but by another org: for acme it is not there
+    globex = org_create(slug="globex", name="Globex", owner=user_get_or_create(username="gus"))
+    _, outsider = token_create(org=globex, name="sender", scopes=["traces:write"])
+    send_trace(client, outsider, MISSING_TRACE, (now - 10 * 60 * 1000) * 1_000_000)
+    org_drain(signal="metrics", org_id=acme.pk)
+    org_drain(signal="traces", org_id=acme.pk)
+    org_drain(signal="traces", org_id=globex.pk)
+
+    log_in(page, live_server, "ada")
+    page.goto(f"{live_server.url}/metrics?q=checkout_requests_total&range=1h")
+    page.wait_for_selector(".chart .u-over")
+    dots = page.locator(".chart [data-testid=exemplar]")
+    dots.first.wait_for()
+    assert dots.count() == 2
+    assert "2 exemplars" in page.inner_text(".panel .result-meta")
+    assert page.is_visible("#exemplars-toggle") and page.is_checked("#show-exemplars")
+    stored = page.locator(f".chart [data-trace-id='{STORED_TRACE}']")
+    missing = page.locator(f".chart [data-trace-id='{MISSING_TRACE}']")
+    # drawn where they are: 20 and 10 minutes ago in the last hour, the later one higher
+    over = page.locator(".chart .u-over").bounding_box()
+    first, second = stored.bounding_box(), missing.bounding_box()
+    assert 0.6 < (first["x"] + 6 - over["x"]) / over["width"] < 0.74
+    assert 0.77 < (second["x"] + 6 - over["x"]) / over["width"] < 0.9
+    assert second["y"] < first["y"]
+
+    # Hovering shows the exemplar's labels, value and time, and whether its trace is here.
+    missing.hover()
+    tip = page.locator("[data-testid=exemplar-tip]")
+    tip.wait_for(state="visible")
+    assert MISSING_TRACE in tip.inner_text() and "160" in tip.inner_text()
+    assert 'checkout_requests_total{route="/cart"}' in tip.inner_text()
+    page.wait_for_function(
+        "document.querySelector('[data-testid=exemplar-tip] .exemplar-status')"
+        ".textContent.includes('not stored')"
+    )
+    # ... a click on it stays on the page and says so: no dead link
+    missing.click()
+    assert "not stored" in tip.inner_text()
+    assert "/metrics" in page.url
+    stored.hover()
+    page.wait_for_function(
+        "document.querySelector('[data-testid=exemplar-tip] .exemplar-status')"
+        ".textContent.includes('open the trace')"
+    )
+    assert "span_id" in tip.inner_text() and "120" in tip.inner_text()
+    page.screenshot(path="/tmp/metrics-exemplars.png", full_page=True)
+
+    # The toggle hides the dots, and brings them back.
+    page.uncheck("#show-exemplars")
+    assert dots.count() == 0
+    page.check("#show-exemplars")
+    assert dots.count() == 2
+
+    # A click on the stored one opens its trace.
+    stored.click()
+    page.wait_for_url(f"**/traces/{STORED_TRACE}?org=acme")
+    page.wait_for_selector("#trace-head", state="visible")
+    assert "POST /cart" in page.inner_text("#trace")
+    # (the browser logs the trace API's 404 for the missing trace: that is the check)
+    assert [e for e in errors if "status of 404" not in e] == []
+
+
+def test_charts_without_exemplars_have_no_dots_nor_toggle(page, live_server, acme):
+    log_in(page, live_server, "ada")
+    page.goto(f"{live_server.url}/metrics?q={quote(RATE_QUERY)}&range=1h")
+    page.wait_for_selector(".chart .u-over")
+    assert page.locator(".chart [data-testid=exemplar]").count() == 0
+    assert page.is_hidden("#exemplars-toggle")
+    assert "exemplar" not in page.inner_text(".panel .result-meta")

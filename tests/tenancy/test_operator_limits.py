@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 
 from backend.tenancy.models import AuditEvent
 from backend.tenancy.selectors import limits_get
+from tests.helpers.credentials import bearer
 
 pytestmark = pytest.mark.django_db
 
@@ -75,3 +76,51 @@ def test_platform_staff_change_quotas_in_the_django_admin(client, tenants):
 def test_org_owners_are_not_platform_staff(client, tenants):
     client.force_login(tenants.owner)
     assert client.get("/admin/tenancy/orglimits/").status_code == 302  # to the admin login
+
+
+def test_set_limits_takes_a_comma_separated_list_and_tenants_read_it(api, tenants):
+    out = StringIO()
+    call_command(
+        "set_limits",
+        "--org",
+        "acme",
+        "promote_otel_resource_attributes=k8s.pod.name, deployment.environment,",
+        stdout=out,
+    )
+    assert "k8s.pod.name,deployment.environment (changed)" in out.getvalue()
+    limits = limits_get(org_id=tenants.org.pk)
+    assert limits.promote_otel_resource_attributes == ["k8s.pod.name", "deployment.environment"]
+    assert limits_get(org_id=tenants.other_org.pk).promote_otel_resource_attributes == []
+    read = api.get("/api/v1/limits", **bearer(tenants.token(["metrics:read"]))).json()
+    assert read["promote_otel_resource_attributes"] == ["k8s.pod.name", "deployment.environment"]
+    other = api.get("/api/v1/limits", **bearer(tenants.outsider_token())).json()
+    assert other["promote_otel_resource_attributes"] == []
+    # an org admin cannot change it: it is the operator's
+    admin = tenants.token(["admin"])
+    change = {"promote_otel_resource_attributes": ["x"]}
+    refused = api.patch("/api/v1/limits", change, format="json", **bearer(admin))
+    assert refused.status_code == 403
+    # "name=" empties the list
+    call_command("set_limits", "--org", "acme", "promote_otel_resource_attributes=", stdout=out)
+    assert limits_get(org_id=tenants.org.pk).promote_otel_resource_attributes == []
+
+
+def test_set_limits_refuses_too_many_or_too_long_promoted_attributes(tenants):
+    many = ",".join(f"a{i}" for i in range(65))
+    with pytest.raises(CommandError, match="no more than 64"):
+        call_command(
+            "set_limits",
+            "--org",
+            "acme",
+            f"promote_otel_resource_attributes={many}",
+            stdout=StringIO(),
+        )
+    with pytest.raises(CommandError, match="at most 256 characters"):
+        call_command(
+            "set_limits",
+            "--org",
+            "acme",
+            f"promote_otel_resource_attributes={'x' * 257}",
+            stdout=StringIO(),
+        )
+    assert limits_get(org_id=tenants.org.pk).promote_otel_resource_attributes == []

@@ -3,14 +3,17 @@ language (the parser follows 3.x, which renamed ``holt_winters`` and added a few
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 
 import promql_parser as pp
 import re2
 
 from backend.metrics.labels import anchored_regex
 from backend.metrics.promql.errors import BadData
-from backend.metrics.promql.parse_messages import prometheus_parse_error
+from backend.metrics.promql.parse_messages import position, prometheus_parse_error
+from backend.metrics.promql.syntax_errors import syntax_error
 
 _RE2_TEXT = re2.Options()
 _RE2_TEXT.dot_nl = True
@@ -63,14 +66,23 @@ def unwrap(node):
 
 def parse_expr(query: str) -> pp.Expr:
     if not query.strip():
-        raise BadData("empty query")
+        raise BadData("1:1: parse error: no expression found in input")
     check_size(query)
     try:
         expr = pp.parse(query)
+        if _newer_syntax(query):
+            # Forms of Prometheus 3 the parser takes and Prometheus 2 refuses (a number where a
+            # duration goes, a quoted label name): Prometheus 2's grammar decides.
+            found = _first_error(query)
+            if found is not None:
+                raise BadData(found)
         pp.walk(expr, pre_visit=_check_node)
     except ValueError as exc:
-        raise BadData(prometheus_parse_error(query, str(exc))) from None
-    except BadData:
+        raise BadData(_first_error(query) or prometheus_parse_error(query, str(exc))) from None
+    except BadData as exc:
+        if str(exc).startswith("1:1: parse error: "):
+            # a refusal of _check_node, which knows what but not where
+            raise BadData(_first_error(query) or str(exc)) from None
         raise
     except BaseException as exc:
         # The parser is Rust under pyo3: a panic surfaces as pyo3's PanicException, which
@@ -79,6 +91,65 @@ def parse_expr(query: str) -> pp.Expr:
             raise
         raise BadData("1:1: parse error: the parser refused this query") from None
     return expr
+
+
+_NUMBER_TEXT = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_OFFSET_NUMBER = re.compile(rf"(?i:offset)\s*-?\s*{_NUMBER_TEXT}(?![0-9a-zA-Z_.])")  # offset 5
+_BRACKET_NUMBER = re.compile(rf"[\[:]\s*{_NUMBER_TEXT}\s*[\]:]")  # [5], [5:1], [5m:1]
+_QUOTED_LABEL = re.compile(r"""\{\s*["'`]|["'`]\s*(?:=~|!~|!=|=(?!=))""")  # {"name"}, {"a.b"="c"}
+
+
+def _newer_syntax(query: str) -> bool:
+    """Whether the query may use a form of Prometheus 3 that Prometheus 2 refuses (the regexes
+    only pick the queries to check; the grammar walk decides)."""
+    return bool(
+        ("offset" in query.lower() and _OFFSET_NUMBER.search(query))
+        or _BRACKET_NUMBER.search(query)
+        or _QUOTED_LABEL.search(query)
+    )
+
+
+def _first_error(query: str) -> str | None:
+    """The first error Prometheus reports in a query (syntax, then types), as it words it and
+    where it places it; ``None`` when its grammar walk finds none."""
+    found = syntax_error(query, _known_function, _regex_problem)
+    if found is None:
+        return None
+    offset, text = found
+    return f"{position(query, offset)}: parse error: {text}"
+
+
+# RE2's words for a bad regex, and Go's (Prometheus's regexp package) for the same problem.
+_GO_REGEX_WORDS = {
+    "missing )": "missing closing )",
+    "missing ]": "missing closing ]",
+    "bad repetition operator": "invalid nested repetition operator",
+    "no argument for repetition operator": "missing argument to repetition operator",
+    "invalid repetition size": "invalid repeat count",
+}
+
+
+def _regex_problem(pattern: str) -> str | None:
+    try:
+        anchored_regex(pattern)
+    except re2.error as exc:
+        text = exc.args[0] if exc.args else ""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        code, _, fragment = str(text).partition(": ")
+        return f"error parsing regexp: {_GO_REGEX_WORDS.get(code, code)}: `{fragment}`"
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _known_function(name: str) -> bool:
+    if name in NOT_IN_2X:
+        return False
+    try:
+        pp.parse(f"{name}()")
+    except ValueError as exc:
+        return "unknown function" not in str(exc)
+    return True
 
 
 # Guards checked on the text BEFORE the parser sees it. The parser recurses once per level

@@ -43,7 +43,7 @@ def _type_word(name: str) -> str:
     return _TYPE_WORDS.get(name, name)
 
 
-def _position(query: str, offset: int) -> str:
+def position(query: str, offset: int) -> str:
     """Prometheus's ``line:column`` (1-based; columns count bytes) of a character offset."""
     before = query[:offset]
     line = before.count("\n") + 1
@@ -116,7 +116,7 @@ def prometheus_parse_error(query: str, message: str) -> str:
             f"expected type {_type_word(expected)} in call to function "
             f'"{function}", got {_type_word(got)}'
         )
-        return f"{_position(query, offset or 0)}: parse error: {text}"
+        return f"{position(query, offset or 0)}: parse error: {text}"
     found = _TYPE_IN_AGGREGATION.fullmatch(message)
     if found is not None:
         expected, got = found.groups()
@@ -127,22 +127,22 @@ def prometheus_parse_error(query: str, message: str) -> str:
         text = (
             f"expected type {_type_word(expected)} in aggregation parameter, got {_type_word(got)}"
         )
-        return f"{_position(query, offset or 0)}: parse error: {text}"
+        return f"{position(query, offset or 0)}: parse error: {text}"
     found = _ARGUMENT_COUNT.fullmatch(message)
     if found is not None:
         expected, function, got = found.groups()
         call = _call_arguments(query, function)
         offset = call[0] if call is not None else 0
         text = f'expected {expected} argument(s) in call to "{function}", got {got}'
-        return f"{_position(query, offset)}: parse error: {text}"
+        return f"{position(query, offset)}: parse error: {text}"
     found = _UNKNOWN_FUNCTION.fullmatch(message)
     if found is not None:
         (function,) = found.groups()
         call = _call_arguments(query, function)
         offset = call[0] if call is not None else 0
-        return f'{_position(query, offset)}: parse error: unknown function with name "{function}"'
+        return f'{position(query, offset)}: parse error: unknown function with name "{function}"'
     if message in _AT_END:
-        return f"{_position(query, len(query))}: parse error: {_AT_END[message]}"
+        return f"{position(query, len(query))}: parse error: {_AT_END[message]}"
     if message == "invalid promql query" and _BINARY_OPERATOR_AT_END.search(query):
-        return f"{_position(query, len(query))}: parse error: unexpected end of input"
+        return f"{position(query, len(query))}: parse error: unexpected end of input"
     return f"1:1: parse error: {message}"

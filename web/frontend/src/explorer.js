@@ -4,7 +4,9 @@
 // are), drawn by uPlot (drag to zoom) or shown as a table of the instant result. Relative or
 // absolute time range, step, query history (this browser), a label browser, and the state
 // in the URL (shareable, back button). The mesh-config revisions made in the range are
-// drawn on every chart as markers (when the user may read them: config:read).
+// drawn on every chart as markers (when the user may read them: config:read). Exemplars of
+// the queried series (query_exemplars) are dots on the chart: hover shows their labels,
+// value and time, a click opens their trace when Canopy stores it.
 import { EditorView, keymap, placeholder } from "@codemirror/view";
 import { EditorState } from "@codemirror/state";
 import { defaultKeymap, history as editHistory, historyKeymap, insertNewlineAndIndent } from "@codemirror/commands";
@@ -19,6 +21,9 @@ const root = document.getElementById("explorer");
 const API = root.dataset.api; // "/prometheus/api/v1/"
 const ORG = root.dataset.org;
 const REVISIONS_API = root.dataset.revisions; // "/api/v1/config/revisions"
+const JAEGER = root.dataset.jaeger; // "/jaeger/api/"
+const TRACE_URL = root.dataset.traceUrl; // "/traces/"
+const MAX_EXEMPLARS = 500; // dots per chart
 const MAX_SERIES = 50;
 const TARGET_POINTS = 250;
 const NICE_STEPS = [15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
@@ -38,6 +43,8 @@ const nameList = $("metric-names");
 const onboarding = $("onboarding");
 const revisionsToggle = $("revisions-toggle");
 const showRevisions = $("show-revisions");
+const exemplarsToggle = $("exemplars-toggle");
+const showExemplars = $("show-exemplars");
 
 let metricTypes = {};
 const panels = [];
@@ -177,6 +184,100 @@ showRevisions.addEventListener("change", () => {
   }
 });
 
+// ---- exemplars, as dots on the charts ----
+const TRACE_ID = /^[0-9a-fA-F]{1,32}$/;
+const traceStored = new Map(); // trace id -> Promise<boolean>
+
+/** The exemplars of the query's series in the window, flattened for the chart; [] on any
+    error (the dots are a help, the chart is the answer). */
+async function loadExemplars(query, win, signal) {
+  const answer = await api("query_exemplars", { query, start: win.start, end: win.end }, signal);
+  if (answer.error || !Array.isArray(answer.data)) return [];
+  const out = [];
+  for (const group of answer.data) {
+    for (const e of group.exemplars || []) {
+      const labels = e.labels || {};
+      const trace = labels.trace_id || labels.traceID || labels.traceId || "";
+      out.push({ t: Number(e.timestamp), v: Number(e.value), labels, series: group.seriesLabels || {}, trace: TRACE_ID.test(trace) ? trace.toLowerCase() : "" });
+    }
+  }
+  out.sort((a, b) => a.t - b.t);
+  return out.slice(-MAX_EXEMPLARS);
+}
+
+/** Whether Canopy stores the trace (the Jaeger API answers it for this org), asked once. */
+function isTraceStored(trace) {
+  if (!traceStored.has(trace)) {
+    const q = new URLSearchParams({ org: ORG });
+    traceStored.set(trace, fetch(`${JAEGER}traces/${trace}?${q}`, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((res) => res.ok)
+      .catch(() => false));
+  }
+  return traceStored.get(trace);
+}
+
+function traceLink(trace) {
+  return `${TRACE_URL}${trace}?${new URLSearchParams({ org: ORG })}`;
+}
+
+/** The hover card of a dot, and what its click does. */
+function renderExemplar(panel, dot, e) {
+  const when = new Date(e.t * 1000).toLocaleString();
+  dot.setAttribute("aria-label", `Exemplar ${fmtValue(e.v, 6)} at ${when}${e.trace ? `, trace ${e.trace}` : ""}`);
+  dot.dataset.traceId = e.trace;
+  const show = async () => {
+    const status = el("p", { class: "exemplar-status", role: "status" }, e.trace ? "Checking the trace…" : "No trace id in this exemplar.");
+    panel.exemplarTip.replaceChildren(
+      el("div", { class: "tip-time" }, `Exemplar · ${when}`),
+      el("div", { class: "tip-row" }, el("span", { class: "tip-name" }, "value"), el("span", { class: "tip-val" }, fmtValue(e.v, 8))),
+      ...Object.entries(e.labels).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => el("div", { class: "tip-row" }, el("span", { class: "tip-name" }, k), el("span", { class: "tip-val mono" }, v))),
+      el("div", { class: "tip-series" }, labelText(e.series)),
+      status,
+    );
+    panel.exemplarTip.hidden = false;
+    const over = dot.parentElement.parentElement;
+    over.classList.add("exemplar-hover");
+    const left = dot.offsetLeft;
+    panel.exemplarTip.style.left = `${left > over.clientWidth / 2 ? Math.max(0, left - panel.exemplarTip.offsetWidth - 8) : left + 18}px`;
+    panel.exemplarTip.style.top = `${Math.max(0, dot.offsetTop - 8)}px`;
+    if (e.trace) {
+      const stored = await isTraceStored(e.trace);
+      status.textContent = stored ? "Click to open the trace" : `Trace ${e.trace} not stored in Canopy`;
+      status.classList.toggle("exemplar-missing", !stored);
+    }
+  };
+  const hide = (always) => {
+    if (!always && dot.matches(":focus")) return;
+    panel.exemplarTip.hidden = true;
+    dot.parentElement?.parentElement?.classList.remove("exemplar-hover");
+  };
+  dot.addEventListener("mouseenter", show);
+  dot.addEventListener("focus", show);
+  dot.addEventListener("mouseleave", () => hide(false));
+  dot.addEventListener("blur", () => hide(true));
+  dot.addEventListener("mousedown", (ev) => ev.stopPropagation()); // not the start of a zoom drag
+  dot.addEventListener("click", async (ev) => {
+    ev.stopPropagation();
+    if (!e.trace) return;
+    if (await isTraceStored(e.trace)) location.assign(traceLink(e.trace));
+    else show();
+  });
+}
+
+function exemplarsOf(panel) {
+  return () => (showExemplars.checked ? panel.exemplars : []);
+}
+
+showExemplars.addEventListener("change", () => {
+  for (const panel of panels) {
+    if (panel.plot && panel.exemplars.length) drawGraph(panel);
+  }
+});
+
+function updateExemplarsToggle() {
+  exemplarsToggle.hidden = !panels.some((p) => p.mode === "graph" && p.exemplars.length);
+}
+
 // ---- a query panel ----
 function makePanel(initial = "", mode = "graph") {
   const box = el("section", { class: "card panel", "aria-label": "Query" });
@@ -185,12 +286,13 @@ function makePanel(initial = "", mode = "graph") {
   const body = el("div", { class: "result-body" });
   const modeButtons = ["graph", "table"].map((m) => el("button", {
     type: "button", class: "small tab", "data-mode": m, "aria-pressed": String(m === mode),
-    onclick: () => { panel.mode = m; modeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.mode === m))); runAll(true); },
+    onclick: () => { panel.mode = m; panel.plot = null; modeButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.mode === m))); runAll(true); },
   }, m === "graph" ? "Graph" : "Table"));
   const remove = el("button", { type: "button", class: "small", title: "Remove this query", onclick: () => {
     if (panels.length === 1) return;
     panels.splice(panels.indexOf(panel), 1);
     box.remove();
+    updateExemplarsToggle();
     writeURL(true);
   } }, "Remove");
   // Enter accepts an open completion (even within its first moments), else runs the queries.
@@ -227,7 +329,7 @@ function makePanel(initial = "", mode = "graph") {
     body,
   );
   const panel = {
-    box, view, meta, body, mode, controller: null,
+    box, view, meta, body, mode, controller: null, exemplars: [], exemplarTip: null, graph: null,
     get query() { return view.state.doc.toString().trim(); },
     set(q) { view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: q } }); },
   };
@@ -259,19 +361,24 @@ function showError(panel, { error, type }) {
 async function runPanel(panel, win) {
   const query = panel.query;
   if (panel.controller) panel.controller.abort();
-  if (!query) { showState(panel, el("p", {}, "Write a PromQL query, start from a metric, or pick an example; Enter runs it.")); panel.meta.textContent = ""; return; }
+  if (!query) { showState(panel, el("p", {}, "Write a PromQL query, start from a metric, or pick an example; Enter runs it.")); panel.meta.textContent = ""; panel.exemplars = []; updateExemplarsToggle(); return; }
   panel.controller = new AbortController();
   panel.body.setAttribute("aria-busy", "true");
   try {
     if (panel.mode === "table") {
+      panel.exemplars = [];
+      updateExemplarsToggle();
       const answer = await api("query", { query, time: win.end }, panel.controller.signal);
       if (answer.error) return showError(panel, answer);
       return showTable(panel, answer.data, win);
     }
-    const [answer] = await Promise.all([
+    const [answer, , exemplars] = await Promise.all([
       api("query_range", { query, start: win.start, end: win.end, step: win.step }, panel.controller.signal),
       revisionsReady,
+      loadExemplars(query, win, panel.controller.signal),
     ]);
+    panel.exemplars = answer.error ? [] : exemplars;
+    updateExemplarsToggle();
     if (answer.error) return showError(panel, answer);
     showGraph(panel, answer.data, win);
   } catch (err) {
@@ -291,20 +398,39 @@ function noData(panel, win) {
 
 function showGraph(panel, data, win) {
   const result = data.resultType === "scalar" ? [{ metric: {}, values: [data.result] }] : data.result;
+  panel.plot = null;
   if (!result.length) { panel.meta.textContent = ""; return noData(panel, win); }
   const drawn = result.slice(0, MAX_SERIES);
   panel.meta.textContent = `${result.length} series · step ${duration(win.step)} · ${win.label}`;
+  if (panel.exemplars.length) panel.meta.textContent += ` · ${panel.exemplars.length} exemplar${panel.exemplars.length === 1 ? "" : "s"}`;
   const chartBox = el("div", { class: "chart", tabindex: "0", "aria-label": `Chart of ${drawn.length} series; drag across it to zoom in` });
   // (no null among the children: replaceChildren would write it out as the text "null")
   panel.body.replaceChildren(...[chartBox, revisionList(),
     result.length > MAX_SERIES ? el("p", { class: "note" }, `Showing ${MAX_SERIES} of ${result.length} series: aggregate (sum by, topk) to see fewer.`) : null].filter(Boolean));
-  const names = drawn.map((s) => labelText(s.metric));
+  panel.graph = { chartBox, drawn, win };
+  drawGraph(panel);
+}
+
+/** (Re)draw the panel's chart: again when the exemplar toggle changes the y range. */
+function drawGraph(panel) {
+  const { drawn, win } = panel.graph;
+  // a fresh box each time: the old chart's resize observer watches the old one
+  const chartBox = el("div", { class: "chart", tabindex: "0", "aria-label": panel.graph.chartBox.getAttribute("aria-label") });
+  panel.graph.chartBox.replaceWith(chartBox);
+  panel.graph.chartBox = chartBox;
+  const withExemplars = showExemplars.checked && panel.exemplars.length > 0;
   panel.plot = drawChart(chartBox, {
     columns: toColumns(drawn, win.start, win.end, win.step),
-    names,
+    names: drawn.map((s) => labelText(s.metric)),
     onZoom: (from, to) => zoom(from, to),
     markers: revisionMarkers,
+    ...(withExemplars ? { exemplars: exemplarsOf(panel), renderExemplar: (dot, e) => renderExemplar(panel, dot, e) } : {}),
   });
+  panel.exemplarTip = null;
+  if (withExemplars) {
+    panel.exemplarTip = el("div", { class: "exemplar-tip", "data-testid": "exemplar-tip", hidden: true });
+    panel.plot.over.append(panel.exemplarTip);
+  }
 }
 
 function showTable(panel, data, win) {

@@ -1,6 +1,10 @@
 """``manage.py set_limits --org SLUG name=value …``: the operator's way to change an org's
-quotas (tenants read them; the API lets an org admin change its retention only)."""
+quotas (tenants read them; the API lets an org admin change its retention only).
 
+Numbers are integers; a list limit (``promote_otel_resource_attributes``) is comma-separated
+names (``name=a,b``; ``name=`` empties it)."""
+
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -13,6 +17,18 @@ _SETTABLE = [
     for f in OrgLimits._meta.get_fields()
     if f.concrete and f.name not in ("id", "org", "updated_at")
 ]
+_LISTS = frozenset(
+    f.name for f in OrgLimits._meta.get_fields() if f.concrete and isinstance(f, ArrayField)
+)
+
+
+def _parse(name: str, value: str) -> int | list[str]:
+    if name in _LISTS:
+        return [item.strip() for item in value.split(",") if item.strip()]
+    try:
+        return int(value)
+    except ValueError:
+        raise CommandError(f"{name}: {value!r} is not an integer") from None
 
 
 class Command(BaseCommand):
@@ -31,10 +47,7 @@ class Command(BaseCommand):
             name, sep, value = change.partition("=")
             if not sep or name not in _SETTABLE:
                 raise CommandError(f"{change!r}: expected name=value, name one of {_SETTABLE}")
-            try:
-                parsed[name] = int(value)
-            except ValueError:
-                raise CommandError(f"{name}: {value!r} is not an integer") from None
+            parsed[name] = _parse(name, value)
         if parsed:
             try:
                 limits_update(org=organization, changes=parsed, actor=None)
@@ -44,4 +57,7 @@ class Command(BaseCommand):
         width = max(map(len, _SETTABLE))
         for name in _SETTABLE:
             mark = " (changed)" if name in parsed else ""
-            self.stdout.write(f"{name.ljust(width)}  {getattr(limits, name)}{mark}")
+            value = getattr(limits, name)
+            if name in _LISTS:
+                value = ",".join(value) or "(none)"
+            self.stdout.write(f"{name.ljust(width)}  {value}{mark}")

@@ -156,15 +156,79 @@ export function markersPlugin(markers, color = "#b42318") {
   };
 }
 
+/** Exemplars as dots at their (time, value): drawn on the canvas, each with a focusable button
+    over it (``data-testid="exemplar"``) that ``render(dot, exemplar)`` fills in (hover card,
+    click). ``exemplars()`` returns [{t (seconds), v, ...}] — [] when the page hides them; the
+    plot is redrawn (``plot.redraw()``) when that changes. */
+export function exemplarsPlugin(exemplars, render, color = "#7c3aed") {
+  let layer;
+  return {
+    hooks: {
+      init: (u) => {
+        layer = document.createElement("div");
+        layer.className = "chart-exemplars";
+        u.over.appendChild(layer);
+      },
+      draw: (u) => {
+        const [xmin, xmax] = [u.scales.x.min, u.scales.x.max];
+        const [ymin, ymax] = [u.scales.y.min, u.scales.y.max];
+        const shown = (exemplars() || []).filter((e) => e.t >= xmin && e.t <= xmax && e.v >= ymin && e.v <= ymax);
+        const { ctx } = u;
+        const px = devicePixelRatio || 1;
+        ctx.save();
+        ctx.fillStyle = color;
+        ctx.strokeStyle = "#fff";
+        ctx.lineWidth = px;
+        for (const e of shown) {
+          ctx.beginPath();
+          ctx.arc(u.valToPos(e.t, "x", true), u.valToPos(e.v, "y", true), 4 * px, 0, 2 * Math.PI);
+          ctx.fill();
+          ctx.stroke();
+        }
+        ctx.restore();
+        layer.replaceChildren(...shown.map((e) => {
+          const dot = document.createElement("button");
+          dot.type = "button";
+          dot.className = "chart-exemplar";
+          dot.dataset.testid = "exemplar";
+          dot.style.left = `${u.valToPos(e.t, "x") - 6}px`;
+          dot.style.top = `${u.valToPos(e.v, "y") - 6}px`;
+          render(dot, e);
+          return dot;
+        }));
+      },
+    },
+  };
+}
+
+/** A y range that also holds ``extra()`` values (the exemplars shown), padded a little. */
+function yRangeWith(extra) {
+  return (u, min, max) => {
+    const values = (extra() || []).map((e) => e.v).filter(Number.isFinite);
+    let lo = Math.min(min ?? Infinity, ...values);
+    let hi = Math.max(max ?? -Infinity, ...values);
+    if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [0, 1];
+    if (lo === hi) { lo -= 1; hi += 1; }
+    const pad = (hi - lo) * 0.05;
+    return [lo >= 0 && lo - pad < 0 ? 0 : lo - pad, hi + pad];
+  };
+}
+
 /** Draw ``columns`` (uPlot data) into ``box``; ``names`` label the series; ``markers``
-    (optional) returns the time markers to draw (see markersPlugin). */
-export function drawChart(box, { columns, names, height = 300, onZoom, unit = "", yRange = null, markers = null }) {
+    (optional) returns the time markers to draw (see markersPlugin); ``exemplars`` (optional,
+    with ``renderExemplar``) the exemplar dots (see exemplarsPlugin). */
+export function drawChart(box, { columns, names, height = 300, onZoom, unit = "", yRange = null, markers = null, exemplars = null, renderExemplar = null }) {
   box.replaceChildren();
   const width = Math.max(320, box.clientWidth || 800);
+  if (exemplars && !yRange) yRange = yRangeWith(exemplars);
   const opts = {
     width,
     height,
-    plugins: [tooltipPlugin(names), ...(markers ? [markersPlugin(markers)] : [])],
+    plugins: [
+      tooltipPlugin(names),
+      ...(markers ? [markersPlugin(markers)] : []),
+      ...(exemplars ? [exemplarsPlugin(exemplars, renderExemplar)] : []),
+    ],
     cursor: { drag: { x: Boolean(onZoom), y: false, setScale: false }, focus: { prox: 16 } },
     focus: { alpha: 0.35 },
     legend: { show: names.length > 1 || names[0] !== "", live: false },

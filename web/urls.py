@@ -43,6 +43,7 @@ urlpatterns = [
     path("settings/tokens", views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("settings/members", invitations.members, name="members"),
+    path("settings/org/delete", invitations.org_delete, name="org-delete"),
     path(
         "settings/invitations/<int:pk>/revoke",
         invitations.invitation_revoke,

@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import EmailValidator
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_redis import get_redis_connection
@@ -386,7 +386,8 @@ def org_create_for_owner_email(
 def org_delete_request(*, org: Organization, actor=None) -> OrgDeletion:
     """Close the org at once (members removed, tokens and invitations revoked: nobody reads
     or writes it any more) and record the deletion; ``tenancy.tasks.purge_deleted_orgs``
-    deletes its data in the background."""
+    deletes its data in the background (queued as soon as this commits; beat also runs it
+    every minute)."""
     now = timezone.now()
     with transaction.atomic():
         ApiToken.objects.for_org(org).filter(revoked_at=None).update(revoked_at=now)
@@ -398,10 +399,34 @@ def org_delete_request(*, org: Organization, actor=None) -> OrgDeletion:
             slug=org.slug,
             requested_by=actor if isinstance(actor, User) else None,
         )
+        transaction.on_commit(_purge_soon)
     from backend.tenancy.selectors import caches_clear
 
     caches_clear()  # this process at once; others within their caches' few seconds
     return deletion
+
+
+def _purge_soon() -> None:
+    # By name: the tasks module imports this one.
+    from celery import current_app
+
+    try:
+        current_app.send_task("backend.tenancy.tasks.purge_deleted_orgs")
+    except Exception:  # noqa: BLE001 - beat runs the purge every minute anyway
+        logger.warning("could not queue the purge of a deleted org; beat will run it")
+
+
+def org_delete_by_owner(*, org: Organization, user: AbstractBaseUser, confirm: str) -> OrgDeletion:
+    """Deleting an org from the dashboard or the API: its owner only (not an admin, not a
+    token), who types the org's slug to confirm."""
+    if not getattr(user, "is_authenticated", False) or not isinstance(user, User):
+        raise PermissionDenied("only the organization's owner, signed in, can delete it")
+    is_owner = Membership.objects.for_org(org).filter(user=user, role=Role.OWNER).exists()
+    if not is_owner:
+        raise PermissionDenied("only an owner of the organization can delete it")
+    if (confirm or "").strip() != org.slug:
+        raise ValidationError(f"type the organization's slug ({org.slug}) to confirm")
+    return org_delete_request(org=org, actor=user)
 
 
 _TABLES_WITH_ORG_ID = """
@@ -413,12 +438,60 @@ _TABLES_WITH_ORG_ID = """
     ORDER BY c.relname
 """
 
+# Rows deleted per statement (and per transaction) by the purge: each batch holds its locks and
+# writes its WAL briefly, so a very large org's purge does not stall the tables for others.
+PURGE_BATCH_ROWS = 10_000
 
-def org_purge(*, deletion: OrgDeletion) -> dict[str, int]:
+# The leaf tables of a table (itself when not partitioned, being in no partition tree): ctid is
+# unique only within one.
+_LEAVES = """
+    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND (
+        c.oid = quote_ident(%(t)s)::regclass
+        OR c.oid IN (SELECT relid FROM pg_partition_tree(quote_ident(%(t)s)::regclass)))
+    ORDER BY c.relname
+"""
+
+
+class _StillReferenced(Exception):
+    def __init__(self, deleted: int):
+        self.deleted = deleted
+
+
+def _purge_table(table: str, org_id: int, batch_rows: int) -> int:
+    """Delete the org's rows of one table, batch by batch (each its own transaction), leaf
+    partition by leaf partition. _StillReferenced (with the rows deleted so far) when rows of
+    another table still point at the next batch."""
+    with connection.cursor() as cur:
+        cur.execute(_LEAVES, {"t": table})
+        leaves = cur.fetchall()
+    deleted = 0
+    for schema, leaf in leaves:
+        statement = sql.SQL(
+            "DELETE FROM {t} WHERE org_id = %s AND ctid = ANY(ARRAY("
+            "SELECT ctid FROM {t} WHERE org_id = %s LIMIT %s))"
+        ).format(t=sql.Identifier(schema, leaf))
+        while True:
+            try:
+                with transaction.atomic(), connection.cursor() as cur:
+                    cur.execute(statement, [org_id, org_id, batch_rows])
+                    n = cur.rowcount
+            except IntegrityError as exc:
+                raise _StillReferenced(deleted) from exc
+            except ProgrammingError:
+                break  # the partition was dropped meanwhile (retention): nothing left in it
+            deleted += n
+            if n < batch_rows:
+                break
+    return deleted
+
+
+def org_purge(*, deletion: OrgDeletion, batch_rows: int = PURGE_BATCH_ROWS) -> dict[str, int]:
     """Delete every row of the org from every table with an ``org_id`` column (series,
     blocks, spans, rollups, outboxes, tokens, audit … whatever room owns them, present or
-    future; partitioned tables through their parent), then the org itself. Tables that others
-    reference wait until those are empty; the loop ends when nothing more can go."""
+    future; partitioned tables partition by partition), ``batch_rows`` rows per statement and
+    transaction, then the org itself. Tables that others reference wait until those are
+    empty; the loop ends when nothing more can go."""
     org_id = deletion.deleted_org
     counts: dict[str, int] = dict(deletion.rows_deleted or {})
     with connection.cursor() as cur:
@@ -428,14 +501,11 @@ def org_purge(*, deletion: OrgDeletion) -> dict[str, int]:
         left = []
         for table in pending:
             try:
-                with transaction.atomic(), connection.cursor() as cur:
-                    cur.execute(
-                        sql.SQL("DELETE FROM {} WHERE org_id = %s").format(sql.Identifier(table)),
-                        [org_id],
-                    )
-                    counts[table] = counts.get(table, 0) + cur.rowcount
-            except IntegrityError:
+                n = _purge_table(table, org_id, batch_rows)
+            except _StillReferenced as partial:
+                n = partial.deleted
                 left.append(table)  # referenced by rows of a table not emptied yet
+            counts[table] = counts.get(table, 0) + n
         if len(left) == len(pending):
             raise IntegrityError(f"cannot empty {left} of org {org_id}")
         pending = left

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -126,6 +125,5 @@ def invitation(request: HttpRequest, secret: str) -> HttpResponse:
             "invitation": found,
             "email_matches": request.user.is_authenticated
             and (request.user.email or "").lower() == found.email.lower(),
-            "signup_enabled": settings.SIGNUP_ENABLED,
         },
     )

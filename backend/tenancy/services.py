@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
+from django.core import signing
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
@@ -36,6 +37,7 @@ from backend.tenancy.models import (
     generate_token_secret,
     hash_token,
 )
+from backend.tenancy.ratelimit import bucket_take
 
 User = get_user_model()
 logger = structlog.get_logger(__name__)
@@ -354,15 +356,116 @@ def invitation_revoke(*, invitation: Invitation, actor=None) -> Invitation:
 
 
 def user_sign_up(*, email: str, password: str) -> AbstractBaseUser:
-    """An account for an invitee (username = email). Only through an open invitation for that
-    email, and only when ``CANOPY_SIGNUP`` is on."""
-    if not settings.SIGNUP_ENABLED:
-        raise ValidationError("sign-up is off on this server: ask the operator for an account")
+    """An account for an invitee (username = email), through an open invitation for that
+    email: always possible, whether or not open sign-up (``CANOPY_SIGNUP``) is on."""
     email = User.objects.normalize_email(email)
     validate_password(password)
     if User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists():
         raise ValidationError("an account with this email address exists: sign in instead")
     return User.objects.create_user(username=email, email=email, password=password)
+
+
+# -- open sign-up (CANOPY_SIGNUP) ---------------------------------------------------------------
+
+SIGNUP_LINK_MAX_AGE_SECONDS = 24 * 3600
+_SIGNUP_SALT = "canopy.tenancy.signup"
+# Sign-up requests (each sends an email): per client address and per email address, a token
+# bucket of this many at once, refilled at this many an hour.
+SIGNUP_BURST_PER_ADDRESS = 10
+SIGNUP_PER_HOUR_PER_ADDRESS = 10
+SIGNUP_BURST_PER_EMAIL = 3
+SIGNUP_PER_HOUR_PER_EMAIL = 3
+
+
+class SignupThrottled(Exception):
+    def __init__(self, retry_after: float):
+        super().__init__(f"too many sign-up requests: try again in {int(retry_after) + 1} s")
+        self.retry_after = retry_after
+
+
+def _email_exists(email: str) -> bool:
+    return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists()
+
+
+def signup_request(*, email: str, client_address: str) -> None:
+    """Open sign-up, step 1: email a link to continue. The caller's answer is the same whether
+    or not the address has an account (that one gets a "you already have an account" email
+    instead), so the form tells nobody which addresses exist here."""
+    if not settings.SIGNUP_ENABLED:
+        raise PermissionDenied("sign-up is off on this server")
+    email = (email or "").strip()[:254]
+    try:
+        EmailValidator()(email)
+    except ValidationError:
+        raise ValidationError("enter a valid email address") from None
+    email = User.objects.normalize_email(email)
+    email_key = hash_token(email.lower())[:32]
+    buckets = (
+        (f"addr:{client_address[:64]}", SIGNUP_BURST_PER_ADDRESS, SIGNUP_PER_HOUR_PER_ADDRESS),
+        (f"email:{email_key}", SIGNUP_BURST_PER_EMAIL, SIGNUP_PER_HOUR_PER_EMAIL),
+    )
+    for key, burst, per_hour in buckets:
+        verdict = bucket_take(key=f"signup:{key}", rate=per_hour / 3600, burst=burst, cost=1)
+        if not verdict.allowed:
+            raise SignupThrottled(verdict.retry_after)
+    if _email_exists(email):
+        send_mail(
+            subject="Your Canopy account",
+            message=(
+                "Someone (you, we hope) asked to create a Canopy account with this address, but"
+                f" it already has one. Sign in at {settings.PUBLIC_URL}/login/ .\n\n"
+                "If it was not you, ignore this email."
+            ),
+            from_email=None,
+            recipient_list=[email],
+        )
+        return
+    token = signing.dumps({"email": email}, salt=_SIGNUP_SALT, compress=True)
+    send_mail(
+        subject="Create your Canopy account",
+        message=(
+            "Continue creating your Canopy account and organization:\n\n"
+            f"{settings.PUBLIC_URL}/signup/{token}\n\n"
+            f"The link works for {SIGNUP_LINK_MAX_AGE_SECONDS // 3600} hours. If you did not"
+            " ask for it, ignore this email."
+        ),
+        from_email=None,
+        recipient_list=[email],
+    )
+
+
+def signup_link_email(*, token: str) -> str | None:
+    """The email address a sign-up link was sent to, or None when it is not (any more) valid."""
+    try:
+        data = signing.loads(token[:1000], salt=_SIGNUP_SALT, max_age=SIGNUP_LINK_MAX_AGE_SECONDS)
+    except signing.BadSignature:  # SignatureExpired is one
+        return None
+    email = data.get("email") if isinstance(data, dict) else None
+    return email if isinstance(email, str) else None
+
+
+def signup_complete(
+    *, token: str, password: str, org_name: str, org_slug: str
+) -> tuple[AbstractBaseUser, Organization]:
+    """Open sign-up, step 2 (from the emailed link): the account (username = email) and its
+    own organization, of which it is the owner."""
+    if not settings.SIGNUP_ENABLED:
+        raise PermissionDenied("sign-up is off on this server")
+    email = signup_link_email(token=token)
+    if email is None:
+        raise ValidationError("this sign-up link is not valid any more: ask for a new one")
+    validate_password(password)
+    if _email_exists(email):
+        raise ValidationError("an account with this email address exists: sign in instead")
+    with transaction.atomic():
+        user = User.objects.create_user(username=email, email=email, password=password)
+        try:
+            org = org_create(
+                slug=(org_slug or "").strip()[:50], name=(org_name or "").strip()[:200], owner=user
+            )
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from None
+    return user, org
 
 
 def org_create_for_owner_email(

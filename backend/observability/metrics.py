@@ -138,6 +138,9 @@ def _statement_kind(statement) -> str:
     return kind if kind in _KINDS else "other"
 
 
+_statement_children: dict[tuple[str, str], object] = {}
+
+
 def _timed_statement(execute, sql_text, params, many, context):
     started = time.perf_counter()
     outcome = "error"
@@ -146,9 +149,12 @@ def _timed_statement(execute, sql_text, params, many, context):
         outcome = "ok"
         return result
     finally:
-        DB_STATEMENT_DURATION.labels(_statement_kind(sql_text), outcome).observe(
-            time.perf_counter() - started
-        )
+        elapsed = time.perf_counter() - started
+        key = (_statement_kind(sql_text), outcome)
+        child = _statement_children.get(key)
+        if child is None:  # labels() takes a lock and a dict look-up: once per kind
+            child = _statement_children.setdefault(key, DB_STATEMENT_DURATION.labels(*key))
+        child.observe(elapsed)
 
 
 def _on_connection_created(sender, connection, **_):

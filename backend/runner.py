@@ -76,6 +76,9 @@ def main() -> int:
     from honcho.manager import Manager
     from honcho.printer import Printer
 
+    # A local `make run` offers open sign-up (/signup) unless told otherwise; production
+    # settings keep it off by default.
+    os.environ.setdefault("CANOPY_SIGNUP", "true")
     prepare()
     from django.conf import settings
 

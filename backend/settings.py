@@ -364,8 +364,10 @@ METRICS_TOKEN = env_str("CANOPY_METRICS_TOKEN")
 
 # Invitations (backend/tenancy: members join by an emailed, expiring link).
 INVITATION_TTL_SECONDS = env_int("CANOPY_INVITATION_TTL_HOURS", 72, minimum=1) * 3600
-# Whether an invitee without an account may create one through the invitation link.
-SIGNUP_ENABLED = env_bool("CANOPY_SIGNUP", True)
+# Open sign-up: anyone may create an account and their own org at /signup (a link emailed
+# first). Off unless set (production); `make run` turns it on. Invitees can always create an
+# account through their invitation link, whatever this says.
+SIGNUP_ENABLED = env_bool("CANOPY_SIGNUP", False)
 # Mail: SMTP when CANOPY_SMTP_HOST is set; otherwise messages are written to the console
 # (development: the invitation link appears in `make run`'s output).
 EMAIL_HOST = env_str("CANOPY_SMTP_HOST") or "localhost"

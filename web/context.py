@@ -1,3 +1,5 @@
+from django.conf import settings
+
 from backend.tenancy.access import session_access, session_memberships
 
 
@@ -8,4 +10,5 @@ def current_org(request):
         "current_org": access.org if access else None,
         "current_role": access.role if access else None,
         "user_memberships": session_memberships(request),
+        "signup_enabled": settings.SIGNUP_ENABLED,
     }

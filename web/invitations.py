@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import contextlib
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from backend.tenancy import selectors, services
-from backend.tenancy.access import OrgNotFound, session_org_select
+from backend.tenancy.access import SESSION_ORG_KEY, OrgNotFound, session_org_select
 from backend.tenancy.models import Role
 from web.views import _access_or_404
 
@@ -50,8 +49,36 @@ def members(request: HttpRequest) -> HttpResponse:
             if access.can_manage
             else [],
             "roles": Role.choices,
+            "is_owner": access.role == Role.OWNER,
+            "org": access.org,
         },
     )
+
+
+@login_required
+@require_POST
+def org_delete(request: HttpRequest) -> HttpResponse:
+    """The owner deletes the org (typing its slug): closed at once for every member, its data
+    purged in the background. Anyone else gets the same 404 as for an org they cannot see."""
+    access = _access_or_404(request)
+    if access.role != Role.OWNER:
+        raise Http404("only the owner deletes the organization")
+    try:
+        services.org_delete_by_owner(
+            org=access.org, user=request.user, confirm=request.POST.get("confirm", "")[:100]
+        )
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect("web:members")
+    except PermissionDenied as exc:
+        raise Http404("only the owner deletes the organization") from exc
+    request.session.pop(SESSION_ORG_KEY, None)
+    messages.success(
+        request,
+        f"{access.org.name} is deleted: nobody can use it any more, and its data is being "
+        "erased in the background.",
+    )
+    return redirect("web:home")
 
 
 @login_required
@@ -98,6 +125,5 @@ def invitation(request: HttpRequest, secret: str) -> HttpResponse:
             "invitation": found,
             "email_matches": request.user.is_authenticated
             and (request.user.email or "").lower() == found.email.lower(),
-            "signup_enabled": settings.SIGNUP_ENABLED,
         },
     )

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 from backend.observability.metrics import metrics_view
-from web import api, invitations, meshconfig_views, rules_views, views
+from web import api, invitations, meshconfig_views, rules_views, signup, views
 from web.forms import LoginForm
 
 
@@ -30,6 +30,8 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("signup", signup.signup, name="signup"),
+    path("signup/<str:token>", signup.signup_finish, name="signup-finish"),
     # /metrics: the dashboard's explorer for browsers, Canopy's own metrics for scrapers
     path("metrics", metrics_or_explorer, name="metrics"),
     path("traces", views.traces, name="traces"),
@@ -43,6 +45,7 @@ urlpatterns = [
     path("settings/tokens", views.tokens, name="tokens"),
     path("settings/tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("settings/members", invitations.members, name="members"),
+    path("settings/org/delete", invitations.org_delete, name="org-delete"),
     path(
         "settings/invitations/<int:pk>/revoke",
         invitations.invitation_revoke,

@@ -167,8 +167,10 @@ class AgentReport(models.Model):
         db_table = "mesh_agent_reports"
         ordering = ["-created_at", "-id"]
         constraints = [
+            # org first, so the key can be distributed by org (docs/scaling.md); equivalent to
+            # (cluster, attempt_id), a cluster being of one org
             models.UniqueConstraint(
-                fields=["cluster", "attempt_id"], name="mesh_agent_report_unique_attempt"
+                fields=["org", "cluster", "attempt_id"], name="mesh_agent_report_unique_org_attempt"
             )
         ]
 

@@ -273,7 +273,7 @@ WITH rev AS (
     SELECT %(org)s, %(cluster)s, %(attempt)s, f.rev_id, %(state)s, %(report_error)s::jsonb,
         %(version)s, %(now)s
     FROM flags f WHERE f.known
-    ON CONFLICT (cluster_id, attempt_id) DO NOTHING
+    ON CONFLICT (org_id, cluster_id, attempt_id) DO NOTHING
     RETURNING id
 ), added AS (
     SELECT EXISTS (SELECT 1 FROM ins) AS created

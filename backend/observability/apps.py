@@ -10,3 +10,4 @@ class ObservabilityConfig(AppConfig):
 
         request_id.connect_celery_signals()
         metrics.connect_celery_signals()
+        metrics.connect_db_signals()

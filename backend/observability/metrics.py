@@ -1,10 +1,14 @@
 """``/metrics``: Canopy's own health in Prometheus's text format.
 
-Counted as they happen (``prometheus_client``; shared between gunicorn and Celery processes
-through ``PROMETHEUS_MULTIPROC_DIR`` when ``make run`` sets it): HTTP requests by route,
-method and status with latency histograms, Celery task durations by task and outcome.
+Counted as they happen (``prometheus_client``; shared between gunicorn, Celery, the OTLP/gRPC
+receiver and the agent server through ``PROMETHEUS_MULTIPROC_DIR`` when ``make run`` sets
+it): HTTP requests by route, method and status with latency histograms, Celery task durations
+by task and outcome, what the ingest accept services accepted by signal and protocol, SQL
+statement time by statement kind (a Django execute wrapper on every connection) and the
+database connections each process opened.
 Read at scrape time: ingest refusals by signal and reason (the Redis counters the dashboard
-shows), each signal's outbox depth and drain lag, and Celery queue depths.
+shows), each signal's outbox depth and drain lag, Celery queue depths, and the server's
+connections to Canopy's database by state next to ``max_connections``.
 
 Protected by ``CANOPY_METRICS_TOKEN`` (a bearer token) when it is set; open otherwise.
 """
@@ -48,6 +52,24 @@ TASK_DURATION = Histogram(
     ["task", "outcome"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+INGEST_ACCEPTED = Counter(
+    "canopy_ingest_accepted_total",
+    "Items accepted (durably handed off) by the ingest accept services, by signal (samples,"
+    " exemplars, otlp_metric_points, spans) and protocol.",
+    ["signal", "protocol"],
+)
+DB_STATEMENT_DURATION = Histogram(
+    "canopy_db_statement_duration_seconds",
+    "Time of each SQL statement sent through Django's database connections, by statement kind"
+    " (the first keyword) and outcome.",
+    ["kind", "outcome"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30),
+)
+DB_CONNECTIONS_OPENED = Counter(
+    "canopy_db_connections_opened_total",
+    "Database connections opened by Canopy's processes (Django reuses each for"
+    " DATABASE_CONN_MAX_AGE seconds: a fast rise means connections are not reused).",
+)
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
@@ -67,6 +89,92 @@ class HttpMetricsMiddleware:
         HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
         HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
         return response
+
+
+# Statement kinds counted (anything else is "other"), so the label stays bounded.
+_KINDS = frozenset(
+    {
+        "select",
+        "insert",
+        "update",
+        "delete",
+        "with",
+        "copy",
+        "begin",
+        "commit",
+        "rollback",
+        "savepoint",
+        "release",
+        "set",
+        "lock",
+        "create",
+        "alter",
+        "drop",
+        "truncate",
+        "notify",
+        "listen",
+        "explain",
+        "show",
+    }
+)
+
+
+def _leading_text(statement) -> str:
+    # psycopg.sql.Composed holds its parts in ``_obj``; sql.SQL holds its text there.
+    for _ in range(4):
+        if isinstance(statement, str):
+            return statement
+        if isinstance(statement, bytes):
+            return statement[:32].decode("ascii", "replace")
+        inner = getattr(statement, "_obj", None)
+        statement = inner[0] if isinstance(inner, list) and inner else inner
+    return ""
+
+
+def _statement_kind(statement) -> str:
+    sql_text = _leading_text(statement)
+    head = sql_text.lstrip(" \t\n(").split(None, 1)
+    kind = head[0].lower() if head else ""
+    return kind if kind in _KINDS else "other"
+
+
+_statement_children: dict[tuple[str, str], object] = {}
+
+
+def _timed_statement(execute, sql_text, params, many, context):
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        result = execute(sql_text, params, many, context)
+        outcome = "ok"
+        return result
+    finally:
+        elapsed = time.perf_counter() - started
+        key = (_statement_kind(sql_text), outcome)
+        child = _statement_children.get(key)
+        if child is None:  # labels() takes a lock and a dict look-up: once per kind
+            child = _statement_children.setdefault(key, DB_STATEMENT_DURATION.labels(*key))
+        child.observe(elapsed)
+
+
+def _on_connection_created(sender, connection, **_):
+    DB_CONNECTIONS_OPENED.inc()
+    if _timed_statement not in connection.execute_wrappers:
+        # First in the list: ``connection.execute_wrapper()`` blocks pop the *last* wrapper,
+        # and a connection may be opened inside one.
+        connection.execute_wrappers.insert(0, _timed_statement)
+
+
+def connect_db_signals() -> None:
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_on_connection_created, weak=False)
+
+
+def ingest_accepted(*, signal: str, protocol: str, n: int) -> None:
+    """Called by the ingest accept services once ``n`` items of a signal are durably stored."""
+    if n > 0:
+        INGEST_ACCEPTED.labels(signal, protocol).inc(n)
 
 
 class _ScrapeTimeCollector:
@@ -114,6 +222,27 @@ class _ScrapeTimeCollector:
         for queue in Queue:
             queued.add_metric([queue.value], redis.llen(queue.value))
         yield queued
+        connections = GaugeMetricFamily(
+            "canopy_db_server_connections",
+            "Connections to Canopy's database on the PostgreSQL server, by state (every process"
+            " and client of that database, read from pg_stat_activity).",
+            labels=["state"],
+        )
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT coalesce(state, 'unknown'), count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() GROUP BY 1 ORDER BY 1"
+            )
+            for state, count in cur.fetchall():
+                connections.add_metric([state], count)
+            cur.execute("SELECT current_setting('max_connections')::int")
+            limit = cur.fetchone()[0]
+        yield connections
+        yield GaugeMetricFamily(
+            "canopy_db_server_max_connections",
+            "PostgreSQL's max_connections (the ceiling of all connections above).",
+            value=limit,
+        )
 
 
 def _registry() -> CollectorRegistry:
@@ -121,7 +250,14 @@ def _registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
     else:
-        for collector in (HTTP_REQUESTS, HTTP_LATENCY, TASK_DURATION):
+        for collector in (
+            HTTP_REQUESTS,
+            HTTP_LATENCY,
+            TASK_DURATION,
+            INGEST_ACCEPTED,
+            DB_STATEMENT_DURATION,
+            DB_CONNECTIONS_OPENED,
+        ):
             registry.register(collector)
     registry.register(_ScrapeTimeCollector())
     return registry

@@ -68,8 +68,10 @@ class AlertState(models.Model):
     class Meta:
         db_table = "rule_alerts"
         constraints = [
+            # org first, so the key can be distributed by org (docs/scaling.md); equivalent to
+            # (group, rule_index, fingerprint), a group being of one org
             models.UniqueConstraint(
-                fields=["group", "rule_index", "fingerprint"], name="rule_alert_unique"
+                fields=["org", "group", "rule_index", "fingerprint"], name="rule_alert_unique_org"
             )
         ]
         indexes = [models.Index(fields=["org", "state"], name="rule_alert_org_state")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import OuterRef, Subquery
 from drf_spectacular.utils import extend_schema
@@ -24,6 +25,8 @@ from backend.tenancy.serializers import (
     MembershipSerializer,
     MembershipUpdateSerializer,
     OrganizationSerializer,
+    OrgDeleteSerializer,
+    OrgDeletionSerializer,
     OrgLimitsSerializer,
     TenantLimitsSerializer,
 )
@@ -59,6 +62,40 @@ class MyOrgsView(APIView):
         role = Membership.objects.unscoped().filter(org=OuterRef("pk"), user=user).values("role")
         orgs = selectors.org_list_for_user(user=user).annotate(role=Subquery(role[:1]))
         return Response(OrganizationSerializer(orgs, many=True).data)
+
+
+class OrgView(OrgAPIView):
+    """The organization itself: any member reads it; its owner deletes it (``{"confirm":
+    "<slug>"}``): closed at once, its data purged in the background (docs/security.md)."""
+
+    scopes = {
+        "GET": [Scope.METRICS_READ, Scope.TRACES_READ, Scope.METRICS_WRITE, Scope.TRACES_WRITE],
+        "DELETE": [Scope.ADMIN],
+    }
+
+    @extend_schema(responses=OrganizationSerializer)
+    def get(self, request, org_slug=None):
+        org = self.org
+        org.role = self.access.role
+        return Response(OrganizationSerializer(org).data)
+
+    @extend_schema(
+        request=OrgDeleteSerializer,
+        responses={202: OrgDeletionSerializer},
+        summary="Delete the organization (owner only)",
+    )
+    def delete(self, request, org_slug=None):
+        data = OrgDeleteSerializer(data=request.data if isinstance(request.data, dict) else {})
+        data.is_valid(raise_exception=True)
+        try:
+            deletion = services.org_delete_by_owner(
+                org=self.org, user=request.user, confirm=data.validated_data["confirm"]
+            )
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        except DjangoValidationError as exc:
+            raise ValidationError({"confirm": exc.messages}) from exc
+        return Response(OrgDeletionSerializer(deletion).data, status=status.HTTP_202_ACCEPTED)
 
 
 class MemberListView(OrgAPIView):

@@ -7,6 +7,7 @@ from backend.tenancy.models import (
     Invitation,
     Membership,
     Organization,
+    OrgDeletion,
     OrgLimits,
     Role,
 )
@@ -18,6 +19,18 @@ class OrganizationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Organization
         fields = ["slug", "name", "created_at", "role"]
+
+
+class OrgDeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(
+        max_length=50, help_text="the organization's slug, typed to confirm the deletion"
+    )
+
+
+class OrgDeletionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OrgDeletion
+        fields = ["slug", "requested_at", "finished_at"]
 
 
 class MembershipSerializer(serializers.ModelSerializer):

@@ -11,11 +11,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
+from django.core import signing
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import EmailValidator
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_redis import get_redis_connection
@@ -36,6 +37,7 @@ from backend.tenancy.models import (
     generate_token_secret,
     hash_token,
 )
+from backend.tenancy.ratelimit import bucket_take
 
 User = get_user_model()
 logger = structlog.get_logger(__name__)
@@ -354,15 +356,116 @@ def invitation_revoke(*, invitation: Invitation, actor=None) -> Invitation:
 
 
 def user_sign_up(*, email: str, password: str) -> AbstractBaseUser:
-    """An account for an invitee (username = email). Only through an open invitation for that
-    email, and only when ``CANOPY_SIGNUP`` is on."""
-    if not settings.SIGNUP_ENABLED:
-        raise ValidationError("sign-up is off on this server: ask the operator for an account")
+    """An account for an invitee (username = email), through an open invitation for that
+    email: always possible, whether or not open sign-up (``CANOPY_SIGNUP``) is on."""
     email = User.objects.normalize_email(email)
     validate_password(password)
     if User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists():
         raise ValidationError("an account with this email address exists: sign in instead")
     return User.objects.create_user(username=email, email=email, password=password)
+
+
+# -- open sign-up (CANOPY_SIGNUP) ---------------------------------------------------------------
+
+SIGNUP_LINK_MAX_AGE_SECONDS = 24 * 3600
+_SIGNUP_SALT = "canopy.tenancy.signup"
+# Sign-up requests (each sends an email): per client address and per email address, a token
+# bucket of this many at once, refilled at this many an hour.
+SIGNUP_BURST_PER_ADDRESS = 10
+SIGNUP_PER_HOUR_PER_ADDRESS = 10
+SIGNUP_BURST_PER_EMAIL = 3
+SIGNUP_PER_HOUR_PER_EMAIL = 3
+
+
+class SignupThrottled(Exception):
+    def __init__(self, retry_after: float):
+        super().__init__(f"too many sign-up requests: try again in {int(retry_after) + 1} s")
+        self.retry_after = retry_after
+
+
+def _email_exists(email: str) -> bool:
+    return User.objects.filter(Q(username__iexact=email) | Q(email__iexact=email)).exists()
+
+
+def signup_request(*, email: str, client_address: str) -> None:
+    """Open sign-up, step 1: email a link to continue. The caller's answer is the same whether
+    or not the address has an account (that one gets a "you already have an account" email
+    instead), so the form tells nobody which addresses exist here."""
+    if not settings.SIGNUP_ENABLED:
+        raise PermissionDenied("sign-up is off on this server")
+    email = (email or "").strip()[:254]
+    try:
+        EmailValidator()(email)
+    except ValidationError:
+        raise ValidationError("enter a valid email address") from None
+    email = User.objects.normalize_email(email)
+    email_key = hash_token(email.lower())[:32]
+    buckets = (
+        (f"addr:{client_address[:64]}", SIGNUP_BURST_PER_ADDRESS, SIGNUP_PER_HOUR_PER_ADDRESS),
+        (f"email:{email_key}", SIGNUP_BURST_PER_EMAIL, SIGNUP_PER_HOUR_PER_EMAIL),
+    )
+    for key, burst, per_hour in buckets:
+        verdict = bucket_take(key=f"signup:{key}", rate=per_hour / 3600, burst=burst, cost=1)
+        if not verdict.allowed:
+            raise SignupThrottled(verdict.retry_after)
+    if _email_exists(email):
+        send_mail(
+            subject="Your Canopy account",
+            message=(
+                "Someone (you, we hope) asked to create a Canopy account with this address, but"
+                f" it already has one. Sign in at {settings.PUBLIC_URL}/login/ .\n\n"
+                "If it was not you, ignore this email."
+            ),
+            from_email=None,
+            recipient_list=[email],
+        )
+        return
+    token = signing.dumps({"email": email}, salt=_SIGNUP_SALT, compress=True)
+    send_mail(
+        subject="Create your Canopy account",
+        message=(
+            "Continue creating your Canopy account and organization:\n\n"
+            f"{settings.PUBLIC_URL}/signup/{token}\n\n"
+            f"The link works for {SIGNUP_LINK_MAX_AGE_SECONDS // 3600} hours. If you did not"
+            " ask for it, ignore this email."
+        ),
+        from_email=None,
+        recipient_list=[email],
+    )
+
+
+def signup_link_email(*, token: str) -> str | None:
+    """The email address a sign-up link was sent to, or None when it is not (any more) valid."""
+    try:
+        data = signing.loads(token[:1000], salt=_SIGNUP_SALT, max_age=SIGNUP_LINK_MAX_AGE_SECONDS)
+    except signing.BadSignature:  # SignatureExpired is one
+        return None
+    email = data.get("email") if isinstance(data, dict) else None
+    return email if isinstance(email, str) else None
+
+
+def signup_complete(
+    *, token: str, password: str, org_name: str, org_slug: str
+) -> tuple[AbstractBaseUser, Organization]:
+    """Open sign-up, step 2 (from the emailed link): the account (username = email) and its
+    own organization, of which it is the owner."""
+    if not settings.SIGNUP_ENABLED:
+        raise PermissionDenied("sign-up is off on this server")
+    email = signup_link_email(token=token)
+    if email is None:
+        raise ValidationError("this sign-up link is not valid any more: ask for a new one")
+    validate_password(password)
+    if _email_exists(email):
+        raise ValidationError("an account with this email address exists: sign in instead")
+    with transaction.atomic():
+        user = User.objects.create_user(username=email, email=email, password=password)
+        try:
+            org = org_create(
+                slug=(org_slug or "").strip()[:50], name=(org_name or "").strip()[:200], owner=user
+            )
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from None
+    return user, org
 
 
 def org_create_for_owner_email(
@@ -386,7 +489,8 @@ def org_create_for_owner_email(
 def org_delete_request(*, org: Organization, actor=None) -> OrgDeletion:
     """Close the org at once (members removed, tokens and invitations revoked: nobody reads
     or writes it any more) and record the deletion; ``tenancy.tasks.purge_deleted_orgs``
-    deletes its data in the background."""
+    deletes its data in the background (queued as soon as this commits; beat also runs it
+    every minute)."""
     now = timezone.now()
     with transaction.atomic():
         ApiToken.objects.for_org(org).filter(revoked_at=None).update(revoked_at=now)
@@ -398,10 +502,34 @@ def org_delete_request(*, org: Organization, actor=None) -> OrgDeletion:
             slug=org.slug,
             requested_by=actor if isinstance(actor, User) else None,
         )
+        transaction.on_commit(_purge_soon)
     from backend.tenancy.selectors import caches_clear
 
     caches_clear()  # this process at once; others within their caches' few seconds
     return deletion
+
+
+def _purge_soon() -> None:
+    # By name: the tasks module imports this one.
+    from celery import current_app
+
+    try:
+        current_app.send_task("backend.tenancy.tasks.purge_deleted_orgs")
+    except Exception:  # noqa: BLE001 - beat runs the purge every minute anyway
+        logger.warning("could not queue the purge of a deleted org; beat will run it")
+
+
+def org_delete_by_owner(*, org: Organization, user: AbstractBaseUser, confirm: str) -> OrgDeletion:
+    """Deleting an org from the dashboard or the API: its owner only (not an admin, not a
+    token), who types the org's slug to confirm."""
+    if not getattr(user, "is_authenticated", False) or not isinstance(user, User):
+        raise PermissionDenied("only the organization's owner, signed in, can delete it")
+    is_owner = Membership.objects.for_org(org).filter(user=user, role=Role.OWNER).exists()
+    if not is_owner:
+        raise PermissionDenied("only an owner of the organization can delete it")
+    if (confirm or "").strip() != org.slug:
+        raise ValidationError(f"type the organization's slug ({org.slug}) to confirm")
+    return org_delete_request(org=org, actor=user)
 
 
 _TABLES_WITH_ORG_ID = """
@@ -413,12 +541,63 @@ _TABLES_WITH_ORG_ID = """
     ORDER BY c.relname
 """
 
+# Rows deleted per statement (and per transaction) by the purge: each batch holds its locks and
+# writes its WAL briefly, so a very large org's purge does not stall the tables for others.
+PURGE_BATCH_ROWS = 10_000
 
-def org_purge(*, deletion: OrgDeletion) -> dict[str, int]:
+# The leaf tables of a table (itself when not partitioned, being in no partition tree): ctid is
+# unique only within one.
+_LEAVES = """
+    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND (
+        c.oid = quote_ident(%(t)s)::regclass
+        OR c.oid IN (SELECT relid FROM pg_partition_tree(quote_ident(%(t)s)::regclass)))
+    ORDER BY c.relname
+"""
+
+
+class _StillReferenced(Exception):
+    def __init__(self, deleted: int):
+        self.deleted = deleted
+
+
+def _purge_table(table: str, org_id: int, batch_rows: int) -> int:
+    """Delete the org's rows of one table, batch by batch (each its own transaction), leaf
+    partition by leaf partition. _StillReferenced (with the rows deleted so far) when rows of
+    another table still point at the next batch."""
+    with connection.cursor() as cur:
+        cur.execute(_LEAVES, {"t": table})
+        leaves = cur.fetchall()
+    deleted = 0
+    for schema, leaf in leaves:
+        # A TID scan of the batch the inner index scan found; ``org_id + 0`` keeps the check
+        # as a filter (as a plain ``org_id =`` the planner prefers the org's index and filters
+        # by ctid: all of the org's rows read for every batch).
+        statement = sql.SQL(
+            "DELETE FROM {t} WHERE org_id + 0 = %s AND ctid = ANY(ARRAY("
+            "SELECT ctid FROM {t} WHERE org_id = %s LIMIT %s))"
+        ).format(t=sql.Identifier(schema, leaf))
+        while True:
+            try:
+                with transaction.atomic(), connection.cursor() as cur:
+                    cur.execute(statement, [org_id, org_id, batch_rows])
+                    n = cur.rowcount
+            except IntegrityError as exc:
+                raise _StillReferenced(deleted) from exc
+            except ProgrammingError:
+                break  # the partition was dropped meanwhile (retention): nothing left in it
+            deleted += n
+            if n < batch_rows:
+                break
+    return deleted
+
+
+def org_purge(*, deletion: OrgDeletion, batch_rows: int = PURGE_BATCH_ROWS) -> dict[str, int]:
     """Delete every row of the org from every table with an ``org_id`` column (series,
     blocks, spans, rollups, outboxes, tokens, audit … whatever room owns them, present or
-    future; partitioned tables through their parent), then the org itself. Tables that others
-    reference wait until those are empty; the loop ends when nothing more can go."""
+    future; partitioned tables partition by partition), ``batch_rows`` rows per statement and
+    transaction, then the org itself. Tables that others reference wait until those are
+    empty; the loop ends when nothing more can go."""
     org_id = deletion.deleted_org
     counts: dict[str, int] = dict(deletion.rows_deleted or {})
     with connection.cursor() as cur:
@@ -428,14 +607,11 @@ def org_purge(*, deletion: OrgDeletion) -> dict[str, int]:
         left = []
         for table in pending:
             try:
-                with transaction.atomic(), connection.cursor() as cur:
-                    cur.execute(
-                        sql.SQL("DELETE FROM {} WHERE org_id = %s").format(sql.Identifier(table)),
-                        [org_id],
-                    )
-                    counts[table] = counts.get(table, 0) + cur.rowcount
-            except IntegrityError:
+                n = _purge_table(table, org_id, batch_rows)
+            except _StillReferenced as partial:
+                n = partial.deleted
                 left.append(table)  # referenced by rows of a table not emptied yet
+            counts[table] = counts.get(table, 0) + n
         if len(left) == len(pending):
             raise IntegrityError(f"cannot empty {left} of org {org_id}")
         pending = left

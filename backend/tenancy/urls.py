@@ -3,6 +3,7 @@ from django.urls import include, path
 from backend.tenancy import api
 
 org_scoped = [
+    path("org", api.OrgView.as_view(), name="org"),
     path("members", api.MemberListView.as_view(), name="member-list"),
     path("members/<int:pk>", api.MemberDetailView.as_view(), name="member-detail"),
     path("tokens", api.TokenListView.as_view(), name="token-list"),

@@ -17,6 +17,7 @@ import numpy as np
 
 from backend.metrics.series import SeriesIds, SeriesRefusal, series_ids_resolve
 from backend.metrics.services import exemplars_write, metadata_upsert, samples_write
+from backend.observability.metrics import ingest_accepted
 from backend.tenancy.ratelimit import bucket_take
 from backend.tenancy.rejections import rejections_count
 from backend.tenancy.selectors import limits_get
@@ -124,6 +125,7 @@ def otlp_metrics_accept(*, org_id: int, payload: Payload) -> OtlpMetricsAccepted
     # Whole metrics refused count their data points; samples refused after translating (labels,
     # limits, timestamps) count as one data point each (a histogram point is many samples).
     rejected = min(decoded.data_points, sum(r.samples for r in outcome.rejected))
+    ingest_accepted(signal="otlp_metric_points", protocol="otlp", n=decoded.data_points - rejected)
     return OtlpMetricsAccepted(
         data_points=decoded.data_points, rejected_data_points=rejected, accepted=outcome
     )
@@ -230,6 +232,8 @@ def _batch_store(
         rejections_count(
             org_id=org_id, signal="metrics", reasons={r.reason: max(r.samples, 1) for r in rejected}
         )
+    ingest_accepted(signal="samples", protocol=storage, n=written)
+    ingest_accepted(signal="exemplars", protocol=storage, n=exemplars_written)
     return MetricsAccepted(
         samples=n_samples + batch.samples_rejected,
         written=written,

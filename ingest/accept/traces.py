@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from django_redis import get_redis_connection
 
+from backend.observability.metrics import ingest_accepted
 from backend.tenancy.ratelimit import bucket_take
 from backend.tenancy.rejections import rejections_count
 from backend.tenancy.selectors import limits_get
@@ -59,9 +60,12 @@ def traces_accept(
     limits = limits_get(org_id=org_id)
     try:
         batch = _batch_decode(trace_format, payload, limits)
-        return _spans_accept(org_id=org_id, limits=limits, batch=batch)
+        outcome = _spans_accept(org_id=org_id, limits=limits, batch=batch)
     except ACCEPT_ERRORS as exc:
         return refused_from_error(exc, storage="trace")
+    if isinstance(outcome, TracesAccepted):
+        ingest_accepted(signal="spans", protocol=trace_format.value, n=outcome.stored)
+    return outcome
 
 
 def _batch_decode(trace_format: TraceFormat, payload: Payload, limits) -> TraceBatch:

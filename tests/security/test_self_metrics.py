@@ -80,6 +80,10 @@ def test_the_grafana_dashboard_queries_metrics_that_exist():
         "canopy_outbox_oldest_seconds",
         "canopy_celery_queue_length",
         "canopy_celery_task_duration_seconds_bucket",
+        "canopy_ingest_accepted_total",
+        "canopy_db_statement_duration_seconds_bucket",
+        "canopy_db_server_connections",
+        "canopy_db_server_max_connections",
     }
     used = {
         name
@@ -88,3 +92,145 @@ def test_the_grafana_dashboard_queries_metrics_that_exist():
         for name in re.findall(r"canopy_[a-z_]+", target["expr"])
     }
     assert used and used <= exported
+
+
+# ------------------------------------------- accepted counts, SQL statement time, connections
+
+
+def _value(got: dict, name: str, **labels) -> float:
+    return got.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def _scrape(client) -> dict:
+    response = client.get("/metrics", **SCRAPE)
+    assert response.status_code == 200
+    return samples(response.content.decode())
+
+
+def test_accepted_counts_by_signal_follow_what_was_stored(client, tenants, settings):
+    from tests.helpers.otlp import otlp_request, post_otlp, span
+    from tests.helpers.otlp_metrics import counter, exemplar, gauge, metrics_request
+    from tests.ingest.test_remote_write_http import now_ms, push, write_request
+
+    settings.METRICS_TOKEN = None
+    before = _scrape(client)
+    token = tenants.token(["metrics:write", "traces:write"])
+
+    t = now_ms()
+    body = write_request([([("__name__", "up"), ("job", "a")], [(t - 2000, 1.0), (t - 1000, 1.0)])])
+    assert push(client, body, token).status_code == 204
+    # rejected samples (too far in the future) are not counted as accepted
+    future = write_request([([("__name__", "up"), ("job", "b")], [(t + 10**9, 1.0)])])
+    push(client, future, token)
+
+    request = metrics_request(
+        [counter("requests", 3.0, exemplars=[exemplar(1.0)]), gauge("temperature", 20)]
+    )
+    response = client.post(
+        "/otlp/v1/metrics",
+        request.SerializeToString(),
+        content_type="application/x-protobuf",
+        **{"HTTP_AUTHORIZATION": f"Bearer {token}"},
+    )
+    assert response.status_code == 200
+    spans = otlp_request([span("eee19b7ec3c1b174"), span("aaa19b7ec3c1b174", "eee19b7ec3c1b174")])
+    assert post_otlp(client, spans.SerializeToString(), token).status_code == 200
+
+    after = _scrape(client)
+
+    def delta(signal, protocol):
+        labels = {"signal": signal, "protocol": protocol}
+        return _value(after, "canopy_ingest_accepted_total", **labels) - _value(
+            before, "canopy_ingest_accepted_total", **labels
+        )
+
+    assert delta("samples", "remote-write") == 2
+    assert delta("otlp_metric_points", "otlp") == 2
+    assert delta("samples", "otlp-metrics") == 2  # one sample per number data point
+    assert delta("exemplars", "otlp-metrics") == 1
+    assert delta("spans", "otlp") == 2
+
+
+def test_statement_time_by_kind_and_connections(client, tenants, settings):
+    from django.db import DatabaseError, connection, transaction
+
+    settings.METRICS_TOKEN = None
+    before = _scrape(client)
+    with connection.cursor() as cur:
+        for _ in range(3):
+            cur.execute("SELECT pg_sleep(0.01)")
+        with pytest.raises(DatabaseError), transaction.atomic():
+            cur.execute("SELECT no_such_column FROM tenancy_organization")
+    after = _scrape(client)
+
+    def count(kind, outcome):
+        name = "canopy_db_statement_duration_seconds_count"
+        return _value(after, name, kind=kind, outcome=outcome) - _value(
+            before, name, kind=kind, outcome=outcome
+        )
+
+    assert count("select", "ok") >= 3
+    assert count("select", "error") == 1
+    slow = "canopy_db_statement_duration_seconds_sum"
+    assert (
+        _value(after, slow, kind="select", outcome="ok")
+        - _value(before, slow, kind="select", outcome="ok")
+        >= 0.03
+    )
+    # the scrape itself reads pg_stat_activity: this test's connection is there
+    states = {
+        dict(labels)["state"]: v
+        for (name, labels), v in after.items()
+        if name == "canopy_db_server_connections"
+    }
+    assert states.get("active", 0) >= 1
+    assert _value(after, "canopy_db_server_max_connections") >= sum(states.values())
+    assert ("canopy_db_connections_opened_total", ()) in after
+
+
+def test_statement_kinds_are_bounded():
+    from psycopg import sql
+
+    from backend.observability.metrics import _statement_kind
+
+    assert _statement_kind("  SELECT 1") == "select"
+    assert _statement_kind("(select 1) union (select 2)") == "select"
+    assert _statement_kind("WITH x AS (SELECT 1) DELETE FROM t") == "with"
+    assert _statement_kind(b"COPY t FROM STDIN") == "copy"
+    composed = sql.SQL("DELETE FROM {} WHERE org_id = %s").format(sql.Identifier("t"))
+    assert _statement_kind(composed) == "delete"
+    assert _statement_kind("VACUUM whatever_the_user_wrote") == "other"
+    assert _statement_kind("") == "other"
+
+
+def test_counts_from_other_processes_are_summed(client, settings, tmp_path, monkeypatch):
+    # As under `make run`: gunicorn, Celery and the gRPC receiver write into one folder;
+    # the scrape (any web worker) sums them.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings.METRICS_TOKEN = None
+    program = (
+        "import django; django.setup()\n"
+        "from backend.observability.metrics import ingest_accepted\n"
+        "from django.db import connection\n"
+        "ingest_accepted(signal='spans', protocol='otlp_protobuf', n=7)\n"
+        "connection.cursor().execute('SELECT 1')\n"
+    )
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "backend.settings",
+    }
+    root = Path(__file__).resolve().parents[2]
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", program], env=env, cwd=root, check=True, timeout=120)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    got = _scrape(client)
+    spans = _value(got, "canopy_ingest_accepted_total", signal="spans", protocol="otlp_protobuf")
+    assert spans == 14
+    statements = "canopy_db_statement_duration_seconds_count"
+    assert _value(got, statements, kind="select", outcome="ok") >= 2
+    assert _value(got, "canopy_db_connections_opened_total") >= 2

@@ -45,8 +45,9 @@ def blocks_compact(*, min_age_seconds: float = 30, max_groups: int = 200) -> int
                 np.concatenate([p.values for p in parts]),
             )
             cur.execute(
-                "DELETE FROM metric_blocks WHERE window_start = %s AND id = ANY(%s)",
-                [window_start, [b.id for b in found]],
+                "DELETE FROM metric_blocks WHERE org_id = %s AND window_start = %s"
+                " AND id = ANY(%s::bigint[])",
+                [org_id, window_start, [b.id for b in found]],
             )
             blocks_insert([BlockRow(org_id, metric, window_start, encoding.encode(samples))])
             merged += 1

@@ -74,8 +74,8 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
         # SKIP LOCKED: two workers draining the same org take disjoint batches.
         cur.execute(
             """
-            DELETE FROM metric_batches WHERE id IN (
-                SELECT id FROM metric_batches WHERE org_id = %s
+            DELETE FROM metric_batches WHERE (org_id, id) IN (
+                SELECT org_id, id FROM metric_batches WHERE org_id = %s
                 ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
             RETURNING id, series_ids, timestamps, "values"
             """,

@@ -120,8 +120,8 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
         blocks.org_lock(cur, org_id)
         cur.execute(
             """
-            DELETE FROM trace_batches WHERE id IN (
-                SELECT id FROM trace_batches WHERE org_id = %s
+            DELETE FROM trace_batches WHERE (org_id, id) IN (
+                SELECT org_id, id FROM trace_batches WHERE org_id = %s
                 ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
             RETURNING min_start_ns, max_start_ns, payload
             """,

@@ -20,6 +20,7 @@ app_name = "web"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("overview/figures", views.overview_figures, name="overview-figures"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -1,13 +1,12 @@
 import re
 import time
-from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -22,6 +21,7 @@ from backend.tenancy.models import ALL_SCOPES, TENANT_LIMIT_FIELDS, Scope
 from backend.tenancy.rejections import rejections_get
 from backend.tenancy.selectors import limits_get
 from backend.tracing.selectors import traces_overview
+from web.overview import OverviewTimedOut, overview_get
 
 # The explorer's time ranges (label -> seconds); the page asks for about 250 points across one.
 METRICS_RANGES = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
@@ -99,33 +99,47 @@ def home(request: HttpRequest) -> HttpResponse:
     access = session_access(request)
     context = {"public_url": request.build_absolute_uri("/").rstrip("/")}
     if access is not None:
-        org = access.org
-        tokens = selectors.token_list(org=org)
-        context["active_tokens"] = sum(1 for t in tokens if t.is_active())
-        context["member_count"] = selectors.membership_list(org=org).count()
-        context["ingest"] = ingest_overview(org_id=org.pk)
-        context["traces"] = traces_overview(org_id=org.pk, now_ns=time.time_ns())
-        if context["ingest"].last_sample_ms:
-            context["last_sample"] = datetime.fromtimestamp(
-                context["ingest"].last_sample_ms / 1000, UTC
-            )
-        refused = rejections_get(org_id=org.pk)
-        rows = [
-            (signal, reason, n)
-            for signal, reasons in refused.items()
-            for reason, n in reasons.items()
-        ]
-        top = max((n for *_, n in rows), default=0)
-        context["rejections"] = [
-            {
-                "signal": signal,
-                "reason": reason.replace("_", " "),
-                "count": n,
-                "pct": round(100 * n / top),
-            }
-            for signal, reason, n in sorted(rows, key=lambda row: -row[2])
-        ]
+        try:
+            context["overview"] = overview_get(org=access.org)
+        except OverviewTimedOut as exc:
+            context["timed_out"] = f"{exc.args[0]:g}"
+        context["figures_url"] = reverse("web:overview-figures")
+        context["refresh_seconds"] = OVERVIEW_REFRESH_SECONDS
     return render(request, "web/home.html", context)
+
+
+# How often the Overview page asks for fresh figures (the page can pause it).
+OVERVIEW_REFRESH_SECONDS = 15
+
+
+def overview_figures(request: HttpRequest) -> JsonResponse:
+    """The Overview's figures as JSON, for its auto-refresh: the same session and org as the
+    page (``?org=<slug>``, else the session's org); another org answers 404 like the pages."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "log in first"}, status=401)
+    if request.method != "GET":
+        return JsonResponse({"detail": "GET only"}, status=405)
+    try:
+        access = session_access(request, org_slug=request.GET.get("org") or None)
+    except OrgNotFound as exc:
+        return JsonResponse({"detail": exc.message}, status=404)
+    if access is None:
+        return JsonResponse({"detail": "You are not a member of any organization yet."}, status=404)
+    try:
+        figures = overview_get(org=access.org)
+    except OverviewTimedOut as exc:
+        response = JsonResponse(
+            {
+                "detail": f"the figures took longer than the query timeout ({exc.args[0]:g} s); "
+                "the page tries again at the next refresh"
+            },
+            status=503,
+        )
+        response["Retry-After"] = str(OVERVIEW_REFRESH_SECONDS)
+        return response
+    response = JsonResponse({"org": access.org.slug, **figures})
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required

@@ -39,6 +39,11 @@ urlpatterns = [
     path("rules/delete", rules_views.rule_group_delete, name="rule-group-delete"),
     path("traces/map", views.traces_map, name="traces-map"),
     path("traces/map/graph", api.ServiceGraphView.as_view(), name="traces-graph"),
+    path(
+        "traces/services/activity",
+        api.ServiceActivityView.as_view(),
+        name="traces-service-activity",
+    ),
     re_path(r"^traces/(?P<trace_id>[0-9a-fA-F]{1,32})$", views.trace, name="trace"),
     path("orgs/switch", views.switch_org, name="switch-org"),
     path("settings/tokens", views.tokens, name="tokens"),

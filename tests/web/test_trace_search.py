@@ -115,17 +115,21 @@ def test_the_prefix_lookup_stays_in_the_org(client, shop):
 
 def test_prefix_lookup_is_bounded_by_its_window(shop):
     now = time.time_ns()
-    ids = [t for t, _ in traces_by_prefix(
-        org_id=shop.org.pk, prefix="abcdef", start_ns=now - 30 * 60 * 10**9, end_ns=now, limit=5
-    )]
+    ids = [
+        t
+        for t, _ in traces_by_prefix(
+            org_id=shop.org.pk, prefix="abcdef", start_ns=now - 30 * 60 * 10**9, end_ns=now, limit=5
+        )
+    ]
     assert ids == [bytes.fromhex(T_HEAD), bytes.fromhex(T_BLOCK)]
     recent = traces_by_prefix(
         org_id=shop.org.pk, prefix="abcdef", start_ns=now - 5 * 60 * 10**9, end_ns=now, limit=5
     )
     assert [t for t, _ in recent] == [bytes.fromhex(T_HEAD)]
-    assert len(traces_by_prefix(
-        org_id=shop.org.pk, prefix="abcdef", start_ns=0, end_ns=now, limit=1
-    )) == 1
+    assert (
+        len(traces_by_prefix(org_id=shop.org.pk, prefix="abcdef", start_ns=0, end_ns=now, limit=1))
+        == 1
+    )
     with pytest.raises(ValueError):
         traces_by_prefix(org_id=shop.org.pk, prefix="abc%", start_ns=0, end_ns=now, limit=5)
 

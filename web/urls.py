@@ -1,4 +1,5 @@
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import path, re_path
 
 from backend.observability.metrics import metrics_view
@@ -20,6 +21,12 @@ app_name = "web"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # Swagger UI over /api/schema/; its start-up script is a file (the CSP runs no inline script)
+    path(
+        "api/docs/",
+        login_required(views.ApiDocsView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
     path("overview/figures", views.overview_figures, name="overview-figures"),
     path(
         "login/",

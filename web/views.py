@@ -13,12 +13,20 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from backend.metrics import cardinality
 from backend.metrics import mesh as mesh_graph
 from backend.metrics.selectors import ingest_overview
 from backend.tenancy import selectors, services
-from backend.tenancy.access import Access, OrgNotFound, session_access, session_org_select
+from backend.tenancy.access import (
+    SESSION_ORG_KEY,
+    Access,
+    OrgNotFound,
+    session_access,
+    session_org_select,
+)
 from backend.tenancy.models import ALL_SCOPES, TENANT_LIMIT_FIELDS, Scope
 from backend.tenancy.rejections import rejections_get
 from backend.tenancy.selectors import limits_get
@@ -150,6 +158,22 @@ def overview_figures(request: HttpRequest) -> JsonResponse:
     response = JsonResponse({"org": access.org.slug, **figures})
     response["Cache-Control"] = "no-store"
     return response
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """Swagger UI with Canopy's header (back to the dashboard, who *Try it out* acts as). The
+    page remembers the dashboard's org in the session, so the API calls made from it (with the
+    session and its CSRF token) act for the org the header names."""
+
+    template_name = "web/api_docs.html"
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("script") is None:
+            access = session_access(request)
+            if access is not None and request.session.get(SESSION_ORG_KEY) != access.org.slug:
+                request.session[SESSION_ORG_KEY] = access.org.slug
+        return super().get(request, *args, **kwargs)
 
 
 @login_required

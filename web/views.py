@@ -33,7 +33,7 @@ from backend.tenancy.selectors import limits_get
 from backend.tracing.api.base import ReadTimedOut, bounded_reading
 from backend.tracing.api.params import trace_id_hex
 from backend.tracing.selectors import traces_by_prefix, traces_get, traces_overview
-from web.overview import OverviewTimedOut, overview_get
+from web.overview import OverviewTimedOut, overview_get, overview_unread
 
 # The explorer's time ranges (label -> seconds); the page asks for about 250 points across one.
 METRICS_RANGES = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
@@ -121,6 +121,7 @@ def home(request: HttpRequest) -> HttpResponse:
             context["overview"] = overview_get(org=access.org)
         except OverviewTimedOut as exc:
             context["timed_out"] = f"{exc.args[0]:g}"
+            context["overview"] = overview_unread()
         context["figures_url"] = reverse("web:overview-figures")
         context["refresh_seconds"] = OVERVIEW_REFRESH_SECONDS
     return render(request, "web/home.html", context)

@@ -108,6 +108,8 @@ def test_a_blocked_read_is_cancelled_at_the_orgs_query_timeout(client, tenants):
         page = client.get("/")
         assert page.status_code == 200
         assert b"query timeout (1 s)" in page.content
+        # the figures' frame stays, without values, for the refresh to fill in
+        assert 'data-testid="series-count">—<' in page.content.decode()
     finally:
         other.rollback()
         other.close()

@@ -151,9 +151,23 @@ def service_span_counts(
     return ranked[:limit]
 
 
-def _displayed_hex(trace_id: bytes) -> str:
-    # As the APIs and the pages print it: 64-bit ids (upper half zero) as 16 hex digits.
-    return (trace_id[8:] if trace_id[:8] == bytes(8) else trace_id).hex()
+def _prefix_mask(raw: bytes, prefix: str) -> np.ndarray:
+    """Which of the 16-byte ids in ``raw``, as displayed (64-bit ids from their low half),
+    start with the hex ``prefix`` (vectorized: a block holds thousands of traces)."""
+    ids = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
+    short = ~ids[:, :8].any(axis=1)
+    shown = ids.copy()
+    shown[short, :8] = ids[short, 8:]  # 64-bit ids: 16 digits, from their low half
+    whole = bytes.fromhex(prefix[: len(prefix) // 2 * 2])
+    mask = np.ones(len(ids), dtype=bool)
+    if whole:
+        mask &= (shown[:, : len(whole)] == np.frombuffer(whole, dtype=np.uint8)).all(axis=1)
+    if len(prefix) % 2:
+        mask &= (shown[:, len(whole)] >> 4) == int(prefix[-1], 16)
+    # a 64-bit id shows 16 digits: a longer prefix cannot match it
+    if len(prefix) > 16:
+        mask &= ~short
+    return mask
 
 
 def traces_by_prefix(
@@ -181,16 +195,12 @@ def traces_by_prefix(
     for lo, _, _, payload in blocks:
         block = Block(bytes(payload), lo)
         raw = block.raw("trace_ids")
-        numbers = [
-            k
-            for k in range(len(raw) // 16)
-            if _displayed_hex(raw[16 * k : 16 * k + 16]).startswith(prefix)
-        ]
-        if not numbers:
+        numbers = np.flatnonzero(_prefix_mask(raw, prefix))
+        if not len(numbers):
             continue
         starts = block.starts()
         of_trace = block.span_trace_numbers()
-        for k in numbers:
+        for k in numbers.tolist():
             mine = starts[(of_trace == k) & (starts >= start_ns) & (starts <= end_ns)]
             if len(mine):
                 trace_id = raw[16 * k : 16 * k + 16]

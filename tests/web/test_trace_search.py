@@ -3,6 +3,7 @@ prefix opens its trace, several are listed, none is said plainly; bounded and or
 the busiest service (most spans in the lookback) is what the search starts with. Spans sit both
 in the head and in blocks, so both paths are read."""
 
+import random
 import time
 
 import pytest
@@ -10,7 +11,8 @@ from django.urls import reverse
 
 from backend.pipeline.drain import org_drain
 from backend.tracing import storage
-from backend.tracing.selectors import service_span_counts, traces_by_prefix
+from backend.tracing.api.params import trace_id_hex
+from backend.tracing.selectors import _prefix_mask, service_span_counts, traces_by_prefix
 from tests.helpers.credentials import bearer
 from tests.helpers.otlp import otlp_request, post_otlp, span
 
@@ -132,6 +134,21 @@ def test_prefix_lookup_is_bounded_by_its_window(shop):
     )
     with pytest.raises(ValueError):
         traces_by_prefix(org_id=shop.org.pk, prefix="abc%", start_ns=0, end_ns=now, limit=5)
+
+
+def test_the_vectorized_prefix_match_agrees_with_the_displayed_ids():
+    rng = random.Random(7)
+    ids = [
+        (bytes(8) if rng.random() < 0.3 else rng.randbytes(8)) + rng.randbytes(8)
+        for _ in range(400)
+    ]
+    ids += [bytes.fromhex(T_64), bytes.fromhex("ab" * 16), bytes.fromhex("ab" * 8 + "cd" * 8)]
+    shown = [trace_id_hex(t) for t in ids]
+    prefixes = ["ab", "abab", "ababababababababc", "f", "0", "feedface1"]
+    prefixes += [rng.choice(shown)[: rng.randint(1, 32)] for _ in range(200)]
+    for prefix in prefixes:
+        mask = _prefix_mask(b"".join(ids), prefix)
+        assert mask.tolist() == [h.startswith(prefix) for h in shown], prefix
 
 
 def test_busiest_services_count_head_and_blocks(shop):

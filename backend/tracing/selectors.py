@@ -199,11 +199,12 @@ def traces_by_prefix(
         if not len(numbers):
             continue
         starts = block.starts()
-        of_trace = block.span_trace_numbers()
-        for k in numbers.tolist():
-            mine = starts[(of_trace == k) & (starts >= start_ns) & (starts <= end_ns)]
-            if len(mine):
+        inside = (starts >= start_ns) & (starts <= end_ns)
+        latest = np.full(len(raw) // 16, -1, dtype=np.int64)  # per trace, in the window
+        np.maximum.at(latest, block.span_trace_numbers()[inside], starts[inside])
+        for k, last in zip(numbers.tolist(), latest[numbers].tolist(), strict=True):
+            if last >= 0:
                 trace_id = raw[16 * k : 16 * k + 16]
-                found[trace_id] = max(found.get(trace_id, 0), int(mine.max()))
+                found[trace_id] = max(found.get(trace_id, 0), last)
     ranked = sorted(found.items(), key=lambda item: -item[1])
     return ranked[:limit]

@@ -318,7 +318,17 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Canopy API",
-    "DESCRIPTION": "Management API of Canopy, the hosted observability backend for service meshes.",
+    "DESCRIPTION": (
+        "The HTTP APIs of Canopy, the hosted observability backend for service meshes: "
+        "ingest (Prometheus remote write, OTLP/HTTP, Zipkin), the Prometheus, Jaeger and "
+        "Zipkin query APIs, and the management API.\n\n"
+        "**Authentication.** Senders and Grafana use an API token: `Authorization: Bearer "
+        "<token>`, or basic auth with the org's slug as username and the token as password. "
+        "From this page, *Try it out* uses your dashboard session instead: requests act for "
+        "the organization named at the top of the page (add `?org=<slug>` to a request to "
+        "pick another of yours), and unsafe methods carry the CSRF token. The ingest "
+        "endpoints take tokens only."
+    ),
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -332,6 +342,11 @@ SPECTACULAR_SETTINGS = {
     # how it introspects the Jaeger/Zipkin views (their shapes are the protocols', documented
     # in docs/), not about deployment. tests/tenancy/test_api.py checks the schema itself.
     "ENABLE_DJANGO_DEPLOY_CHECK": False,
+    # The ingest receivers are plain Django views: their paths are added by a hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "backend.api_schema.ingest_paths",
+    ],
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL") or "INFO"

@@ -10,7 +10,9 @@ in other services), Envoy-like tags with 2 % errors; another org's spans (a fift
 beside them. The dependency rollups are computed for the 24 hours, then the head is cut into
 blocks as the beat job does (all but the last ~20 minutes), then each query runs
 --repeat times through the HTTP API: trace by id, service+operation search (last hour),
-tag search (http.status_code=500, last hour) and /api/dependencies over 24 h.
+tag search (http.status_code=500, last hour) and /api/dependencies over 24 h; then the trace
+search page's helpers: the busiest service (1 h, 24 h) and the short-id lookup of the "go to
+trace" box (a unique prefix, and an 8-digit one every trace shares), over 24 h.
 Targets (issue 6): trace by id < 50 ms, searches < 300 ms at p95.
 """
 
@@ -111,11 +113,38 @@ def fill(srv: CanopyServer, org_id: int, n_spans: int, salt: int) -> None:
         )
 
 
+PASSWORD = "bench-password-1234"
+
+
+def _log_in(srv: CanopyServer) -> requests.Session:
+    """A dashboard session of the bench org's owner (the pages are behind a login)."""
+    srv._manage(
+        "shell",
+        "-c",
+        "from backend.tenancy.services import user_get_or_create\n"
+        f"user_get_or_create(username='bench', password='{PASSWORD}')",
+    )
+    s = requests.Session()
+    s.get(srv.url + "/login/", timeout=30)
+    r = s.post(
+        srv.url + "/login/",
+        data={
+            "username": "bench",
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": s.cookies["csrftoken"],
+        },
+        headers={"Referer": srv.url + "/login/"},
+        timeout=30,
+    )
+    r.raise_for_status()
+    return s
+
+
 def timed(session, url, params, repeat) -> list[float]:
     out = []
     for _ in range(repeat):
         t = time.perf_counter()
-        r = session.get(url, params=params, timeout=60)
+        r = session.get(url, params=params, timeout=60, allow_redirects=False)
         out.append((time.perf_counter() - t) * 1000)
         r.raise_for_status()
     return out
@@ -207,6 +236,22 @@ def main(argv=None) -> int:
             f"{base}/dependencies",
             {"endTs": now_us // 1000, "lookback": 86_400_000},
             args.repeat,
+        )
+        # The trace search page's helpers (issue 17): the busiest service of the lookback,
+        # and the "go to trace" box resolving a short id among the last 24 h of traces.
+        activity = srv.url + "/traces/services/activity"
+        results["busiest service, 1 h"] = timed(session, activity, {"lookback": "1h"}, args.repeat)
+        results["busiest service, 24 h"] = timed(
+            session, activity, {"lookback": "24h"}, args.repeat
+        )
+        page = _log_in(srv)
+        # (this dataset's ids differ only in their last digits: a unique prefix is 31 long)
+        results["short id, unique prefix, 24 h"] = [
+            timed(page, srv.url + "/traces", {"trace": i[:31]}, 1)[0] for i in ids
+        ]
+        # every trace of the tenant starts with its salt's 16 digits: the 20 newest are listed
+        results["short id shared by all traces, 24 h"] = timed(
+            page, srv.url + "/traces", {"trace": f"{1:016x}"[:8]}, args.repeat
         )
         ((size,),) = srv.sql(
             "SELECT sum(pg_total_relation_size(oid)) FROM pg_class WHERE relkind = 'r' "

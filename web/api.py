@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from django.db import transaction
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -17,7 +18,10 @@ from backend.metrics import promql
 from backend.metrics.mesh import DEFAULT_WINDOW, MeshQueryError, mesh_graph
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
+from backend.tenancy.selectors import limits_get
 from backend.tracing import dependencies
+from backend.tracing.api.base import ReadTimedOut, bounded_reading
+from backend.tracing.selectors import service_span_counts
 
 DEFAULT_LOOKBACK_MS = 3600 * 1000
 MAX_LOOKBACK_MS = 30 * 24 * 3600 * 1000
@@ -77,3 +81,43 @@ class MeshGraphView(OrgAPIView):
         except promql.PromQLError as exc:
             return Response({"detail": str(exc)}, status=exc.status)
         return Response(graph)
+
+
+# The trace search's lookbacks (label -> seconds), the only windows the activity answers for.
+ACTIVITY_LOOKBACKS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
+ACTIVITY_TOP = 10
+
+
+class ServiceActivityView(OrgAPIView):
+    """``GET ?lookback=15m|1h|6h|24h|7d`` → ``{"data": [{service, spans}], "lookback"}``: the
+    org's busiest services by spans starting in the lookback (at most 10), most first. The
+    trace search picks the first when no service is chosen. Reads run under the org's query
+    timeout."""
+
+    scopes = {"GET": [Scope.TRACES_READ]}
+
+    def get(self, request):
+        lookback = request.query_params.get("lookback", "1h")
+        if lookback not in ACTIVITY_LOOKBACKS:
+            raise exceptions.ValidationError(
+                {"lookback": f"one of {', '.join(ACTIVITY_LOOKBACKS)}"}
+            )
+        end_ns = time.time_ns()
+        timeout = float(limits_get(org_id=self.org.pk).query_timeout_seconds)
+        try:
+            with bounded_reading(timeout_seconds=timeout):
+                top = service_span_counts(
+                    org_id=self.org.pk,
+                    start_ns=end_ns - ACTIVITY_LOOKBACKS[lookback] * 10**9,
+                    end_ns=end_ns,
+                    limit=ACTIVITY_TOP,
+                )
+                transaction.set_rollback(True)  # read only: its settings end with it
+        except ReadTimedOut:
+            return Response(
+                {"detail": f"counting spans took longer than the query timeout ({timeout:g} s)"},
+                status=503,
+            )
+        return Response(
+            {"data": [{"service": s, "spans": n} for s, n in top], "lookback": lookback}
+        )

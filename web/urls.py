@@ -1,4 +1,5 @@
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import path, re_path
 
 from backend.observability.metrics import metrics_view
@@ -20,6 +21,13 @@ app_name = "web"
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # Swagger UI over /api/schema/; its start-up script is a file (the CSP runs no inline script)
+    path(
+        "api/docs/",
+        login_required(views.ApiDocsView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
+    path("overview/figures", views.overview_figures, name="overview-figures"),
     path(
         "login/",
         auth_views.LoginView.as_view(
@@ -40,6 +48,11 @@ urlpatterns = [
     path("rules/delete", rules_views.rule_group_delete, name="rule-group-delete"),
     path("traces/map", views.traces_map, name="traces-map"),
     path("traces/map/graph", api.ServiceGraphView.as_view(), name="traces-graph"),
+    path(
+        "traces/services/activity",
+        api.ServiceActivityView.as_view(),
+        name="traces-service-activity",
+    ),
     re_path(r"^traces/(?P<trace_id>[0-9a-fA-F]{1,32})$", views.trace, name="trace"),
     path("orgs/switch", views.switch_org, name="switch-org"),
     path("settings/tokens", views.tokens, name="tokens"),

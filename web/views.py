@@ -7,21 +7,33 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from backend.metrics import cardinality
 from backend.metrics import mesh as mesh_graph
 from backend.metrics.selectors import ingest_overview
 from backend.tenancy import selectors, services
-from backend.tenancy.access import Access, OrgNotFound, session_access, session_org_select
+from backend.tenancy.access import (
+    SESSION_ORG_KEY,
+    Access,
+    OrgNotFound,
+    session_access,
+    session_org_select,
+)
 from backend.tenancy.models import ALL_SCOPES, TENANT_LIMIT_FIELDS, Scope
 from backend.tenancy.rejections import rejections_get
 from backend.tenancy.selectors import limits_get
-from backend.tracing.selectors import traces_overview
+from backend.tracing.api.base import ReadTimedOut, bounded_reading
+from backend.tracing.api.params import trace_id_hex
+from backend.tracing.selectors import traces_by_prefix, traces_get, traces_overview
+from web.overview import OverviewTimedOut, overview_get, overview_unread
 
 # The explorer's time ranges (label -> seconds); the page asks for about 250 points across one.
 METRICS_RANGES = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
@@ -42,6 +54,12 @@ TRACE_ID = re.compile(r"[0-9a-f]{1,32}")
 TRACE_LIMIT = re.compile(r"[0-9]{1,4}")
 TRACE_DEFAULT_LIMIT = "20"
 TRACE_MAX_LIMIT = 1500  # the Jaeger API's cap
+# The "go to trace" box takes the short ids the pages show: a prefix of at least this many hex
+# digits, looked up among the traces with spans in the last day (most recent first).
+TRACE_PREFIX_MIN = 6
+TRACE_PREFIX_LOOKBACK_NS = 24 * 3600 * 10**9
+TRACE_PREFIX_LOOKBACK_LABEL = "24 h"
+TRACE_PREFIX_MATCHES = 20
 
 
 def _access_or_404(request, *, org_slug: str | None = None) -> Access:
@@ -99,33 +117,64 @@ def home(request: HttpRequest) -> HttpResponse:
     access = session_access(request)
     context = {"public_url": request.build_absolute_uri("/").rstrip("/")}
     if access is not None:
-        org = access.org
-        tokens = selectors.token_list(org=org)
-        context["active_tokens"] = sum(1 for t in tokens if t.is_active())
-        context["member_count"] = selectors.membership_list(org=org).count()
-        context["ingest"] = ingest_overview(org_id=org.pk)
-        context["traces"] = traces_overview(org_id=org.pk, now_ns=time.time_ns())
-        if context["ingest"].last_sample_ms:
-            context["last_sample"] = datetime.fromtimestamp(
-                context["ingest"].last_sample_ms / 1000, UTC
-            )
-        refused = rejections_get(org_id=org.pk)
-        rows = [
-            (signal, reason, n)
-            for signal, reasons in refused.items()
-            for reason, n in reasons.items()
-        ]
-        top = max((n for *_, n in rows), default=0)
-        context["rejections"] = [
-            {
-                "signal": signal,
-                "reason": reason.replace("_", " "),
-                "count": n,
-                "pct": round(100 * n / top),
-            }
-            for signal, reason, n in sorted(rows, key=lambda row: -row[2])
-        ]
+        try:
+            context["overview"] = overview_get(org=access.org)
+        except OverviewTimedOut as exc:
+            context["timed_out"] = f"{exc.args[0]:g}"
+            context["overview"] = overview_unread()
+        context["figures_url"] = reverse("web:overview-figures")
+        context["refresh_seconds"] = OVERVIEW_REFRESH_SECONDS
     return render(request, "web/home.html", context)
+
+
+# How often the Overview page asks for fresh figures (the page can pause it).
+OVERVIEW_REFRESH_SECONDS = 15
+
+
+def overview_figures(request: HttpRequest) -> JsonResponse:
+    """The Overview's figures as JSON, for its auto-refresh: the same session and org as the
+    page (``?org=<slug>``, else the session's org); another org answers 404 like the pages."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"detail": "log in first"}, status=401)
+    if request.method != "GET":
+        return JsonResponse({"detail": "GET only"}, status=405)
+    try:
+        access = session_access(request, org_slug=request.GET.get("org") or None)
+    except OrgNotFound as exc:
+        return JsonResponse({"detail": exc.message}, status=404)
+    if access is None:
+        return JsonResponse({"detail": "You are not a member of any organization yet."}, status=404)
+    try:
+        figures = overview_get(org=access.org)
+    except OverviewTimedOut as exc:
+        response = JsonResponse(
+            {
+                "detail": f"the figures took longer than the query timeout ({exc.args[0]:g} s); "
+                "the page tries again at the next refresh"
+            },
+            status=503,
+        )
+        response["Retry-After"] = str(OVERVIEW_REFRESH_SECONDS)
+        return response
+    response = JsonResponse({"org": access.org.slug, **figures})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """Swagger UI with Canopy's header (back to the dashboard, who *Try it out* acts as). The
+    page remembers the dashboard's org in the session, so the API calls made from it (with the
+    session and its CSRF token) act for the org the header names."""
+
+    template_name = "web/api_docs.html"
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("script") is None:
+            access = session_access(request)
+            if access is not None and request.session.get(SESSION_ORG_KEY) != access.org.slug:
+                request.session[SESSION_ORG_KEY] = access.org.slug
+        return super().get(request, *args, **kwargs)
 
 
 @login_required
@@ -156,11 +205,12 @@ def traces(request: HttpRequest) -> HttpResponse:
     and traces. ``?trace=<id>`` (the "go to trace" box) opens that trace."""
     access = _page_access(request)
     wanted = request.GET.get("trace", "").strip().lower()
+    matches = None
     if wanted:
-        if TRACE_ID.fullmatch(wanted):
-            url = reverse("web:trace", args=[wanted])
-            return redirect(f"{url}?{urlencode({'org': access.org.slug})}")
-        messages.error(request, "A trace ID is 1 to 32 hexadecimal digits.")
+        found = _trace_lookup(request, access, wanted)
+        if isinstance(found, HttpResponse):
+            return found
+        matches = found
     params = request.GET
     lookback = params.get("lookback", TRACE_DEFAULT_LOOKBACK)
     limit = params.get("limit", "")
@@ -180,8 +230,84 @@ def traces(request: HttpRequest) -> HttpResponse:
             "errors_only": params.get("errorsOnly") == "true",
             "sort_by": "duration" if params.get("sortBy") == "duration" else "start",
             "trace_lookup": wanted,
+            "trace_matches": matches,
+            "prefix_min": TRACE_PREFIX_MIN,
+            "prefix_lookback": TRACE_PREFIX_LOOKBACK_LABEL,
         },
     )
+
+
+def _trace_redirect(access: Access, trace_id: str) -> HttpResponse:
+    url = reverse("web:trace", args=[trace_id])
+    return redirect(f"{url}?{urlencode({'org': access.org.slug})}")
+
+
+def _trace_lookup(request, access: Access, wanted: str) -> HttpResponse | dict | None:
+    """The "go to trace" box: a full id (32 hex digits) opens its trace; a shorter one is a
+    prefix of the ids the pages show, looked up among the org's traces of the last day: one
+    match opens it, several are listed (the answer), none is said plainly (None). A 16-digit
+    id nobody's recent trace starts with still opens as a 64-bit trace id."""
+    if not TRACE_ID.fullmatch(wanted):
+        messages.error(request, "A trace ID is hexadecimal digits (0-9, a-f), 32 at most.")
+        return None
+    if len(wanted) == 32:
+        return _trace_redirect(access, wanted)
+    if len(wanted) < TRACE_PREFIX_MIN:
+        messages.error(
+            request,
+            f"“{wanted}” is too short: type at least {TRACE_PREFIX_MIN} hex digits of the "
+            "trace ID (the short ids in the lists have 8).",
+        )
+        return None
+    now_ns = time.time_ns()
+    timeout = float(limits_get(org_id=access.org.pk).query_timeout_seconds)
+    try:
+        with bounded_reading(timeout_seconds=timeout):
+            found = traces_by_prefix(
+                org_id=access.org.pk,
+                prefix=wanted,
+                start_ns=now_ns - TRACE_PREFIX_LOOKBACK_NS,
+                end_ns=now_ns,
+                limit=TRACE_PREFIX_MATCHES + 1,
+            )
+            roots = {}
+            if len(found) > 1:
+                roots = traces_get(
+                    org_id=access.org.pk, trace_ids=[t for t, _ in found[:TRACE_PREFIX_MATCHES]]
+                )
+            transaction.set_rollback(True)  # read only: its settings end with it
+    except ReadTimedOut:
+        messages.error(
+            request,
+            f"Looking up “{wanted}” took longer than the query timeout ({timeout:g} s): "
+            "type more of the trace ID.",
+        )
+        return None
+    if len(found) == 1:
+        return _trace_redirect(access, trace_id_hex(found[0][0]))
+    if not found:
+        if len(wanted) == 16:
+            return _trace_redirect(access, wanted)
+        messages.error(
+            request,
+            f"No trace with spans in the last {TRACE_PREFIX_LOOKBACK_LABEL} has an ID starting "
+            f"with “{wanted}”. Paste the whole ID (32 hex digits) for older traces.",
+        )
+        return None
+    out = []
+    for trace_id, last_ns in found[:TRACE_PREFIX_MATCHES]:
+        spans = roots.get(trace_id, [])
+        root = next((sp for sp in spans if sp.parent_span_id is None), spans[0] if spans else None)
+        out.append(
+            {
+                "id": trace_id_hex(trace_id),
+                "service": root.service if root else "",
+                "operation": root.name if root else "",
+                "spans": len(spans),
+                "when": datetime.fromtimestamp(last_ns / 1e9, UTC),
+            }
+        )
+    return {"items": out, "more": len(found) > TRACE_PREFIX_MATCHES}
 
 
 @login_required

@@ -224,8 +224,8 @@ def access_for_request(request, *, org_slug: str | None = None) -> Access:
 
     A token acts for its own org only: ``org_slug`` (from the URL), when given, must be that
     org. A member names the org by ``org_slug``, else ``?org=<slug>``, else the org kept in the
-    session. Raises NotAuthenticated, OrgNotNamed, OrgNotFound, or AccessError for bad
-    credentials.
+    session, else (a member of exactly one org) that org. Raises NotAuthenticated, OrgNotNamed,
+    OrgNotFound, or AccessError for bad credentials.
     """
     user = getattr(request, "user", None)
     if isinstance(user, TokenPrincipal):
@@ -242,7 +242,13 @@ def access_for_request(request, *, org_slug: str | None = None) -> Access:
         raise NotAuthenticated()
     slug = org_slug or request.GET.get("org") or request.session.get(SESSION_ORG_KEY)
     if not slug:
-        raise OrgNotNamed()
+        # A member of exactly one org means that one (the API docs' "Try it out" sends the
+        # session alone); a member of several must name it or pick it in the dashboard.
+        memberships = getattr(user, "memberships", None)
+        only = list(memberships.select_related("org")[:2]) if memberships is not None else []
+        if len(only) != 1:
+            raise OrgNotNamed()
+        return access_for_membership(only[0], user=user)
     return access_for_member(user=user, org_slug=slug)
 
 

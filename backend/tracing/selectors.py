@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from django.db import connection
 
 from backend.tracing.spans import StoredSpan
 from backend.tracing.storage import reader
+from backend.tracing.storage.encoding import Block
 
 
 def trace_get(*, org_id: int, trace_id: bytes) -> list[StoredSpan]:
@@ -95,3 +97,114 @@ def traces_get(*, org_id: int, trace_ids: list[bytes]) -> dict[bytes, list[Store
     for span in spans:
         out.setdefault(span.trace_id, []).append(span)
     return out
+
+
+# --- the trace search page's helpers: the busiest service, short trace ids -------------------
+
+
+def _blocks_between(cur, org_id: int, start_ns: int, end_ns: int):
+    cur.execute(
+        "SELECT min_start_ns, max_start_ns, service_ids, payload FROM trace_blocks"
+        " WHERE org_id = %s AND max_start_ns >= %s AND min_start_ns <= %s",
+        [org_id, start_ns, end_ns],
+    )
+    return cur.fetchall()
+
+
+def service_span_counts(
+    *, org_id: int, start_ns: int, end_ns: int, limit: int = 10
+) -> list[tuple[str, int]]:
+    """(service, spans starting in [start, end]) of the org's busiest services, most spans
+    first (ties by name). Reads the head in SQL and the blocks of the window: a block wholly
+    inside it with one service counts from its summary; others decode two columns."""
+    counts: dict[int, int] = {}
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT service_id, count(*) FROM trace_spans"
+            " WHERE org_id = %s AND start_ns BETWEEN %s AND %s GROUP BY service_id",
+            [org_id, start_ns, end_ns],
+        )
+        for sid, n in cur.fetchall():
+            counts[sid] = counts.get(sid, 0) + n
+        for lo, hi, summary_services, payload in _blocks_between(cur, org_id, start_ns, end_ns):
+            if lo >= start_ns and hi <= end_ns and len(summary_services) == 1:
+                block = Block(bytes(payload), lo)
+                counts[summary_services[0]] = counts.get(summary_services[0], 0) + block.n_spans
+                continue
+            block = Block(bytes(payload), lo)
+            starts = block.starts()
+            inside = (starts >= start_ns) & (starts <= end_ns)
+            ids, n = np.unique(block.service_ids()[inside], return_counts=True)
+            for sid, k in zip(ids.tolist(), n.tolist(), strict=True):
+                counts[sid] = counts.get(sid, 0) + k
+        if not counts:
+            return []
+        cur.execute(
+            "SELECT id, name FROM trace_services WHERE org_id = %s AND id = ANY(%s)",
+            [org_id, list(counts)],
+        )
+        names = dict(cur.fetchall())
+    ranked = sorted(
+        ((names[sid], n) for sid, n in counts.items() if sid in names and n),
+        key=lambda row: (-row[1], row[0]),
+    )
+    return ranked[:limit]
+
+
+def _prefix_mask(raw: bytes, prefix: str) -> np.ndarray:
+    """Which of the 16-byte ids in ``raw``, as displayed (64-bit ids from their low half),
+    start with the hex ``prefix`` (vectorized: a block holds thousands of traces)."""
+    ids = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
+    short = ~ids[:, :8].any(axis=1)
+    shown = ids.copy()
+    shown[short, :8] = ids[short, 8:]  # 64-bit ids: 16 digits, from their low half
+    whole = bytes.fromhex(prefix[: len(prefix) // 2 * 2])
+    mask = np.ones(len(ids), dtype=bool)
+    if whole:
+        mask &= (shown[:, : len(whole)] == np.frombuffer(whole, dtype=np.uint8)).all(axis=1)
+    if len(prefix) % 2:
+        mask &= (shown[:, len(whole)] >> 4) == int(prefix[-1], 16)
+    # a 64-bit id shows 16 digits: a longer prefix cannot match it
+    if len(prefix) > 16:
+        mask &= ~short
+    return mask
+
+
+def traces_by_prefix(
+    *, org_id: int, prefix: str, start_ns: int, end_ns: int, limit: int
+) -> list[tuple[bytes, int]]:
+    """(trace id, its latest span start) of the org's traces with a span starting in
+    [start, end] whose id, as displayed, starts with ``prefix`` (lower-case hex), the most
+    recent first, at most ``limit``."""
+    if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+        raise ValueError("a trace id prefix is lower-case hex")
+    found: dict[bytes, int] = {}
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT trace_id, max(start_ns) FROM trace_spans"
+            " WHERE org_id = %s AND start_ns BETWEEN %s AND %s"
+            " AND (CASE WHEN substring(trace_id FROM 1 FOR 8) = %s"
+            "      THEN encode(substring(trace_id FROM 9), 'hex')"
+            "      ELSE encode(trace_id, 'hex') END) LIKE %s"
+            " GROUP BY trace_id ORDER BY 2 DESC LIMIT %s",
+            [org_id, start_ns, end_ns, bytes(8), prefix + "%", limit],
+        )
+        for trace_id, start in cur.fetchall():
+            found[bytes(trace_id)] = start
+        blocks = _blocks_between(cur, org_id, start_ns, end_ns)
+    for lo, _, _, payload in blocks:
+        block = Block(bytes(payload), lo)
+        raw = block.raw("trace_ids")
+        numbers = np.flatnonzero(_prefix_mask(raw, prefix))
+        if not len(numbers):
+            continue
+        starts = block.starts()
+        inside = (starts >= start_ns) & (starts <= end_ns)
+        latest = np.full(len(raw) // 16, -1, dtype=np.int64)  # per trace, in the window
+        np.maximum.at(latest, block.span_trace_numbers()[inside], starts[inside])
+        for k, last in zip(numbers.tolist(), latest[numbers].tolist(), strict=True):
+            if last >= 0:
+                trace_id = raw[16 * k : 16 * k + 16]
+                found[trace_id] = max(found.get(trace_id, 0), last)
+    ranked = sorted(found.items(), key=lambda item: -item[1])
+    return ranked[:limit]

@@ -69,6 +69,8 @@ def test_snippets_work_as_pasted(page, live_server, transactional_db, settings, 
     grafana = yaml.safe_load(snippet(page, "grafana"))
     sources = {d["type"]: d for d in grafana["datasources"]}
     assert sources["prometheus"]["url"] == f"{live_server.url}/prometheus"
+    assert sources["zipkin"]["url"] == f"{live_server.url}/zipkin"
+    assert "tempo" not in sources
     assert sources["jaeger"]["secureJsonData"]["basicAuthPassword"] == secret
     assert sources["prometheus"]["basicAuthUser"] == "acme"
     page.screenshot(path=str(tmp_path / "snippets.png"), full_page=True)

@@ -166,9 +166,14 @@ def test_session_member_names_the_org_by_url_query_or_session(tenants):
     assert access_for_request(_request(viewer, path="/?org=acme")).org == tenants.org
     kept = _request(viewer, session={SESSION_ORG_KEY: "acme"})
     assert access_for_request(kept).org == tenants.org
+    # a member of exactly one org means that one; a member of several must name it
+    assert access_for_request(_request(viewer)).org == tenants.org
+    second = org_create(slug="zeta", name="Zeta", owner=tenants.outsider)
+    member_add(org=second, user=viewer, role=Role.VIEWER, actor=tenants.outsider)
     with pytest.raises(OrgNotNamed) as err:
         access_for_request(_request(viewer))
     assert err.value.status == 400
+    assert access_for_request(_request(viewer, path="/?org=zeta")).org == second
 
 
 def test_session_roles_map_to_scopes(tenants):

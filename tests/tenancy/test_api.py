@@ -2,7 +2,8 @@
 
 import pytest
 
-from backend.tenancy.models import ApiToken, Membership, Scope
+from backend.tenancy.models import ApiToken, Membership, Role, Scope
+from backend.tenancy.services import member_add, org_create
 from tests.helpers.credentials import basic, bearer
 
 pytestmark = pytest.mark.django_db
@@ -110,7 +111,11 @@ def test_member_management(api, tenants):
 
 def test_session_org_comes_from_path_query_or_session(api, tenants):
     api.force_login(tenants.owner)
-    assert api.get("/api/v1/tokens").status_code == 400  # which org?
+    # a member of one org: that org; of several: which one?
+    assert api.get("/api/v1/tokens").status_code == 200
+    second = org_create(slug="zeta", name="Zeta", owner=tenants.outsider)
+    member_add(org=second, user=tenants.owner, role=Role.ADMIN, actor=tenants.outsider)
+    assert api.get("/api/v1/tokens").status_code == 400
     assert api.get("/api/v1/tokens?org=acme").status_code == 200
     session = api.session
     session["canopy_org"] = "acme"

@@ -94,10 +94,11 @@ def test_home_shows_this_orgs_ingest_figures_only(client, tenants):
     rejections_count(org_id=tenants.org.pk, signal="metrics", reasons={"too_old": 7})
     client.force_login(tenants.owner)
     page = client.get("/")
-    assert page.context["ingest"].series == 3
-    assert page.context["ingest"].samples_last_hour == 3
+    figures = {f["key"]: f["value"] for f in page.context["overview"]["figures"]}
+    assert figures["series"] == 3
+    assert figures["samples"] == 3
     assert b"too old" in page.content
     client.force_login(tenants.outsider)
     other = client.get("/")
-    assert other.context["ingest"].series == 0
+    assert {f["key"]: f["value"] for f in other.context["overview"]["figures"]}["series"] == 0
     assert b"too old" not in other.content

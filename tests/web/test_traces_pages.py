@@ -155,7 +155,7 @@ def test_the_go_to_trace_box(client, tenants):
     assert found["Location"] == f"/traces/{TRACE.hex()}?org=acme"
     bad = client.get("/traces", {"trace": "not-hex"})
     assert bad.status_code == 200
-    assert "A trace ID is 1 to 32 hexadecimal digits." in bad.content.decode()
+    assert "A trace ID is hexadecimal digits (0-9, a-f), 32 at most." in bad.content.decode()
 
 
 def test_an_outsider_cannot_see_another_orgs_traces(client, traced):

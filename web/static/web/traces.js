@@ -17,12 +17,13 @@
   const DEFAULT_LIMIT = "20";
   const MAX_LIMIT = 1500;
   const GO_DURATION = /^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$/;
-  const LAST_SERVICE_KEY = `canopy.traces.service.${ORG}`;
+  const ACTIVITY_URL = root.dataset.activity;
 
   const $ = (id) => document.getElementById(id);
   const form = $("trace-form");
   const serviceSel = $("service");
   const opSel = $("operation");
+  const serviceHint = $("service-hint");
   const tagsInput = $("tags");
   const minInput = $("min-duration");
   const maxInput = $("max-duration");
@@ -222,11 +223,27 @@
     searchCard.hidden = none;
     resultCard.hidden = none;
     if (none) return;
-    // Without a service in the URL, the one searched last (in this browser), else the first.
-    const last = T.store.get(LAST_SERVICE_KEY);
-    fillServices(serviceSel.dataset.wanted || (services.includes(last) ? last : ""));
+    // Without a service in the URL, the busiest one (most spans in the lookback).
+    fillServices(serviceSel.dataset.wanted || (await busiest()));
     await loadOperations();
     run(false);
+  }
+
+  /** The org's service with the most spans in the chosen lookback ("" when none has any). */
+  async function busiest() {
+    const lookback = (lookbackRadios.find((r) => r.checked) || {}).value || DEFAULT_LOOKBACK;
+    let answer;
+    try {
+      answer = await api(ACTIVITY_URL, { org: ORG, lookback });
+    } catch {
+      answer = { error: "unreachable" };
+    }
+    const top = (answer.data || []).find((row) => services.includes(row.service));
+    serviceHint.hidden = !top;
+    if (!top) return "";
+    serviceHint.textContent = `Busiest in the last ${lookback}: ${plural(top.spans, "span")}`;
+    serviceHint.dataset.service = top.service;
+    return top.service;
   }
 
   async function loadOperations() {
@@ -286,7 +303,7 @@
       return;
     }
     writeURL(state, push);
-    T.store.set(LAST_SERVICE_KEY, state.service);
+    serviceHint.hidden = serviceHint.dataset.service !== state.service;
     if (inflight) inflight.abort();
     const controller = (inflight = new AbortController());
     const nowMs = Date.now();
@@ -332,8 +349,6 @@
     const parts = [
       el("div", {
         class: "chart scatter",
-        role: "group",
-        "aria-label": "Traces by start time and duration. Each dot opens its trace.",
       }),
       full
         ? el(
@@ -427,7 +442,7 @@
             el("span", { class: "trace-sep", "aria-hidden": "true" }, ": "),
             el("span", { class: "trace-op" }, r.operation),
           ),
-          el("span", { class: "trace-short-id", title: t.id }, t.id.slice(0, 7)),
+          el("span", { class: "trace-short-id", title: t.id }, t.id.slice(0, 8)),
           el("span", { class: "trace-duration" }, fmtDuration(t.duration)),
         ),
         el(
@@ -495,12 +510,19 @@
     const xOf = (ms) => left + ((ms - lo) / (hi - lo)) * plotW;
     const yOf = (us) => top + (1 - us / y.max) * plotH;
 
+    // One tab stop for the whole chart (the list below is the keyboard path through the
+    // traces): arrow keys walk the dots by start time, Enter opens the current one.
     const chart = svg("svg", {
       width,
       height,
       viewBox: `0 0 ${width} ${height}`,
-      role: "img",
-      "aria-label": `${plural(traces.length, "trace")} by start time and duration`,
+      tabindex: "0",
+      role: "group",
+      "aria-roledescription": "scatter plot",
+      "aria-label":
+        `${plural(traces.length, "trace")} by start time and duration. Left and right arrows ` +
+        "move between them, Enter opens one; the list below has the same traces.",
+      "aria-describedby": "scatter-current",
     });
     const grid = svg("g", { class: "grid" });
     const labels = svg("g", { class: "ticks" });
@@ -521,6 +543,7 @@
 
     const tip = el("div", { class: "chart-tip", hidden: true, "aria-hidden": "true" });
     const dots = svg("g", { class: "dots" });
+    const points = [];
     // Errors last, so they are drawn on top.
     const order = [...traces].sort((a, b) => (a.errors > 0) - (b.errors > 0));
     for (const t of order) {
@@ -529,31 +552,55 @@
       const r = Math.min(9, 3.5 + Math.sqrt(t.spans.length) * 0.9);
       const label = `${t.root.service}: ${t.root.operation}, ${fmtDuration(t.duration)}, ${plural(t.spans.length, "span")}${t.errors ? `, ${plural(t.errors, "error")}` : ""}`;
       const link = svg(
-        "a",
-        {
-          href: traceHref(t.id),
-          class: `dot-link${t.errors ? " err" : ""}`,
-          "data-trace-id": t.id,
-          "aria-label": label,
-        },
+        "g",
+        { class: `dot-link${t.errors ? " err" : ""}`, "data-trace-id": t.id, "aria-hidden": "true" },
+        svg("title", { text: label }),
         svg("circle", { cx, cy, r, class: "dot" }),
       );
-      const enter = () => {
+      link.addEventListener("mouseenter", () => {
         highlight(t.id, true);
         showTip(tip, t, cx, cy, box);
-      };
-      const leave = () => {
+      });
+      link.addEventListener("mouseleave", () => {
         highlight(t.id, false);
         tip.hidden = true;
-      };
-      link.addEventListener("mouseenter", enter);
-      link.addEventListener("mouseleave", leave);
-      link.addEventListener("focus", enter);
-      link.addEventListener("blur", leave);
+      });
+      link.addEventListener("click", () => {
+        location.href = traceHref(t.id);
+      });
       dots.append(link);
+      points.push({ t, cx, cy, label, link });
     }
+    points.sort((a, b) => a.t.start - b.t.start || a.t.id.localeCompare(b.t.id));
+    let current = -1;
+    const spoken = el("p", { class: "sr-only", id: "scatter-current", "aria-live": "polite" });
+    const move = (i) => {
+      if (current >= 0) {
+        points[current].link.classList.remove("current");
+        highlight(points[current].t.id, false);
+      }
+      current = Math.max(0, Math.min(points.length - 1, i));
+      const p = points[current];
+      p.link.classList.add("current");
+      highlight(p.t.id, true);
+      showTip(tip, p.t, p.cx, p.cy, box);
+      spoken.textContent = `${current + 1} of ${points.length}: ${p.label}`;
+    };
+    chart.addEventListener("keydown", (e) => {
+      const keys = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
+      if (e.key in keys) move(current < 0 ? 0 : current + keys[e.key]);
+      else if (e.key === "Home") move(0);
+      else if (e.key === "End") move(points.length - 1);
+      else if (e.key === "Enter" && current >= 0) location.href = traceHref(points[current].t.id);
+      else return;
+      e.preventDefault();
+    });
+    chart.addEventListener("blur", () => {
+      if (current >= 0) highlight(points[current].t.id, false);
+      tip.hidden = true;
+    });
     chart.append(dots);
-    box.replaceChildren(chart, tip);
+    box.replaceChildren(chart, tip, spoken);
   }
 
   function showTip(tip, t, cx, cy, box) {

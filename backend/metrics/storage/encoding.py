@@ -232,3 +232,82 @@ def normalize(series: np.ndarray, timestamps: np.ndarray, values: np.ndarray) ->
         keep[:-1] = (s[1:] != s[:-1]) | (t[1:] != t[:-1])
         s, t, v = s[keep], t[keep], v[keep]
     return Samples(series=s, timestamps=t, values=v)
+
+
+@dataclass(slots=True)
+class Segments:
+    """Samples of many blocks decoded together, series segment after segment: segment k is
+    series ``ids[k]`` of the ``tags[k]``-th block, its samples at ``starts[k]`` (``counts[k]``
+    of them) in ``timestamps``/``values``, in time order."""
+
+    ids: np.ndarray
+    tags: np.ndarray
+    counts: np.ndarray
+    starts: np.ndarray
+    timestamps: np.ndarray
+    values: np.ndarray
+
+
+def decode_many(blocks, wanted: np.ndarray | None = None) -> Segments:
+    """``decode_segments`` of many blocks at once: ``blocks`` is a sequence of (tag, n_series,
+    value_mode, series, timestamps, values). Each block is only decompressed and un-shuffled
+    on its own (a block whose series are none of ``wanted`` not even that, past its series
+    list); the delta, zig-zag and cumulative-sum passes run once over every block's words
+    together, so a query over hundreds of small blocks pays numpy's per-call cost a few times
+    rather than a few dozen times per block."""
+    by_mode: dict[int, tuple[list, list, list, list, list]] = {}
+    dec = decompressor()
+    for tag, n_series, value_mode, series, timestamps, values in blocks:
+        meta = _unshuffle(dec.decompress(series), np.int64)
+        ids = np.cumsum(meta[:n_series])
+        counts = meta[n_series:]
+        idx = None
+        if wanted is not None:
+            at = np.minimum(np.searchsorted(wanted, ids), max(len(wanted) - 1, 0))
+            hit = wanted[at] == ids if len(wanted) else np.zeros(len(ids), dtype=bool)
+            if not hit.any():
+                continue
+            if not hit.all():
+                starts = np.cumsum(counts) - counts
+                ids, counts, starts = ids[hit], counts[hit], starts[hit]
+                out_starts = np.cumsum(counts) - counts
+                idx = np.arange(int(counts.sum())) + np.repeat(starts - out_starts, counts)
+        if value_mode not in (VALUE_MODE_INT_DELTA, VALUE_MODE_XOR):
+            raise ValueError(f"unknown value mode {value_mode}")
+        parts = by_mode.setdefault(value_mode, ([], [], [], [], []))
+        parts[0].append(ids)
+        parts[1].append(np.full(len(ids), tag, dtype=np.int64))
+        parts[2].append(counts)
+        parts[3].append(unpack_take(timestamps, np.uint64, idx))
+        parts[4].append(unpack_take(values, np.uint64, idx))
+    out_ids, out_tags, out_counts, out_ts, out_vals = [], [], [], [], []
+    for value_mode, (ids, tags, counts, raw_t, raw_v) in by_mode.items():
+        counts = np.concatenate(counts)
+        starts_idx = np.zeros(len(counts), dtype=np.int64)
+        np.cumsum(counts[:-1], out=starts_idx[1:])
+        dd = _unzigzag(np.concatenate(raw_t))
+        ts = _segmented_cumsum(_segmented_cumsum(dd, starts_idx, counts), starts_idx, counts)
+        raw = np.concatenate(raw_v)
+        if value_mode == VALUE_MODE_INT_DELTA:
+            vals = _segmented_cumsum(_unzigzag(raw), starts_idx, counts).astype(np.float64)
+        else:
+            vals = _segmented_unxor(raw, starts_idx, counts).view(np.float64)
+        out_ids.extend(ids)
+        out_tags.extend(tags)
+        out_counts.append(counts)
+        out_ts.append(ts)
+        out_vals.append(vals)
+    if not out_counts:
+        empty = np.empty(0, np.int64)
+        return Segments(empty, empty, empty, empty, empty, np.empty(0))
+    counts = np.concatenate(out_counts)
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    return Segments(
+        ids=np.concatenate(out_ids),
+        tags=np.concatenate(out_tags),
+        counts=counts,
+        starts=starts,
+        timestamps=np.concatenate(out_ts),
+        values=np.concatenate(out_vals),
+    )

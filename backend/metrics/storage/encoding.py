@@ -250,64 +250,122 @@ class Segments:
 
 def decode_many(blocks, wanted: np.ndarray | None = None) -> Segments:
     """``decode_segments`` of many blocks at once: ``blocks`` is a sequence of (tag, n_series,
-    value_mode, series, timestamps, values). Each block is only decompressed and un-shuffled
-    on its own (a block whose series are none of ``wanted`` not even that, past its series
-    list); the delta, zig-zag and cumulative-sum passes run once over every block's words
-    together, so a query over hundreds of small blocks pays numpy's per-call cost a few times
-    rather than a few dozen times per block."""
-    by_mode: dict[int, tuple[list, list, list, list, list]] = {}
+    value_mode, series, timestamps, values). The series lists of all blocks are read first and
+    matched against ``wanted`` in one pass; then each block holding a wanted series is
+    decompressed and un-shuffled on its own (only the wanted words kept), and the zig-zag and
+    cumulative-sum passes run once over every block's words together: a query over hundreds
+    of small blocks pays numpy's per-call cost a few times per block rather than dozens."""
     dec = decompressor()
-    for tag, n_series, value_mode, series, timestamps, values in blocks:
-        meta = _unshuffle(dec.decompress(series), np.int64)
-        ids = np.cumsum(meta[:n_series])
-        counts = meta[n_series:]
-        idx = None
-        if wanted is not None:
-            at = np.minimum(np.searchsorted(wanted, ids), max(len(wanted) - 1, 0))
-            hit = wanted[at] == ids if len(wanted) else np.zeros(len(ids), dtype=bool)
-            if not hit.any():
-                continue
-            if not hit.all():
-                starts = np.cumsum(counts) - counts
-                ids, counts, starts = ids[hit], counts[hit], starts[hit]
-                out_starts = np.cumsum(counts) - counts
-                idx = np.arange(int(counts.sum())) + np.repeat(starts - out_starts, counts)
-        if value_mode not in (VALUE_MODE_INT_DELTA, VALUE_MODE_XOR):
-            raise ValueError(f"unknown value mode {value_mode}")
-        parts = by_mode.setdefault(value_mode, ([], [], [], [], []))
-        parts[0].append(ids)
-        parts[1].append(np.full(len(ids), tag, dtype=np.int64))
-        parts[2].append(counts)
-        parts[3].append(unpack_take(timestamps, np.uint64, idx))
-        parts[4].append(unpack_take(values, np.uint64, idx))
-    out_ids, out_tags, out_counts, out_ts, out_vals = [], [], [], [], []
-    for value_mode, (ids, tags, counts, raw_t, raw_v) in by_mode.items():
-        counts = np.concatenate(counts)
-        starts_idx = np.zeros(len(counts), dtype=np.int64)
-        np.cumsum(counts[:-1], out=starts_idx[1:])
-        dd = _unzigzag(np.concatenate(raw_t))
-        ts = _segmented_cumsum(_segmented_cumsum(dd, starts_idx, counts), starts_idx, counts)
-        raw = np.concatenate(raw_v)
-        if value_mode == VALUE_MODE_INT_DELTA:
-            vals = _segmented_cumsum(_unzigzag(raw), starts_idx, counts).astype(np.float64)
-        else:
-            vals = _segmented_unxor(raw, starts_idx, counts).view(np.float64)
-        out_ids.extend(ids)
-        out_tags.extend(tags)
-        out_counts.append(counts)
-        out_ts.append(ts)
-        out_vals.append(vals)
-    if not out_counts:
-        empty = np.empty(0, np.int64)
-        return Segments(empty, empty, empty, empty, empty, np.empty(0))
-    counts = np.concatenate(out_counts)
+    blocks = list(blocks)
+    if not blocks:
+        return _no_segments()
+    n_series = np.fromiter((b[1] for b in blocks), np.int64, len(blocks))
+    metas = [_unshuffle(dec.decompress(b[3]), np.int64) for b in blocks]
+    meta = np.concatenate(metas)
+    # each block's meta is its n id deltas then its n counts
+    block_of = np.repeat(np.arange(len(blocks)), n_series)
+    meta_at = np.zeros(len(blocks), dtype=np.int64)
+    np.cumsum(2 * n_series[:-1], out=meta_at[1:])
+    within = np.arange(len(block_of)) - np.repeat(np.cumsum(n_series) - n_series, n_series)
+    id_pos = meta_at[block_of] + within
+    starts_idx = np.cumsum(n_series) - n_series
+    ids = _segmented_cumsum(meta[id_pos], starts_idx, n_series)
+    counts = meta[id_pos + n_series[block_of]]
+    if wanted is None:
+        hit = np.ones(len(ids), dtype=bool)
+    elif len(wanted):
+        at = np.minimum(np.searchsorted(wanted, ids), len(wanted) - 1)
+        hit = wanted[at] == ids
+    else:
+        return _no_segments()
+    sample_hit = np.repeat(hit, counts)
+    hits_per_block = np.bincount(block_of[hit], minlength=len(blocks)).tolist()
+    samples_per_block = np.bincount(block_of, weights=counts, minlength=len(blocks))
+    sample_at = np.zeros(len(blocks) + 1, dtype=np.int64)
+    np.cumsum(samples_per_block.astype(np.int64), out=sample_at[1:])
+    sample_at = sample_at.tolist()
+    seg_at = np.zeros(len(blocks) + 1, dtype=np.int64)
+    np.cumsum(n_series, out=seg_at[1:])
+    seg_at = seg_at.tolist()
+    n_list = n_series.tolist()
+    out: list[tuple] = []
+    pending: dict[int, tuple[list, list, list, list, list]] = {}
+    pending_words: dict[int, int] = {}
+    for i, b in enumerate(blocks):
+        if not hits_per_block[i]:
+            continue
+        mode = b[2]
+        if mode not in (VALUE_MODE_INT_DELTA, VALUE_MODE_XOR):
+            raise ValueError(f"unknown value mode {mode}")
+        lo, hi = seg_at[i], seg_at[i + 1]
+        b_ids, b_counts, keep = ids[lo:hi], counts[lo:hi], None
+        if hits_per_block[i] < n_list[i]:
+            b_hit = hit[lo:hi]
+            b_ids, b_counts = b_ids[b_hit], b_counts[b_hit]
+            keep = sample_hit[sample_at[i] : sample_at[i + 1]]
+        parts = pending.setdefault(mode, ([], [], [], [], []))
+        parts[0].append(b_ids)
+        parts[1].append(np.full(len(b_ids), b[0], dtype=np.int64))
+        parts[2].append(b_counts)
+        raw_t = _take_words(dec.decompress(b[4]), keep)
+        parts[3].append(raw_t)
+        parts[4].append(_take_words(dec.decompress(b[5]), keep))
+        pending_words[mode] = pending_words.get(mode, 0) + len(raw_t)
+        if pending_words[mode] >= _CHUNK_WORDS:
+            out.append(_decode_chunk(mode, pending.pop(mode)))
+            pending_words[mode] = 0
+    out.extend(_decode_chunk(mode, parts) for mode, parts in pending.items())
+    if not out:
+        return _no_segments()
+    counts = np.concatenate([o[2] for o in out])
     starts = np.zeros(len(counts), dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
     return Segments(
-        ids=np.concatenate(out_ids),
-        tags=np.concatenate(out_tags),
+        ids=np.concatenate([o[0] for o in out]),
+        tags=np.concatenate([o[1] for o in out]),
         counts=counts,
         starts=starts,
-        timestamps=np.concatenate(out_ts),
-        values=np.concatenate(out_vals),
+        timestamps=np.concatenate([o[3] for o in out]),
+        values=np.concatenate([o[4] for o in out]),
     )
+
+
+# Blocks are decoded together in runs of about this many words: enough to pay numpy's
+# per-call cost rarely, few enough that the passes over them stay in the CPU's cache.
+_CHUNK_WORDS = 1 << 15
+
+
+def _decode_chunk(mode: int, parts) -> tuple:
+    ids, tags, counts, raw_t, raw_v = (np.concatenate(p) for p in parts)
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    dd = _unzigzag_inplace(raw_t)
+    ts = _segmented_cumsum(_segmented_cumsum(dd, starts, counts), starts, counts)
+    if mode == VALUE_MODE_INT_DELTA:
+        vals = _segmented_cumsum(_unzigzag_inplace(raw_v), starts, counts).astype(np.float64)
+    else:
+        vals = _segmented_unxor(raw_v, starts, counts).view(np.float64)
+    return ids, tags, counts, ts, vals
+
+
+def _no_segments() -> Segments:
+    empty = np.empty(0, np.int64)
+    return Segments(empty, empty, empty, empty, empty, np.empty(0))
+
+
+def _take_words(raw: bytes, keep: np.ndarray | None) -> np.ndarray:
+    """Un-shuffle a decompressed column: all its 8-byte words, or those where ``keep``."""
+    planes = np.frombuffer(raw, dtype=np.uint8).reshape(8, -1)
+    if keep is not None:
+        planes = planes[:, keep]
+    return np.ascontiguousarray(planes.T).view(np.uint64).reshape(-1)
+
+
+def _unzigzag_inplace(u: np.ndarray) -> np.ndarray:
+    """``_unzigzag`` reusing ``u``'s memory (the caller's own array)."""
+    sign = (u & np.uint64(1)).view(np.int64)
+    np.negative(sign, out=sign)
+    u >>= np.uint64(1)
+    out = u.view(np.int64)
+    np.bitwise_xor(out, sign, out=out)
+    return out

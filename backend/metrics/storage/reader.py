@@ -107,12 +107,14 @@ def _merged_window(group: list[StoredBlock], wanted: np.ndarray) -> encoding.Seg
     )
 
 
-def _in_windows(timestamps: np.ndarray, windows: Windows) -> np.ndarray:
-    """Which samples fall in at least one of the windows ``[end_i - range, end_i]``."""
-    first, step, n, range_ms = windows.first_end, windows.step_ms, windows.count, windows.range_ms
-    # the first window end at or after t: it holds t when it ends no later than t + range
-    k = np.maximum(-((first - timestamps) // step), 0)  # ceil((t - first) / step), at least 0
-    return (k < n) & (first + k * step <= timestamps + range_ms)
+def _in_windows(timestamps: np.ndarray, windows: Windows) -> np.ndarray | None:
+    """Which samples of ``[first end - range, last end]`` fall in at least one of the windows
+    ``[end_i - range, end_i]``; None when all of them do (windows at least as long as the
+    step cover the span)."""
+    if windows.range_ms >= windows.step_ms or windows.count == 1:
+        return None
+    # the distance from t to the next window end; windows shorter than the step
+    return (windows.first_end - timestamps) % windows.step_ms <= windows.range_ms
 
 
 def samples_fetch_rows(
@@ -123,11 +125,14 @@ def samples_fetch_rows(
     start_ms: int,
     end_ms: int,
     windows: Windows | None = None,
+    blocks_seen: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(timestamps, values, offsets): the samples within [start, end] of ``series`` (id ->
     metric name, which says which blocks to read), laid out by ``rows`` (id -> row), row after
     row, each in time order; row r's samples are ``[offsets[r]:offsets[r + 1]]``. What the
     PromQL engine reads. With ``windows``, samples outside every window may be left out.
+    ``blocks_seen`` keeps the blocks read, by (metric names, range), for the next call of the
+    same read scope (two selectors of one metric over one range read them once).
 
     Each block lists its series with their sample counts, so the wanted samples are located
     per (block, series) segment and gathered in one pass, already in row order: no per-sample
@@ -138,7 +143,13 @@ def samples_fetch_rows(
     no_samples = (np.empty(0, np.int64), np.empty(0), np.zeros(n_rows + 1, np.int64))
     if not rows:
         return no_samples
-    found = _blocks_for(org_id, sorted(set(series.values())), start_ms, end_ms)
+    names = sorted(set(series.values()))
+    key = (tuple(names), start_ms, end_ms)
+    found = None if blocks_seen is None else blocks_seen.get(key)
+    if found is None:
+        found = _blocks_for(org_id, names, start_ms, end_ms)
+        if blocks_seen is not None:
+            blocks_seen[key] = found
     groups: dict[tuple[str, int], list[StoredBlock]] = {}
     for block in found:  # in window order
         groups.setdefault((block.metric_name, block.window_start), []).append(block)
@@ -186,7 +197,11 @@ def samples_fetch_rows(
     per_row = np.bincount(seg_rows, weights=seg_counts, minlength=n_rows).astype(np.int64)
     inside = (timestamps >= start_ms) & (timestamps <= end_ms)
     if windows is not None:
-        inside &= _in_windows(timestamps, windows)
+        # the caller's span is the windows' (its start may reach back further: then the
+        # earlier samples are outside every window and dropped as well)
+        in_windows = _in_windows(timestamps, windows)
+        if in_windows is not None:
+            inside &= in_windows & (timestamps >= windows.first_end - windows.range_ms)
     if not inside.all():
         sample_rows = np.repeat(np.arange(n_rows), per_row)
         gather, timestamps = gather[inside], timestamps[inside]
@@ -235,6 +250,7 @@ class PostgresQuerier:
         if org_id is None:
             raise ValueError("a querier needs an org")
         self.org_id = org_id
+        self._blocks_seen: dict | None = None  # within one reading scope
 
     @contextlib.contextmanager
     def reading(self, *, timeout_seconds: float):
@@ -249,7 +265,11 @@ class PostgresQuerier:
                         " set_config('transaction_read_only', 'on', true)",
                         [str(timeout_ms)],
                     )
-                yield self
+                self._blocks_seen = {}
+                try:
+                    yield self
+                finally:
+                    self._blocks_seen = None
         except OperationalError as exc:
             if isinstance(exc.__cause__, pg_errors.QueryCanceled):
                 raise ReadTimeout from exc
@@ -275,5 +295,6 @@ class PostgresQuerier:
             start_ms=start_ms,
             end_ms=end_ms,
             windows=windows,
+            blocks_seen=self._blocks_seen,
         )
         return SeriesSet.from_rows([found[sid] for sid in ordered], timestamps, values, offsets)

@@ -274,6 +274,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # than one drain per request), at the price of this much more delay before data is queryable.
 INGEST_DRAIN_DELAY_SECONDS = env_int("CANOPY_DRAIN_DELAY_MS", 250, minimum=0) / 1000
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# The PromQL results cache (backend/metrics/results_cache.py): range-query steps older than the
+# org's out-of-order window, kept in Redis per (org, query, step); off: every step evaluated.
+PROMQL_RESULTS_CACHE = env_bool("CANOPY_PROMQL_RESULTS_CACHE", True)
+PROMQL_RESULTS_CACHE_TTL_SECONDS = env_int(
+    "CANOPY_PROMQL_RESULTS_CACHE_TTL_SECONDS", 6 * 3600, minimum=1
+)
+PROMQL_RESULTS_CACHE_MAX_ENTRY_BYTES = env_int(
+    "CANOPY_PROMQL_RESULTS_CACHE_MAX_ENTRY_BYTES", 4 * 1024 * 1024, minimum=0
+)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
 # How often beat looks for due rule groups (each group runs on its own interval).

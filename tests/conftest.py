@@ -95,11 +95,16 @@ CELERY_QUEUES = ("ingest", "maintenance", "default", "rules")
 @pytest.fixture(scope="session", autouse=True)
 def _empty_task_queues(django_db_blocker):
     """Tests enqueue real Celery tasks into the Redis they are given; most have no worker to
-    consume them. Start and end the run with Canopy's queues empty."""
+    consume them. Start and end the run with Canopy's queues (and results cache) empty."""
 
     def purge():
         redis = get_redis_connection("default")
         redis.delete(*CELERY_QUEUES, "unacked", "unacked_index", "unacked_mutex")
+        # The PromQL results cache is keyed by org id, and each run's fresh test database
+        # gives out the same ids again: a previous run's entries must not answer this one's.
+        stale = list(redis.scan_iter("promql:rc:*", count=1000))
+        if stale:
+            redis.delete(*stale)
 
     purge()
     yield

@@ -16,7 +16,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from redis.exceptions import RedisError
 from rest_framework.parsers import FormParser, MultiPartParser
 
-from backend.metrics import promql, remote_read
+from backend.metrics import promql, remote_read, results_cache
 from backend.metrics.labels import METRIC_NAME, Matcher
 from backend.metrics.promql.evaluator import matchers_of
 from backend.metrics.promql.parse import MAX_QUERY_LENGTH, parse_expr, unwrap
@@ -259,13 +259,17 @@ class QueryRangeView(PrometheusView):
         if query is None:
             raise promql.BadData('invalid parameter "query": no query given')
         return success_raw(
-            promql.range_query_json(
+            results_cache.range_query_json(
+                org_id=self.org.pk,
                 querier=PostgresQuerier(org_id=self.org.pk),
                 query=query,
                 start_ms=start,
                 end_ms=end,
                 step_ms=step,
                 limits=self.limits(),
+                out_of_order_window_ms=(
+                    limits_get(org_id=self.org.pk).out_of_order_time_window_seconds * 1000
+                ),
             )
         )
 

@@ -17,7 +17,7 @@ import numpy as np
 from backend.metrics.labels import METRIC_NAME, Labels, Matcher, labels_key
 from backend.metrics.promql import Querier
 from backend.metrics.promql.memory import MemoryQuerier
-from backend.metrics.promql.querier import SeriesLimitExceeded, SeriesSet
+from backend.metrics.promql.querier import SeriesLimitExceeded, SeriesSet, Windows
 
 
 class OverlayQuerier:
@@ -45,9 +45,17 @@ class OverlayQuerier:
         return self.base.reading(timeout_seconds=timeout_seconds)
 
     def select(
-        self, matchers: Sequence[Matcher], *, start_ms: int, end_ms: int, max_series: int
+        self,
+        matchers: Sequence[Matcher],
+        *,
+        start_ms: int,
+        end_ms: int,
+        max_series: int,
+        windows: Windows | None = None,
     ) -> SeriesSet:
-        stored = self.base.select(matchers, start_ms=start_ms, end_ms=end_ms, max_series=max_series)
+        stored = self.base.select(
+            matchers, start_ms=start_ms, end_ms=end_ms, max_series=max_series, windows=windows
+        )
         if not self._may_match(matchers):
             return stored
         if self._memory is None:

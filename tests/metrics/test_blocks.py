@@ -80,3 +80,45 @@ def test_integer_counters_compress_below_a_byte_per_sample():
     assert block.value_mode == encoding.VALUE_MODE_INT_DELTA
     size = len(block.series) + len(block.timestamps) + len(block.values)
     assert size / (n_series * per) < 1.0
+
+
+def _encoded(samples):
+    series = np.array([s for s, _, _ in samples], dtype=np.int64)
+    ts = np.array([t for _, t, _ in samples], dtype=np.int64)
+    values = np.array([v for _, _, v in samples], dtype=np.float64)
+    normal = encoding.normalize(series, ts, values)
+    return normal, encoding.encode(normal)
+
+
+block_samples = st.lists(
+    st.tuples(st.integers(1, 12), st.integers(-(2**40), 2**40), finite_or_special),
+    min_size=1,
+    max_size=80,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(block_samples, min_size=1, max_size=6), st.sets(st.integers(0, 13)))
+def test_decoding_many_blocks_together_is_decoding_each(blocks, wanted):
+    """``decode_many`` (one pass over many blocks, integer and XOR blocks mixed) gives, per
+    block, exactly the wanted series' samples that ``decode_segments`` gives."""
+    encoded = [_encoded(b) for b in blocks]
+    wanted = np.array(sorted(wanted), dtype=np.int64)
+    got = encoding.decode_many(
+        [
+            (tag, e.n_series, e.value_mode, e.series, e.timestamps, e.values)
+            for tag, (_, e) in enumerate(encoded)
+        ],
+        wanted,
+    )
+    for tag, (normal, _) in enumerate(encoded):
+        keep = np.isin(normal.series, wanted)
+        mine = np.flatnonzero(got.tags == tag)
+        assert np.array_equal(got.ids[mine], np.unique(normal.series[keep]))
+        at = np.concatenate(
+            [np.arange(got.starts[k], got.starts[k] + got.counts[k]) for k in mine]
+            or [np.empty(0, np.int64)]
+        ).astype(np.int64)
+        assert np.array_equal(np.repeat(got.ids[mine], got.counts[mine]), normal.series[keep])
+        assert np.array_equal(got.timestamps[at], normal.timestamps[keep])
+        assert np.array_equal(got.values[at].view(np.uint64), normal.values[keep].view(np.uint64))

@@ -10,7 +10,7 @@ from django.db import DatabaseError, connection
 
 from backend.metrics.labels import Matcher
 from backend.metrics.promql import instant_query
-from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded
+from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded, Windows
 from backend.metrics.storage.reader import PostgresQuerier
 from tests.metrics.samples import STALE, T0, counter, in_memory, load
 
@@ -85,3 +85,36 @@ def test_reads_are_read_only_and_cancelled_past_the_timeout(tenants):
         connection.cursor() as cur,
     ):
         cur.execute("CREATE TEMP TABLE nope (x int)")
+
+
+def test_a_window_hint_leaves_out_only_samples_outside_every_window(tenants):
+    """``[1m]`` windows every 5 minutes need a fifth of the samples: the PostgreSQL querier
+    drops the others, and keeps exactly the samples within some window (closed at both
+    ends, as Prometheus 2.x's), across block windows and with a partly filled last block."""
+    points = [(t, float(t)) for t in range(0, 3600, 15)]
+    data = {counter("dense", svc="a"): points, counter("dense", svc="b"): points[::3]}
+    load(tenants.org, data)
+    querier = PostgresQuerier(org_id=tenants.org.pk)
+    matchers = [Matcher("__name__", "=", "dense")]
+    for first, step, count, range_ms in [
+        (T0 + 300_000, 300_000, 11, 60_000),
+        (T0 + 60_000, 15_000, 40, 60_000),
+        (T0 + 45_000, 600_000, 6, 45_000),
+        (T0 + 1_000_000, 1, 1, 120_000),  # one window: an instant query or an @ time
+    ]:
+        windows = Windows(first, step, count, range_ms)
+        start, end = first - range_ms, first + (count - 1) * step
+        with querier.reading(timeout_seconds=10):
+            got = querier.select(
+                matchers, start_ms=start, end_ms=end, max_series=10, windows=windows
+            )
+        full = in_memory(data).select(matchers, start_ms=start, end_ms=end, max_series=10)
+        ends = first + step * np.arange(count)
+        inside = (
+            (full.timestamps[:, None] >= ends - range_ms) & (full.timestamps[:, None] <= ends)
+        ).any(axis=1)
+        assert inside.sum() > 0 and (step <= range_ms or not inside.all())
+        assert got.timestamps.tolist() == full.timestamps[inside].tolist()
+        assert got.values.tolist() == full.values[inside].tolist()
+        rows = np.repeat(np.arange(len(full.labels)), np.diff(full.offsets))[inside]
+        assert got.labels == [full.labels[r] for r in np.unique(rows)]

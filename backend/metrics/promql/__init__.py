@@ -4,6 +4,7 @@ object of Prometheus's HTTP API (``resultType`` and ``result``)."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = [
     "instant_query",
     "range_query",
     "range_query_json",
+    "render_matrix",
 ]
 
 MAX_POINTS_PER_SERIES = 11_000
@@ -58,7 +60,7 @@ def _evaluate(evaluator: Evaluator, expr, ts: np.ndarray):
 def instant_query(
     *, querier: Querier, query: str, time_ms: int, limits: QueryLimits | None = None
 ) -> dict[str, Any]:
-    expr = parse_expr(query)
+    expr = parsed(query)
     evaluator = Evaluator(
         querier=querier,
         start_ms=time_ms,
@@ -82,11 +84,28 @@ def instant_query(
     return {"resultType": "vector", "result": result}
 
 
-def _range_evaluate(
-    querier: Querier, query: str, start_ms: int, end_ms: int, step_ms: int, limits
-) -> tuple[Vector, np.ndarray, list[int]]:
-    """The result of a range query, its step times, and its series in label order."""
-    expr = parse_expr(query)
+_parsed = threading.local()
+_PARSED_MAX = 256
+
+
+def parsed(query: str):
+    """``parse_expr`` of the query, kept per thread for the last few hundred query texts (a
+    dashboard sends the same queries again and again; parsing a long one costs a millisecond
+    or more). Errors are not kept: they are raised again on every call."""
+    cache = getattr(_parsed, "cache", None)
+    if cache is None:
+        cache = _parsed.cache = {}
+    expr = cache.get(query)
+    if expr is None:
+        expr = parse_expr(query)
+        if len(cache) >= _PARSED_MAX:
+            cache.clear()
+        cache[query] = expr
+    return expr
+
+
+def range_check(expr, start_ms: int, end_ms: int, step_ms: int) -> None:
+    """What a range query refuses before evaluating anything."""
     kind = value_kind(expr)
     if kind in ("matrix", "string"):
         name = "range vector" if kind == "matrix" else "string"
@@ -98,6 +117,14 @@ def _range_evaluate(
             "exceeded maximum resolution of 11,000 points per timeseries. "
             "Try decreasing the query resolution (?step=XX)"
         )
+
+
+def range_evaluate(
+    querier: Querier, query: str, start_ms: int, end_ms: int, step_ms: int, limits
+) -> tuple[Vector, np.ndarray, list[int]]:
+    """The result of a range query, its step times, and its series in label order."""
+    expr = parsed(query)
+    range_check(expr, start_ms, end_ms, step_ms)
     ts = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
     evaluator = Evaluator(
         querier=querier, start_ms=start_ms, end_ms=end_ms, limits=limits or QueryLimits()
@@ -144,7 +171,13 @@ def range_query_json(
     """``range_query``'s answer serialised straight to JSON text: a wide answer is hundreds of
     thousands of points, and building a Python list per point would cost more than the
     evaluation itself."""
-    value, ts, order = _range_evaluate(querier, query, start_ms, end_ms, step_ms, limits)
+    value, ts, order = range_evaluate(querier, query, start_ms, end_ms, step_ms, limits)
+    return render_matrix(value, ts, order)
+
+
+def render_matrix(value: Vector, ts: np.ndarray, order: list[int]) -> str:
+    """A range query's ``data`` as JSON text: the series of ``value`` in ``order``, each with
+    its points at the steps ``ts`` where it is present."""
     heads = [f'[{format_time(int(t))},"' for t in ts]
     parts = []
     for i in order:

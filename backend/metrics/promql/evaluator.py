@@ -25,7 +25,7 @@ from backend.metrics.promql.errors import (
     TooManySeries,
 )
 from backend.metrics.promql.parse import unwrap
-from backend.metrics.promql.querier import Querier, SeriesLimitExceeded, SeriesSet
+from backend.metrics.promql.querier import Querier, SeriesLimitExceeded, SeriesSet, Windows
 from backend.metrics.promql.values import (
     Matrix,
     Scalar,
@@ -141,12 +141,22 @@ class Evaluator:
         base = ts if fixed is None else np.full_like(ts, fixed)
         return base - ms(offset)
 
-    def fetch(self, selector: pp.VectorSelector, start_ms: int, end_ms: int) -> SeriesSet:
+    def fetch(
+        self,
+        selector: pp.VectorSelector,
+        start_ms: int,
+        end_ms: int,
+        windows: Windows | None = None,
+    ) -> SeriesSet:
         self.check_deadline()
         limit = self.limits.max_series
         try:
             got = self.querier.select(
-                matchers_of(selector), start_ms=start_ms, end_ms=end_ms, max_series=limit
+                matchers_of(selector),
+                start_ms=start_ms,
+                end_ms=end_ms,
+                max_series=limit,
+                windows=windows,
             )
         except SeriesLimitExceeded:
             raise TooManySeries(limit) from None
@@ -205,7 +215,9 @@ class Evaluator:
         vs = node.vector_selector
         ends = self.ref_times(ts, vs.at, vs.offset)
         range_ms = ms(node.range)
-        got = self.fetch(vs, int(ends.min()) - range_ms, int(ends.max()))
+        got = self.fetch(
+            vs, int(ends.min()) - range_ms, int(ends.max()), Windows.of(ends, range_ms)
+        )
         self.check_dense(len(got.labels), len(ts))
         # Range selectors skip staleness markers.
         fresh = ~is_stale(got.values)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from backend.metrics.labels import Labels, Matcher, labels_key
-from backend.metrics.promql.querier import SeriesLimitExceeded, SeriesSet
+from backend.metrics.promql.querier import SeriesLimitExceeded, SeriesSet, Windows
 
 
 class MemoryQuerier:
@@ -29,7 +29,13 @@ class MemoryQuerier:
         return contextlib.nullcontext()
 
     def select(
-        self, matchers: Sequence[Matcher], *, start_ms: int, end_ms: int, max_series: int
+        self,
+        matchers: Sequence[Matcher],
+        *,
+        start_ms: int,
+        end_ms: int,
+        max_series: int,
+        windows: Windows | None = None,  # a hint this querier does not need
     ) -> SeriesSet:
         patterns = [m.compile() for m in matchers]
         found = [

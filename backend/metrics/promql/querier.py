@@ -43,6 +43,32 @@ class SeriesSet:
         return cls(labels, timestamps, values, offsets)
 
 
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """A hint to ``select`` (what Prometheus's ``SelectHints`` carry for a range selector): the
+    caller only looks at the samples within ``[end - range_ms, end]`` for the ``count`` window
+    ends ``first_end + i * step_ms``. A querier may leave out the samples outside every
+    window (a ``[1m]`` range at a 5-minute step needs a fifth of them) or ignore the hint."""
+
+    first_end: int
+    step_ms: int
+    count: int
+    range_ms: int
+
+    @classmethod
+    def of(cls, ends: np.ndarray, range_ms: int) -> Windows | None:
+        """The windows ending at ``ends``, when those are evenly spaced (or all one time)."""
+        if len(ends) == 0:
+            return None
+        first = int(ends[0])
+        if len(ends) == 1 or (ends == first).all():
+            return cls(first, 1, 1, range_ms)
+        step = int(ends[1]) - first
+        if step <= 0 or not (np.diff(ends) == step).all():
+            return None
+        return cls(first, step, len(ends), range_ms)
+
+
 class SeriesLimitExceeded(Exception):
     """More series match than the query may touch."""
 
@@ -62,8 +88,15 @@ class Querier(Protocol):
         ...
 
     def select(
-        self, matchers: Sequence[Matcher], *, start_ms: int, end_ms: int, max_series: int
+        self,
+        matchers: Sequence[Matcher],
+        *,
+        start_ms: int,
+        end_ms: int,
+        max_series: int,
+        windows: Windows | None = None,
     ) -> SeriesSet:
-        """The series matching every matcher, with their samples in ``[start_ms, end_ms]``.
-        Raises :class:`SeriesLimitExceeded` when more than ``max_series`` match."""
+        """The series matching every matcher, with their samples in ``[start_ms, end_ms]``
+        (and, with ``windows``, possibly only those inside a window). Raises
+        :class:`SeriesLimitExceeded` when more than ``max_series`` match."""
         ...

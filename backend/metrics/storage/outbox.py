@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from django.db import connection, transaction
 
-from backend.metrics.storage import encoding
+from backend.metrics.storage import encoding, late_writes
 from backend.metrics.storage.blocks import WINDOW_MS, BlockRow, blocks_insert
 from backend.metrics.storage.catalog import series_metric_names
 
@@ -89,7 +89,12 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
         values = np.concatenate([encoding.unpack(r[3], "<f8") for r in rows])
         samples = encoding.normalize(series, ts, values)
         blocks_insert(_to_blocks(org_id, samples))
-        return len(series)
+        oldest = int(ts.min()) if len(ts) else None
+        if oldest is not None:  # fails closed: a Redis error rolls the drain back
+            late_writes.samples_written(org_id=org_id, oldest_ms=oldest)
+    if oldest is not None:  # and after the commit, for a query that read just before it
+        late_writes.samples_written(org_id=org_id, oldest_ms=oldest)
+    return len(series)
 
 
 # series id -> metric name, per org (a series never changes its name)

@@ -11,7 +11,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from backend.metrics.labels import METRIC_NAME, Labels, Matcher, labels_key
-from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded, SeriesSet
+from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded, SeriesSet, Windows
 from backend.metrics.storage import encoding
 from backend.metrics.storage.blocks import WINDOW_MS, StoredBlock, blocks_fetch
 from backend.metrics.storage.catalog import label_pair_ids, label_pairs_by_id, label_pairs_named
@@ -84,39 +84,72 @@ def _blocks_for(org_id: int, names: list[str], start_ms: int, end_ms: int) -> li
         )
 
 
-def _segments_of(group: list[StoredBlock], wanted: np.ndarray):
-    """(ids, counts, timestamps, values) of one (metric, window): one block as stored (only
-    the ``wanted`` series decoded), or several not yet compacted, merged (a later write wins)
-    into the same layout."""
-    if len(group) == 1:
-        return group[0].decode_segments(wanted)
+def _merged_window(group: list[StoredBlock], wanted: np.ndarray) -> encoding.Segments:
+    """Several blocks of one (metric, window) not yet compacted, merged (a later write wins)
+    into ``decode_many``'s layout, only the ``wanted`` series kept."""
     parts = [block.decode() for block in group]
     merged = encoding.normalize(
         np.concatenate([p.series for p in parts]),
         np.concatenate([p.timestamps for p in parts]),
         np.concatenate([p.values for p in parts]),
     )
-    ids, counts = np.unique(merged.series, return_counts=True)
-    return ids, counts, merged.timestamps, merged.values
+    keep = np.isin(merged.series, wanted)
+    ids, counts = np.unique(merged.series[keep], return_counts=True)
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    return encoding.Segments(
+        ids,
+        np.zeros(len(ids), np.int64),
+        counts,
+        starts,
+        merged.timestamps[keep],
+        merged.values[keep],
+    )
+
+
+def _in_windows(timestamps: np.ndarray, windows: Windows) -> np.ndarray | None:
+    """Which samples of ``[first end - range, last end]`` fall in at least one of the windows
+    ``[end_i - range, end_i]``; None when all of them do (windows at least as long as the
+    step cover the span)."""
+    if windows.range_ms >= windows.step_ms or windows.count == 1:
+        return None
+    # the distance from t to the next window end; windows shorter than the step
+    return (windows.first_end - timestamps) % windows.step_ms <= windows.range_ms
 
 
 def samples_fetch_rows(
-    *, org_id: int, series: dict[int, str], rows: dict[int, int], start_ms: int, end_ms: int
+    *,
+    org_id: int,
+    series: dict[int, str],
+    rows: dict[int, int],
+    start_ms: int,
+    end_ms: int,
+    windows: Windows | None = None,
+    blocks_seen: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(timestamps, values, offsets): the samples within [start, end] of ``series`` (id ->
     metric name, which says which blocks to read), laid out by ``rows`` (id -> row), row after
     row, each in time order; row r's samples are ``[offsets[r]:offsets[r + 1]]``. What the
-    PromQL engine reads.
+    PromQL engine reads. With ``windows``, samples outside every window may be left out.
+    ``blocks_seen`` keeps the blocks read, by (metric names, range), for the next call of the
+    same read scope (two selectors of one metric over one range read them once).
 
     Each block lists its series with their sample counts, so the wanted samples are located
     per (block, series) segment and gathered in one pass, already in row order: no per-sample
-    membership test and no sort of the samples themselves.
+    membership test and no sort of the samples themselves. Blocks are decoded all together
+    (``encoding.decode_many``).
     """
     n_rows = max(rows.values(), default=-1) + 1
     no_samples = (np.empty(0, np.int64), np.empty(0), np.zeros(n_rows + 1, np.int64))
     if not rows:
         return no_samples
-    found = _blocks_for(org_id, sorted(set(series.values())), start_ms, end_ms)
+    names = sorted(set(series.values()))
+    key = (tuple(names), start_ms, end_ms)
+    found = None if blocks_seen is None else blocks_seen.get(key)
+    if found is None:
+        found = _blocks_for(org_id, names, start_ms, end_ms)
+        if blocks_seen is not None:
+            blocks_seen[key] = found
     groups: dict[tuple[str, int], list[StoredBlock]] = {}
     for block in found:  # in window order
         groups.setdefault((block.metric_name, block.window_start), []).append(block)
@@ -124,40 +157,56 @@ def samples_fetch_rows(
     row_of = np.fromiter(rows.values(), dtype=np.int64)
     order = np.argsort(sids)
     sids, row_of = sids[order], row_of[order]
-    seg_rows, seg_starts, seg_counts, seg_groups = [], [], [], []
-    parts_t, parts_v = [], []
-    base = 0
+    singles, parts = [], []
     for g, group in enumerate(groups.values()):
-        ids, counts, ts, vals = _segments_of(group, sids)
-        at = np.minimum(np.searchsorted(sids, ids), len(sids) - 1)
-        hit = sids[at] == ids
-        starts = np.cumsum(counts) - counts
-        seg_rows.append(row_of[at[hit]])
-        seg_starts.append(base + starts[hit])
-        seg_counts.append(counts[hit])
-        seg_groups.append(np.full(int(hit.sum()), g))
-        parts_t.append(ts)
-        parts_v.append(vals)
-        base += len(ts)
-    if not parts_t:
+        if len(group) == 1:
+            b = group[0]
+            singles.append((g, b.n_series, b.value_mode, b.series, b.timestamps, b.values))
+        else:
+            merged = _merged_window(group, sids)
+            merged.tags[:] = g
+            parts.append(merged)
+    if singles:
+        parts.append(encoding.decode_many(singles, sids))
+    parts = [p for p in parts if len(p.ids)]
+    if not parts:
         return no_samples
-    seg_rows = np.concatenate(seg_rows)
-    seg_counts = np.concatenate(seg_counts)
-    # Groups come in window order: ordering segments by (row, group) puts time in order.
-    seg_order = np.lexsort((np.concatenate(seg_groups), seg_rows))
-    seg_rows, seg_counts = seg_rows[seg_order], seg_counts[seg_order]
-    seg_starts = np.concatenate(seg_starts)[seg_order]
+    if len(parts) == 1:
+        segs = parts[0]
+        seg_starts = segs.starts
+    else:
+        bases = np.cumsum([0] + [len(p.timestamps) for p in parts[:-1]])
+        seg_starts = np.concatenate([p.starts + base for p, base in zip(parts, bases, strict=True)])
+        segs = encoding.Segments(
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.tags for p in parts]),
+            np.concatenate([p.counts for p in parts]),
+            seg_starts,
+            np.concatenate([p.timestamps for p in parts]),
+            np.concatenate([p.values for p in parts]),
+        )
+    seg_rows = row_of[np.searchsorted(sids, segs.ids)]
+    # Blocks are tagged in window order: ordering segments by (row, tag) puts time in order.
+    seg_order = np.lexsort((segs.tags, seg_rows))
+    seg_rows, seg_counts = seg_rows[seg_order], segs.counts[seg_order]
+    seg_starts = seg_starts[seg_order]
     total = int(seg_counts.sum())
     out_starts = np.cumsum(seg_counts) - seg_counts
     gather = np.arange(total) + np.repeat(seg_starts - out_starts, seg_counts)
-    timestamps = np.concatenate(parts_t)[gather]
-    values = np.concatenate(parts_v)[gather]
+    timestamps = segs.timestamps[gather]
     per_row = np.bincount(seg_rows, weights=seg_counts, minlength=n_rows).astype(np.int64)
     inside = (timestamps >= start_ms) & (timestamps <= end_ms)
+    if windows is not None:
+        # the caller's span is the windows' (its start may reach back further: then the
+        # earlier samples are outside every window and dropped as well)
+        in_windows = _in_windows(timestamps, windows)
+        if in_windows is not None:
+            inside &= in_windows & (timestamps >= windows.first_end - windows.range_ms)
     if not inside.all():
         sample_rows = np.repeat(np.arange(n_rows), per_row)
-        timestamps, values = timestamps[inside], values[inside]
+        gather, timestamps = gather[inside], timestamps[inside]
         per_row = np.bincount(sample_rows[inside], minlength=n_rows)
+    values = segs.values[gather]
     offsets = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(per_row, out=offsets[1:])
     return timestamps, values, offsets
@@ -201,6 +250,7 @@ class PostgresQuerier:
         if org_id is None:
             raise ValueError("a querier needs an org")
         self.org_id = org_id
+        self._blocks_seen: dict | None = None  # within one reading scope
 
     @contextlib.contextmanager
     def reading(self, *, timeout_seconds: float):
@@ -215,14 +265,24 @@ class PostgresQuerier:
                         " set_config('transaction_read_only', 'on', true)",
                         [str(timeout_ms)],
                     )
-                yield self
+                self._blocks_seen = {}
+                try:
+                    yield self
+                finally:
+                    self._blocks_seen = None
         except OperationalError as exc:
             if isinstance(exc.__cause__, pg_errors.QueryCanceled):
                 raise ReadTimeout from exc
             raise
 
     def select(
-        self, matchers: Sequence[Matcher], *, start_ms: int, end_ms: int, max_series: int
+        self,
+        matchers: Sequence[Matcher],
+        *,
+        start_ms: int,
+        end_ms: int,
+        max_series: int,
+        windows: Windows | None = None,
     ) -> SeriesSet:
         found = series_match(org_id=self.org_id, matchers=matchers, limit=max_series + 1)
         if len(found) > max_series:
@@ -234,5 +294,7 @@ class PostgresQuerier:
             rows={sid: i for i, sid in enumerate(ordered)},
             start_ms=start_ms,
             end_ms=end_ms,
+            windows=windows,
+            blocks_seen=self._blocks_seen,
         )
         return SeriesSet.from_rows([found[sid] for sid in ordered], timestamps, values, offsets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import connection
 
+from backend.metrics.storage import late_writes
 from backend.metrics.storage.blocks import WINDOW_MS
 
 
@@ -14,4 +15,7 @@ def org_samples_delete_before(*, org_id: int, cutoff_ms: int) -> int:
             "DELETE FROM metric_blocks WHERE org_id = %s AND window_start + %s <= %s",
             [org_id, WINDOW_MS, cutoff_ms],
         )
-        return cur.rowcount
+        deleted = cur.rowcount
+    if deleted:
+        late_writes.samples_deleted(org_id=org_id)
+    return deleted

@@ -28,7 +28,7 @@ from tests.helpers.credentials import bearer
 from tests.reliability.http import send
 from tests.reliability.urlmap import ROUTES
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.reliability]
 
 EXAMPLES = int(os.environ.get("CANOPY_FUZZ_EXAMPLES", "4"))
 DERANDOMIZE = os.environ.get("CANOPY_FUZZ_RANDOM", "") != "1"

@@ -39,7 +39,7 @@ from tests.reliability.urlmap import (
     url_patterns,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.reliability]
 
 
 def check_coverage(resolver=None) -> None:

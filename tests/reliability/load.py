@@ -77,7 +77,7 @@ class Queries:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=3)
-    parser.add_argument("--senders", type=int, default=2, help="quiet tenant's senders")
+    parser.add_argument("--senders", type=int, default=4, help="senders of each tenant")
     parser.add_argument("--limit", type=int, default=1000, help="ingestion limit, samples/s")
     args = parser.parse_args(argv)
 
@@ -106,16 +106,21 @@ def main(argv=None) -> int:
             )
             for i in range(args.senders)
         ]
-        noisy_sender = remote_write_sender(
-            stack,
-            noisy,
-            "noisy",
-            10 * args.limit / SERIES,
-            series=SERIES,
-            metric="reliab_load",
-            retry=False,
-        )
-        senders = [*quiet_senders, noisy_sender]
+        # 10x the limit in payloads of 10x the size, from several threads (one synchronous
+        # sender cannot make that many requests a second on a loaded machine); no retries
+        noisy_senders = [
+            remote_write_sender(
+                stack,
+                noisy,
+                f"noisy{i}",
+                10 * args.limit / (10 * SERIES) / args.senders,
+                series=10 * SERIES,
+                metric="reliab_noisy",
+                retry=False,
+            )
+            for i in range(args.senders)
+        ]
+        senders = [*quiet_senders, *noisy_senders]
         busy = Queries(stack, quiet)
         query_thread = threading.Thread(target=busy.run, daemon=True)
         threads = run_senders(senders)
@@ -135,19 +140,22 @@ def main(argv=None) -> int:
 
     quiet_errors = sum(s.errors() for s in quiet_senders)
     quiet_sent = sum(len(s.attempts) for s in quiet_senders)
-    noisy_429 = sum(1 for _, st in noisy_sender.attempts if st == 429)
+    quiet_samples_s = sum(len(s.acked) for s in quiet_senders) * SERIES / (args.minutes * 60)
+    noisy_attempts = [st for s in noisy_senders for _, st in s.attempts]
+    noisy_429 = sum(1 for st in noisy_attempts if st == 429)
     noisy_other = sum(
-        1 for _, st in noisy_sender.attempts if st != 429 and not (isinstance(st, int) and st < 300)
+        1 for st in noisy_attempts if st != 429 and not (isinstance(st, int) and st < 300)
     )
     idle_p95, busy_p95 = _p95(idle.latencies), _p95(busy.latencies)
     print("\n== load + noisy tenant ==")
     print(
         f"quiet tenant: {args.senders} remote-write senders at its limit ({args.limit} samples/s "
         f"in total, {SERIES} series a payload) for {args.minutes:g} min: {quiet_sent} requests, "
-        f"{quiet_errors} errors"
+        f"{quiet_errors} errors, {quiet_samples_s:.0f} samples/s acknowledged"
     )
     print(
-        f"noisy tenant: 1 sender at 10x the same limit: {len(noisy_sender.attempts)} requests, "
+        f"noisy tenant: {args.senders} senders at 10x the same limit in total: "
+        f"{len(noisy_attempts)} requests, "
         f"{noisy_429} answered 429, {noisy_other} other errors"
     )
     print(

@@ -78,6 +78,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=3)
     parser.add_argument("--senders", type=int, default=4, help="senders of each tenant")
+    parser.add_argument(
+        "--quiet-minutes", type=float, default=1, help="the quiet load alone, before the noisy"
+    )
     parser.add_argument("--limit", type=int, default=1000, help="ingestion limit, samples/s")
     args = parser.parse_args(argv)
 
@@ -121,16 +124,28 @@ def main(argv=None) -> int:
             for i in range(args.senders)
         ]
         senders = [*quiet_senders, *noisy_senders]
+        lag_max = 0.0
+
+        def watch(queries: Queries, minutes: float) -> None:
+            nonlocal lag_max
+            thread = threading.Thread(target=queries.run, daemon=True)
+            thread.start()
+            end = time.monotonic() + minutes * 60
+            while time.monotonic() < end:
+                lag_max = max(lag_max, stack.outbox_depth(quiet_org)[1])
+                time.sleep(2)
+            queries.stop.set()
+            thread.join(120)
+
+        # the quiet tenant's own load first (to tell its cost from the noisy tenant's), then
+        # the noisy tenant on top for the main phase
+        threads = run_senders(quiet_senders)
+        alone = Queries(stack, quiet)
+        if args.quiet_minutes > 0:
+            watch(alone, args.quiet_minutes)
+        threads += run_senders(noisy_senders)
         busy = Queries(stack, quiet)
-        query_thread = threading.Thread(target=busy.run, daemon=True)
-        threads = run_senders(senders)
-        query_thread.start()
-        lag_max, end = 0.0, time.monotonic() + args.minutes * 60
-        while time.monotonic() < end:
-            lag_max = max(lag_max, stack.outbox_depth(quiet_org)[1])
-            time.sleep(2)
-        busy.stop.set()
-        query_thread.join(120)
+        watch(busy, args.minutes)
         stop_senders(senders, threads)
         rss_end = stack.stack_rss_mb()
         settle = time.monotonic()
@@ -140,7 +155,11 @@ def main(argv=None) -> int:
 
     quiet_errors = sum(s.errors() for s in quiet_senders)
     quiet_sent = sum(len(s.attempts) for s in quiet_senders)
-    quiet_samples_s = sum(len(s.acked) for s in quiet_senders) * SERIES / (args.minutes * 60)
+    quiet_samples_s = (
+        sum(len(s.acked) for s in quiet_senders)
+        * SERIES
+        / ((args.minutes + args.quiet_minutes) * 60)
+    )
     noisy_attempts = [st for s in noisy_senders for _, st in s.attempts]
     noisy_429 = sum(1 for st in noisy_attempts if st == 429)
     noisy_other = sum(
@@ -150,7 +169,8 @@ def main(argv=None) -> int:
     print("\n== load + noisy tenant ==")
     print(
         f"quiet tenant: {args.senders} remote-write senders at its limit ({args.limit} samples/s "
-        f"in total, {SERIES} series a payload) for {args.minutes:g} min: {quiet_sent} requests, "
+        f"in total, {SERIES} series a payload) for {args.quiet_minutes + args.minutes:g} min: "
+        f"{quiet_sent} requests, "
         f"{quiet_errors} errors, {quiet_samples_s:.0f} samples/s acknowledged"
     )
     print(
@@ -163,6 +183,14 @@ def main(argv=None) -> int:
         f"queries), under load p95 {busy_p95 * 1000:.0f} ms ({len(busy.latencies)} queries, "
         f"{busy.errors} errors); ratio {busy_p95 / idle_p95:.2f} (bound 1.5)"
     )
+    if alone.latencies:
+        alone_p95 = _p95(alone.latencies)
+        print(
+            f"  for comparison, with the quiet tenant's own load alone ({args.quiet_minutes:g} "
+            f"min, before the noisy tenant started): p95 {alone_p95 * 1000:.0f} ms "
+            f"({len(alone.latencies)} queries, {alone.errors} errors); ratio "
+            f"{alone_p95 / idle_p95:.2f}"
+        )
     print(f"stack RSS: {rss_start:.0f} MB at the start of the load, {rss_end:.0f} MB at the end")
     print(f"largest drain lag (oldest batch waiting in the quiet tenant's outbox): {lag_max:.1f} s")
     checks = {

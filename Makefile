@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WITH_SERVICES := $(BIN)/python -m backend.embedded exec --
 
-.PHONY: install frontend run test test-fast lint format protos clean-data stop-services
+.PHONY: install frontend run test test-fast reliability lint format protos clean-data stop-services
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,17 @@ test: $(STAMP) $(FRONTEND_BUILT)
 ## make test-fast: skip the browser and real-peer tests
 test-fast: $(STAMP) $(FRONTEND_BUILT)
 	CANOPY_DATA_DIR=$(TEST_DATA_DIR) $(WITH_SERVICES) $(BIN)/pytest -m "not e2e and not compat" $(PYTEST_ARGS)
+
+## make reliability: the reliability suite's long parts (docs/reliability.md): the URL-map
+## fuzzer with many fresh examples, then faults under steady load and load + a noisy tenant on
+## the real stack (make run's processes on their own throw-away embedded servers)
+FUZZ_EXAMPLES ?= 60
+RELIABILITY_MINUTES ?= 3
+reliability: $(STAMP) $(FRONTEND_BUILT)
+	CANOPY_DATA_DIR=$(TEST_DATA_DIR) CANOPY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CANOPY_FUZZ_RANDOM=1 \
+		$(WITH_SERVICES) $(BIN)/pytest -p no:cacheprovider -q tests/reliability $(PYTEST_ARGS)
+	$(BIN)/python -m tests.reliability.faults
+	$(BIN)/python -m tests.reliability.load --minutes $(RELIABILITY_MINUTES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -60,6 +60,10 @@ PROCESSES = {
     ],
 }
 
+# Started again when they crash (``backend/respawn.py``): honcho would otherwise end every
+# process when one exits. gunicorn's arbiter already replaces its own workers.
+RESPAWNED = {"worker", "beat", "otlp-grpc", "agent-api"}
+
 
 def prepare() -> None:
     import django
@@ -100,6 +104,8 @@ def main() -> int:
     manager = Manager(Printer(sys.stdout))
     for name, argv in PROCESSES.items():
         argv = [os.path.join(bin_dir, argv[0]), *(a.format(**values) for a in argv[1:])]
+        if name in RESPAWNED:
+            argv = [os.path.join(bin_dir, "python"), "-m", "backend.respawn", "--", *argv]
         manager.add_process(name, shlex.join(argv), env=env)
     manager.loop()
     return manager.returncode or 0

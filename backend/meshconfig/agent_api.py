@@ -239,7 +239,7 @@ async def status_reply(*, authorization: str, body: bytes, user_agent: str = "")
         return _refusal(413, f"the report is over {MAX_STATUS_BODY_BYTES} bytes")
     try:
         document = json.loads(body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         return _refusal(400, "the body must be JSON")
     if not isinstance(document, dict):
         return _refusal(

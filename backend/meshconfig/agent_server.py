@@ -34,6 +34,9 @@ from backend.meshconfig.agent_wakeups import wakeups  # noqa: E402
 
 CONFIG_PATH = "/api/v1/agent/config"
 STATUS_PATH = "/api/v1/agent/status"
+HEALTH_PATH = "/healthz"
+# every path ``application`` answers (anything else is 404); the reliability suite walks them
+PATHS = (CONFIG_PATH, STATUS_PATH, HEALTH_PATH)
 
 
 async def _send(send, reply: agent_api.Reply, *, head: bool = False) -> None:
@@ -132,7 +135,7 @@ async def application(scope, receive, send) -> None:
                 user_agent=headers.get("user-agent", ""),
             )
         await _send(send, reply)
-    elif path == "/healthz":
+    elif path == HEALTH_PATH:
         await _send(send, agent_api.Reply(200, {"status": "ok", "waiting": wakeups().waiting()}))
     else:
         detail = "not found: this port serves /api/v1/agent/ only (the rest is on the web port)"

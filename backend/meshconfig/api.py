@@ -15,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
 from backend.meshconfig import selectors, services
@@ -34,6 +34,7 @@ from backend.meshconfig.telemetry import (
 from backend.meshconfig.validation import validate_bundle
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
+from backend.tenancy.parsers import BoundedJSONParser
 
 READ, WRITE = [Scope.CONFIG_READ], [Scope.CONFIG_WRITE]
 
@@ -59,7 +60,7 @@ class TextYAMLParser(YAMLParser):
     media_type = "text/yaml"
 
 
-PARSERS = [JSONParser, YAMLParser, XYAMLParser, TextYAMLParser]
+PARSERS = [BoundedJSONParser, YAMLParser, XYAMLParser, TextYAMLParser]
 
 
 def _service_call(fn, **kwargs):

@@ -47,6 +47,12 @@ def resources_from_yaml(body: bytes | str) -> list[dict]:
         raise BodyError(f"not valid YAML: {exc}") from exc
     except _AliasError as exc:
         raise BodyError("YAML anchors and aliases are not accepted: write the value out") from exc
+    except BodyError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        # what the constructors raise past YAMLError: an integer of more digits than Python
+        # converts (ValueError), a document nested deeper than the interpreter's stack
+        raise BodyError(f"not valid YAML: {str(exc)[:200]}") from exc
     return out
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import promql_parser as pp
 from django.db import DatabaseError
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, QueryDict, StreamingHttpResponse
 from redis.exceptions import RedisError
 from rest_framework.parsers import FormParser, MultiPartParser
 
@@ -111,17 +111,22 @@ class PrometheusView(OrgAPIView):
     scopes = {"GET": [Scope.METRICS_READ], "POST": [Scope.METRICS_READ]}
     parser_classes = [FormParser, MultiPartParser]
 
+    def form(self) -> QueryDict:
+        """The POST form; empty for any other method, and for a body without a form's content
+        type (DRF then hands over a plain ``{}``, which has no ``getlist``)."""
+        data = self.request.data if self.request.method == "POST" else None
+        return data if isinstance(data, QueryDict) else QueryDict()
+
     def param(self, name: str, default: str | None = None) -> str | None:
         value = self.request.query_params.get(name)
-        if value is None and self.request.method == "POST":
-            value = self.request.data.get(name)
+        if value is None:
+            value = self.form().get(name)
         value = strict.text(name, value, max_length=MAX_QUERY_LENGTH)
         return default if value is None else value
 
     def params(self, name: str) -> list[str]:
         values = list(self.request.query_params.getlist(name))
-        if self.request.method == "POST":
-            values += self.request.data.getlist(name)
+        values += self.form().getlist(name)
         return [strict.text(name, v, max_length=MAX_QUERY_LENGTH) for v in values]
 
     def limits(self) -> promql.QueryLimits:

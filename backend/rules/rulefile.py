@@ -116,6 +116,8 @@ def _load(text: str) -> Any:
         return yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 - BaseLoader builds no objects
     except yaml.YAMLError as exc:
         raise RuleFileError([f"yaml: {exc}".replace("\n", " ")]) from None
+    except RecursionError:
+        raise RuleFileError(["yaml: nested too deeply"]) from None
 
 
 def groups_parse(text: str) -> list[Group]:

@@ -18,7 +18,7 @@ import numpy as np
 from backend.metrics.series import SeriesIds, SeriesRefusal, series_ids_resolve
 from backend.metrics.services import exemplars_write, metadata_upsert, samples_write
 from backend.observability.metrics import ingest_accepted
-from backend.tenancy.ratelimit import bucket_take
+from backend.tenancy.ratelimit import bucket_empty, bucket_take
 from backend.tenancy.rejections import rejections_count
 from backend.tenancy.selectors import limits_get
 from backend.tenancy.ttlcache import TTLCache
@@ -59,6 +59,9 @@ def metrics_accept(
 ) -> MetricsAccepted | Refused:
     """A Prometheus remote-write 1.0/2.0 request."""
     limits = limits_get(org_id=org_id)
+    over = _over_rate(org_id, limits)
+    if over is not None:
+        return over
     now_ms = int(time.time() * 1000)
     try:
         batch = decode_remote_write(
@@ -100,6 +103,9 @@ MAX_REASONS_IN_MESSAGE = 5
 def otlp_metrics_accept(*, org_id: int, payload: Payload) -> OtlpMetricsAccepted | Refused:
     """An OTLP metrics export (HTTP body, or the bytes of a gRPC request with no encoding)."""
     limits = limits_get(org_id=org_id)
+    over = _over_rate(org_id, limits)
+    if over is not None:
+        return over
     now_ms = int(time.time() * 1000)
     cap = _body_cap(payload, limits)
     try:
@@ -128,6 +134,22 @@ def otlp_metrics_accept(*, org_id: int, payload: Payload) -> OtlpMetricsAccepted
     ingest_accepted(signal="otlp_metric_points", protocol="otlp", n=decoded.data_points - rejected)
     return OtlpMetricsAccepted(
         data_points=decoded.data_points, rejected_data_points=rejected, accepted=outcome
+    )
+
+
+def _over_rate(org_id: int, limits) -> Refused | None:
+    """429 before the body is read when the org's bucket is already empty (``bucket_empty``);
+    its samples are not counted as refused (they were never decoded)."""
+    verdict = bucket_empty(
+        key=f"metrics:{org_id}", rate=limits.ingestion_rate, burst=limits.ingestion_burst_size
+    )
+    if verdict.allowed:
+        return None
+    return Refused(
+        Refusal.RATE_LIMITED,
+        f"ingestion rate limit ({limits.ingestion_rate} samples/s) with burst size "
+        f"{limits.ingestion_burst_size} exceeded",
+        retry_after=max(1, int(np.ceil(verdict.retry_after))),
     )
 
 

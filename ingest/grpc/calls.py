@@ -20,12 +20,18 @@ GRPC_STATUS = {
 
 def authorized_org(context: grpc.ServicerContext, scope) -> int:
     """The org id of the call's token, which must hold ``scope``; aborts the call otherwise."""
+    from django.db import DatabaseError
+
     from backend.tenancy.access import AccessError, access_from_grpc_metadata
 
     try:
         access = access_from_grpc_metadata(context.invocation_metadata())
     except AccessError as exc:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+    except DatabaseError as exc:
+        # the token look-up needs the database: while it is down (a restart), a retryable
+        # UNAVAILABLE as for the write itself, not an unhandled exception (UNKNOWN)
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"storage unavailable: {type(exc).__name__}")
     if access is None:
         context.abort(
             grpc.StatusCode.UNAUTHENTICATED,

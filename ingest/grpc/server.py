@@ -23,17 +23,29 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
+# service -> method -> handler: everything the server answers (the reliability suite walks it)
+METHODS = {
+    otlp_traces.SERVICE: {"Export": otlp_traces.otlp_traces_receive},
+    otlp_metrics.SERVICE: {"Export": otlp_metrics.otlp_metrics_receive},
+}
+
+
+def method_names() -> list[str]:
+    """The full names (``/package.Service/Method``) of every method the server registers."""
+    return [f"/{service}/{method}" for service, methods in METHODS.items() for method in methods]
+
+
 def build_server(bind: str, *, workers: int = 8) -> tuple[grpc.Server, int]:
     """A gRPC server with the OTLP services registered; returns it and the bound port."""
     handlers = [
         grpc.method_handlers_generic_handler(
-            otlp_traces.SERVICE,
-            {"Export": grpc.unary_unary_rpc_method_handler(otlp_traces.otlp_traces_receive)},
-        ),
-        grpc.method_handlers_generic_handler(
-            otlp_metrics.SERVICE,
-            {"Export": grpc.unary_unary_rpc_method_handler(otlp_metrics.otlp_metrics_receive)},
-        ),
+            service,
+            {
+                name: grpc.unary_unary_rpc_method_handler(handler)
+                for name, handler in methods.items()
+            },
+        )
+        for service, methods in METHODS.items()
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),

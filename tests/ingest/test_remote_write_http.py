@@ -223,6 +223,25 @@ def test_rate_limit_refuses_with_429_and_recovers(client, tenants):
     assert rejections_get(org_id=tenants.org.pk)["metrics"]["rate_limited"] == 100
 
 
+def test_a_tenant_already_over_its_rate_is_refused_before_its_body_is_decoded(client, tenants):
+    """A tenant at 10x its limit cost the others CPU by having every refused body decoded
+    (tests/reliability/load.py); with its bucket empty it is refused unread."""
+    limits_update(org=tenants.org, changes={"ingestion_rate": 10, "ingestion_burst_size": 150})
+    token = tenants.token(["metrics:write"])
+    labels = [("__name__", "up"), ("job", "a")]
+    t = now_ms() - 60_000
+    # bigger than the burst: admitted on a full bucket, which it leaves 150 tokens in debt
+    big = write_request([(labels, [(t + i, 1.0) for i in range(300)])])
+    assert push(client, big, token).status_code == 204
+    garbage = push(client, b"\xff not snappy at all", token)
+    assert garbage.status_code == 429  # not 400: the body was never read
+    assert int(garbage["Retry-After"]) >= 1
+    assert "ingestion rate limit (10 samples/s)" in garbage.content.decode()
+    # another tenant, never over its rate, still gets its bad body read and refused as such
+    other = tenants.token(["metrics:write"], org=tenants.other_org)
+    assert push(client, b"\xff not snappy at all", other).status_code == 400
+
+
 def test_series_limit_refuses_new_series_while_existing_keep_flowing(client, tenants):
     limits_update(org=tenants.org, changes={"max_global_series_per_user": 2})
     token = tenants.token(["metrics:write"])

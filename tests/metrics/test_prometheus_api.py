@@ -218,6 +218,21 @@ def test_the_other_endpoints_grafana_calls(api, data):
     assert api.get(f"{BASE}/metadata", **auth).json() == {"status": "success", "data": {}}
 
 
+def test_a_post_without_a_form_body_reads_the_query_string_only(api, data):
+    """An empty POST with a non-form content type gave DRF's plain ``{}`` as the form, which
+    has no ``getlist``: a 500 on series and labels (found by tests/reliability)."""
+    auth = reader(data)
+    for content_type in ("application/json", "text/plain", "application/octet-stream"):
+        labels = api.post(f"{BASE}/labels", data=b"", content_type=content_type, **auth)
+        assert labels.status_code == 200, labels.content
+        assert labels.json()["data"] == ["__name__", "app", "code", "job"]
+        series = api.post(f"{BASE}/series?match[]=up", data=b"", content_type=content_type, **auth)
+        assert series.status_code == 200 and len(series.json()["data"]) == 1
+        missing = api.post(f"{BASE}/series", data=b"", content_type=content_type, **auth)
+        assert missing.status_code == 400
+        assert missing.json()["errorType"] == "bad_data"
+
+
 def test_auth_basic_session_and_scopes(api, data):
     secret = data.token([Scope.METRICS_READ])
     ok = api.get(f"{BASE}/query", {"query": "up", "time": T0_S}, **basic(data.org.slug, secret))

@@ -137,7 +137,9 @@ def tags_json(raw: str | None) -> tuple[tuple[str, str], ...]:
     """Jaeger's ``tags={"k": "v", ...}`` (every one must match, as text)."""
     try:
         tags = json.loads(raw or "{}")
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        raise BadRequest("tags must be a JSON map: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
         raise BadRequest(f"tags must be a JSON map: {exc}") from exc
     if not isinstance(tags, dict):
         raise BadRequest("tags must be a JSON map")
@@ -175,7 +177,9 @@ def tag_filters(raw: str | None) -> tuple[tuple[str, str, str], ...]:
         return ()
     try:
         filters = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        raise BadRequest("tagFilters must be a JSON list: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
         raise BadRequest(f"tagFilters must be a JSON list: {exc}") from exc
     if not isinstance(filters, list) or not all(
         isinstance(f, list) and len(f) == 3 and f[1] in selectors.TAG_OPS for f in filters

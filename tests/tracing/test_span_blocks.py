@@ -1,6 +1,7 @@
 """Span blocks answer exactly as the row head: the same spans back, bit for bit, and the same
-search results, whether a trace sits in the head, in blocks, or in both; a retried batch is
-stored once across head and blocks; retention drops whole blocks."""
+search results, whether a trace sits in the (pre-upgrade) row head, in blocks cut from it, in
+both, or in blocks the drain wrote straight from the outbox; a retried batch is stored once
+across head, keys and blocks; retention drops whole blocks."""
 
 from __future__ import annotations
 
@@ -91,11 +92,28 @@ def _random_spans(seed: int, now_ns: int, n_traces: int = 40) -> list[Span]:
     return spans
 
 
-def _store(org_id: int, spans: list[Span]) -> None:
+def _store(org_id: int, spans: list[Span], drain=storage.batches_drain) -> None:
     for lo in range(0, len(spans), 37):
         storage.batch_append(org_id=org_id, spans=spans[lo : lo + 37])
-    while storage.batches_drain(org_id=org_id):
+    while drain(org_id=org_id) is not None:
         pass
+
+
+def _store_in_head(org_id: int, spans: list[Span]) -> None:
+    """As the drain did before it wrote blocks: rows in the head (what an upgrade finds)."""
+    _store(org_id, spans, drain=storage.batches_drain_to_head)
+
+
+def _head_rows(org_id: int) -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM trace_spans WHERE org_id = %s", [org_id])
+        return cur.fetchone()[0]
+
+
+def _forget_org_spans(org_id: int) -> None:
+    with connection.cursor() as cur:
+        for table in ("trace_spans", "trace_blocks", "trace_span_keys", "trace_span_horizon"):
+            cur.execute(f"DELETE FROM {table} WHERE org_id = %s", [org_id])
 
 
 def _cut_all(org_id: int, before_ns: int = 2**62) -> int:
@@ -139,7 +157,7 @@ def _everything(org_id: int, trace_ids: list[bytes], queries) -> tuple:
 def test_blocks_answer_like_the_head(tenants):
     now = time.time_ns()
     spans = _random_spans(1, now)
-    _store(tenants.org.pk, spans)
+    _store_in_head(tenants.org.pk, spans)
     _store(tenants.other_org.pk, _random_spans(2, now))  # a neighbour, never in the answers
     trace_ids = sorted({s.trace_id for s in spans})
     queries = _queries(now)
@@ -154,18 +172,23 @@ def test_blocks_answer_like_the_head(tenants):
     assert _everything(tenants.org.pk, trace_ids, queries) == in_head
 
     assert _cut_all(tenants.org.pk) > 0
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM trace_spans WHERE org_id = %s", [tenants.org.pk])
-        assert cur.fetchone()[0] == 0
+    assert _head_rows(tenants.org.pk) == 0
     assert _everything(tenants.org.pk, trace_ids, queries) == in_head
     assert trace_get(org_id=tenants.other_org.pk, trace_id=trace_ids[0]) == []
     assert traces_get(org_id=tenants.other_org.pk, trace_ids=trace_ids) == {}
+
+    # the same spans drained straight into blocks (the production path): the same answers
+    _forget_org_spans(tenants.org.pk)
+    assert span_count(org_id=tenants.org.pk) == 0
+    _store(tenants.org.pk, spans)
+    assert _head_rows(tenants.org.pk) == 0
+    assert _everything(tenants.org.pk, trace_ids, queries) == in_head
 
 
 def test_a_retried_batch_is_stored_once_across_head_and_blocks(tenants):
     now = time.time_ns() - 3600 * 10**9
     spans = _random_spans(3, now, n_traces=10)
-    _store(tenants.org.pk, spans)
+    _store_in_head(tenants.org.pk, spans)
     assert _cut_all(tenants.org.pk) == len(spans)
     _store(tenants.org.pk, spans)  # the same export again: every span is in a block
     _store(tenants.org.pk, spans[:5] + _random_spans(4, now, n_traces=2))
@@ -173,6 +196,43 @@ def test_a_retried_batch_is_stored_once_across_head_and_blocks(tenants):
     _cut_all(tenants.org.pk)
     _store(tenants.org.pk, spans)
     assert span_count(org_id=tenants.org.pk) == len(spans) + len(_random_spans(4, now, 2))
+
+
+def _key_count(org_id: int) -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM trace_span_keys WHERE org_id = %s", [org_id])
+        return cur.fetchone()[0]
+
+
+def test_a_retry_is_stored_once_across_the_drains_blocks_and_pruned_keys(tenants):
+    """The drain writes blocks: a retry finds the span by its key while the key is kept,
+    and through the trace index once the key is pruned (behind the org's key horizon);
+    retries inside one drain round, and a round mixing old and new spans, store each once."""
+    org = tenants.org.pk
+    now = time.time_ns() - 3600 * 10**9
+    spans = _random_spans(3, now, n_traces=10)
+    more = _random_spans(4, now, n_traces=2)
+    for lo in range(0, len(spans), 37):  # the same batches twice before one drain round
+        storage.batch_append(org_id=org, spans=spans[lo : lo + 37])
+        storage.batch_append(org_id=org, spans=spans[lo : lo + 37])
+    assert storage.batches_drain(org_id=org) == len(spans)
+    assert _head_rows(org) == 0 and _key_count(org) == len(spans)
+    trace_ids = sorted({s.trace_id for s in spans})
+    stored = traces_get(org_id=org, trace_ids=trace_ids)
+    assert sum(len(v) for v in stored.values()) == len(spans)
+
+    _store(org, spans)  # found by their keys
+    assert span_count(org_id=org) == len(spans)
+    assert storage.keys_prune(org_id=org, before_ns=2**62, max_seq=2**62) == len(spans)
+    assert _key_count(org) == 0
+    _store(org, spans[:5] + more)  # found through the trace index; the new ones stored
+    assert span_count(org_id=org) == len(spans) + len(more)
+    _store(org, spans)
+    assert span_count(org_id=org) == len(spans) + len(more)
+    assert traces_get(org_id=org, trace_ids=trace_ids) == stored
+    # the neighbour's identical spans are its own
+    _store(tenants.other_org.pk, spans)
+    assert span_count(org_id=tenants.other_org.pk) == len(spans)
 
 
 def test_retention_drops_whole_blocks(tenants):
@@ -223,16 +283,18 @@ def test_rows_stored_before_blocks_move_into_blocks_in_the_background(tenants):
     are cut by the beat job like any counted span, nothing lost."""
     now = time.time_ns()
     spans = _random_spans(7, now - 2 * 3600 * 10**9, n_traces=15)
-    _store(tenants.org.pk, spans)
+    _store_in_head(tenants.org.pk, spans)
     with connection.cursor() as cur:
         cur.execute("UPDATE trace_spans SET seq = 0 WHERE org_id = %s", [tenants.org.pk])
+        cur.execute("UPDATE trace_span_keys SET seq = 0 WHERE org_id = %s", [tenants.org.pk])
     trace_ids = sorted({s.trace_id for s in spans})
     before = traces_get(org_id=tenants.org.pk, trace_ids=trace_ids)
     assert dependencies.blocks_cut_due(now_ms=now // 10**6) >= len(spans)
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM trace_spans WHERE org_id = %s", [tenants.org.pk])
-        assert cur.fetchone()[0] == 0
+    assert _head_rows(tenants.org.pk) == 0
+    assert _key_count(tenants.org.pk) == 0  # cut, then pruned: the spans are in blocks
     assert traces_get(org_id=tenants.org.pk, trace_ids=trace_ids) == before
+    _store(tenants.org.pk, spans)  # a late retry: behind the key horizon, found in blocks
+    assert span_count(org_id=tenants.org.pk) == len(spans)
 
 
 def test_retention_drops_whole_block_partitions(tenants):
@@ -255,7 +317,7 @@ def test_a_cut_in_small_steps_moves_only_its_org(tenants, monkeypatch):
     for org, seed in ((tenants.org.pk, 10), (tenants.other_org.pk, 11)):
         spans = _random_spans(seed, now - 86400 * 10**9, n_traces=6)
         spans += _random_spans(seed + 1, now - 3 * 86400 * 10**9, n_traces=6)
-        _store(org, spans)
+        _store_in_head(org, spans)
     expected = {o: span_count(org_id=o) for o in (tenants.org.pk, tenants.other_org.pk)}
     assert _cut_all(tenants.org.pk) == expected[tenants.org.pk]
     with connection.cursor() as cur:

@@ -75,7 +75,7 @@ def rows_from_head(rows: list[tuple]) -> SpanRows:
     )
 
 
-def _subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
+def subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
     pick = idx.tolist()
     out = {}
     for name in SpanRows.__slots__:
@@ -127,7 +127,7 @@ def blocks_write(cur, org_id: int, rows: SpanRows) -> int:
 
     def write():
         for window, idx in pieces:
-            payload, summary = encode(_subset(rows, idx))
+            payload, summary = encode(subset(rows, idx))
             _insert(cur, org_id, window, payload, summary)
 
     partitions.write_with_partitions(
@@ -164,6 +164,29 @@ def blocks_cut(*, org_id: int, before_ns: int, max_seq: int) -> int:
             return moved
 
 
+def keys_prune(*, org_id: int, before_ns: int, max_seq: int) -> int:
+    """Delete the org's span keys that start before ``before_ns`` and were drained in rounds
+    up to ``max_seq`` (counted by the rollups), and move the org's key horizon up to
+    ``before_ns`` (a drained span older than it is looked up in the blocks too); returns the
+    keys deleted. Run after the cut of the same bounds: a span whose key is gone is in a
+    block."""
+    with transaction.atomic(), connection.cursor() as cur:
+        org_lock(cur, org_id)
+        cur.execute(
+            """
+            INSERT INTO trace_span_horizon (org_id, pruned_before_ns) VALUES (%s, %s)
+            ON CONFLICT (org_id) DO UPDATE SET pruned_before_ns =
+                greatest(trace_span_horizon.pruned_before_ns, EXCLUDED.pruned_before_ns)
+            """,
+            [org_id, before_ns],
+        )
+        cur.execute(
+            "DELETE FROM trace_span_keys WHERE org_id = %s AND start_ns < %s AND seq <= %s",
+            [org_id, before_ns, max_seq],
+        )
+        return cur.rowcount
+
+
 @dataclass(slots=True)
 class StoredBlock:
     id: int
@@ -192,17 +215,13 @@ def blocks_with_traces(cur, org_id: int, trace_ids: list[bytes]) -> list[StoredB
     return _fetch(cur, "trace_keys && %s::bigint[] AND org_id = %s", [keys, org_id])
 
 
-def drop_stored_in_blocks(cur, org_id: int, table: str) -> int:
-    """Delete from ``table`` (a temp table shaped like ``trace_spans``) the spans already
-    stored in the org's blocks; returns how many. Only spans starting before the newest cut
-    span can be there, so a drain of fresh spans asks the trace index nothing."""
-    cur.execute("SELECT max(max_start_ns) FROM trace_blocks WHERE org_id = %s", [org_id])
-    (newest,) = cur.fetchone()
-    if newest is None:
-        return 0
+def drop_stored_in_blocks(cur, org_id: int, table: str, *, below_ns: int) -> int:
+    """Delete from ``table`` (a temp table with trace_id, span_id, kind, start_ns) the spans
+    starting before ``below_ns`` that are already stored in the org's blocks; returns how
+    many. The caller passes the org's key horizon: younger spans still have their keys."""
     cur.execute(
-        f"SELECT DISTINCT trace_id FROM {table} WHERE start_ns <= %s",  # noqa: S608
-        [newest],
+        f"SELECT DISTINCT trace_id FROM {table} WHERE start_ns < %s",  # noqa: S608
+        [below_ns],
     )
     trace_ids = [bytes(r[0]) for r in cur.fetchall()]
     if not trace_ids:

@@ -41,7 +41,7 @@ from backend.tenancy.selectors import limits_get
 from backend.tracing import span_metrics
 from backend.tracing.models import RollupState
 from backend.tracing.storage import blocks_cut
-from backend.tracing.storage.blocks import keys_prune, org_lock
+from backend.tracing.storage.blocks import blocks_compact, keys_prune, org_lock
 
 MINUTE_MS = 60_000
 LATE_MS = 2 * MINUTE_MS  # how long to wait for a request tree's spans before counting them
@@ -222,8 +222,9 @@ def _watermarks(org_id: int) -> tuple[int, int] | None:
 def blocks_cut_due(*, now_ms: int | None = None, margin_ms: int = CUT_MARGIN_MS) -> int:
     """For every org: cut the row head's counted spans older than the margin into blocks
     (rows stored before the drain wrote blocks; ``seq`` 0 for those from before the rollup's
-    watermarks existed), then prune the span keys of the same bounds; returns spans moved
-    (keys pruned not included)."""
+    watermarks existed), prune the span keys of the same bounds, and merge the small blocks
+    of hour windows that ended before them (``blocks_compact``); returns spans moved (keys
+    pruned and blocks merged not included)."""
     now_ms = now_ms or time.time_ns() // 10**6
     moved = 0
     for org_id in _org_ids():
@@ -233,6 +234,7 @@ def blocks_cut_due(*, now_ms: int | None = None, margin_ms: int = CUT_MARGIN_MS)
         before_ms = min(ready, now_ms - window_ms) - margin_ms
         moved += blocks_cut(org_id=org_id, before_ns=before_ms * 10**6, max_seq=seq)
         keys_prune(org_id=org_id, before_ns=before_ms * 10**6, max_seq=seq)
+        blocks_compact(org_id=org_id, settled_before_ns=before_ms * 10**6)
     return moved
 
 

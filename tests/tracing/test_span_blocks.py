@@ -324,3 +324,71 @@ def test_a_cut_in_small_steps_moves_only_its_org(tenants, monkeypatch):
         cur.execute("SELECT org_id, count(*) FROM trace_spans GROUP BY org_id")
         assert dict(cur.fetchall()) == {tenants.other_org.pk: expected[tenants.other_org.pk]}
     assert {o: span_count(org_id=o) for o in expected} == expected
+
+
+def _blocks_of(org_id: int) -> list[tuple[int, int]]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT window_ns, n_spans FROM trace_blocks WHERE org_id = %s ORDER BY 1, 2",
+            [org_id],
+        )
+        return cur.fetchall()
+
+
+def test_compaction_merges_small_blocks_and_answers_the_same(tenants):
+    """A low-volume org: one small block per drain round. Compaction merges each settled
+    hour window's small blocks into full ones: same answers, same spans, fewer bytes; a
+    retry afterwards is still stored once; the neighbour's blocks are left alone."""
+    from backend.tracing.storage import blocks
+
+    org, other = tenants.org.pk, tenants.other_org.pk
+    now = time.time_ns()
+    spans = _random_spans(12, now - 3 * 3600 * 10**9, n_traces=60)
+    for lo in range(0, len(spans), 11):  # a drain round per small export
+        _store(org, spans[lo : lo + 11])
+    _store(other, _random_spans(13, now - 3 * 3600 * 10**9, n_traces=20))
+    neighbour = _blocks_of(other)
+    small = _blocks_of(org)
+    windows = {w for w, _ in small}
+    assert len(small) > 2 * len(windows)  # several small blocks per window
+    trace_ids = sorted({s.trace_id for s in spans})
+    queries = _queries(now - 3 * 3600 * 10**9)
+    before = _everything(org, trace_ids, queries)
+    with connection.cursor() as cur:
+        cur.execute("SELECT sum(length(payload)) FROM trace_blocks WHERE org_id = %s", [org])
+        size_before = cur.fetchone()[0]
+
+    # windows not settled yet and too few spans to fill a block: nothing to do
+    assert blocks.blocks_compact(org_id=org, settled_before_ns=0) == (0, 0)
+    merged, written = blocks.blocks_compact(org_id=org, settled_before_ns=now)
+    assert merged == len(small) and written == len(windows)
+    assert [w for w, _ in _blocks_of(org)] == sorted(windows)
+    assert sum(n for _, n in _blocks_of(org)) == len(spans)
+    assert _everything(org, trace_ids, queries) == before
+    with connection.cursor() as cur:
+        cur.execute("SELECT sum(length(payload)) FROM trace_blocks WHERE org_id = %s", [org])
+        assert cur.fetchone()[0] < size_before
+    assert blocks.blocks_compact(org_id=org, settled_before_ns=now) == (0, 0)  # nothing left
+    assert _blocks_of(other) == neighbour
+
+    storage.keys_prune(org_id=org, before_ns=2**62, max_seq=2**62)
+    _store(org, spans)  # found in the compacted blocks
+    assert span_count(org_id=org) == len(spans)
+
+
+def test_compaction_of_a_busy_window_fills_blocks(tenants, monkeypatch):
+    """Small blocks of a window still receiving spans are merged once they fill a block."""
+    from backend.tracing.storage import blocks
+
+    monkeypatch.setattr(blocks, "BLOCK_MAX_SPANS", 40)
+    monkeypatch.setattr(blocks, "COMPACT_BELOW", 20)
+    org = tenants.org.pk
+    hour = time.time_ns() // blocks.WINDOW_NS * blocks.WINDOW_NS - blocks.WINDOW_NS
+    spans = _random_spans(14, hour + 45 * 60 * 10**9, n_traces=80)  # all in the last hour
+    assert {s.start_ns // blocks.WINDOW_NS for s in spans} == {hour // blocks.WINDOW_NS}
+    for lo in range(0, len(spans), 9):
+        _store(org, spans[lo : lo + 9])
+    assert blocks.blocks_compact(org_id=org, settled_before_ns=0)[0] > 0
+    sizes = [n for _, n in _blocks_of(org)]
+    assert sum(sizes) == len(spans)
+    assert sum(1 for n in sizes if n < 20) <= 1  # what is left over after full blocks

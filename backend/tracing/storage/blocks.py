@@ -164,6 +164,92 @@ def blocks_cut(*, org_id: int, before_ns: int, max_seq: int) -> int:
             return moved
 
 
+def rows_from_block(b: Block) -> SpanRows:
+    """Every span of a block, as the columns ``encode`` takes (a compaction re-encodes them)."""
+    n = b.n_spans
+    rows = np.arange(n)
+    raw_ids = b.raw("span_ids")
+    trace_raw = b.raw("trace_ids")
+    texts = b.texts(rows)
+    extras = b.extras(rows)
+    return SpanRows(
+        trace_ids=[trace_raw[16 * t : 16 * t + 16] for t in b.span_trace_numbers().tolist()],
+        span_ids=[raw_ids[8 * r : 8 * r + 8] for r in range(n)],
+        parent_ids=b.parent_ids(rows),
+        service_ids=b.service_ids(),
+        operation_ids=b.operation_ids(),
+        kinds=b.kinds(),
+        starts=b.starts(),
+        durations=b.durations(),
+        statuses=b.statuses(),
+        status_messages=[t[0] for t in texts],
+        resource_ids=b.resource_ids(),
+        scopes=[t[1] for t in texts],
+        attributes=b.attributes(rows),
+        events=[e[0] or None for e in extras],
+        links=[e[1] or None for e in extras],
+        flags=b.ints("flags"),
+        trace_states=[t[2] for t in texts],
+    )
+
+
+def rows_concat(parts: list[SpanRows]) -> SpanRows:
+    out = {}
+    for name in SpanRows.__slots__:
+        values = [getattr(p, name) for p in parts]
+        if isinstance(values[0], np.ndarray):
+            out[name] = np.concatenate(values).astype(np.int64)
+        else:
+            out[name] = [v for part in values for v in part]
+    return SpanRows(**out)
+
+
+COMPACT_BELOW = BLOCK_MAX_SPANS // 2  # a block this small is merged with its window's others
+COMPACT_MAX_SPANS = 50_000  # spans re-encoded by one compaction transaction
+
+
+def blocks_compact(*, org_id: int, settled_before_ns: int) -> tuple[int, int]:
+    """Merge the org's small blocks (under ``COMPACT_BELOW`` spans: a low-volume org's drain
+    rounds, late spans) of one hour window into full ones, for windows that ended before
+    ``settled_before_ns`` (no more spans expected) or whose small blocks fill a block anyway.
+    Same spans, same partition (the window), one transaction per window under the org's store
+    lock; returns (blocks merged, blocks written)."""
+    merged = written = 0
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT window_ns FROM trace_blocks WHERE org_id = %s AND n_spans < %s
+            GROUP BY window_ns
+            HAVING count(*) > 1 AND (window_ns + %s <= %s OR sum(n_spans) >= %s)
+            ORDER BY window_ns
+            """,
+            [org_id, COMPACT_BELOW, WINDOW_NS, settled_before_ns, BLOCK_MAX_SPANS],
+        )
+        windows = [r[0] for r in cur.fetchall()]
+    for window in windows:
+        with transaction.atomic(), connection.cursor() as cur:
+            org_lock(cur, org_id)
+            cur.execute(
+                """
+                DELETE FROM trace_blocks WHERE org_id = %s AND window_ns = %s AND id IN (
+                    SELECT id FROM (
+                        SELECT id, sum(n_spans) OVER (ORDER BY id) AS upto FROM trace_blocks
+                        WHERE org_id = %s AND window_ns = %s AND n_spans < %s) small
+                    WHERE upto <= %s)
+                RETURNING min_start_ns, payload
+                """,
+                [org_id, window, org_id, window, COMPACT_BELOW, COMPACT_MAX_SPANS],
+            )
+            found = cur.fetchall()
+            if len(found) < 2:
+                transaction.set_rollback(True)
+                continue
+            rows = rows_concat([rows_from_block(Block(bytes(p), lo)) for lo, p in found])
+            merged += len(found)
+            written += blocks_write(cur, org_id, rows)
+    return merged, written
+
+
 def keys_prune(*, org_id: int, before_ns: int, max_seq: int) -> int:
     """Delete the org's span keys that start before ``before_ns`` and were drained in rounds
     up to ``max_seq`` (counted by the rollups), and move the org's key horizon up to

@@ -37,28 +37,42 @@ DRAIN_MAX_BATCHES = 200
 # --- write path -------------------------------------------------------------------------------
 
 
-def _events(events) -> str | None:
+def _events(events) -> list | None:
     if not events:
         return None
-    return catalog.dumps(
-        [{"time_ns": e.time_ns, "name": e.name, "attributes": e.attributes} for e in events]
-    )
+    return [{"time_ns": e.time_ns, "name": e.name, "attributes": e.attributes} for e in events]
 
 
-def _links(links) -> str | None:
+def _links(links) -> list | None:
     if not links:
         return None
-    return catalog.dumps(
-        [
-            {
-                "trace_id": ln.trace_id.hex(),
-                "span_id": ln.span_id.hex(),
-                "trace_state": ln.trace_state,
-                "attributes": ln.attributes,
-            }
-            for ln in links
-        ]
-    )
+    return [
+        {
+            "trace_id": ln.trace_id.hex(),
+            "span_id": ln.span_id.hex(),
+            "trace_state": ln.trace_state,
+            "attributes": ln.attributes,
+        }
+        for ln in links
+    ]
+
+
+_JSON_COLUMNS = (12, 13, 14)  # attributes, events, links in an outbox row
+
+
+def _payload(rows: list[list]) -> bytes:
+    """The rows as one JSON text (attributes, events and links as nested JSON, parsed with
+    the rest by the drain), zstd'ed. PostgreSQL's text cannot hold NUL: when a NUL is there
+    (rare), those three columns are sent as ``catalog.dumps`` texts instead, which replace
+    it as the row head did (the drain takes either form)."""
+    text = json.dumps(rows, default=catalog.json_default, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in text:
+        for row in rows:
+            for i in _JSON_COLUMNS:
+                if row[i] is not None:
+                    row[i] = catalog.dumps(row[i])
+        text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    return compressor(_OUTBOX_ZSTD_LEVEL).compress(text.encode())
 
 
 def batch_append(*, org_id: int, spans: Sequence[Span]) -> int:
@@ -71,7 +85,7 @@ def batch_append(*, org_id: int, spans: Sequence[Span]) -> int:
             sid = service_ids[catalog.service_name(s)]
             scope = f"{s.scope_name}@{s.scope_version}" if s.scope_version else s.scope_name
             rows.append(
-                (
+                [
                     s.trace_id.hex(),
                     s.span_id.hex(),
                     s.parent_span_id.hex() if s.parent_span_id else None,
@@ -84,12 +98,12 @@ def batch_append(*, org_id: int, spans: Sequence[Span]) -> int:
                     s.status_message or None,
                     catalog.resource_id(cur, org_id, s.resource, memo),
                     scope or None,
-                    catalog.dumps(s.attributes) if s.attributes else None,
+                    s.attributes or None,
                     _events(s.events),
                     _links(s.links),
                     s.flags,
                     s.trace_state or None,
-                )
+                ]
             )
         starts = [s.start_ns for s in spans]
         cur.execute(
@@ -100,9 +114,7 @@ def batch_append(*, org_id: int, spans: Sequence[Span]) -> int:
                 len(rows),
                 min(starts),
                 max(starts),
-                compressor(_OUTBOX_ZSTD_LEVEL).compress(
-                    json.dumps(rows, separators=(",", ":")).encode()
-                ),
+                _payload(rows),
             ],
         )
         return cur.fetchone()[0]
@@ -253,7 +265,11 @@ def batches_drain_to_head(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) 
         cur.execute("DELETE FROM trace_spans_in")
         with cur.copy(f"COPY trace_spans_in ({_COLUMNS}) FROM STDIN") as copy:
             for i in new:
-                copy.write_row((org_id, *rows[i]))
+                row = rows[i]
+                for c in _JSON_COLUMNS:
+                    if row[c] is not None and not isinstance(row[c], str):
+                        row[c] = catalog.dumps(row[c])
+                copy.write_row((org_id, *row))
 
         def move():
             cur.execute(_MOVE, [seq])

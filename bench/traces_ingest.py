@@ -199,6 +199,34 @@ def rows_into_head(org_id: int, into_org: int) -> int:
     return n
 
 
+def drain_alone(shape: str, n_batches: int, spans: int) -> None:
+    """(Run inside Canopy.) The drain on its own: ``n_batches`` outbox rows of a new org
+    (decoded and appended beforehand, untimed, without queuing a drain), then the drain loop
+    timed; prints spans drained, wall and CPU seconds of this process (PostgreSQL's share is
+    in the wall time only)."""
+    from backend.tenancy.services import org_create, user_get_or_create
+    from backend.tracing import storage
+    from ingest.decoders.otlp_traces import decode_otlp_protobuf
+    from ingest.decoders.spans import SpanLimits
+
+    org = org_create(
+        slug=f"drain-{time.time_ns() % 10**9}",
+        name="drain alone",
+        owner=user_get_or_create(username="bench-drain"),
+    )
+    start_us = time.time_ns() // 1000 - 600 * 10**6
+    make = envoy_spans if shape == "envoy" else otel_spans
+    for r in range(n_batches):
+        body = otlp_request(make(spans, seed=7_000_000 + r, start_us=start_us + r * 10**6))
+        batch = decode_otlp_protobuf(body.SerializeToString(), SpanLimits()).spans
+        storage.batch_append(org_id=org.pk, spans=batch)
+    drained = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    while (n := storage.batches_drain(org_id=org.pk)) is not None:
+        drained += n
+    print(drained, time.perf_counter() - wall, time.process_time() - cpu)
+
+
 def raw_copy_rate(srv: CanopyServer) -> tuple[float, int, int]:
     """The reference: the org's stored spans as rows (text), COPYed into the row head's
     table (partitioned by day, with its indexes) under an org id that collides with
@@ -291,6 +319,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         fresh_bytes = span_store_bytes(srv, ("trace_blocks",), (*CATALOGS, "trace_span_keys"))
         copy_rate, copied, row_bytes = raw_copy_rate(srv)
+        # The drain alone, in one process, right after the reference (the sweep would queue
+        # a drain for these batches only after 20 s; a drain run meanwhile would just take
+        # batches from the loop, which counts its own)
+        drained, drain_wall, drain_cpu = (
+            float(x)
+            for x in srv._manage(
+                "shell",
+                "-c",
+                "from bench.traces_ingest import drain_alone; "
+                f"drain_alone({args.shape!r}, {min(40, args.senders * args.requests)}, "
+                f"{args.spans})",
+            ).split()[-3:]
+        )
         # What the beat jobs do once the spans are old enough: count them (rollups, reading
         # the key head), then prune the counted keys and compact small blocks. Timed in one
         # process, catalogs warm after the first call.
@@ -333,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{copy_rate:,.0f} spans/s"
     )
     print(f"ratio stored (in blocks) / raw COPY: {total / stored_s / copy_rate:.2f}")
+    print(
+        f"the drain alone (outbox -> keys + blocks, one process): {drained:,.0f} spans, "
+        f"{drained / drain_wall:,.0f} spans/s ({drained / drain_cpu:,.0f} spans per CPU-second "
+        f"of the worker) = {drained / drain_wall / copy_rate:.2f} x raw COPY"
+    )
     print(
         f"rollup of the spans {float(rollup_s):.1f} s; keys pruned in {float(prune_s):.1f} s; "
         f"compaction merged {merged} blocks into {written} in {float(compact_s):.1f} s"

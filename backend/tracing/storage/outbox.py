@@ -206,13 +206,17 @@ def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
         blocks.drop_stored_in_blocks(cur, org_id, "trace_keys_in", below_ns=horizon[0])
     cur.execute(
         f"INSERT INTO trace_span_keys (org_id, {_KEY_COLUMNS}, seq) "  # noqa: S608
-        f"SELECT %s, {_KEY_COLUMNS}, %s FROM trace_keys_in ON CONFLICT DO NOTHING "
-        "RETURNING trace_id, span_id, kind, start_ns",
+        f"SELECT %s, {_KEY_COLUMNS}, %s FROM trace_keys_in ON CONFLICT DO NOTHING",
+        [org_id, seq],
+    )
+    if cur.rowcount == len(spans):  # the usual case: all new, nothing to read back
+        return np.arange(len(spans))
+    cur.execute(
+        "SELECT trace_id, span_id, kind, start_ns FROM trace_span_keys "
+        "WHERE org_id = %s AND seq = %s",
         [org_id, seq],
     )
     stored = cur.fetchall()
-    if len(stored) == len(spans):
-        return np.arange(len(spans))
     wanted = {(bytes(t), bytes(s), k, st) for t, s, k, st in stored}
     kinds = spans.kinds.tolist()
     keep = []

@@ -392,3 +392,30 @@ def test_compaction_of_a_busy_window_fills_blocks(tenants, monkeypatch):
     sizes = [n for _, n in _blocks_of(org)]
     assert sum(sizes) == len(spans)
     assert sum(1 for n in sizes if n < 20) <= 1  # what is left over after full blocks
+
+
+def test_outbox_rows_written_before_the_upgrade_drain_alike(tenants, monkeypatch):
+    """Batches committed by the previous receiver (attributes, events and links as JSON
+    texts inside the row) drain to the same spans as today's (nested JSON)."""
+    import json as json_module
+
+    from backend.tracing.storage import catalog, outbox
+    from backend.zstd_contexts import compressor
+
+    now = time.time_ns()
+    spans = _random_spans(15, now, n_traces=12)
+    _store(tenants.other_org.pk, spans)
+
+    def previous_payload(rows):
+        for row in rows:
+            for i in (12, 13, 14):
+                if row[i] is not None:
+                    row[i] = catalog.dumps(row[i])
+        return compressor(1).compress(json_module.dumps(rows, separators=(",", ":")).encode())
+
+    monkeypatch.setattr(outbox, "_payload", previous_payload)
+    _store(tenants.org.pk, spans)
+    trace_ids = sorted({s.trace_id for s in spans})
+    got = traces_get(org_id=tenants.org.pk, trace_ids=trace_ids)
+    assert sum(len(v) for v in got.values()) == len(spans)
+    assert got == traces_get(org_id=tenants.other_org.pk, trace_ids=trace_ids)

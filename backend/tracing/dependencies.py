@@ -63,21 +63,26 @@ _EDGES = f"""
 WITH n AS (SELECT * FROM trace_span_keys s WHERE {_NEW}),
 edges AS (
     -- a new child whose parent (in another service) is stored
+    -- (LATERAL … OFFSET 0: probe the identity index per new span, never hash the org's
+    -- whole key head, which is a day of keys when a run catches up)
     SELECT c.start_ns, p.service_id AS parent_id, c.service_id AS child_id, NULL AS peer,
            c.status_code, c.duration_ns, p.duration_ns AS client_ns
     FROM n c
-    JOIN trace_span_keys p ON p.org_id = %(org)s AND p.trace_id = c.trace_id
-                      AND p.span_id = c.parent_span_id AND p.seq <= %(s1)s
-    WHERE p.service_id <> c.service_id
+    JOIN LATERAL (SELECT k.service_id, k.duration_ns FROM trace_span_keys k
+                  WHERE k.org_id = %(org)s AND k.trace_id = c.trace_id
+                    AND k.span_id = c.parent_span_id AND k.seq <= %(s1)s OFFSET 0) p ON true
+    WHERE c.parent_span_id IS NOT NULL AND p.service_id <> c.service_id
     UNION ALL
     -- a new parent whose child was counted before the parent arrived
     SELECT c.start_ns, p.service_id, c.service_id, NULL, c.status_code, c.duration_ns,
            p.duration_ns
     FROM n p
-    JOIN trace_span_keys c ON c.org_id = %(org)s AND c.trace_id = p.trace_id
-                      AND c.parent_span_id = p.span_id
-    WHERE p.seq > %(s0)s AND c.seq <= %(s0)s AND c.start_ns < %(r0)s
-      AND p.service_id <> c.service_id
+    JOIN LATERAL (SELECT k.start_ns, k.service_id, k.status_code, k.duration_ns
+                  FROM trace_span_keys k
+                  WHERE k.org_id = %(org)s AND k.trace_id = p.trace_id
+                    AND k.parent_span_id = p.span_id AND k.seq <= %(s0)s
+                    AND k.start_ns < %(r0)s OFFSET 0) c ON true
+    WHERE p.seq > %(s0)s AND p.service_id <> c.service_id
     UNION ALL
     -- a new leaf client span calling an uninstrumented peer
     SELECT c.start_ns, c.service_id, NULL, c.peer_service,

@@ -319,19 +319,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         fresh_bytes = span_store_bytes(srv, ("trace_blocks",), (*CATALOGS, "trace_span_keys"))
         copy_rate, copied, row_bytes = raw_copy_rate(srv)
-        # The drain alone, in one process, right after the reference (the sweep would queue
-        # a drain for these batches only after 20 s; a drain run meanwhile would just take
-        # batches from the loop, which counts its own)
-        drained, drain_wall, drain_cpu = (
-            float(x)
-            for x in srv._manage(
-                "shell",
-                "-c",
-                "from bench.traces_ingest import drain_alone; "
-                f"drain_alone({args.shape!r}, {min(40, args.senders * args.requests)}, "
-                f"{args.spans})",
-            ).split()[-3:]
-        )
         # What the beat jobs do once the spans are old enough: count them (rollups, reading
         # the key head), then prune the counted keys and compact small blocks. Timed in one
         # process, catalogs warm after the first call.
@@ -360,6 +347,19 @@ def main(argv: list[str] | None = None) -> int:
             "SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0) FROM pg_index i "
             "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'trace_blocks_%%' "
             "AND c.relname LIKE '%%trace_keys%%'"
+        )
+        # The drain alone, in one process, after the bytes were measured (the sweep would queue
+        # a drain for these batches only after 20 s; a drain run meanwhile would just take
+        # batches from the loop, which counts its own)
+        drained, drain_wall, drain_cpu = (
+            float(x)
+            for x in srv._manage(
+                "shell",
+                "-c",
+                "from bench.traces_ingest import drain_alone; "
+                f"drain_alone({args.shape!r}, {min(40, args.senders * args.requests)}, "
+                f"{args.spans})",
+            ).split()[-3:]
         )
     ack_s, stored_s = t_acked - t0, t_stored - t0
     p50 = statistics.median(latencies) * 1000

@@ -80,8 +80,9 @@ edges AS (
     JOIN LATERAL (SELECT k.start_ns, k.service_id, k.status_code, k.duration_ns
                   FROM trace_span_keys k
                   WHERE k.org_id = %(org)s AND k.trace_id = p.trace_id
-                    AND k.parent_span_id = p.span_id AND k.seq <= %(s0)s
-                    AND k.start_ns < %(r0)s OFFSET 0) c ON true
+                    AND k.parent_span_id = p.span_id
+                    -- (+ 0: by the trace's identity index, never all counted keys)
+                    AND k.seq + 0 <= %(s0)s AND k.start_ns + 0 < %(r0)s OFFSET 0) c ON true
     WHERE p.seq > %(s0)s AND p.service_id <> c.service_id
     UNION ALL
     -- a new leaf client span calling an uninstrumented peer

@@ -145,8 +145,8 @@ PEER_SERVICE_MAX = 512  # as the service catalog's names
 def _claim(cur, org_id: int, max_batches: int) -> list[tuple]:
     cur.execute(
         """
-        DELETE FROM trace_batches WHERE id IN (
-            SELECT id FROM trace_batches WHERE org_id = %s
+        DELETE FROM trace_batches WHERE (org_id, id) IN (
+            SELECT org_id, id FROM trace_batches WHERE org_id = %s
             ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
         RETURNING min_start_ns, max_start_ns, payload
         """,

@@ -4,11 +4,13 @@
     .venv/bin/python bench/traces_query.py --spans 1000000
 
 A fresh Canopy (bench/harness/canopy.py) is filled directly in PostgreSQL (generate_series
-into the row head, so loading takes minutes, not hours): the tenant's spans spread over the
+into the row head, as rows from before the drain wrote blocks, with their keys in
+``trace_span_keys``, so loading takes minutes, not hours): the tenant's spans spread over the
 last 24 hours across 20 services x 10 operations, traces of 10 spans (a root and 9 children
 in other services), Envoy-like tags with 2 % errors; another org's spans (a fifth as many) sit
 beside them. The dependency rollups are computed for the 24 hours, then the head is cut into
-blocks as the beat job does (all but the last ~20 minutes), then each query runs
+blocks as the beat job does (all but the last ~20 minutes; the counted keys pruned, small
+blocks merged), then each query runs
 --repeat times through the HTTP API: trace by id, service+operation search (last hour),
 tag search (http.status_code=500, last hour) and /api/dependencies over 24 h; then the trace
 search page's helpers: the busiest service (1 h, 24 h) and the short-id lookup of the "go to
@@ -178,8 +180,18 @@ def main(argv=None) -> int:
             hold.execute("SELECT pg_advisory_lock(%s, %s)", [STORE_LOCK, org])
         fill(srv, srv.org_id, args.spans, salt=1)
         fill(srv, other, args.spans // 5, salt=2)
+        # what the drain keeps of every span for the rollups (it writes blocks plus these
+        # keys; the bench loads rows, as an upgrade finds them, and their keys)
+        t_keys = time.perf_counter()
+        srv.sql(
+            "INSERT INTO trace_span_keys SELECT org_id, trace_id, span_id, parent_span_id, "
+            "service_id, operation_id, kind, start_ns, duration_ns, status_code, "
+            "left(attributes->>'peer.service', 512), seq FROM trace_spans"
+        )
+        print(f"span keys written in {time.perf_counter() - t_keys:.0f}s")
         hold.close()
         srv.sql("ANALYZE trace_spans")
+        srv.sql("ANALYZE trace_span_keys")
         print(
             f"loaded {args.spans:,} + {args.spans // 5:,} spans in {time.perf_counter() - t:.0f}s"
         )
@@ -190,7 +202,10 @@ def main(argv=None) -> int:
             "import backend.tracing.dependencies as d\n"
             "print(d.rollup_due(max_minutes=2000))  # catch up on the whole day at once",
         )
-        print(f"dependency rollups for 24 h computed in {time.perf_counter() - t:.0f}s")
+        print(
+            f"dependency rollups for 24 h computed in {time.perf_counter() - t:.0f}s "
+            "(from the key head trace_span_keys)"
+        )
         ((rows_size,),) = srv.sql(
             "SELECT sum(pg_total_relation_size(oid)) FROM pg_class "
             "WHERE relname LIKE 'trace_spans_2%%' AND relkind = 'r'"

@@ -46,7 +46,8 @@ def test_deleting_an_org_removes_all_its_data_in_the_background(client, tenants)
     post_otlp(client, request.SerializeToString(), tenants.outsider_token(["traces:write"]))
     org_drain(signal="traces", org_id=tenants.other_org.pk)
     before = rows_of(tenants.org.pk)
-    assert {"trace_spans", "tenancy_apitoken", "tenancy_membership"} <= set(before)
+    tables = {"trace_blocks", "trace_span_keys", "tenancy_apitoken", "tenancy_membership"}
+    assert tables <= set(before)
     assert any("metric" in t or "series" in t for t in before)
     others = rows_of(tenants.other_org.pk)
 
@@ -61,7 +62,7 @@ def test_deleting_an_org_removes_all_its_data_in_the_background(client, tenants)
     assert not Organization.objects.filter(slug="acme").exists()
     assert rows_of(tenants.other_org.pk) == others
     record = OrgDeletion.objects.get(slug="acme")
-    assert record.finished_at is not None and record.rows_deleted["trace_spans"] == 1
+    assert record.finished_at is not None and record.rows_deleted["trace_span_keys"] == 1
     assert purge_deleted_orgs() == 0
 
 

@@ -97,7 +97,7 @@ def test_rollup_equals_brute_force_and_is_isolated(client, tenants, api):
 
     def expected_for(org):
         with connection.cursor() as cur:
-            cur.execute("SELECT DISTINCT trace_id FROM trace_spans WHERE org_id = %s", [org.pk])
+            cur.execute("SELECT DISTINCT trace_id FROM trace_span_keys WHERE org_id = %s", [org.pk])
             trace_ids = [bytes(r[0]) for r in cur.fetchall()]
         found = traces_get(org_id=org.pk, trace_ids=trace_ids)
         return dict(_brute_force([s for spans in found.values() for s in spans]))

@@ -1,6 +1,7 @@
 """Span blocks answer exactly as the row head: the same spans back, bit for bit, and the same
-search results, whether a trace sits in the head, in blocks, or in both; a retried batch is
-stored once across head and blocks; retention drops whole blocks."""
+search results, whether a trace sits in the (pre-upgrade) row head, in blocks cut from it, in
+both, or in blocks the drain wrote straight from the outbox; a retried batch is stored once
+across head, keys and blocks; retention drops whole blocks."""
 
 from __future__ import annotations
 
@@ -91,11 +92,28 @@ def _random_spans(seed: int, now_ns: int, n_traces: int = 40) -> list[Span]:
     return spans
 
 
-def _store(org_id: int, spans: list[Span]) -> None:
+def _store(org_id: int, spans: list[Span], drain=storage.batches_drain) -> None:
     for lo in range(0, len(spans), 37):
         storage.batch_append(org_id=org_id, spans=spans[lo : lo + 37])
-    while storage.batches_drain(org_id=org_id):
+    while drain(org_id=org_id) is not None:
         pass
+
+
+def _store_in_head(org_id: int, spans: list[Span]) -> None:
+    """As the drain did before it wrote blocks: rows in the head (what an upgrade finds)."""
+    _store(org_id, spans, drain=storage.batches_drain_to_head)
+
+
+def _head_rows(org_id: int) -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM trace_spans WHERE org_id = %s", [org_id])
+        return cur.fetchone()[0]
+
+
+def _forget_org_spans(org_id: int) -> None:
+    with connection.cursor() as cur:
+        for table in ("trace_spans", "trace_blocks", "trace_span_keys", "trace_span_horizon"):
+            cur.execute(f"DELETE FROM {table} WHERE org_id = %s", [org_id])
 
 
 def _cut_all(org_id: int, before_ns: int = 2**62) -> int:
@@ -139,7 +157,7 @@ def _everything(org_id: int, trace_ids: list[bytes], queries) -> tuple:
 def test_blocks_answer_like_the_head(tenants):
     now = time.time_ns()
     spans = _random_spans(1, now)
-    _store(tenants.org.pk, spans)
+    _store_in_head(tenants.org.pk, spans)
     _store(tenants.other_org.pk, _random_spans(2, now))  # a neighbour, never in the answers
     trace_ids = sorted({s.trace_id for s in spans})
     queries = _queries(now)
@@ -154,18 +172,23 @@ def test_blocks_answer_like_the_head(tenants):
     assert _everything(tenants.org.pk, trace_ids, queries) == in_head
 
     assert _cut_all(tenants.org.pk) > 0
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM trace_spans WHERE org_id = %s", [tenants.org.pk])
-        assert cur.fetchone()[0] == 0
+    assert _head_rows(tenants.org.pk) == 0
     assert _everything(tenants.org.pk, trace_ids, queries) == in_head
     assert trace_get(org_id=tenants.other_org.pk, trace_id=trace_ids[0]) == []
     assert traces_get(org_id=tenants.other_org.pk, trace_ids=trace_ids) == {}
+
+    # the same spans drained straight into blocks (the production path): the same answers
+    _forget_org_spans(tenants.org.pk)
+    assert span_count(org_id=tenants.org.pk) == 0
+    _store(tenants.org.pk, spans)
+    assert _head_rows(tenants.org.pk) == 0
+    assert _everything(tenants.org.pk, trace_ids, queries) == in_head
 
 
 def test_a_retried_batch_is_stored_once_across_head_and_blocks(tenants):
     now = time.time_ns() - 3600 * 10**9
     spans = _random_spans(3, now, n_traces=10)
-    _store(tenants.org.pk, spans)
+    _store_in_head(tenants.org.pk, spans)
     assert _cut_all(tenants.org.pk) == len(spans)
     _store(tenants.org.pk, spans)  # the same export again: every span is in a block
     _store(tenants.org.pk, spans[:5] + _random_spans(4, now, n_traces=2))
@@ -173,6 +196,43 @@ def test_a_retried_batch_is_stored_once_across_head_and_blocks(tenants):
     _cut_all(tenants.org.pk)
     _store(tenants.org.pk, spans)
     assert span_count(org_id=tenants.org.pk) == len(spans) + len(_random_spans(4, now, 2))
+
+
+def _key_count(org_id: int) -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM trace_span_keys WHERE org_id = %s", [org_id])
+        return cur.fetchone()[0]
+
+
+def test_a_retry_is_stored_once_across_the_drains_blocks_and_pruned_keys(tenants):
+    """The drain writes blocks: a retry finds the span by its key while the key is kept,
+    and through the trace index once the key is pruned (behind the org's key horizon);
+    retries inside one drain round, and a round mixing old and new spans, store each once."""
+    org = tenants.org.pk
+    now = time.time_ns() - 3600 * 10**9
+    spans = _random_spans(3, now, n_traces=10)
+    more = _random_spans(4, now, n_traces=2)
+    for lo in range(0, len(spans), 37):  # the same batches twice before one drain round
+        storage.batch_append(org_id=org, spans=spans[lo : lo + 37])
+        storage.batch_append(org_id=org, spans=spans[lo : lo + 37])
+    assert storage.batches_drain(org_id=org) == len(spans)
+    assert _head_rows(org) == 0 and _key_count(org) == len(spans)
+    trace_ids = sorted({s.trace_id for s in spans})
+    stored = traces_get(org_id=org, trace_ids=trace_ids)
+    assert sum(len(v) for v in stored.values()) == len(spans)
+
+    _store(org, spans)  # found by their keys
+    assert span_count(org_id=org) == len(spans)
+    assert storage.keys_prune(org_id=org, before_ns=2**62, max_seq=2**62) == len(spans)
+    assert _key_count(org) == 0
+    _store(org, spans[:5] + more)  # found through the trace index; the new ones stored
+    assert span_count(org_id=org) == len(spans) + len(more)
+    _store(org, spans)
+    assert span_count(org_id=org) == len(spans) + len(more)
+    assert traces_get(org_id=org, trace_ids=trace_ids) == stored
+    # the neighbour's identical spans are its own
+    _store(tenants.other_org.pk, spans)
+    assert span_count(org_id=tenants.other_org.pk) == len(spans)
 
 
 def test_retention_drops_whole_blocks(tenants):
@@ -223,16 +283,18 @@ def test_rows_stored_before_blocks_move_into_blocks_in_the_background(tenants):
     are cut by the beat job like any counted span, nothing lost."""
     now = time.time_ns()
     spans = _random_spans(7, now - 2 * 3600 * 10**9, n_traces=15)
-    _store(tenants.org.pk, spans)
+    _store_in_head(tenants.org.pk, spans)
     with connection.cursor() as cur:
         cur.execute("UPDATE trace_spans SET seq = 0 WHERE org_id = %s", [tenants.org.pk])
+        cur.execute("UPDATE trace_span_keys SET seq = 0 WHERE org_id = %s", [tenants.org.pk])
     trace_ids = sorted({s.trace_id for s in spans})
     before = traces_get(org_id=tenants.org.pk, trace_ids=trace_ids)
     assert dependencies.blocks_cut_due(now_ms=now // 10**6) >= len(spans)
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM trace_spans WHERE org_id = %s", [tenants.org.pk])
-        assert cur.fetchone()[0] == 0
+    assert _head_rows(tenants.org.pk) == 0
+    assert _key_count(tenants.org.pk) == 0  # cut, then pruned: the spans are in blocks
     assert traces_get(org_id=tenants.org.pk, trace_ids=trace_ids) == before
+    _store(tenants.org.pk, spans)  # a late retry: behind the key horizon, found in blocks
+    assert span_count(org_id=tenants.org.pk) == len(spans)
 
 
 def test_retention_drops_whole_block_partitions(tenants):
@@ -255,10 +317,105 @@ def test_a_cut_in_small_steps_moves_only_its_org(tenants, monkeypatch):
     for org, seed in ((tenants.org.pk, 10), (tenants.other_org.pk, 11)):
         spans = _random_spans(seed, now - 86400 * 10**9, n_traces=6)
         spans += _random_spans(seed + 1, now - 3 * 86400 * 10**9, n_traces=6)
-        _store(org, spans)
+        _store_in_head(org, spans)
     expected = {o: span_count(org_id=o) for o in (tenants.org.pk, tenants.other_org.pk)}
     assert _cut_all(tenants.org.pk) == expected[tenants.org.pk]
     with connection.cursor() as cur:
         cur.execute("SELECT org_id, count(*) FROM trace_spans GROUP BY org_id")
         assert dict(cur.fetchall()) == {tenants.other_org.pk: expected[tenants.other_org.pk]}
     assert {o: span_count(org_id=o) for o in expected} == expected
+
+
+def _blocks_of(org_id: int) -> list[tuple[int, int]]:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT window_ns, n_spans FROM trace_blocks WHERE org_id = %s ORDER BY 1, 2",
+            [org_id],
+        )
+        return cur.fetchall()
+
+
+def test_compaction_merges_small_blocks_and_answers_the_same(tenants):
+    """A low-volume org: one small block per drain round. Compaction merges each settled
+    hour window's small blocks into full ones: same answers, same spans, fewer bytes; a
+    retry afterwards is still stored once; the neighbour's blocks are left alone."""
+    from backend.tracing.storage import blocks
+
+    org, other = tenants.org.pk, tenants.other_org.pk
+    now = time.time_ns()
+    spans = _random_spans(12, now - 3 * 3600 * 10**9, n_traces=60)
+    for lo in range(0, len(spans), 11):  # a drain round per small export
+        _store(org, spans[lo : lo + 11])
+    _store(other, _random_spans(13, now - 3 * 3600 * 10**9, n_traces=20))
+    neighbour = _blocks_of(other)
+    small = _blocks_of(org)
+    windows = {w for w, _ in small}
+    assert len(small) > 2 * len(windows)  # several small blocks per window
+    trace_ids = sorted({s.trace_id for s in spans})
+    queries = _queries(now - 3 * 3600 * 10**9)
+    before = _everything(org, trace_ids, queries)
+    with connection.cursor() as cur:
+        cur.execute("SELECT sum(length(payload)) FROM trace_blocks WHERE org_id = %s", [org])
+        size_before = cur.fetchone()[0]
+
+    # windows not settled yet and too few spans to fill a block: nothing to do
+    assert blocks.blocks_compact(org_id=org, settled_before_ns=0) == (0, 0)
+    merged, written = blocks.blocks_compact(org_id=org, settled_before_ns=now)
+    assert merged == len(small) and written == len(windows)
+    assert [w for w, _ in _blocks_of(org)] == sorted(windows)
+    assert sum(n for _, n in _blocks_of(org)) == len(spans)
+    assert _everything(org, trace_ids, queries) == before
+    with connection.cursor() as cur:
+        cur.execute("SELECT sum(length(payload)) FROM trace_blocks WHERE org_id = %s", [org])
+        assert cur.fetchone()[0] < size_before
+    assert blocks.blocks_compact(org_id=org, settled_before_ns=now) == (0, 0)  # nothing left
+    assert _blocks_of(other) == neighbour
+
+    storage.keys_prune(org_id=org, before_ns=2**62, max_seq=2**62)
+    _store(org, spans)  # found in the compacted blocks
+    assert span_count(org_id=org) == len(spans)
+
+
+def test_compaction_of_a_busy_window_fills_blocks(tenants, monkeypatch):
+    """Small blocks of a window still receiving spans are merged once they fill a block."""
+    from backend.tracing.storage import blocks
+
+    monkeypatch.setattr(blocks, "BLOCK_MAX_SPANS", 40)
+    monkeypatch.setattr(blocks, "COMPACT_BELOW", 20)
+    org = tenants.org.pk
+    hour = time.time_ns() // blocks.WINDOW_NS * blocks.WINDOW_NS - blocks.WINDOW_NS
+    spans = _random_spans(14, hour + 45 * 60 * 10**9, n_traces=80)  # all in the last hour
+    assert {s.start_ns // blocks.WINDOW_NS for s in spans} == {hour // blocks.WINDOW_NS}
+    for lo in range(0, len(spans), 9):
+        _store(org, spans[lo : lo + 9])
+    assert blocks.blocks_compact(org_id=org, settled_before_ns=0)[0] > 0
+    sizes = [n for _, n in _blocks_of(org)]
+    assert sum(sizes) == len(spans)
+    assert sum(1 for n in sizes if n < 20) <= 1  # what is left over after full blocks
+
+
+def test_outbox_rows_written_before_the_upgrade_drain_alike(tenants, monkeypatch):
+    """Batches committed by the previous receiver (attributes, events and links as JSON
+    texts inside the row) drain to the same spans as today's (nested JSON)."""
+    import json as json_module
+
+    from backend.tracing.storage import catalog, outbox
+    from backend.zstd_contexts import compressor
+
+    now = time.time_ns()
+    spans = _random_spans(15, now, n_traces=12)
+    _store(tenants.other_org.pk, spans)
+
+    def previous_payload(rows):
+        for row in rows:
+            for i in (12, 13, 14):
+                if row[i] is not None:
+                    row[i] = catalog.dumps(row[i])
+        return compressor(1).compress(json_module.dumps(rows, separators=(",", ":")).encode())
+
+    monkeypatch.setattr(outbox, "_payload", previous_payload)
+    _store(tenants.org.pk, spans)
+    trace_ids = sorted({s.trace_id for s in spans})
+    got = traces_get(org_id=tenants.org.pk, trace_ids=trace_ids)
+    assert sum(len(v) for v in got.values()) == len(spans)
+    assert got == traces_get(org_id=tenants.other_org.pk, trace_ids=trace_ids)

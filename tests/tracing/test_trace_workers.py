@@ -28,7 +28,8 @@ def org(transactional_db):
     yield org
     with connection.cursor() as cur:  # raw tables are not flushed between transactional tests
         cur.execute("DELETE FROM trace_batches WHERE org_id = %s", [org.pk])
-        cur.execute("DELETE FROM trace_spans WHERE org_id = %s", [org.pk])
+        for table in ("trace_spans", "trace_blocks", "trace_span_keys", "trace_span_horizon"):
+            cur.execute(f"DELETE FROM {table} WHERE org_id = %s", [org.pk])
 
 
 def _pending(org) -> int:
@@ -67,7 +68,7 @@ def test_a_killed_worker_batch_is_redelivered_and_stored_once(client, org, tmp_p
     _push(client, org)
     log = tmp_path / "worker.log"
     kill_a_worker_mid_drain(
-        table="trace_spans",
+        table="trace_blocks",  # the drain writes blocks
         pending=lambda: _pending(org),
         stored=lambda: span_count(org_id=org.pk),
         batches=N_REQUESTS,
@@ -99,6 +100,6 @@ def test_retention_drops_old_spans_and_trims_shorter_retention(client, org):
         org_drain(signal="traces", org_id=target.pk)
     limits_update(org=other, changes={"traces_retention_days": 3})
     result = retention_apply(signal="traces", now_ms=now // 10**6)
-    assert any(n.startswith("trace_spans_") for n in result["dropped_partitions"])
+    assert any(n.startswith("trace_blocks_") for n in result["dropped_partitions"])
     assert span_count(org_id=org.pk) == 1  # 14 days by default: the 20-day-old span went
     assert span_count(org_id=other.pk) == 0  # 3 days: both went

@@ -1,5 +1,6 @@
-"""The span store, split by job: ``outbox`` (the ingest outbox and its drain into the row
-head ``trace_spans``), ``blocks`` (cutting the head into columnar blocks, the trace index),
+"""The span store, split by job: ``outbox`` (the ingest outbox and its drain into blocks
+and the key head ``trace_span_keys``), ``blocks`` (writing columnar blocks, cutting the old
+row head ``trace_spans`` into blocks, the trace index, pruning keys),
 ``encoding`` (the block format), ``catalog`` (services, operations, resources), ``reader``
 (head and blocks read together), ``retention``."""
 
@@ -10,17 +11,24 @@ from collections.abc import Iterable
 
 from django.db import connection
 
-from backend.tracing.storage.blocks import blocks_cut
+from backend.tracing.storage.blocks import blocks_cut, keys_prune
 from backend.tracing.storage.catalog import caches_clear
-from backend.tracing.storage.outbox import NS_PER_MS, batch_append, batches_drain
+from backend.tracing.storage.outbox import (
+    NS_PER_MS,
+    batch_append,
+    batches_drain,
+    batches_drain_to_head,
+)
 from backend.tracing.storage.retention import org_spans_delete_before
 
 __all__ = [
     "NS_PER_MS",
     "batch_append",
     "batches_drain",
+    "batches_drain_to_head",
     "blocks_cut",
     "caches_clear",
+    "keys_prune",
     "now_ns",
     "org_spans_delete_before",
     "storage_bytes",
@@ -34,6 +42,7 @@ def now_ns() -> int:
 def storage_bytes(
     tables: Iterable[str] = (
         "trace_spans",
+        "trace_span_keys",
         "trace_blocks",
         "trace_resources",
         "trace_services",

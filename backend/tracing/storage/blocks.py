@@ -75,7 +75,7 @@ def rows_from_head(rows: list[tuple]) -> SpanRows:
     )
 
 
-def _subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
+def subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
     pick = idx.tolist()
     out = {}
     for name in SpanRows.__slots__:
@@ -127,7 +127,7 @@ def blocks_write(cur, org_id: int, rows: SpanRows) -> int:
 
     def write():
         for window, idx in pieces:
-            payload, summary = encode(_subset(rows, idx))
+            payload, summary = encode(subset(rows, idx))
             _insert(cur, org_id, window, payload, summary)
 
     partitions.write_with_partitions(
@@ -164,6 +164,115 @@ def blocks_cut(*, org_id: int, before_ns: int, max_seq: int) -> int:
             return moved
 
 
+def rows_from_block(b: Block) -> SpanRows:
+    """Every span of a block, as the columns ``encode`` takes (a compaction re-encodes them)."""
+    n = b.n_spans
+    rows = np.arange(n)
+    raw_ids = b.raw("span_ids")
+    trace_raw = b.raw("trace_ids")
+    texts = b.texts(rows)
+    extras = b.extras(rows)
+    return SpanRows(
+        trace_ids=[trace_raw[16 * t : 16 * t + 16] for t in b.span_trace_numbers().tolist()],
+        span_ids=[raw_ids[8 * r : 8 * r + 8] for r in range(n)],
+        parent_ids=b.parent_ids(rows),
+        service_ids=b.service_ids(),
+        operation_ids=b.operation_ids(),
+        kinds=b.kinds(),
+        starts=b.starts(),
+        durations=b.durations(),
+        statuses=b.statuses(),
+        status_messages=[t[0] for t in texts],
+        resource_ids=b.resource_ids(),
+        scopes=[t[1] for t in texts],
+        attributes=b.attributes(rows),
+        events=[e[0] or None for e in extras],
+        links=[e[1] or None for e in extras],
+        flags=b.ints("flags"),
+        trace_states=[t[2] for t in texts],
+    )
+
+
+def rows_concat(parts: list[SpanRows]) -> SpanRows:
+    out = {}
+    for name in SpanRows.__slots__:
+        values = [getattr(p, name) for p in parts]
+        if isinstance(values[0], np.ndarray):
+            out[name] = np.concatenate(values).astype(np.int64)
+        else:
+            out[name] = [v for part in values for v in part]
+    return SpanRows(**out)
+
+
+COMPACT_BELOW = BLOCK_MAX_SPANS // 2  # a block this small is merged with its window's others
+COMPACT_MAX_SPANS = 50_000  # spans re-encoded by one compaction transaction
+
+
+def blocks_compact(*, org_id: int, settled_before_ns: int) -> tuple[int, int]:
+    """Merge the org's small blocks (under ``COMPACT_BELOW`` spans: a low-volume org's drain
+    rounds, late spans) of one hour window into full ones, for windows that ended before
+    ``settled_before_ns`` (no more spans expected) or whose small blocks fill a block anyway.
+    Same spans, same partition (the window), one transaction per window under the org's store
+    lock; returns (blocks merged, blocks written)."""
+    merged = written = 0
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT window_ns FROM trace_blocks WHERE org_id = %s AND n_spans < %s
+            GROUP BY window_ns
+            HAVING count(*) > 1 AND (window_ns + %s <= %s OR sum(n_spans) >= %s)
+            ORDER BY window_ns
+            """,
+            [org_id, COMPACT_BELOW, WINDOW_NS, settled_before_ns, BLOCK_MAX_SPANS],
+        )
+        windows = [r[0] for r in cur.fetchall()]
+    for window in windows:
+        with transaction.atomic(), connection.cursor() as cur:
+            org_lock(cur, org_id)
+            cur.execute(
+                """
+                DELETE FROM trace_blocks WHERE org_id = %s AND window_ns = %s AND id IN (
+                    SELECT id FROM (
+                        SELECT id, sum(n_spans) OVER (ORDER BY id) AS upto FROM trace_blocks
+                        WHERE org_id = %s AND window_ns = %s AND n_spans < %s) small
+                    WHERE upto <= %s)
+                RETURNING min_start_ns, payload
+                """,
+                [org_id, window, org_id, window, COMPACT_BELOW, COMPACT_MAX_SPANS],
+            )
+            found = cur.fetchall()
+            if len(found) < 2:
+                transaction.set_rollback(True)
+                continue
+            rows = rows_concat([rows_from_block(Block(bytes(p), lo)) for lo, p in found])
+            merged += len(found)
+            written += blocks_write(cur, org_id, rows)
+    return merged, written
+
+
+def keys_prune(*, org_id: int, before_ns: int, max_seq: int) -> int:
+    """Delete the org's span keys that start before ``before_ns`` and were drained in rounds
+    up to ``max_seq`` (counted by the rollups), and move the org's key horizon up to
+    ``before_ns`` (a drained span older than it is looked up in the blocks too); returns the
+    keys deleted. Run after the cut of the same bounds: a span whose key is gone is in a
+    block."""
+    with transaction.atomic(), connection.cursor() as cur:
+        org_lock(cur, org_id)
+        cur.execute(
+            """
+            INSERT INTO trace_span_horizon (org_id, pruned_before_ns) VALUES (%s, %s)
+            ON CONFLICT (org_id) DO UPDATE SET pruned_before_ns =
+                greatest(trace_span_horizon.pruned_before_ns, EXCLUDED.pruned_before_ns)
+            """,
+            [org_id, before_ns],
+        )
+        cur.execute(
+            "DELETE FROM trace_span_keys WHERE org_id = %s AND start_ns < %s AND seq <= %s",
+            [org_id, before_ns, max_seq],
+        )
+        return cur.rowcount
+
+
 @dataclass(slots=True)
 class StoredBlock:
     id: int
@@ -192,17 +301,13 @@ def blocks_with_traces(cur, org_id: int, trace_ids: list[bytes]) -> list[StoredB
     return _fetch(cur, "trace_keys && %s::bigint[] AND org_id = %s", [keys, org_id])
 
 
-def drop_stored_in_blocks(cur, org_id: int, table: str) -> int:
-    """Delete from ``table`` (a temp table shaped like ``trace_spans``) the spans already
-    stored in the org's blocks; returns how many. Only spans starting before the newest cut
-    span can be there, so a drain of fresh spans asks the trace index nothing."""
-    cur.execute("SELECT max(max_start_ns) FROM trace_blocks WHERE org_id = %s", [org_id])
-    (newest,) = cur.fetchone()
-    if newest is None:
-        return 0
+def drop_stored_in_blocks(cur, org_id: int, table: str, *, below_ns: int) -> int:
+    """Delete from ``table`` (a temp table with trace_id, span_id, kind, start_ns) the spans
+    starting before ``below_ns`` that are already stored in the org's blocks; returns how
+    many. The caller passes the org's key horizon: younger spans still have their keys."""
     cur.execute(
-        f"SELECT DISTINCT trace_id FROM {table} WHERE start_ns <= %s",  # noqa: S608
-        [newest],
+        f"SELECT DISTINCT trace_id FROM {table} WHERE start_ns < %s",  # noqa: S608
+        [below_ns],
     )
     trace_ids = [bytes(r[0]) for r in cur.fetchall()]
     if not trace_ids:

@@ -15,7 +15,7 @@ from backend.tenancy.ttlcache import TTLCache
 from backend.tracing.spans import Span
 
 
-def _json_default(value: Any):
+def json_default(value: Any):
     if isinstance(value, bytes):
         return {"bytesValue": base64.b64encode(value).decode()}
     raise TypeError(f"cannot store {type(value).__name__}")
@@ -34,10 +34,10 @@ def _without_nul(value: Any) -> Any:
 def dumps(value: Any) -> str:
     """JSON for a jsonb column. PostgreSQL cannot store NUL in text or jsonb: senders' NULs
     become U+FFFD (rare, so the clean-up runs only when one is there)."""
-    text = json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(value, default=json_default, ensure_ascii=False, separators=(",", ":"))
     if "\\u0000" in text:
         text = json.dumps(
-            _without_nul(value), default=_json_default, ensure_ascii=False, separators=(",", ":")
+            _without_nul(value), default=json_default, ensure_ascii=False, separators=(",", ":")
         )
     return text
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
+from itertools import chain, count
 from typing import Any
 
 import numpy as np
@@ -264,25 +265,20 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
 
     # attributes, key-major: flat (span, key, value) entries, sorted by key (stable, so by
     # span within a key), values numbered by first use in that order
+    # (the loops over entries run in C: map, chain and dict.fromkeys; numbering by first use)
     ordered = [rows.attributes[r] or {} for r in order.tolist()]
-    lengths = np.fromiter((len(a) for a in ordered), np.int64, n)
-    keys: dict[str, int] = {}
+    lengths = np.fromiter(map(len, ordered), np.int64, n)
+    n_entries = int(lengths.sum())
+    keys = dict(zip(dict.fromkeys(chain.from_iterable(ordered)), count()))
     key_codes = np.fromiter(
-        (keys.setdefault(k, len(keys)) for a in ordered for k in a), np.int64, int(lengths.sum())
+        map(keys.__getitem__, chain.from_iterable(ordered)), np.int64, n_entries
     )
-    values = [v for a in ordered for v in a.values()]
-    tokens: dict = {}
-    # a str stands for itself; other types by type and JSON (1, 1.0 and True differ)
-    value_codes = np.fromiter(
-        (
-            tokens.setdefault(
-                v if type(v) is str else (type(v).__name__, _json_text(v)), len(tokens)
-            )
-            for v in values
-        ),
-        np.int64,
-        len(values),
-    )
+    values = list(chain.from_iterable(map(dict.values, ordered)))
+    if set(map(type, values)) - {str}:
+        # a str stands for itself; other types by type and JSON (1, 1.0 and True differ)
+        values = [v if type(v) is str else (type(v).__name__, _json_text(v)) for v in values]
+    tokens = dict(zip(dict.fromkeys(values), count()))
+    value_codes = np.fromiter(map(tokens.__getitem__, values), np.int64, len(values))
     key_list = list(keys)
     by_key = np.argsort(key_codes, kind="stable")
     attr_spans = np.repeat(np.arange(n, dtype=np.int64), lengths)[by_key]

@@ -13,6 +13,9 @@ def org_spans_delete_before(*, org_id: int, cutoff_ns: int) -> int:
         )
         removed = cur.rowcount
         cur.execute(
+            "DELETE FROM trace_span_keys WHERE org_id = %s AND start_ns < %s", [org_id, cutoff_ns]
+        )
+        cur.execute(
             "DELETE FROM trace_blocks WHERE org_id = %s AND max_start_ns < %s RETURNING n_spans",
             [org_id, cutoff_ns],
         )

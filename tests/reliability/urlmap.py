@@ -114,6 +114,12 @@ ROUTES: dict[str, Route] = {
         url=lambda v: f"/api/v1/orgs/{v.slug}/limits",
         body=_json({"retention_days": 1}),
     ),
+    "api/v1/org": Route(
+        (GET, DELETE), note="deleting the token's/session's org: owners by session only"
+    ),
+    "api/v1/orgs/<slug:org_slug>/org": Route(
+        (GET, DELETE), url=lambda v: f"/api/v1/orgs/{v.slug}/org"
+    ),
     "api/v1/orgs/<slug:org_slug>/invitations": Route(
         (GET, POST),
         url=lambda v: f"/api/v1/orgs/{v.slug}/invitations",
@@ -250,6 +256,12 @@ ROUTES: dict[str, Route] = {
     # the dashboard (sessions; a token is no dashboard login)
     "": Route((GET,)),
     "login/": Route((GET,), note="public login form"),
+    "signup": Route((GET, POST), note="open sign-up: public, 404 unless CANOPY_SIGNUP"),
+    "signup/<str:token>": Route(
+        (GET, POST),
+        url=lambda v: "/signup/not-a-signed-token",
+        note="the signed link is the credential; a forged one finds nothing",
+    ),
     "logout/": Route((POST,), fuzz=False, note="ends the fuzzer's own session"),
     "metrics": Route((GET,), note="explorer for browsers; self-metrics (no tenant data)"),
     "traces": Route((GET,), url=lambda v: f"/traces?service={v.workload[2]}"),
@@ -259,6 +271,8 @@ ROUTES: dict[str, Route] = {
         (POST,),
         body=lambda v: (f"namespace={v.namespace}&group={v.group}", FORM),
     ),
+    "overview/figures": Route((GET,)),
+    "traces/services/activity": Route((GET,)),
     "traces/map": Route((GET,)),
     "traces/map/graph": Route((GET,)),
     "^traces/(?P<trace_id>[0-9a-fA-F]{1,32})$": Route(
@@ -273,6 +287,7 @@ ROUTES: dict[str, Route] = {
         (GET, POST),
         body=lambda v: ("email=thief%40example.com&role=owner", FORM),
     ),
+    "settings/org/delete": Route((POST,), body=lambda v: (f"confirm={v.slug}", FORM)),
     "settings/invitations/<int:pk>/revoke": Route(
         (POST,), url=lambda v: f"/settings/invitations/{v.invitation_pk}/revoke"
     ),

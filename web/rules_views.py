@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -54,6 +55,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
         "web/alerts.html",
         {
             "alerts": rows,
+            "public_url": settings.PUBLIC_URL,
             "firing": sum(1 for r in rows if r["state"] == "firing"),
             "pending": sum(1 for r in rows if r["state"] == "pending"),
             "has_rules": bool(selectors.groups_list(org_id=org_id)),
@@ -113,7 +115,7 @@ def rules(request: HttpRequest) -> HttpResponse:
             "namespace": namespace,
             "yaml_text": text,
             "example": EXAMPLE,
-            "ruler_url": request.build_absolute_uri("/prometheus/config/v1/rules"),
+            "ruler_url": settings.PUBLIC_URL + "/prometheus/config/v1/rules",
         },
     )
 

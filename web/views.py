@@ -80,7 +80,9 @@ def _page_access(request) -> Access:
 
 
 def _public_url(request) -> str:
-    return request.build_absolute_uri("/").rstrip("/")
+    """Canopy's address as senders and clusters reach it (CANOPY_PUBLIC_URL), never the
+    browser's own view of it (127.0.0.1 through a tunnel, a proxy's inner name)."""
+    return settings.PUBLIC_URL
 
 
 def _tracing_context(request) -> dict:
@@ -115,7 +117,7 @@ def _snippet_context(token: str | None) -> dict:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     access = session_access(request)
-    context = {"public_url": request.build_absolute_uri("/").rstrip("/")}
+    context = {"public_url": _public_url(request)}
     if access is not None:
         try:
             context["overview"] = overview_get(org=access.org)

@@ -23,7 +23,8 @@ def test_the_page_and_graph_need_a_login(client, db):
     assert client.get(GRAPH).status_code in (401, 403)
 
 
-def test_a_member_gets_the_page(client, tenants):
+def test_a_member_gets_the_page(client, tenants, settings):
+    settings.PUBLIC_URL = "https://canopy.example.com"
     client.force_login(tenants.viewer)
     html = client.get("/mesh", {"group": "workload", "window": "15m"}).content.decode()
     assert 'data-graph-url="/mesh/graph"' in html
@@ -32,7 +33,7 @@ def test_a_member_gets_the_page(client, tenants):
     assert 'value="15m" checked' in html
     assert 'href="/mesh" class="active">Mesh</a>' in html
     # The empty state says what to send and where.
-    assert "http://testserver/api/v1/push" in html and "No Istio traffic" in html
+    assert "https://canopy.example.com/api/v1/push" in html and "No Istio traffic" in html
 
 
 def test_the_graph_with_the_session(client, mesh):

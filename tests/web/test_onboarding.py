@@ -1,5 +1,9 @@
 """The onboarding snippets name this Canopy's public address (CANOPY_PUBLIC_URL)."""
 
+import re
+import subprocess
+from html import unescape
+
 import pytest
 
 pytestmark = pytest.mark.django_db
@@ -23,3 +27,47 @@ def test_settings_404s_are_a_styled_page_with_a_skip_link(client, tenants):
     assert 'class="sidebar"' in html and "web/canopy.css" in html
     assert '<a class="skip-link" href="#main">Skip to content</a>' in html
     assert 'id="main"' in html
+
+
+def _snippet(html: str, name: str) -> str:
+    match = re.search(
+        rf'<pre[^>]*data-snippet="{name}"[^>]*>(?:<code>)?(.*?)(?:</code>)?</pre>', html, re.S
+    )
+    assert match, f"no {name} snippet"
+    return unescape(match.group(1))
+
+
+@pytest.mark.parametrize("page", ["/", "/traces", "/traces/map"])
+def test_the_otlp_environment_snippet_runs_as_pasted(client, tenants, settings, page):
+    """Overview and Traces onboarding: `export` lines with quoted values, which a shell takes
+    as they are and which give an OTel SDK the endpoint and the bearer header (the space
+    percent-encoded, as OTEL_EXPORTER_OTLP_HEADERS wants)."""
+    settings.PUBLIC_URL = "https://canopy.mesh.example.com"
+    client.force_login(tenants.owner)
+    snippet = _snippet(client.get(page).content.decode(), "otel-env")
+    assert all(line.startswith("export ") for line in snippet.splitlines())
+    shown = subprocess.run(
+        [
+            "bash",
+            "-c",
+            snippet
+            + '\nprintf "%s\\n" "$OTEL_EXPORTER_OTLP_ENDPOINT" "$OTEL_EXPORTER_OTLP_HEADERS"',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    ).stdout.splitlines()
+    assert shown == [
+        "https://canopy.mesh.example.com",
+        "authorization=Bearer%20paste-a-token-with-traces-write",
+    ]
+
+
+def test_the_alerting_targets_snippet_is_shell_ready(client, tenants, settings):
+    settings.PUBLIC_URL = "https://canopy.mesh.example.com"
+    client.force_login(tenants.owner)
+    snippet = _snippet(client.get("/alerts").content.decode(), "alerting-targets")
+    assert snippet.startswith("export CANOPY_TOKEN='")
+    assert '"https://canopy.mesh.example.com/api/v1/alerting/targets"' in snippet
+    subprocess.run(["bash", "-n", "-c", snippet], check=True)

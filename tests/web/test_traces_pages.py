@@ -82,16 +82,20 @@ def test_a_member_gets_the_pages(client, tenants):
 
 
 def test_the_onboarding_says_how_to_send_and_read_spans(client, tenants, settings):
+    # the address senders and clusters reach (CANOPY_PUBLIC_URL), not the browser's
+    settings.PUBLIC_URL = "https://canopy.example.com"
     client.force_login(tenants.viewer)
     for url in ("/traces", "/traces/map"):
         html = client.get(url).content.decode()
         # Hidden until the browser finds no services.
         assert 'data-testid="no-traces" hidden' in html
-        assert "http://testserver/v1/traces" in html
-        assert "http://testserver/api/v2/spans" in html
-        assert "<code>testserver:4317</code>" in html
+        assert "https://canopy.example.com/v1/traces" in html
+        assert "https://canopy.example.com/api/v2/spans" in html
+        assert "<code>canopy.example.com:4317</code>" in html
         assert "telemetry.istio.io/v1" in html and "initialMetadata" in html
-        assert "http://testserver/jaeger" in html and "<code>acme</code>" in html
+        assert "service: canopy.example.com" in html and "testserver" not in html
+        assert "export OTEL_EXPORTER_OTLP_ENDPOINT='https://canopy.example.com'" in html
+        assert "https://canopy.example.com/jaeger" in html and "<code>acme</code>" in html
         assert "<code>traces:read</code>" in html and reverse("web:tokens") in html
 
 

@@ -62,10 +62,11 @@ def test_an_owner_edits_retention_but_not_the_operators_quotas(client, usage):
     assert "retention days: a whole number" in refused.content.decode()
 
 
-def test_an_empty_org_is_told_what_to_do(client, tenants):
+def test_an_empty_org_is_told_what_to_do(client, tenants, settings):
+    settings.PUBLIC_URL = "https://canopy.example.com"
     client.force_login(tenants.owner)
     html = client.get("/settings/usage").content.decode()
-    assert "No series yet" in html and "http://testserver/api/v1/push" in html
+    assert "No series yet" in html and "https://canopy.example.com/api/v1/push" in html
     assert "Nothing refused" in html
 
 

@@ -27,12 +27,12 @@ urlpatterns = [
     path("api/v1/alerting/", include(rules_urls.targets_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Behind login. Swagger UI (/api/docs/, with the dashboard's header) is in web/urls.py;
-    # ReDoc's page has one inline script, allowed on that page only.
+    # ReDoc's page (the same header) has one inline script, allowed on that page only.
     path(
         "api/redoc/",
         login_required(
             csp_update({"script-src": ["'self'", "'unsafe-inline'"]})(
-                SpectacularRedocView.as_view(url_name="schema")
+                SpectacularRedocView.as_view(url_name="schema", template_name="web/api_redoc.html")
             )
         ),
         name="api-redoc",

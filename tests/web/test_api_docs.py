@@ -36,6 +36,18 @@ def test_the_page_links_back_and_names_the_org(client, tenants):
     assert 'src="/api/docs/?script="' in html
 
 
+def test_redoc_has_the_same_header(client, tenants):
+    assert client.get("/api/redoc/").status_code == 302  # behind login
+    client.force_login(tenants.member)
+    page = client.get("/api/redoc/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'href="/">← Back to the dashboard</a>' in html
+    assert 'href="/api/docs/">Swagger UI</a>' in html and 'href="/api/redoc/"' not in html
+    assert "<strong>Acme</strong> <code>acme</code>" in html
+    assert "redoc.standalone.js" in html  # ReDoc's own page inside
+
+
 def test_an_outsider_sees_their_own_org_named(client, tenants):
     client.force_login(tenants.outsider)
     html = client.get(DOCS).content.decode()

@@ -182,7 +182,7 @@ def ingest_load(url: str, token: str, samples_s: int, spans_s: int, stop, ready,
     report.put((sent_samples, sent_spans, time.monotonic() - t0, refused))
 
 
-def loaded_phase(srv, args, measure):
+def loaded_phase(srv, args, measure, at_ms: int):
     stop = multiprocessing.Event()
     ready = multiprocessing.Event()
     report = multiprocessing.Queue()
@@ -201,6 +201,8 @@ def loaded_phase(srv, args, measure):
             f"sent; background load {background:.2f} of {os.cpu_count()} CPUs"
         )
         loaded = measure()
+        if args.profile:
+            profile_graph(srv, at_ms)  # still under load
     finally:
         stop.set()
         samples, spans, seconds, refused = report.get(timeout=120)
@@ -210,6 +212,14 @@ def loaded_phase(srv, args, measure):
         f"over {seconds:.0f} s; refused or failed requests: {refused or 'none'}"
     )
     return ("loaded", background, loaded, refused)
+
+
+def profile_graph(srv, at_ms: int) -> None:
+    for group in ("workload", "app", "version", "namespace"):
+        code = f"ARGS = {json.dumps(json.dumps([srv.org_id, group, at_ms]))}\n"
+        out = srv._manage("shell", "-c", code + _PROFILE_GRAPH)
+        print(f"--- in-process profile, group={group} ---")
+        print("\n".join(x for x in out.splitlines() if "imported automatically" not in x))
 
 
 # Run in `manage.py shell` with ARGS = JSON [org_id, grouping, time_ms]: mesh_graph's wall
@@ -223,13 +233,13 @@ mesh_graph(**kw)
 walls = []
 for _ in range(5):
     t = time.perf_counter(); mesh_graph(**kw); walls.append(time.perf_counter() - t)
-print(f"in-process mesh_graph: best {min(walls)*1000:.0f} ms, median "
+print(f"in-process mesh_graph ({group}): best {min(walls)*1000:.0f} ms, median "
       f"{sorted(walls)[2]*1000:.0f} ms of 5")
 prof = cProfile.Profile()
 prof.enable()
 mesh_graph(**kw)
 prof.disable()
-for key, n in (("cumulative", 35), ("tottime", 20)):
+for key, n in (("cumulative", 30), ("tottime", 15)):
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats(key).print_stats(n)
     text = out.getvalue()
@@ -452,14 +462,10 @@ def main(argv: list[str] | None = None) -> int:
             background = background_load(2.0)
             print(f"quiet: background load {background:.2f} of {os.cpu_count()} CPUs")
             phases.append(("quiet", background, measure(), None))
+            if args.profile and args.no_load:
+                profile_graph(srv, ds.end_ms)
         if not args.no_load:
-            phases.append(loaded_phase(srv, args, measure))
-        if args.profile:
-            for group in ("workload", "app", "version", "namespace"):
-                code = f"ARGS = {json.dumps(json.dumps([srv.org_id, group, ds.end_ms]))}\n"
-                out = srv._manage("shell", "-c", code + _PROFILE_GRAPH)
-                print(f"--- in-process profile, group={group} ---")
-                print("\n".join(x for x in out.splitlines() if "imported automatically" not in x))
+            phases.append(loaded_phase(srv, args, measure, ds.end_ms))
         if not phases:
             return 0
 

@@ -376,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 url = f"{srv.url}/mesh/graph?group={group}&window=5m&time={at}"
                 times, status = timed(api, url, args.repeat)
-                graph = api.get(url, timeout=300).json()
+                answer = api.get(url, timeout=300)
+                if status != 200 or answer.status_code != 200:
+                    raise RuntimeError(f"{url}: HTTP {status}, {answer.status_code}")
+                graph = answer.json()
                 ref = []
                 for _ in range(args.repeat):
                     t = time.perf_counter()

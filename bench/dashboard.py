@@ -194,7 +194,7 @@ def loaded_phase(srv, args, measure, at_ms: int):
     sender.start()
     try:
         ready.wait(timeout=300)
-        time.sleep(5)  # the load settles (workers busy draining)
+        time.sleep(args.load_settle)  # the load settles (workers busy draining)
         background = background_load(2.0)
         print(
             f"loaded: {args.load_samples:,} samples/s + {args.load_spans:,} spans/s "
@@ -258,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load-samples", type=int, default=5000, help="samples/s while loaded")
     ap.add_argument("--load-spans", type=int, default=500, help="spans/s while loaded")
     ap.add_argument("--no-quiet", action="store_true", help="measure under load only")
+    ap.add_argument(
+        "--load-settle",
+        type=float,
+        default=5,
+        help="seconds under load before measuring (the whole run's pages take ~60 s)",
+    )
     ap.add_argument(
         "--only",
         nargs="+",

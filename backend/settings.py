@@ -283,6 +283,9 @@ PROMQL_RESULTS_CACHE_TTL_SECONDS = env_int(
 PROMQL_RESULTS_CACHE_MAX_ENTRY_BYTES = env_int(
     "CANOPY_PROMQL_RESULTS_CACHE_MAX_ENTRY_BYTES", 4 * 1024 * 1024, minimum=0
 )
+# The mesh graph kept in Redis per (org, grouping, window, time) this long (0: off); see
+# backend/metrics/mesh_cache.py.
+MESH_GRAPH_CACHE_SECONDS = env_int("CANOPY_MESH_GRAPH_CACHE_SECONDS", 10, minimum=0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = False
 # How often beat looks for due rule groups (each group runs on its own interval).

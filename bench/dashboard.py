@@ -182,6 +182,72 @@ def ingest_load(url: str, token: str, samples_s: int, spans_s: int, stop, ready,
     report.put((sent_samples, sent_spans, time.monotonic() - t0, refused))
 
 
+def loaded_phase(srv, args, measure, at_ms: int):
+    stop = multiprocessing.Event()
+    ready = multiprocessing.Event()
+    report = multiprocessing.Queue()
+    sender = multiprocessing.Process(
+        target=ingest_load,
+        args=(srv.url, srv.token, args.load_samples, args.load_spans, stop, ready, report),
+        daemon=True,
+    )
+    sender.start()
+    try:
+        ready.wait(timeout=300)
+        time.sleep(args.load_settle)  # the load settles (workers busy draining)
+        background = background_load(2.0)
+        print(
+            f"loaded: {args.load_samples:,} samples/s + {args.load_spans:,} spans/s "
+            f"sent; background load {background:.2f} of {os.cpu_count()} CPUs"
+        )
+        loaded = measure()
+        if args.profile:
+            profile_graph(srv, at_ms)  # still under load
+    finally:
+        stop.set()
+        samples, spans, seconds, refused = report.get(timeout=120)
+        sender.join(timeout=30)
+    print(
+        f"load achieved: {samples / seconds:,.0f} samples/s, {spans / seconds:,.0f} spans/s "
+        f"over {seconds:.0f} s; refused or failed requests: {refused or 'none'}"
+    )
+    return ("loaded", background, loaded, refused)
+
+
+def profile_graph(srv, at_ms: int) -> None:
+    for group in ("workload", "app", "version", "namespace"):
+        code = f"ARGS = {json.dumps(json.dumps([srv.org_id, group, at_ms]))}\n"
+        out = srv._manage("shell", "-c", code + _PROFILE_GRAPH)
+        print(f"--- in-process profile, group={group} ---")
+        print("\n".join(x for x in out.splitlines() if "imported automatically" not in x))
+
+
+# Run in `manage.py shell` with ARGS = JSON [org_id, grouping, time_ms]: mesh_graph's wall
+# time (best of 5, the cache bypassed) and a cProfile of one call.
+_PROFILE_GRAPH = r"""
+import cProfile, io, json, pstats, time
+from backend.metrics.mesh import mesh_graph
+org_id, group, time_ms = json.loads(ARGS)
+kw = dict(org_id=org_id, grouping=group, window="5m", time_ms=time_ms)
+mesh_graph(**kw)
+walls = []
+for _ in range(5):
+    t = time.perf_counter(); mesh_graph(**kw); walls.append(time.perf_counter() - t)
+print(f"in-process mesh_graph ({group}): best {min(walls)*1000:.0f} ms, median "
+      f"{sorted(walls)[2]*1000:.0f} ms of 5")
+prof = cProfile.Profile()
+prof.enable()
+mesh_graph(**kw)
+prof.disable()
+for key, n in (("cumulative", 30), ("tottime", 15)):
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats(key).print_stats(n)
+    text = out.getvalue()
+    print(f"--- top {n} by {key} ---")
+    print(text[text.find("   ncalls"):].rstrip())
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--series", type=int, default=2000)
@@ -192,6 +258,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load-samples", type=int, default=5000, help="samples/s while loaded")
     ap.add_argument("--load-spans", type=int, default=500, help="spans/s while loaded")
     ap.add_argument("--no-quiet", action="store_true", help="measure under load only")
+    ap.add_argument(
+        "--load-settle",
+        type=float,
+        default=5,
+        help="seconds under load before measuring (the whole run's pages take ~60 s)",
+    )
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="WORD",
+        help="measure only the rows whose name contains one of these words (e.g. graph)",
+    )
+    ap.add_argument(
+        "--no-load", action="store_true", help="measure quiet only (no ingest load phase)"
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also cProfile the mesh graph in-process (manage.py shell) for each grouping",
+    )
     args = ap.parse_args(argv)
 
     now = int(time.time() * 1000)
@@ -266,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         since_ms = str(ds.end_ms - 3600_000)
         app = workload.rsplit("-", 1)[0]
 
+        def wanted(name: str) -> bool:
+            return not args.only or any(word in name for word in args.only)
+
         def measure() -> list[tuple[str, list[float], str, list[float] | None]]:
             out = []
             pages = [
@@ -281,15 +370,22 @@ def main(argv: list[str] | None = None) -> int:
                 "/alerts",
             ]
             for path in pages:
+                if not wanted(f"page {path}"):
+                    continue
                 times, status = timed(page, srv.url + path, args.repeat)
                 if status != 200:
                     raise RuntimeError(f"{path}: HTTP {status}")
                 out.append((f"page {path}", times, "", None))
 
             for group in ("workload", "app", "version", "namespace"):
+                if not wanted(f"/mesh/graph {group}"):
+                    continue
                 url = f"{srv.url}/mesh/graph?group={group}&window=5m&time={at}"
                 times, status = timed(api, url, args.repeat)
-                graph = api.get(url, timeout=300).json()
+                answer = api.get(url, timeout=300)
+                if status != 200 or answer.status_code != 200:
+                    raise RuntimeError(f"{url}: HTTP {status}, {answer.status_code}")
+                graph = answer.json()
                 ref = []
                 for _ in range(args.repeat):
                     t = time.perf_counter()
@@ -308,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
 
-            tsdb, _ = timed(prom_s, f"{prom.url}/api/v1/status/tsdb", args.repeat)
             base = srv.url + "/prometheus/api/v1/cardinality/"
+            tsdb = None
             for path in (
                 "label_names",
                 "label_values?label_names[]=__name__",
@@ -317,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
                 'label_names?selector={__name__="istio_requests_total"}',
                 f'active_series?selector=istio_requests_total{{destination_workload="{workload}"}}',
             ):
+                if not wanted(f"cardinality/{path}"):
+                    continue
+                if tsdb is None:
+                    tsdb, _ = timed(prom_s, f"{prom.url}/api/v1/status/tsdb", args.repeat)
                 times, status = timed(api, base + path, args.repeat)
                 if status != 200:
                     raise RuntimeError(f"{path}: HTTP {status}")
@@ -335,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             start = f"{ds.end_ms / 1000 - 3600:.3f}"
             for name, q in red.items():
+                if not wanted(f"workload {name} 1h query_range"):
+                    continue
                 params = {"query": q, "start": start, "end": at, "step": "15"}
                 times, _ = timed(
                     api, srv.url + "/prometheus/api/v1/query_range", args.repeat, params=params
@@ -356,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                     {**page_org, "service": app, "namespace": ns, "since": since_ms},
                 ),
             ):
+                if not wanted(name):
+                    continue
                 times, status = timed(session, srv.url + url, args.repeat, params=params)
                 if status != 200:
                     raise RuntimeError(f"{url}: HTTP {status}")
@@ -367,33 +471,12 @@ def main(argv: list[str] | None = None) -> int:
             background = background_load(2.0)
             print(f"quiet: background load {background:.2f} of {os.cpu_count()} CPUs")
             phases.append(("quiet", background, measure(), None))
-        stop = multiprocessing.Event()
-        ready = multiprocessing.Event()
-        report = multiprocessing.Queue()
-        sender = multiprocessing.Process(
-            target=ingest_load,
-            args=(srv.url, srv.token, args.load_samples, args.load_spans, stop, ready, report),
-            daemon=True,
-        )
-        sender.start()
-        try:
-            ready.wait(timeout=300)
-            time.sleep(5)  # the load settles (workers busy draining)
-            background = background_load(2.0)
-            print(
-                f"loaded: {args.load_samples:,} samples/s + {args.load_spans:,} spans/s "
-                f"sent; background load {background:.2f} of {os.cpu_count()} CPUs"
-            )
-            loaded = measure()
-        finally:
-            stop.set()
-            samples, spans, seconds, refused = report.get(timeout=120)
-            sender.join(timeout=30)
-        print(
-            f"load achieved: {samples / seconds:,.0f} samples/s, {spans / seconds:,.0f} spans/s "
-            f"over {seconds:.0f} s; refused or failed requests: {refused or 'none'}"
-        )
-        phases.append(("loaded", background, loaded, refused))
+            if args.profile and args.no_load:
+                profile_graph(srv, ds.end_ms)
+        if not args.no_load:
+            phases.append(loaded_phase(srv, args, measure, ds.end_ms))
+        if not phases:
+            return 0
 
         header = ["what"]
         for name, *_ in phases:

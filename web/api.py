@@ -15,7 +15,8 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from backend.metrics import promql
-from backend.metrics.mesh import DEFAULT_WINDOW, MeshQueryError, mesh_graph
+from backend.metrics.mesh import DEFAULT_WINDOW, MeshQueryError
+from backend.metrics.mesh_cache import mesh_graph_cached
 from backend.tenancy.api_base import OrgAPIView
 from backend.tenancy.models import Scope
 from backend.tenancy.selectors import limits_get
@@ -66,11 +67,11 @@ class MeshGraphView(OrgAPIView):
         params = request.query_params
         raw_time = params.get("time")
         try:
-            time_ms = int(float(raw_time) * 1000) if raw_time else time.time_ns() // 10**6
-        except ValueError as exc:
+            time_ms = int(float(raw_time) * 1000) if raw_time else None
+        except (ValueError, OverflowError) as exc:
             raise exceptions.ValidationError({"time": "Unix seconds"}) from exc
         try:
-            graph = mesh_graph(
+            graph = mesh_graph_cached(
                 org_id=self.org.pk,
                 grouping=params.get("group", "app"),
                 window=params.get("window", DEFAULT_WINDOW),

@@ -203,13 +203,17 @@ def mesh_graph(*, org_id: int, grouping: str, window: str, time_ms: int) -> dict
         "tcp_sent": f"sum by ({_by(by)}) (rate(istio_tcp_sent_bytes_total[{window}]))",
         "tcp_received": f"sum by ({_by(by)}) (rate(istio_tcp_received_bytes_total[{window}]))",
     }
-    requests = _run(querier, queries["requests"], time_ms, limits)
-    latency = _run(querier, queries["latency"], time_ms, limits)
-    tcp = _run(querier, queries["tcp_sent"], time_ms, limits)
-    tcp += _run(querier, queries["tcp_received"], time_ms, limits)
-    destination_latency, more = _destination_latency(
-        querier, grouping, by, window, time_ms, limits, requests, latency, tcp
-    )
+    # One reading scope for all the queries: one read-only transaction (one snapshot of the
+    # store, one round trip to open it) bounded by the org's timeout, and the blocks of a
+    # (metric, range) read once (the latency histograms' two reads).
+    with querier.reading(timeout_seconds=limits.timeout_seconds):
+        requests = _run(querier, queries["requests"], time_ms, limits)
+        latency = _run(querier, queries["latency"], time_ms, limits)
+        tcp = _run(querier, queries["tcp_sent"], time_ms, limits)
+        tcp += _run(querier, queries["tcp_received"], time_ms, limits)
+        destination_latency, more = _destination_latency(
+            querier, grouping, by, window, time_ms, limits, requests, latency, tcp
+        )
     latency += destination_latency
     queries.update(more)
 

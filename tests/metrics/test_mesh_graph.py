@@ -3,7 +3,7 @@
 import pytest
 
 from backend.metrics.mesh import MeshQueryError, mesh_graph
-from backend.metrics.storage import blocks
+from backend.metrics.storage import blocks, reader
 from tests.metrics.samples import load
 
 pytestmark = pytest.mark.django_db
@@ -158,3 +158,43 @@ def test_latency_comes_from_the_reporter_the_edge_figures_come_from(tenants):
     assert 400 < edges[("unknown", "wl:shop/payXv1")]["p95Ms"] <= 1000
     # Only the histograms of the destinations of those edges were read.
     assert 'destination_workload=~"frontend-v1|pay\\\\.v1|payXv1"' in graph["queries"][-1]
+
+
+def test_the_graph_reads_in_one_scope(tenants, monkeypatch):
+    """The five queries share one reading scope: one transaction, the blocks of a (metric,
+    range) fetched once (the latency histograms are read twice: source side, then the
+    destination side's rows)."""
+    load(
+        tenants.org,
+        {
+            call("source", "frontend-v1", "cart-v1"): ramp(9),
+            bucket("source", "frontend-v1", "cart-v1", "+Inf"): ramp(9),
+            bucket("destination", "frontend-v1", "cart-v1", "+Inf"): ramp(9),
+        },
+        base_ms=NOW,
+    )
+    fetched = []
+    real = reader._blocks_for
+
+    def counting(org_id, names, start_ms, end_ms):
+        fetched.append((tuple(names), start_ms, end_ms))
+        return real(org_id, names, start_ms, end_ms)
+
+    monkeypatch.setattr(reader, "_blocks_for", counting)
+    graph = mesh_graph(org_id=tenants.org.pk, grouping="workload", window="5m", time_ms=NOW)
+    assert ("wl:shop/frontend-v1", "wl:shop/cart-v1") in {
+        (e["source"], e["target"]) for e in graph["edges"]
+    }
+    names = [names for names, _, _ in fetched]
+    assert ("istio_request_duration_milliseconds_bucket",) in names
+    assert len(fetched) == len(set(fetched))
+
+
+def test_a_reading_scope_inside_another_keeps_the_outer_one(tenants):
+    querier = reader.PostgresQuerier(org_id=tenants.org.pk)
+    with querier.reading(timeout_seconds=5):
+        outer = querier._blocks_seen
+        with querier.reading(timeout_seconds=5):
+            assert querier._blocks_seen is outer
+        assert querier._blocks_seen is outer  # the inner exit leaves the outer scope open
+    assert querier._blocks_seen is None

@@ -2,6 +2,7 @@
 reason, and every caller kept inside its own organization."""
 
 import pytest
+from django_redis import get_redis_connection
 
 from tests.helpers.credentials import bearer
 from tests.metrics.samples import load
@@ -89,3 +90,65 @@ def test_the_workload_page(client, mesh):
     # The page carries no data; another org's link answers as if it did not exist.
     client.force_login(mesh.outsider)
     assert client.get("/mesh/workload/shop/cart-v1", {"org": "acme"}).status_code == 404
+
+
+def _targets(response) -> set[str]:
+    assert response.status_code == 200, response.content
+    return {e["target"] for e in response.json()["edges"]}
+
+
+def test_the_graph_is_kept_a_few_seconds_per_org(client, api, mesh, settings):
+    """The cache: a second ask within MESH_GRAPH_CACHE_SECONDS gets the kept answer (new
+    traffic shows once it expires), per org: the same parameters never cross orgs."""
+    settings.MESH_GRAPH_CACHE_SECONDS = 10
+    client.force_login(mesh.member)
+    params = {"org": "acme", "group": "workload", "time": NOW / 1000}
+    assert _targets(client.get(GRAPH, params)) == {"wl:shop/cart-v1"}
+    redis = get_redis_connection("default")
+    keys = [k.decode() for k in redis.scan_iter("canopy:mesh-graph:*")]
+    assert keys == [f"canopy:mesh-graph:v1:{mesh.org.pk}:workload:5m:{NOW}"]
+    assert 0 < redis.ttl(keys[0]) <= 10
+
+    # New traffic within the cache's life: the kept answer is served as is.
+    load(mesh.org, {call("source", "frontend-v1", "ads-v1"): ramp(2)}, base_ms=NOW)
+    assert _targets(client.get(GRAPH, params)) == {"wl:shop/cart-v1"}
+
+    # The other org, same parameters: its own graph, never acme's kept one, by session and
+    # by token (even one asking for ?org=acme).
+    client.force_login(mesh.outsider)
+    own = client.get(GRAPH, {**params, "org": "globex"})
+    assert _targets(own) == {"wl:shop/secrets-v1"}
+    assert client.get(GRAPH, params).status_code == 404
+    secret = mesh.outsider_token()
+    assert _targets(api.get(GRAPH, params, **bearer(secret))) == {"wl:shop/secrets-v1"}
+    assert len(list(redis.scan_iter("canopy:mesh-graph:*"))) == 2
+
+    # Expired (deleted here): built again, with the new edge.
+    redis.delete(keys[0])
+    client.force_login(mesh.member)
+    assert _targets(client.get(GRAPH, params)) == {"wl:shop/cart-v1", "wl:shop/ads-v1"}
+
+
+def test_now_is_kept_per_org_grouping_and_window(client, mesh, settings):
+    settings.MESH_GRAPH_CACHE_SECONDS = 10
+    client.force_login(mesh.member)
+    first = client.get(GRAPH, {"org": "acme", "group": "app"}).json()
+    again = client.get(GRAPH, {"org": "acme", "group": "app"}).json()
+    assert again["time"] == first["time"]  # the kept answer, built for its own time
+    other = client.get(GRAPH, {"org": "acme", "group": "namespace"}).json()
+    assert other["grouping"] == "namespace"
+    redis = get_redis_connection("default")
+    assert sorted(k.decode() for k in redis.scan_iter("canopy:mesh-graph:*")) == [
+        f"canopy:mesh-graph:v1:{mesh.org.pk}:app:5m:now",
+        f"canopy:mesh-graph:v1:{mesh.org.pk}:namespace:5m:now",
+    ]
+
+
+def test_the_cache_off_builds_every_time(client, mesh, settings):
+    settings.MESH_GRAPH_CACHE_SECONDS = 0
+    client.force_login(mesh.member)
+    params = {"org": "acme", "group": "workload", "time": NOW / 1000}
+    assert _targets(client.get(GRAPH, params)) == {"wl:shop/cart-v1"}
+    load(mesh.org, {call("source", "frontend-v1", "ads-v1"): ramp(2)}, base_ms=NOW)
+    assert _targets(client.get(GRAPH, params)) == {"wl:shop/cart-v1", "wl:shop/ads-v1"}
+    assert not list(get_redis_connection("default").scan_iter("canopy:mesh-graph:*"))

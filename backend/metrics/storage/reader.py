@@ -255,7 +255,17 @@ class PostgresQuerier:
     @contextlib.contextmanager
     def reading(self, *, timeout_seconds: float):
         """One read-only transaction bounded by the query timeout, so that a slow statement
-        is cancelled by PostgreSQL rather than left running."""
+        is cancelled by PostgreSQL rather than left running. Re-entrant: inside an open
+        reading scope (several queries read as one, e.g. the mesh graph's), the outer scope's
+        transaction, timeout and blocks read are kept."""
+        if self._blocks_seen is not None:
+            try:
+                yield self
+            except OperationalError as exc:
+                if isinstance(exc.__cause__, pg_errors.QueryCanceled):
+                    raise ReadTimeout from exc
+                raise
+            return
         timeout_ms = max(1, int(timeout_seconds * 1000))
         try:
             with transaction.atomic():

@@ -60,3 +60,25 @@ def test_only_cached_resolution_fills_the_process_cache(tenants, monkeypatch):
 
     monkeypatch.setattr(series, "series_resolve", catalog_unreachable)
     assert resolve(tenants.org, sets, cache=True).admitted.all()
+
+
+def test_series_labels_are_cached_per_series_and_rebuilt_when_its_label_ids_differ(tenants):
+    from django.db import connection
+
+    from backend.metrics.storage import catalog
+
+    org_id = tenants.org.pk
+    with connection.cursor() as cur:
+        ids = catalog.label_pair_ids(
+            cur, org_id, {("__name__", "up"), ("job", "a"), ("job", "b")}, create=True
+        )
+        name, job_a, job_b = ids[("__name__", "up")], ids[("job", "a")], ids[("job", "b")]
+        [(sid, labels, key)] = catalog.series_labels(cur, org_id, [(987_654, [name, job_a])])
+        assert (sid, labels) == (987_654, {"__name__": "up", "job": "a"})
+        assert key == (("__name__", "up"), ("job", "a"))
+        [(_, again, _)] = catalog.series_labels(cur, org_id, [(987_654, [name, job_a])])
+        assert again is labels  # built once, then shared
+        # the same id with other label ids (a restored database): rebuilt, never stale
+        [(_, other, key)] = catalog.series_labels(cur, org_id, [(987_654, [name, job_b])])
+        assert other == {"__name__": "up", "job": "b"}
+        assert key == (("__name__", "up"), ("job", "b"))

@@ -14,7 +14,7 @@ from itertools import chain
 from django.db import connection
 from django_redis import get_redis_connection
 
-from backend.metrics.labels import LabelPairs, metric_name_of
+from backend.metrics.labels import LabelPairs, labels_key, metric_name_of
 
 _END = ("",)  # joined last: the last value gets its 0xff too
 
@@ -36,11 +36,17 @@ def pair_hash(name: str, value: str) -> int:
 _pair_ids: dict[tuple[int, str, str], int] = {}
 _pairs_by_id: dict[int, tuple[str, str]] = {}
 _MAX_PAIRS = 2_000_000
+# A series' labels, built once per process from its label-pair ids: series id -> (the label ids
+# it was built from, labels, labels_key). The ids are compared on every use, so an id that came
+# to name other labels (a restored database) is rebuilt, never answered stale.
+_series_labels: dict[int, tuple[list[int], dict[str, str], tuple]] = {}
+_MAX_SERIES_LABELS = 500_000
 
 
 def caches_clear() -> None:
     _pair_ids.clear()
     _pairs_by_id.clear()
+    _series_labels.clear()
 
 
 def _remember(org_id: int, rows) -> None:
@@ -88,6 +94,33 @@ def label_pairs_by_id(cur, org_id: int, ids: set[int]) -> dict[int, tuple[str, s
         )
         _remember(org_id, cur.fetchall())
     return {i: _pairs_by_id[i] for i in ids if i in _pairs_by_id}
+
+
+def series_labels(cur, org_id: int, rows) -> list[tuple[int, dict[str, str], tuple]]:
+    """(series id, labels, labels_key) for (series id, label ids) rows, in their order.
+
+    The labels are shared with later calls: callers must not change them (copy first). A
+    query's series are mostly the previous query's, so building a dict of ~30 labels per series
+    (and its sorted key) is done once per series and process, not once per query.
+    """
+    missing = {pid for sid, ids in rows if _cached_ids(sid) != ids for pid in ids}
+    pairs = label_pairs_by_id(cur, org_id, missing) if missing else {}
+    if len(_series_labels) + len(rows) > _MAX_SERIES_LABELS:
+        _series_labels.clear()
+    out = []
+    for sid, ids in rows:
+        entry = _series_labels.get(sid)
+        if entry is None or entry[0] != ids:
+            labels = dict(pairs[pid] for pid in ids)
+            entry = (ids, labels, labels_key(labels))
+            _series_labels[sid] = entry
+        out.append((sid, entry[1], entry[2]))
+    return out
+
+
+def _cached_ids(sid: int):
+    entry = _series_labels.get(sid)
+    return None if entry is None else entry[0]
 
 
 def label_pairs_named(cur, org_id: int, name: str) -> list[tuple[int, str]]:

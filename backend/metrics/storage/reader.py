@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,11 +11,11 @@ from django.db import OperationalError, connection, transaction
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from backend.metrics.labels import METRIC_NAME, Labels, Matcher, labels_key
+from backend.metrics.labels import METRIC_NAME, LabelPairs, Labels, Matcher
 from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded, SeriesSet, Windows
 from backend.metrics.storage import encoding
 from backend.metrics.storage.blocks import WINDOW_MS, StoredBlock, blocks_fetch
-from backend.metrics.storage.catalog import label_pair_ids, label_pairs_by_id, label_pairs_named
+from backend.metrics.storage.catalog import label_pair_ids, label_pairs_named, series_labels
 
 
 def series_match(
@@ -26,6 +27,17 @@ def series_match(
     look-ups (the GIN index on the series' label-pair ids); the others are checked on the
     candidates' labels.
     """
+    return {
+        sid: dict(labels)
+        for sid, labels, _ in _series_matching(org_id=org_id, matchers=matchers, limit=limit)
+    }
+
+
+def _series_matching(
+    *, org_id: int, matchers: Sequence[Matcher], limit: int | None = None
+) -> list[tuple[int, Labels, LabelPairs]]:
+    """series_match's (series id, labels, labels_key), in series id order; the labels are the
+    catalog's shared, cached dicts (``series_labels``): read them, never change them."""
     if org_id is None:
         raise ValueError("series_match needs an org")
     where = [sql.SQL("org_id = %s")]
@@ -36,10 +48,10 @@ def series_match(
         for m in matchers:
             pattern = m.compile()
             if m.op == "=" and m.value != "":
-                found = label_pair_ids(cur, org_id, {(m.name, m.value)}, create=False)
-                if not found:
-                    return {}
-                required.extend(found.values())
+                pair_ids = label_pair_ids(cur, org_id, {(m.name, m.value)}, create=False)
+                if not pair_ids:
+                    return []
+                required.extend(pair_ids.values())
                 if m.name == METRIC_NAME:
                     where.append(sql.SQL("metric_name = %s"))
                     params.append(m.value)
@@ -50,7 +62,7 @@ def series_match(
                     if pattern.match(value)
                 ]
                 if not ids:
-                    return {}
+                    return []
                 where.append(sql.SQL("label_ids && %s::int[]"))
                 params.append(ids)
             else:
@@ -62,16 +74,11 @@ def series_match(
             sql.SQL(" AND ").join(where)
         )
         cur.execute(query, params)
-        rows = cur.fetchall()
-        pairs = label_pairs_by_id(cur, org_id, {pid for _, ids in rows for pid in ids})
-    out: dict[int, dict[str, str]] = {}
-    for sid, ids in rows:
-        labels = dict(pairs[pid] for pid in ids)
-        if all(m.matches(labels, p) for m, p in post):
-            out[sid] = labels
-            if limit is not None and len(out) >= limit:
-                break
-    return out
+        found = series_labels(cur, org_id, cur.fetchall())
+    if post:
+        kept = (s for s in found if all(m.matches(s[1], p) for m, p in post))
+        return list(itertools.islice(kept, limit))
+    return found if limit is None else found[:limit]
 
 
 def _blocks_for(org_id: int, names: list[str], start_ms: int, end_ms: int) -> list[StoredBlock]:
@@ -294,17 +301,18 @@ class PostgresQuerier:
         max_series: int,
         windows: Windows | None = None,
     ) -> SeriesSet:
-        found = series_match(org_id=self.org_id, matchers=matchers, limit=max_series + 1)
+        found = _series_matching(org_id=self.org_id, matchers=matchers, limit=max_series + 1)
         if len(found) > max_series:
             raise SeriesLimitExceeded(max_series)
-        ordered = sorted(found, key=lambda sid: labels_key(found[sid]))
+        found.sort(key=lambda s: s[2])
         timestamps, values, offsets = samples_fetch_rows(
             org_id=self.org_id,
-            series={sid: labels.get(METRIC_NAME, "") for sid, labels in found.items()},
-            rows={sid: i for i, sid in enumerate(ordered)},
+            series={sid: labels.get(METRIC_NAME, "") for sid, labels, _ in found},
+            rows={s[0]: i for i, s in enumerate(found)},
             start_ms=start_ms,
             end_ms=end_ms,
             windows=windows,
             blocks_seen=self._blocks_seen,
         )
-        return SeriesSet.from_rows([found[sid] for sid in ordered], timestamps, values, offsets)
+        labels = [dict(s[1]) for s in found]  # copies: the engine may change its own
+        return SeriesSet.from_rows(labels, timestamps, values, offsets)

@@ -40,7 +40,8 @@ _MAX_PAIRS = 2_000_000
 # it was built from, labels, labels_key). The ids are compared on every use, so an id that came
 # to name other labels (a restored database) is rebuilt, never answered stale.
 _series_labels: dict[int, tuple[list[int], dict[str, str], tuple]] = {}
-_MAX_SERIES_LABELS = 500_000
+# ~2 KB an entry for Istio's ~30 labels: at most ~100 MB per process, then started afresh
+_MAX_SERIES_LABELS = 50_000
 
 
 def caches_clear() -> None:

@@ -260,7 +260,8 @@ def test_query_chart_zoom_table_and_errors(page, live_server, acme):
     assert [e for e in errors if "status of 400" not in e] == []
 
 
-def test_new_org_sees_how_to_send_metrics(page, live_server, acme):
+def test_new_org_sees_how_to_send_metrics(page, live_server, acme, settings):
+    settings.PUBLIC_URL = live_server.url  # CANOPY_PUBLIC_URL: what senders reach
     newbie = user_get_or_create(username="newbie", password=PASSWORD)
     org_create(slug="fresh", name="Fresh Org", owner=newbie)
     log_in(page, live_server, "newbie")

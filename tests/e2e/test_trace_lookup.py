@@ -89,6 +89,7 @@ def test_busiest_service_short_ids_and_a_keyboard_scatter(page, live_server, twi
     # A prefix two traces share: both are listed to choose from.
     page.goto(f"{live_server.url}/traces")
     lookup(page, "deadbeef")
+    page.wait_for_selector("#trace-matches li a")
     matches = page.locator("#trace-matches li a")
     assert matches.count() == 2
     assert "2 traces start with deadbeef" in page.inner_text("#trace-matches h2")

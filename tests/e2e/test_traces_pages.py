@@ -478,7 +478,8 @@ def test_another_orgs_trace_is_not_found(page, live_server, shop):
     page.wait_for_selector(".wf-row")
 
 
-def test_new_org_sees_how_to_send_traces(page, live_server, shop):
+def test_new_org_sees_how_to_send_traces(page, live_server, shop, settings):
+    settings.PUBLIC_URL = live_server.url  # CANOPY_PUBLIC_URL: what senders reach
     newbie = user_get_or_create(username="newbie", password=PASSWORD)
     org_create(slug="fresh", name="Fresh Org", owner=newbie)
     log_in(page, live_server, "newbie")

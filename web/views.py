@@ -79,15 +79,9 @@ def _page_access(request) -> Access:
     return _access_or_404(request, org_slug=request.GET.get("org"))
 
 
-def _public_url(request) -> str:
-    """Canopy's address as senders and clusters reach it (CANOPY_PUBLIC_URL), never the
-    browser's own view of it (127.0.0.1 through a tunnel, a proxy's inner name)."""
-    return settings.PUBLIC_URL
-
-
 def _tracing_context(request) -> dict:
     """What the Traces pages tell a new org about sending spans and reading them back."""
-    public_url = _public_url(request)
+    public_url = settings.PUBLIC_URL
     host = urlsplit(public_url).hostname or "127.0.0.1"
     port = settings.OTLP_GRPC_BIND.rpartition(":")[2] or "4317"
     return {
@@ -117,7 +111,7 @@ def _snippet_context(token: str | None) -> dict:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     access = session_access(request)
-    context = {"public_url": _public_url(request)}
+    context = {"public_url": settings.PUBLIC_URL}
     if access is not None:
         try:
             context["overview"] = overview_get(org=access.org)
@@ -192,7 +186,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
             "range": chosen if chosen in METRICS_RANGES else METRICS_DEFAULT_RANGE,
             "ranges": METRICS_RANGES,
             "examples": METRICS_EXAMPLES,
-            "public_url": _public_url(request),
+            "public_url": settings.PUBLIC_URL,
             "api_base": reverse("prom-query").removesuffix("query"),
             "jaeger_api": reverse("jaeger-services").removesuffix("services"),
             "trace_url": reverse("web:trace", args=["0"]).removesuffix("0"),
@@ -419,7 +413,7 @@ def mesh(request: HttpRequest) -> HttpResponse:
             "window": window if window in mesh_graph.WINDOWS else mesh_graph.DEFAULT_WINDOW,
             "refresh": request.GET.get("refresh", "on") == "on",
             "graph_url": reverse("web:mesh-graph"),
-            "public_url": _public_url(request),
+            "public_url": settings.PUBLIC_URL,
             "degraded_pct": f"{mesh_graph.DEGRADED_PCT:g}",
             "failing_pct": f"{mesh_graph.FAILING_PCT:g}",
         },
@@ -516,7 +510,7 @@ def usage(request: HttpRequest) -> HttpResponse:
         "editable": [_limit_row(limits, field) for field in USAGE_EDITABLE_LIMITS],
         "operator_limits": [_limit_row(limits, field) for field in USAGE_OPERATOR_LIMITS],
         "api_base": reverse("prom-cardinality-label-names").removesuffix("label_names"),
-        "public_url": _public_url(request),
+        "public_url": settings.PUBLIC_URL,
     }
     return render(request, "web/usage.html", context)
 

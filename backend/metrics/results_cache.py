@@ -161,7 +161,8 @@ def range_query_json(
     horizon = now_ms - out_of_order_window_ms - GRACE_MS
     # the last step that may be cached, on the query's grid
     last_final = start_ms + (horizon - start_ms) // step_ms * step_ms
-    if not enabled() or last_final < start_ms or not cacheable(expr):
+
+    def uncached() -> str:
         return promql.range_query_json(
             querier=querier,
             query=query,
@@ -170,6 +171,9 @@ def range_query_json(
             step_ms=step_ms,
             limits=limits,
         )
+
+    if not enabled() or last_final < start_ms or not cacheable(expr):
+        return uncached()
     ttl = int(settings.PROMQL_RESULTS_CACHE_TTL_SECONDS)
     try:
         generation = late_writes.horizon_raise(
@@ -180,14 +184,7 @@ def range_query_json(
         cached = Extent.loads(blob) if blob else None
     except (RedisError, ValueError, KeyError) as exc:
         log.warning("promql results cache unavailable: %s", exc)
-        return promql.range_query_json(
-            querier=querier,
-            query=query,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            step_ms=step_ms,
-            limits=limits,
-        )
+        return uncached()
 
     ts = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
     parts = []

@@ -3,6 +3,7 @@
 // figures are listed in a table under the graph (keyboard and screen readers, and tests).
 import cytoscape from "cytoscape";
 import dagre from "cytoscape-dagre";
+import COLOURS from "./lib/canvas-colours.json";
 
 cytoscape.use(dagre);
 
@@ -25,7 +26,9 @@ let cy = null;
 let timer = null;
 let inflight = null;
 
-const HEALTH = { healthy: "#12805c", degraded: "#b54708", failing: "#c01048", idle: "#667085" };
+// Canvas colours live in one file: tests/web/test_canvas_contrast.py checks their contrast.
+const GRAPH = COLOURS.graph;
+const HEALTH = GRAPH.health;
 const SHAPE = {
   unknown: "diamond",
   ingress: "round-triangle",
@@ -69,7 +72,7 @@ const MAX_ZOOM = 3;
 function edgeColor(e) {
   if (e.errorPct >= 10) return HEALTH.failing;
   if (e.errorPct >= 1) return HEALTH.degraded;
-  return "#98a2b3";
+  return GRAPH.edge_quiet;
 }
 
 function nodeName(nodes, id) {
@@ -184,16 +187,17 @@ function draw(graph) {
     wheelSensitivity: 0.3,
     style: [
       { selector: "node", style: {
-        label: "data(label)", "background-color": "#fff", "border-width": 3, "border-color": "data(color)",
-        shape: "data(shape)", width: 34, height: 34, "font-size": 12, color: "#101828",
-        "text-valign": "bottom", "text-margin-y": 6, "text-background-color": "#fff",
-        "text-background-opacity": 0.85, "text-background-padding": 2 } },
+        label: "data(label)", "background-color": GRAPH.node_fill, "border-width": 3, "border-color": "data(color)",
+        shape: "data(shape)", width: 34, height: 34, "font-size": 12, color: GRAPH.node_label,
+        "text-valign": "bottom", "text-margin-y": 6, "text-background-color": GRAPH.label_background,
+        "text-background-opacity": GRAPH.node_label_background_opacity, "text-background-padding": 2 } },
       { selector: "edge", style: {
         label: "data(label)", width: 2, "line-color": "data(color)", "target-arrow-color": "data(color)",
         "target-arrow-shape": "triangle", "curve-style": "bezier", "line-style": "data(mtls)",
-        "font-size": 11, color: "#344054", "text-background-color": "#fff", "text-background-opacity": 0.9,
+        "font-size": 11, color: GRAPH.edge_label, "text-background-color": GRAPH.label_background,
+        "text-background-opacity": GRAPH.edge_label_background_opacity,
         "text-background-padding": 2, "text-rotation": "autorotate" } },
-      { selector: ":selected", style: { "overlay-color": "#0f766e", "overlay-opacity": 0.15 } },
+      { selector: ":selected", style: { "overlay-color": GRAPH.selected_overlay, "overlay-opacity": 0.15 } },
     ],
     layout: { name: "dagre", rankDir: "LR", nodeSep: 40, rankSep: 120, padding: 20 },
     minZoom: MIN_ZOOM,

@@ -2,6 +2,10 @@
 // ticks, gaps where a series has no sample, a tooltip with the hovered series' whole label
 // set, click-to-toggle legend, and drag-to-zoom reported to the page.
 import uPlot from "uplot";
+import COLOURS from "./canvas-colours.json";
+
+// Canvas colours live in one file: tests/web/test_canvas_contrast.py checks their contrast.
+const CHART = COLOURS.chart;
 
 export const PALETTE = [
   "#0f766e", "#2563eb", "#d97706", "#c026d3", "#dc2626", "#059669", "#7c3aed", "#0891b2",
@@ -109,7 +113,7 @@ function tooltipPlugin(names) {
     whose title says more (a link when the marker has an ``href``). ``markers()`` returns
     [{x (seconds), label, title, href?}] — [] when the
     page hides them; the plot is redrawn (``plot.redraw()``) when that changes. */
-export function markersPlugin(markers, color = "#b42318") {
+export function markersPlugin(markers, color = CHART.marker) {
   let layer;
   return {
     hooks: {
@@ -160,7 +164,7 @@ export function markersPlugin(markers, color = "#b42318") {
     over it (``data-testid="exemplar"``) that ``render(dot, exemplar)`` fills in (hover card,
     click). ``exemplars()`` returns [{t (seconds), v, ...}] — [] when the page hides them; the
     plot is redrawn (``plot.redraw()``) when that changes. */
-export function exemplarsPlugin(exemplars, render, color = "#7c3aed") {
+export function exemplarsPlugin(exemplars, render, color = CHART.exemplar) {
   let layer;
   return {
     hooks: {
@@ -234,11 +238,11 @@ export function drawChart(box, { columns, names, height = 300, onZoom, unit = ""
     legend: { show: names.length > 1 || names[0] !== "", live: false },
     scales: { x: { time: true }, ...(yRange ? { y: { range: yRange } } : {}) },
     axes: [
-      { stroke: "#475467", grid: { stroke: "#eaecf0" }, ticks: { stroke: "#eaecf0" } },
+      { stroke: CHART.axis_text, grid: { stroke: CHART.grid }, ticks: { stroke: CHART.grid } },
       {
-        stroke: "#475467",
-        grid: { stroke: "#eaecf0" },
-        ticks: { stroke: "#eaecf0" },
+        stroke: CHART.axis_text,
+        grid: { stroke: CHART.grid },
+        ticks: { stroke: CHART.grid },
         size: 60,
         values: (u, splits) => splits.map((v) => `${fmtValue(v)}${unit}`),
       },

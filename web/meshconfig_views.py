@@ -6,6 +6,7 @@ writes through ``backend.meshconfig.services``."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -15,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from backend.meshconfig import selectors, services
@@ -191,6 +194,50 @@ def editor(request: HttpRequest) -> HttpResponse:
     )
 
 
+# A revision's diff against its parent, as the page shows it, kept per process: it depends
+# only on the two bundles (named by their SHA-256 digests) and the two numbers in its labels.
+_DIFFS: OrderedDict[tuple, list[dict]] = OrderedDict()
+_DIFFS_MAX = 500
+
+
+def _diff_key(rev, parent) -> tuple:
+    return (
+        rev.org_id,
+        rev.number,
+        rev.digest,
+        parent.number if parent else None,
+        parent.digest if parent else None,
+    )
+
+
+def _revision_diff(rev, parent, bundles: dict[int, list[dict]]) -> list[dict]:
+    """The diff against the parent (``bundles``: revision id -> resources, for the
+    revisions whose diff is not kept yet)."""
+    key = _diff_key(rev, parent)
+    found = _DIFFS.get(key)
+    if found is not None:
+        _DIFFS.move_to_end(key)
+        return found
+    diff = bundles_diff(
+        bundles[parent.pk] if parent else [],
+        bundles[rev.pk],
+        a_label=f"r{parent.number}" if parent else "empty",
+        b_label=f"r{rev.number}",
+    )
+    for d in diff:
+        # the <pre>'s lines, escaped once here rather than by a template loop per line
+        d["html"] = mark_safe(  # noqa: S308 - every line escaped, classes are constants
+            "".join(
+                f'<span class="{_diff_class(line)}">{escape(line)}</span>\n'
+                for line in d["diff"].splitlines()
+            )
+        )
+    _DIFFS[key] = diff
+    if len(_DIFFS) > _DIFFS_MAX:
+        _DIFFS.popitem(last=False)
+    return diff
+
+
 def _diff_class(line: str) -> str:
     if line.startswith(("+++", "---")):
         return "diff-file"
@@ -202,8 +249,21 @@ def _diff_class(line: str) -> str:
 @login_required
 def revisions(request: HttpRequest) -> HttpResponse:
     access = _access(request)
-    revs = selectors.revisions_list(org=access.org, limit=REVISIONS_SHOWN)
+    revs = selectors.revisions_list(org=access.org, limit=REVISIONS_SHOWN, with_resources=False)
     by_number = {r.number: r for r in revs}
+    parents = {
+        r.pk: by_number.get(r.parent.number, r.parent) if r.parent_id else None for r in revs
+    }
+    # The bundles are read only for the diffs not kept yet.
+    missing = [r for r in revs if _diff_key(r, parents[r.pk]) not in _DIFFS]
+    bundles = (
+        selectors.revisions_resources(
+            org=access.org,
+            ids={r.pk for r in missing} | {parents[r.pk].pk for r in missing if parents[r.pk]},
+        )
+        if missing
+        else {}
+    )
     cluster_views = selectors.clusters_list(org=access.org)
     desired: dict[int, list[str]] = {}
     for view in cluster_views:
@@ -211,16 +271,9 @@ def revisions(request: HttpRequest) -> HttpResponse:
             desired.setdefault(view.desired, []).append(view.cluster.name)
     rows = []
     for rev in revs:
-        parent = by_number.get(rev.parent.number, rev.parent) if rev.parent_id else None
+        parent = parents[rev.pk]
         findings = (rev.validation or {}).get("findings", [])
-        diff = bundles_diff(
-            parent.resources if parent else [],
-            rev.resources,
-            a_label=f"r{parent.number}" if parent else "empty",
-            b_label=f"r{rev.number}",
-        )
-        for d in diff:
-            d["lines"] = [(_diff_class(line), line) for line in d["diff"].splitlines()]
+        diff = _revision_diff(rev, parent, bundles)
         rows.append(
             {
                 "rev": rev,

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F, Func, IntegerField
 from django.utils import timezone
 
 from backend.meshconfig.bundle import EMPTY_DIGEST
@@ -169,10 +170,18 @@ def revisions_list(
     before: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    with_resources: bool = True,
 ):
     """The org's revisions, newest first; ``since``/``until`` bound their creation time
-    (both inclusive)."""
+    (both inclusive). Without ``with_resources``, neither their resources nor their parents'
+    are read (``revisions_resources`` reads them): each has ``n_resources``, their count."""
     qs = Revision.objects.for_org(org).select_related("author", "author_token", "parent")
+    if not with_resources:
+        qs = qs.defer("resources", "parent__resources", "parent__validation").annotate(
+            n_resources=Func(
+                F("resources"), function="jsonb_array_length", output_field=IntegerField()
+            )
+        )
     if before is not None:
         qs = qs.filter(number__lt=before)
     if since is not None:
@@ -180,6 +189,13 @@ def revisions_list(
     if until is not None:
         qs = qs.filter(created_at__lte=until)
     return list(qs.order_by("-number")[:limit])
+
+
+def revisions_resources(*, org: Organization | int, ids) -> dict[int, list[dict]]:
+    """{revision id: its resources} for these revisions of the org."""
+    return dict(
+        Revision.objects.for_org(org).filter(pk__in=list(ids)).values_list("pk", "resources")
+    )
 
 
 # Kinds whose resource without a workload selector applies to every workload of its namespace.
@@ -245,10 +261,15 @@ def _key(resource: dict) -> tuple:
     return (resource.get("kind"), meta.get("namespace") or "default", meta.get("name"))
 
 
-def revision_touched(rev: Revision, *, namespace: str, service: str) -> list[str]:
-    """The resources this revision added, changed or removed (against its parent) that touch
-    the service, as ``Kind namespace/name``; [] when it left the service alone."""
-    before = {_key(r): r for r in (rev.parent.resources if rev.parent_id else [])}
+def revision_touched(
+    rev: Revision, *, namespace: str, service: str, parent: Revision | None = None
+) -> list[str]:
+    """The resources this revision added, changed or removed (against its parent, which
+    ``parent`` may give already read) that touch the service, as ``Kind namespace/name``; []
+    when it left the service alone."""
+    if parent is None and rev.parent_id:
+        parent = rev.parent
+    before = {_key(r): r for r in (parent.resources if parent is not None else [])}
     after = {_key(r): r for r in rev.resources}
     touched = []
     for key in sorted(before.keys() | after.keys(), key=lambda k: tuple(map(str, k))):
@@ -275,8 +296,18 @@ def revisions_touching(
     """The org's revisions in the window (the newest ``TOUCHING_SCAN`` of them) that changed
     a resource touching the service, newest first, each with what it touched."""
     found = []
-    for rev in revisions_list(org=org, limit=TOUCHING_SCAN, since=since, until=until):
-        touched = revision_touched(rev, namespace=namespace, service=service)
+    revs = list(
+        Revision.objects.for_org(org)
+        .filter(**{k: v for k, v in (("created_at__gte", since), ("created_at__lte", until)) if v})
+        .select_related("author", "author_token", "parent")
+        # a revision's parent is mostly the next one in the list: its bundle is read once
+        .defer("parent__resources", "parent__validation")
+        .order_by("-number")[:TOUCHING_SCAN]
+    )
+    by_id = {rev.pk: rev for rev in revs}
+    for rev in revs:
+        parent = by_id.get(rev.parent_id) if rev.parent_id else None
+        touched = revision_touched(rev, namespace=namespace, service=service, parent=parent)
         if touched:
             found.append((rev, touched))
             if len(found) >= limit:

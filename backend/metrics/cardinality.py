@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 
 from django.db import connection
 
 from backend.metrics.labels import Matcher
-from backend.metrics.storage.catalog import label_pairs_named
-from backend.metrics.storage.reader import series_match
+from backend.metrics.storage.reader import series_labels_matching
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 500
@@ -29,10 +29,11 @@ class TooManySeries(ValueError):
 
 
 def _matched(org_id: int, matchers: Sequence[Matcher], max_series: int) -> list[dict]:
-    found = series_match(org_id=org_id, matchers=matchers, limit=max_series + 1)
+    """The matched series' labels: the catalog's shared dicts, read only."""
+    found = series_labels_matching(org_id=org_id, matchers=matchers, limit=max_series + 1)
     if len(found) > max_series:
         raise TooManySeries(f"the selector matches more than {max_series} series; narrow it down")
-    return list(found.values())
+    return found
 
 
 def series_total(*, org_id: int) -> int:
@@ -46,11 +47,11 @@ def label_names_cardinality(
 ) -> dict:
     """Label names by their number of distinct values, most first."""
     if matchers:
-        values: dict[str, set[str]] = {}
-        for labels in _matched(org_id, matchers, max_series):
-            for name, value in labels.items():
-                values.setdefault(name, set()).add(value)
-        counts = [(name, len(v)) for name, v in values.items()]
+        # the distinct (name, value) pairs of the matched series, then pairs per name
+        pairs = set(
+            chain.from_iterable(labels.items() for labels in _matched(org_id, matchers, max_series))
+        )
+        counts = list(Counter(name for name, _ in pairs).items())
     else:
         with connection.cursor() as cur:
             cur.execute(
@@ -68,21 +69,35 @@ def label_names_cardinality(
     }
 
 
-def _value_counts_sql(org_id: int, name: str) -> Counter:
+def _value_counts_sql(org_id: int, names: Sequence[str]) -> dict[str, Counter]:
+    """{name: Counter(value: series holding it)} for these label names, in one statement."""
+    out: dict[str, Counter] = {name: Counter() for name in names}
     with connection.cursor() as cur:
-        pairs = dict(label_pairs_named(cur, org_id, name))
+        cur.execute(
+            "SELECT id, name, value FROM metric_label_pairs WHERE org_id = %s AND name = ANY(%s)",
+            [org_id, list(names)],
+        )
+        pairs = {pid: (name, value) for pid, name, value in cur.fetchall()}
         if not pairs:
-            return Counter()
-        # The GIN index finds the series holding any of the pairs; unnest picks the pair out.
+            return out
+        # The series holding any of the pairs (the GIN index, when the planner finds it
+        # worth it); unnest lays out their pairs, a hash join keeps the wanted ones (not
+        # ``= ANY(list)``, a scan of the list for each of the series' ~30 pairs).
+        ids = list(pairs)
         cur.execute(
             """
-            SELECT pid, count(*) FROM metric_series s, unnest(s.label_ids) AS pid
-            WHERE s.org_id = %s AND s.label_ids && %s::int[] AND pid = ANY(%s::int[])
-            GROUP BY pid
+            SELECT u.pid, count(*)
+            FROM metric_series s CROSS JOIN LATERAL unnest(s.label_ids) AS u(pid)
+            JOIN unnest(%s::int[]) AS w(pid) ON w.pid = u.pid
+            WHERE s.org_id = %s AND s.label_ids && %s::int[]
+            GROUP BY u.pid
             """,
-            [org_id, list(pairs), list(pairs)],
+            [ids, org_id, ids],
         )
-        return Counter({pairs[pid]: n for pid, n in cur.fetchall()})
+        for pid, n in cur.fetchall():
+            name, value = pairs[pid]
+            out[name][value] = n
+    return out
 
 
 def label_values_cardinality(
@@ -103,7 +118,7 @@ def label_values_cardinality(
         }
     else:
         total = series_total(org_id=org_id)
-        per_name = {name: _value_counts_sql(org_id, name) for name in names}
+        per_name = _value_counts_sql(org_id, names)
     out = []
     for name in names:
         counts = per_name[name]
@@ -129,5 +144,5 @@ def active_series(*, org_id: int, matchers: Sequence[Matcher], max_series: int) 
 
 def top_metrics(*, org_id: int, limit: int) -> list[tuple[str, int]]:
     """(metric name, series) of the org's metrics with the most series, most first."""
-    counts = _value_counts_sql(org_id, "__name__")
+    counts = _value_counts_sql(org_id, ["__name__"])["__name__"]
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]

@@ -52,6 +52,14 @@ def expected(*indexes):
         ([("__name__", "=", "up"), ("instance", "=~", "|a:.*")], [3, 4]),
         ([("job", "=", "nope")], []),
         ([("__name__", "=~", "up|http_requests_total"), ("job", "=", "web")], [2, 4]),
+        # != and !~ (a regex that cannot match "") exclude in SQL: absent labels pass
+        ([("code", "!=", "200")], [1, 3, 4]),
+        ([("code", "!=", "404")], [0, 1, 2, 3, 4]),  # no such pair: everything passes
+        ([("job", "!=", "api"), ("code", "!=", "200")], [4]),
+        ([("code", "!~", "2..|3..")], [1, 3, 4]),
+        ([("code", "!~", "4..")], [0, 1, 2, 3, 4]),
+        ([("code", "!~", "2..|")], [1]),  # matches "": absent labels fail, checked after
+        ([("__name__", "!=", "up"), ("instance", "!~", "a:.*")], [0, 1, 2]),
     ],
 )
 def test_matchers(catalog, tenants, matchers, want):

@@ -184,6 +184,33 @@ def test_blocks_answer_like_the_head(tenants):
     assert _head_rows(tenants.org.pk) == 0
     assert _everything(tenants.org.pk, trace_ids, queries) == in_head
 
+    # Searches without tag filters read the key head from the org's key horizon on, and
+    # blocks before it: the same answers with the older half's keys pruned, and all of them.
+    assert storage.keys_prune(org_id=tenants.org.pk, before_ns=middle, max_seq=2**62) > 0
+    assert _everything(tenants.org.pk, trace_ids, queries) == in_head
+    assert storage.keys_prune(org_id=tenants.org.pk, before_ns=2**62, max_seq=2**62) > 0
+    assert _key_count(tenants.org.pk) == 0
+    assert _everything(tenants.org.pk, trace_ids, queries) == in_head
+
+
+def test_search_trusts_the_key_head_only_within_the_retention(tenants):
+    """Whole block partitions past the retention go while keys the rollups never pruned may
+    stay: such keys find nothing (a search finds no trace it cannot show)."""
+    org = tenants.org.pk
+    now = time.time_ns()
+    old = [s for s in _random_spans(3, now - 20 * 86_400 * 10**9) if s.service == "cart"]
+    recent = [s for s in _random_spans(4, now) if s.service == "cart"]
+    _store(org, old + recent)
+    window = TraceQuery(service="cart", start_ns=now - 30 * 86_400 * 10**9, end_ns=now, limit=1000)
+    assert set(traces_find(org_id=org, query=window)) == {s.trace_id for s in old + recent}
+    with connection.cursor() as cur:  # as retention's partition drop (14 days by default)
+        cur.execute(
+            "DELETE FROM trace_blocks WHERE org_id = %s AND max_start_ns < %s",
+            [org, now - 14 * 86_400 * 10**9],
+        )
+    assert _key_count(org) == len(old) + len(recent)  # the old spans' keys are still there
+    assert set(traces_find(org_id=org, query=window)) == {s.trace_id for s in recent}
+
 
 def test_a_retried_batch_is_stored_once_across_head_and_blocks(tenants):
     now = time.time_ns() - 3600 * 10**9

@@ -33,6 +33,16 @@ def series_match(
     }
 
 
+def series_labels_matching(
+    *, org_id: int, matchers: Sequence[Matcher], limit: int | None = None
+) -> list[Labels]:
+    """The labels of series_match's series, in series id order, without copying them: the
+    catalog's shared dicts, to read and never change (counting, serializing)."""
+    return [
+        labels for _, labels, _ in _series_matching(org_id=org_id, matchers=matchers, limit=limit)
+    ]
+
+
 def _series_matching(
     *, org_id: int, matchers: Sequence[Matcher], limit: int | None = None
 ) -> list[tuple[int, Labels, LabelPairs]]:
@@ -65,6 +75,24 @@ def _series_matching(
                     return []
                 where.append(sql.SQL("label_ids && %s::int[]"))
                 params.append(ids)
+            elif m.op == "!=" and m.value != "":
+                # Only the series holding this very pair fail it: excluded in SQL, before
+                # their labels are looked up (no such pair: every series passes).
+                pair_ids = label_pair_ids(cur, org_id, {(m.name, m.value)}, create=False)
+                if pair_ids:
+                    where.append(sql.SQL("NOT label_ids @> %s::int[]"))
+                    params.append(list(pair_ids.values()))
+            elif m.op == "!~" and pattern.match("") is None:
+                # An absent label ("") passes; a series fails only by holding a pair whose
+                # value the regex matches.
+                ids = [
+                    pid
+                    for pid, value in label_pairs_named(cur, org_id, m.name)
+                    if pattern.match(value)
+                ]
+                if ids:
+                    where.append(sql.SQL("NOT label_ids && %s::int[]"))
+                    params.append(ids)
             else:
                 post.append((m, pattern))
         if required:

@@ -54,6 +54,8 @@ def error(status: int, message: str) -> Response:
 
 
 def _tag(key: str, value: Any) -> dict:
+    if type(value) is str:  # the usual case first
+        return {"key": key, "type": "string", "value": value}
     if isinstance(value, bool):
         return {"key": key, "type": "bool", "value": value}
     if isinstance(value, int):
@@ -86,14 +88,21 @@ def _span_tags(span: StoredSpan) -> list[dict]:
     return tags
 
 
-def jaeger_trace(spans: list[StoredSpan]) -> dict:
-    """One trace in Jaeger's JSON model, processes de-duplicated as Jaeger does."""
+def jaeger_trace(spans: list[StoredSpan], keys: dict[tuple[str, int], str] | None = None) -> dict:
+    """One trace in Jaeger's JSON model, processes de-duplicated as Jaeger does.
+
+    ``keys`` may be shared by the traces of one answer (while their spans are alive): spans
+    read together share their resource's dict, whose process key is then made once."""
     processes: dict[str, dict] = {}
     process_ids: dict[str, str] = {}
     out_spans = []
     ids = {s.span_id for s in spans}
+    keys = {} if keys is None else keys
     for span in spans:
-        key = json.dumps([span.service, span.resource], sort_keys=True, default=str)
+        key = keys.get((span.service, id(span.resource)))
+        if key is None:
+            key = json.dumps([span.service, span.resource], sort_keys=True, default=str)
+            keys[(span.service, id(span.resource))] = key
         if key not in process_ids:
             process_ids[key] = f"p{len(process_ids) + 1}"
             processes[process_ids[key]] = {
@@ -243,7 +252,8 @@ class TracesView(JaegerView):
         except DataError as exc:  # a regex Python accepted but PostgreSQL's engine did not
             raise BadRequest(f"invalid tag filter: {exc}") from exc
         found = selectors.traces_get(org_id=self.org.pk, trace_ids=trace_ids)
-        return envelope([jaeger_trace(found[t]) for t in trace_ids if t in found])
+        keys: dict[tuple[str, int], str] = {}
+        return envelope([jaeger_trace(found[t], keys) for t in trace_ids if t in found])
 
 
 class DependenciesView(JaegerView):

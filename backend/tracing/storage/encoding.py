@@ -481,17 +481,40 @@ class Block:
         return [blob[offsets[c] : ends[c]].decode() for c in codes.tolist()]
 
     def attributes(self, rows: np.ndarray) -> list[dict]:
-        """The attributes of the spans at ``rows`` (in jsonb's key order, as rows read back)."""
+        """The attributes of the spans at ``rows`` (in jsonb's key order, as rows read back).
+
+        Entries are put in (span, key's jsonb rank) order with numpy, and each distinct value
+        is parsed once, all of them in one ``json.loads`` (a value shared by many spans — a
+        URL, a status code — is the rule); a list or object value is parsed anew for each
+        span, so that no two spans share a mutable value."""
         keys, spans, values = self.attribute_columns()
-        take = np.isin(spans, rows)
+        wanted = np.zeros(self.n_spans, dtype=bool)
+        wanted[rows] = True
+        take = wanted[spans]
         names = self.attribute_keys()
-        texts = self.value_texts(values[take])
-        per_span: dict[int, list] = {r: [] for r in rows.tolist()}
-        for k, s, text in zip(keys[take].tolist(), spans[take].tolist(), texts, strict=True):
-            per_span[s].append((names[k], json.loads(text)))
-        return [
-            dict(sorted(per_span[r], key=lambda kv: jsonb_key_order(kv[0]))) for r in rows.tolist()
-        ]
+        k, s, v = keys[take], spans[take], values[take]
+        order = np.lexsort((self._key_ranks()[k], s))
+        k, s, v = k[order], s[order], v[order]
+        distinct, inverse = np.unique(v, return_inverse=True)
+        texts = self.value_texts(distinct)
+        parsed = json.loads("[" + ",".join(texts) + "]") if texts else []
+        per_span: dict[int, dict] = {r: {} for r in rows.tolist()}
+        for key, span, i in zip(k.tolist(), s.tolist(), inverse.tolist(), strict=True):
+            value = parsed[i]
+            if isinstance(value, list | dict):
+                value = json.loads(texts[i])
+            per_span[span][names[key]] = value
+        return [per_span[r] for r in rows.tolist()]
+
+    def _key_ranks(self) -> np.ndarray:
+        """Each attribute key's position in jsonb's key order (length, then bytes)."""
+        if "key_ranks" not in self._cache:
+            names = self.attribute_keys()
+            ranks = np.empty(len(names), dtype=np.int64)
+            by_order = sorted(range(len(names)), key=lambda i: jsonb_key_order(names[i]))
+            ranks[by_order] = np.arange(len(names))
+            self._cache["key_ranks"] = ranks
+        return self._cache["key_ranks"]
 
     def extras(self, rows: np.ndarray) -> list[tuple[list, list]]:
         spans = self.ints("extras_spans")

@@ -4,7 +4,10 @@ Trace by id asks the trace index which blocks hold the trace and decodes only th
 id columns, then the attributes of the matching rows. Search prunes blocks with their
 summaries (org, time range, service, operations, duration range, error flag), visits the
 survivors newest first (or slowest first) and stops as soon as no block left can change the
-answer; the head answers in SQL, and the two top lists merge by each trace's maximum.
+answer; the head answers in SQL, and the two top lists merge by each trace's maximum. A search
+without tag filters reads the recent part of its window from the key head
+(``trace_span_keys``: every stored span's service, operation, start, duration and status,
+kept until the org's key horizon) in SQL, and decodes only blocks older than that.
 """
 
 from __future__ import annotations
@@ -12,15 +15,19 @@ from __future__ import annotations
 import heapq
 import json
 import re
+import time
 from collections.abc import Callable
 
 import numpy as np
 from django.db import connection
 
+from backend.tenancy.selectors import limits_get
 from backend.tracing.spans import StoredSpan
 from backend.tracing.storage import blocks as block_store
 from backend.tracing.storage.catalog import names_get
 from backend.tracing.storage.encoding import Block, value_text
+
+NS_PER_DAY = 86_400 * 10**9
 
 _SPAN_COLUMNS = """
     s.trace_id, s.span_id, s.parent_span_id, sv.name, op.name, s.kind, s.start_ns,
@@ -322,6 +329,18 @@ def traces_find(*, org_id: int, query) -> list[bytes]:
             params.append(query.max_duration_ns)
         if query.errors_only or query.status_code == 2:
             where.append("has_error")
+        if not _filters(query):
+            # Spans from the key horizon on are all in the key head: SQL finds their best
+            # traces; only blocks holding older spans are decoded.
+            low = _keys_low(cur, org_id)
+            if query.end_ns >= low:
+                for trace_id, value in _keys_find(
+                    cur, org_id, query, service_id, operation_ids, low
+                ):
+                    if found.get(trace_id, value - 1) < value:
+                        found[trace_id] = value
+            where.append("min_start_ns < %s")
+            params.append(low)
         bound = "max_start_ns" if query.sort == "start" else "max_duration_ns"
         cur.execute(
             f"SELECT id, min_start_ns, {bound} FROM trace_blocks "  # noqa: S608
@@ -334,8 +353,7 @@ def traces_find(*, org_id: int, query) -> list[bytes]:
             cur.execute("SELECT id, attributes FROM trace_resources WHERE org_id = %s", [org_id])
             resources = {rid: _json(a, {}) for rid, a in cur.fetchall()}
         for block_id, min_start, block_bound in candidates:
-            best = _best(found, query.limit)
-            if len(best) >= query.limit and block_bound < found[best[-1]]:
+            if len(found) >= query.limit and block_bound < _kth(found, query.limit):
                 break  # no span left in any block can beat the answer
             cur.execute(
                 "SELECT payload FROM trace_blocks WHERE id = %s AND org_id = %s", [block_id, org_id]
@@ -347,6 +365,50 @@ def traces_find(*, org_id: int, query) -> list[bytes]:
 
 def _best(found: dict[bytes, int], limit: int) -> list[bytes]:
     return [t for t, _ in heapq.nlargest(limit, found.items(), key=lambda kv: kv[1])]
+
+
+def _kth(found: dict[bytes, int], limit: int) -> int:
+    """The value of the ``limit``-th best trace (``found`` holds at least that many)."""
+    return heapq.nlargest(limit, found.values())[-1]
+
+
+def _keys_low(cur, org_id: int) -> int:
+    """Where the key head is complete: spans starting at or after this all have their keys.
+    Keys before the org's horizon may have been pruned; past the org's retention, blocks
+    may have gone (whole partitions) while keys the rollups never pruned stayed."""
+    cur.execute("SELECT pruned_before_ns FROM trace_span_horizon WHERE org_id = %s", [org_id])
+    row = cur.fetchone()
+    days = limits_get(org_id=org_id).traces_retention_days
+    retained = time.time_ns() - days * NS_PER_DAY
+    return max(row[0] if row else retained, retained)
+
+
+def _keys_find(cur, org_id: int, query, service_id: int, operation_ids, low: int):
+    """(trace id, best start or duration) of the best ``limit`` traces among the key head's
+    spans starting in [max(start, low), end] that match the query (no tag filters)."""
+    where = ["org_id = %s", "service_id = %s", "start_ns BETWEEN %s AND %s"]
+    params: list = [org_id, service_id, max(query.start_ns, low), query.end_ns]
+    if operation_ids is not None:
+        where.append("operation_id = ANY(%s::int[])")
+        params.append(operation_ids)
+    if query.min_duration_ns is not None:
+        where.append("duration_ns >= %s")
+        params.append(query.min_duration_ns)
+    if query.max_duration_ns is not None:
+        where.append("duration_ns <= %s")
+        params.append(query.max_duration_ns)
+    if query.errors_only:
+        where.append("status_code = 2")
+    if query.status_code is not None:
+        where.append("status_code = %s")
+        params.append(query.status_code)
+    column = "start_ns" if query.sort == "start" else "duration_ns"
+    cur.execute(
+        f"SELECT trace_id, max({column}) FROM trace_span_keys "  # noqa: S608
+        f"WHERE {' AND '.join(where)} GROUP BY trace_id ORDER BY 2 DESC LIMIT %s",
+        [*params, query.limit],
+    )
+    return [(bytes(t), v) for t, v in cur.fetchall()]
 
 
 def _block_find(b: Block, query, service_id, operation_ids, resources, found) -> None:

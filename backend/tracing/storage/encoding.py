@@ -289,17 +289,14 @@ def attr_columns(attributes: list[dict | None]) -> AttrColumns:
 def attr_columns_concat(parts: list[tuple[AttrColumns, int]]) -> AttrColumns:
     """Several spans' :class:`AttrColumns` (each with its span count) as one, the spans of
     each part after those of the previous; equal keys and tokens share one number."""
-    names: dict[str, int] = {}
-    tokens: dict = {}
+    # every part's keys and tokens numbered by first appearance, in C (dict.fromkeys, map)
+    names = dict(zip(dict.fromkeys(chain.from_iterable(c.key_names for c, _ in parts)), count()))
+    tokens = dict(zip(dict.fromkeys(chain.from_iterable(c.tokens for c, _ in parts)), count()))
     spans, keys, values = [], [], []
     offset = 0
     for cols, n in parts:
-        key_map = np.fromiter(
-            (names.setdefault(k, len(names)) for k in cols.key_names), np.int64, len(cols.key_names)
-        )
-        token_map = np.fromiter(
-            (tokens.setdefault(t, len(tokens)) for t in cols.tokens), np.int64, len(cols.tokens)
-        )
+        key_map = np.fromiter(map(names.__getitem__, cols.key_names), np.int64, len(cols.key_names))
+        token_map = np.fromiter(map(tokens.__getitem__, cols.tokens), np.int64, len(cols.tokens))
         spans.append(cols.spans + offset)
         keys.append(key_map[cols.keys] if len(cols.keys) else cols.keys)
         values.append(token_map[cols.values] if len(cols.values) else cols.values)

@@ -227,6 +227,49 @@ def drain_alone(shape: str, n_batches: int, spans: int) -> None:
     print(drained, time.perf_counter() - wall, time.process_time() - cpu)
 
 
+def accept_alone(shape: str, n_requests: int, spans: int) -> None:
+    """(Run inside Canopy.) The receiver's work on its own: ``n_requests`` OTLP protobuf
+    bodies accepted in one process as ``POST /v1/traces`` does after authentication (decode,
+    limits, the per-trace cap in Redis, the outbox row), without HTTP; prints spans accepted,
+    wall and CPU seconds of this process."""
+    from backend.tenancy.services import limits_update, org_create, user_get_or_create
+    from ingest.accept.payload import Payload
+    from ingest.accept.traces import TraceFormat, traces_accept
+
+    org = org_create(
+        slug=f"accept-{time.time_ns() % 10**9}",
+        name="accept alone",
+        owner=user_get_or_create(username="bench-accept"),
+    )
+    limits_update(
+        org=org,
+        changes={
+            "traces_ingestion_rate": 100_000_000,
+            "traces_ingestion_burst_size": 100_000_000,
+            "max_spans_per_trace": 10_000_000,
+        },
+    )
+    start_us = time.time_ns() // 1000 - 600 * 10**6
+    make = envoy_spans if shape == "envoy" else otel_spans
+    bodies = [
+        otlp_request(
+            make(spans, seed=8_000_000 + r, start_us=start_us + r * 10**6)
+        ).SerializeToString()
+        for r in range(n_requests + 1)
+    ]
+
+    def accept(body: bytes) -> int:
+        payload = Payload(lambda cap: body, "application/x-protobuf")
+        return traces_accept(org_id=org.pk, trace_format=TraceFormat.OTLP, payload=payload).stored
+
+    accept(bodies[0])  # catalogs warm, as in a running receiver
+    accepted = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for body in bodies[1:]:
+        accepted += accept(body)
+    print(accepted, time.perf_counter() - wall, time.process_time() - cpu)
+
+
 def raw_copy_rate(srv: CanopyServer) -> tuple[float, int, int]:
     """The reference: the org's stored spans as rows (text), COPYed into the row head's
     table (partitioned by day, with its indexes) under an org id that collides with
@@ -348,9 +391,9 @@ def main(argv: list[str] | None = None) -> int:
             "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'trace_blocks_%%' "
             "AND c.relname LIKE '%%trace_keys%%'"
         )
-        # The drain alone, in one process, after the bytes were measured (the sweep would queue
-        # a drain for these batches only after 20 s; a drain run meanwhile would just take
-        # batches from the loop, which counts its own)
+        # The drain alone and the receiver alone, in one process each, after the bytes were
+        # measured (the sweep would queue a drain for the drain's batches only after 20 s; a
+        # drain run meanwhile would just take batches from the loop, which counts its own)
         drained, drain_wall, drain_cpu = (
             float(x)
             for x in srv._manage(
@@ -358,6 +401,16 @@ def main(argv: list[str] | None = None) -> int:
                 "-c",
                 "from bench.traces_ingest import drain_alone; "
                 f"drain_alone({args.shape!r}, {min(40, args.senders * args.requests)}, "
+                f"{args.spans})",
+            ).split()[-3:]
+        )
+        accepted, accept_wall, accept_cpu = (
+            float(x)
+            for x in srv._manage(
+                "shell",
+                "-c",
+                "from bench.traces_ingest import accept_alone; "
+                f"accept_alone({args.shape!r}, {min(20, args.senders * args.requests)}, "
                 f"{args.spans})",
             ).split()[-3:]
         )
@@ -378,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         f"the drain alone (outbox -> keys + blocks, one process): {drained:,.0f} spans, "
         f"{drained / drain_wall:,.0f} spans/s ({drained / drain_cpu:,.0f} spans per CPU-second "
         f"of the worker) = {drained / drain_wall / copy_rate:.2f} x raw COPY"
+    )
+    print(
+        f"the receiver alone (decode, limits, outbox row; no HTTP; one process): "
+        f"{accepted:,.0f} spans, {accepted / accept_wall:,.0f} spans/s "
+        f"({accepted / accept_cpu:,.0f} spans per CPU-second of the receiver)"
     )
     print(
         f"rollup of the spans {float(rollup_s):.1f} s; keys pruned in {float(prune_s):.1f} s; "

@@ -424,28 +424,96 @@ def test_compaction_of_a_busy_window_fills_blocks(tenants, monkeypatch):
     assert sum(1 for n in sizes if n < 20) <= 1  # what is left over after full blocks
 
 
-def test_outbox_rows_written_before_the_upgrade_drain_alike(tenants, monkeypatch):
-    """Batches committed by the previous receiver (attributes, events and links as JSON
-    texts inside the row) drain to the same spans as today's (nested JSON)."""
+def _v1_payload(batch, service_ids, operation_ids, resource_ids, previous="json_rows"):
+    """An outbox payload as receivers wrote it before the columnar format: a JSON array of
+    rows, attributes, events and links nested ("json_rows") or as JSON texts ("json_texts")."""
     import json as json_module
 
     from backend.tracing.storage import catalog, outbox
     from backend.zstd_contexts import compressor
 
-    now = time.time_ns()
-    spans = _random_spans(15, now, n_traces=12)
-    _store(tenants.other_org.pk, spans)
-
-    def previous_payload(rows):
+    rows = []
+    for s, sid, oid, rid in zip(batch, service_ids, operation_ids, resource_ids, strict=True):
+        scope = f"{s.scope_name}@{s.scope_version}" if s.scope_version else s.scope_name
+        rows.append(
+            [
+                s.trace_id.hex(),
+                s.span_id.hex(),
+                s.parent_span_id.hex() if s.parent_span_id else None,
+                sid,
+                oid,
+                s.kind,
+                s.start_ns,
+                s.duration_ns,
+                s.status_code,
+                s.status_message or None,
+                rid,
+                scope or None,
+                s.attributes or None,
+                outbox._events(s.events),
+                outbox._links(s.links),
+                s.flags,
+                s.trace_state or None,
+            ]
+        )
+    text = json_module.dumps(
+        rows, default=catalog.json_default, ensure_ascii=False, separators=(",", ":")
+    )
+    if previous == "json_texts" or "\\u0000" in text:
         for row in rows:
             for i in (12, 13, 14):
                 if row[i] is not None:
                     row[i] = catalog.dumps(row[i])
-        return compressor(1).compress(json_module.dumps(rows, separators=(",", ":")).encode())
+        text = json_module.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    return compressor(1).compress(text.encode())
 
+
+@pytest.mark.parametrize("previous", ["json_rows", "json_texts"])
+def test_outbox_rows_written_before_the_upgrade_drain_alike(tenants, monkeypatch, previous):
+    """Batches committed by previous receivers, a JSON array of rows (attributes, events and
+    links nested, or, before that, as JSON texts inside the row), drain to the same spans as
+    today's columnar batches, alone or mixed with them in one drain round."""
+    from backend.tracing.storage import outbox
+
+    now = time.time_ns()
+    spans = _random_spans(15, now, n_traces=12)
+    _store(tenants.other_org.pk, spans)
+
+    def previous_payload(batch, service_ids, operation_ids, resource_ids):
+        return _v1_payload(batch, service_ids, operation_ids, resource_ids, previous)
+
+    new_payload = outbox._payload
     monkeypatch.setattr(outbox, "_payload", previous_payload)
     _store(tenants.org.pk, spans)
     trace_ids = sorted({s.trace_id for s in spans})
     got = traces_get(org_id=tenants.org.pk, trace_ids=trace_ids)
     assert sum(len(v) for v in got.values()) == len(spans)
     assert got == traces_get(org_id=tenants.other_org.pk, trace_ids=trace_ids)
+
+    # both formats in one drain round (batches of an upgrade in flight)
+    third = tenants.org.pk
+    _forget_org_spans(third)
+    for i, lo in enumerate(range(0, len(spans), 23)):
+        writer = previous_payload if i % 2 else new_payload
+        monkeypatch.setattr(outbox, "_payload", writer)
+        storage.batch_append(org_id=third, spans=spans[lo : lo + 23])
+    assert storage.batches_drain(org_id=third) == len(spans)
+    got = traces_get(org_id=third, trace_ids=trace_ids)
+    assert got == traces_get(org_id=tenants.other_org.pk, trace_ids=trace_ids)
+
+
+@pytest.mark.parametrize("previous", ["json_rows", "json_texts"])
+def test_columnar_outbox_encodes_the_very_same_blocks(previous):
+    """The drain reads a columnar batch into the same block, byte for byte, as the same spans
+    written in a previous format (every attribute type, NUL, bytes, events, links)."""
+    from backend.tracing.storage import outbox
+
+    for seed in (21, 22):
+        spans = _random_spans(seed, time.time_ns(), n_traces=30)
+        rng = random.Random(seed)
+        ids = [[rng.randrange(1, 50) for _ in spans] for _ in range(3)]
+        new = outbox._spans([(0, 0, outbox._payload(spans, *ids))])
+        old = outbox._spans([(0, 0, _v1_payload(spans, *ids, previous))])
+        assert encoding.encode(new) == encoding.encode(old)
+        assert outbox._peer_services(new) == outbox._peer_services(old)
+        assert outbox._head_rows(new) == outbox._head_rows(old)

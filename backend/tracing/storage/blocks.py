@@ -22,7 +22,16 @@ import numpy as np
 from django.db import connection, transaction
 
 from backend.pipeline import partitions
-from backend.tracing.storage.encoding import Block, SpanRows, Summary, encode, trace_key
+from backend.tracing.storage.encoding import (
+    AttrColumns,
+    Block,
+    SpanRows,
+    Summary,
+    attr_columns,
+    attr_columns_concat,
+    encode,
+    trace_key,
+)
 
 NS_PER_MS = 1_000_000
 WINDOW_NS = 3600 * 10**9  # a block's spans start within one hour
@@ -80,7 +89,12 @@ def subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
     out = {}
     for name in SpanRows.__slots__:
         value = getattr(rows, name)
-        out[name] = value[idx] if isinstance(value, np.ndarray) else [value[i] for i in pick]
+        if isinstance(value, np.ndarray):
+            out[name] = value[idx]
+        elif isinstance(value, AttrColumns):
+            out[name] = value.take(idx, len(rows))
+        else:
+            out[name] = [value[i] for i in pick]
     return SpanRows(**out)
 
 
@@ -197,7 +211,14 @@ def rows_concat(parts: list[SpanRows]) -> SpanRows:
     out = {}
     for name in SpanRows.__slots__:
         values = [getattr(p, name) for p in parts]
-        if isinstance(values[0], np.ndarray):
+        if name == "attributes" and any(isinstance(v, AttrColumns) for v in values):
+            out[name] = attr_columns_concat(
+                [
+                    (v if isinstance(v, AttrColumns) else attr_columns(v), len(p))
+                    for v, p in zip(values, parts, strict=True)
+                ]
+            )
+        elif isinstance(values[0], np.ndarray):
             out[name] = np.concatenate(values).astype(np.int64)
         else:
             out[name] = [v for part in values for v in part]

@@ -167,7 +167,7 @@ class SpanRows:
     status_messages: list[str | None]
     resource_ids: np.ndarray
     scopes: list[str | None]
-    attributes: list[dict | None]
+    attributes: list[dict | None] | AttrColumns
     events: list[list | None]
     links: list[list | None]
     flags: np.ndarray
@@ -214,6 +214,101 @@ def _dictionary(values: list) -> tuple[np.ndarray, list]:
 def _ints_dictionary(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     distinct, codes = np.unique(values, return_inverse=True)
     return codes.astype(np.int64), distinct.astype(np.int64)
+
+
+@dataclass(slots=True)
+class AttrColumns:
+    """The attributes of ``n`` spans as flat entries: entry ``i`` is key ``key_names[keys[i]]``
+    with value ``tokens[values[i]]`` on span ``spans[i]``; a span's entries keep its key order.
+    A token is the value itself when it is a ``str``, else ``(type name, JSON text)`` (1, 1.0
+    and True differ). The outbox keeps spans' attributes this way (no dict per span), and
+    ``encode`` takes them as they are; ``attr_columns`` makes them from dicts."""
+
+    spans: np.ndarray  # int64, span index of each entry
+    keys: np.ndarray  # int64, index into key_names
+    values: np.ndarray  # int64, index into tokens
+    key_names: list[str]
+    tokens: list
+
+    def take(self, idx: np.ndarray, n: int) -> AttrColumns:
+        """The entries of the spans ``idx`` (of ``n``), renumbered as their position in it."""
+        where = np.full(n, -1, dtype=np.int64)
+        where[idx] = np.arange(len(idx))
+        spans = where[self.spans]
+        keep = spans >= 0
+        return AttrColumns(
+            spans[keep], self.keys[keep], self.values[keep], self.key_names, self.tokens
+        )
+
+    def dicts(self, n: int) -> list[dict | None]:
+        """Per span, its attributes as a dict (None when it has none)."""
+        out: list[dict | None] = [None] * n
+        names, tokens = self.key_names, self.tokens
+        for s, k, v in zip(
+            self.spans.tolist(), self.keys.tolist(), self.values.tolist(), strict=True
+        ):
+            t = tokens[v]
+            d = out[s]
+            if d is None:
+                d = out[s] = {}
+            d[names[k]] = t if type(t) is str else json.loads(t[1])
+        return out
+
+    def texts(self, key: str, n: int) -> list[str | None]:
+        """Per span, the value of ``key`` as ``jsonb ->> key`` renders it (None: absent)."""
+        out: list[str | None] = [None] * n
+        try:
+            k = self.key_names.index(key)
+        except ValueError:
+            return out
+        mine = self.keys == k
+        tokens = self.tokens
+        for s, v in zip(self.spans[mine].tolist(), self.values[mine].tolist(), strict=True):
+            t = tokens[v]
+            out[s] = t if type(t) is str else value_text(json.loads(t[1]))
+        return out
+
+
+def attr_columns(attributes: list[dict | None]) -> AttrColumns:
+    """Spans' attribute dicts as :class:`AttrColumns` (the loops over entries run in C: map,
+    chain and dict.fromkeys). Raises TypeError for a value JSON cannot hold (bytes)."""
+    dicts = [a or {} for a in attributes]
+    lengths = np.fromiter(map(len, dicts), np.int64, len(dicts))
+    total = int(lengths.sum())
+    names = dict(zip(dict.fromkeys(chain.from_iterable(dicts)), count()))
+    keys = np.fromiter(map(names.__getitem__, chain.from_iterable(dicts)), np.int64, total)
+    values = list(chain.from_iterable(map(dict.values, dicts)))
+    if set(map(type, values)) - {str}:
+        values = [v if type(v) is str else (type(v).__name__, _json_text(v)) for v in values]
+    tokens = dict(zip(dict.fromkeys(values), count()))
+    codes = np.fromiter(map(tokens.__getitem__, values), np.int64, total)
+    spans = np.repeat(np.arange(len(dicts), dtype=np.int64), lengths)
+    return AttrColumns(spans, keys, codes, list(names), list(tokens))
+
+
+def attr_columns_concat(parts: list[tuple[AttrColumns, int]]) -> AttrColumns:
+    """Several spans' :class:`AttrColumns` (each with its span count) as one, the spans of
+    each part after those of the previous; equal keys and tokens share one number."""
+    # every part's keys and tokens numbered by first appearance, in C (dict.fromkeys, map)
+    names = dict(zip(dict.fromkeys(chain.from_iterable(c.key_names for c, _ in parts)), count()))
+    tokens = dict(zip(dict.fromkeys(chain.from_iterable(c.tokens for c, _ in parts)), count()))
+    spans, keys, values = [], [], []
+    offset = 0
+    for cols, n in parts:
+        key_map = np.fromiter(map(names.__getitem__, cols.key_names), np.int64, len(cols.key_names))
+        token_map = np.fromiter(map(tokens.__getitem__, cols.tokens), np.int64, len(cols.tokens))
+        spans.append(cols.spans + offset)
+        keys.append(key_map[cols.keys] if len(cols.keys) else cols.keys)
+        values.append(token_map[cols.values] if len(cols.values) else cols.values)
+        offset += n
+    empty = np.zeros(0, dtype=np.int64)
+    return AttrColumns(
+        np.concatenate(spans) if spans else empty,
+        np.concatenate(keys) if keys else empty,
+        np.concatenate(values) if values else empty,
+        list(names),
+        list(tokens),
+    )
 
 
 def encode(rows: SpanRows) -> tuple[bytes, Summary]:
@@ -263,34 +358,38 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
     trace_bytes = tid[trace_first].tobytes()
     distinct_traces = [trace_bytes[16 * t : 16 * t + 16] for t in range(len(trace_first))]
 
-    # attributes, key-major: flat (span, key, value) entries, sorted by key (stable, so by
-    # span within a key), values numbered by first use in that order
-    # (the loops over entries run in C: map, chain and dict.fromkeys; numbering by first use)
-    ordered = [rows.attributes[r] or {} for r in order.tolist()]
-    lengths = np.fromiter(map(len, ordered), np.int64, n)
-    n_entries = int(lengths.sum())
-    keys = dict(zip(dict.fromkeys(chain.from_iterable(ordered)), count()))
-    key_codes = np.fromiter(
-        map(keys.__getitem__, chain.from_iterable(ordered)), np.int64, n_entries
+    # attributes, key-major: the (span, key, value) entries in block order (by span, each
+    # span's keys in its own order), keys numbered by first use in that order, then sorted by
+    # key (stable, so by span within a key), values numbered by first use in that order
+    cols = (
+        rows.attributes
+        if isinstance(rows.attributes, AttrColumns)
+        else attr_columns([rows.attributes[r] for r in range(n)])
     )
-    values = list(chain.from_iterable(map(dict.values, ordered)))
-    if set(map(type, values)) - {str}:
-        # a str stands for itself; other types by type and JSON (1, 1.0 and True differ)
-        values = [v if type(v) is str else (type(v).__name__, _json_text(v)) for v in values]
-    tokens = dict(zip(dict.fromkeys(values), count()))
-    value_codes = np.fromiter(map(tokens.__getitem__, values), np.int64, len(values))
-    key_list = list(keys)
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    entry_pos = position[cols.spans]
+    by_span = np.argsort(entry_pos, kind="stable")
+    entry_pos = entry_pos[by_span]
+    entry_keys = cols.keys[by_span]
+    distinct_keys, key_first = np.unique(entry_keys, return_index=True)
+    key_ranked = distinct_keys[np.argsort(key_first)]
+    key_renumber = np.zeros(len(cols.key_names), dtype=np.int64)
+    key_renumber[key_ranked] = np.arange(len(key_ranked))
+    key_codes = key_renumber[entry_keys]
+    key_list = [cols.key_names[k] for k in key_ranked.tolist()]
     by_key = np.argsort(key_codes, kind="stable")
-    attr_spans = np.repeat(np.arange(n, dtype=np.int64), lengths)[by_key]
-    value_codes = value_codes[by_key]
+    attr_spans = entry_pos[by_key]
+    value_codes = cols.values[by_span][by_key]
     distinct, first = np.unique(value_codes, return_index=True)
-    renumber = np.empty(len(tokens), dtype=np.int64)
-    renumber[distinct[np.argsort(first)]] = np.arange(len(distinct))
+    ranked = distinct[np.argsort(first)]
+    renumber = np.zeros(len(cols.tokens), dtype=np.int64)
+    renumber[ranked] = np.arange(len(ranked))
     value_codes = renumber[value_codes]
-    token_list = list(tokens)
+    token_list = cols.tokens
     value_texts = [
         _encode_str(t) if type(t) is str else t[1]
-        for t in (token_list[i] for i in distinct[np.argsort(first)].tolist())
+        for t in map(token_list.__getitem__, ranked.tolist())
     ]
     key_counts = np.bincount(key_codes, minlength=len(key_list)).astype(np.int64)
     encoded_values = [t.encode() for t in value_texts]
@@ -349,7 +448,7 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
         max_start_ns=int(starts.max()),
         min_duration_ns=int(durations.min()),
         max_duration_ns=int(durations.max()),
-        has_error=bool((rows.statuses == 2).any() or "error" in keys),
+        has_error=bool((rows.statuses == 2).any() or "error" in key_list),
         service_ids=sv_dict.tolist(),
         operation_ids=op_dict.tolist(),
         attribute_keys=sorted(key_list),

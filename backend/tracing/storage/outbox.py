@@ -16,6 +16,7 @@ nothing twice, and a span is queryable as soon as the drain commits.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ from psycopg import sql
 from backend.pipeline import partitions
 from backend.tracing.spans import Span
 from backend.tracing.storage import blocks, catalog
-from backend.tracing.storage.encoding import SpanRows, value_text
+from backend.tracing.storage.encoding import AttrColumns, SpanRows, attr_columns, value_text
 from backend.zstd_contexts import compressor, decompressor
 
 _OUTBOX_ZSTD_LEVEL = 1  # the hot path: fast beats small for a row that lives seconds
@@ -57,22 +58,122 @@ def _links(links) -> list | None:
     ]
 
 
-_JSON_COLUMNS = (12, 13, 14)  # attributes, events, links in an outbox row
+_JSON_COLUMNS = (12, 13, 14)  # attributes, events, links in an outbox row of the first format
+_V2 = b"TOB2"  # the columnar outbox format (below); the first format is a JSON array of rows
+_ZERO_ID = bytes(8)
+_INT_COLUMNS = (
+    "service_ids",
+    "operation_ids",
+    "kinds",
+    "starts",
+    "durations",
+    "statuses",
+    "resource_ids",
+    "flags",
+)
 
 
-def _payload(rows: list[list]) -> bytes:
-    """The rows as one JSON text (attributes, events and links as nested JSON, parsed with
-    the rest by the drain), zstd'ed. PostgreSQL's text cannot hold NUL: when a NUL is there
-    (rare), those three columns are sent as ``catalog.dumps`` texts instead, which replace
-    it as the row head did (the drain takes either form)."""
-    text = json.dumps(rows, default=catalog.json_default, ensure_ascii=False, separators=(",", ":"))
-    if "\\u0000" in text:
-        for row in rows:
-            for i in _JSON_COLUMNS:
-                if row[i] is not None:
-                    row[i] = catalog.dumps(row[i])
-        text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-    return compressor(_OUTBOX_ZSTD_LEVEL).compress(text.encode())
+def _has_nul(cols: AttrColumns) -> bool:
+    strs = [t for t in cols.tokens if type(t) is str]
+    return (
+        "\x00" in "".join(cols.key_names)
+        or "\x00" in "".join(strs)
+        or (
+            len(strs) < len(cols.tokens)
+            and any("\\u0000" in t[1] for t in cols.tokens if type(t) is not str)
+        )
+    )
+
+
+def _attributes(spans: Sequence[Span]) -> AttrColumns:
+    """The spans' attributes as columns, the values as the first format's JSON gave them back
+    to the drain: ``bytes`` as ``{"bytesValue": base64}``, NUL as U+FFFD (both rare: the
+    fast path checks the distinct keys and values only)."""
+    attributes = [s.attributes for s in spans]
+    try:
+        cols = attr_columns(attributes)
+    except TypeError:  # a bytes value somewhere
+        return attr_columns(json.loads(catalog.dumps(attributes)))
+    if _has_nul(cols):
+        return attr_columns(json.loads(catalog.dumps(attributes)))
+    return cols
+
+
+def _payload(spans: Sequence[Span], service_ids: list, operation_ids: list, resource_ids: list):
+    """One outbox row's payload, columnar (format ``TOB2``), zstd'ed.
+
+    ``TOB2``, header length and span count (``<II``), a JSON header (attribute keys and
+    values, the distinct status message / scope / trace state triples, events and links of
+    the spans that have them), then fixed-width columns: trace ids (16 bytes), span ids (8),
+    parent ids (8, zeros when none) and whether there is one (1), the integer columns
+    (``_INT_COLUMNS``, then the text triple's number; int64), attribute counts per span
+    (int64), and the attribute entries' key and value numbers (int32). The drain reads it
+    with a few ``numpy.frombuffer`` and one small ``json.loads``: no object per span but
+    its ids."""
+    n = len(spans)
+    cols = _attributes(spans)
+    texts: dict[tuple, int] = {}
+    text_codes = [
+        texts.setdefault(
+            (
+                s.status_message or None,
+                (f"{s.scope_name}@{s.scope_version}" if s.scope_version else s.scope_name) or None,
+                s.trace_state or None,
+            ),
+            len(texts),
+        )
+        for s in spans
+    ]
+    extra_rows = [i for i, s in enumerate(spans) if s.events or s.links]
+    extras = (
+        catalog.dumps([[_events(spans[i].events), _links(spans[i].links)] for i in extra_rows])
+        if extra_rows
+        else "[]"
+    )
+    header = json.dumps(
+        {
+            "keys": cols.key_names,
+            "tokens": cols.tokens,
+            "texts": list(texts),
+            "entries": len(cols.keys),
+            "extra_rows": extra_rows,
+            "extras": extras,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+    trace_ids = b"".join([s.trace_id for s in spans])
+    span_ids = b"".join([s.span_id for s in spans])
+    parents = b"".join([s.parent_span_id or _ZERO_ID for s in spans])
+    if len(trace_ids) != 16 * n or len(span_ids) != 8 * n or len(parents) != 8 * n:
+        raise ValueError("trace ids must be 16 bytes, span and parent ids 8")
+    ints = [
+        service_ids,
+        operation_ids,
+        [s.kind for s in spans],
+        [s.start_ns for s in spans],
+        [s.duration_ns for s in spans],
+        [s.status_code for s in spans],
+        resource_ids,
+        [s.flags for s in spans],
+        text_codes,
+    ]
+    body = b"".join(
+        [
+            _V2,
+            struct.pack("<II", len(header), n),
+            header,
+            trace_ids,
+            span_ids,
+            parents,
+            bytes([1 if s.parent_span_id else 0 for s in spans]),
+            *(np.array(column, dtype=np.int64).tobytes() for column in ints),
+            np.bincount(cols.spans, minlength=n).astype(np.int64).tobytes(),
+            cols.keys.astype(np.int32).tobytes(),
+            cols.values.astype(np.int32).tobytes(),
+        ]
+    )
+    return compressor(_OUTBOX_ZSTD_LEVEL).compress(body)
 
 
 def batch_append(*, org_id: int, spans: Sequence[Span]) -> int:
@@ -80,42 +181,24 @@ def batch_append(*, org_id: int, spans: Sequence[Span]) -> int:
     with transaction.atomic(), connection.cursor() as cur:
         service_ids, op_ids = catalog.catalog_ids(cur, org_id, spans)
         memo: dict[int, int] = {}
-        rows = []
+        names: dict[tuple, tuple[int, int]] = {}
+        sids, oids, rids = [], [], []
         for s in spans:
-            sid = service_ids[catalog.service_name(s)]
-            scope = f"{s.scope_name}@{s.scope_version}" if s.scope_version else s.scope_name
-            rows.append(
-                [
-                    s.trace_id.hex(),
-                    s.span_id.hex(),
-                    s.parent_span_id.hex() if s.parent_span_id else None,
+            ids = names.get((s.service, s.name, s.kind))
+            if ids is None:
+                sid = service_ids[catalog.service_name(s)]
+                ids = names[(s.service, s.name, s.kind)] = (
                     sid,
                     op_ids[(sid, catalog.operation_name(s), s.kind)],
-                    s.kind,
-                    s.start_ns,
-                    s.duration_ns,
-                    s.status_code,
-                    s.status_message or None,
-                    catalog.resource_id(cur, org_id, s.resource, memo),
-                    scope or None,
-                    s.attributes or None,
-                    _events(s.events),
-                    _links(s.links),
-                    s.flags,
-                    s.trace_state or None,
-                ]
-            )
+                )
+            sids.append(ids[0])
+            oids.append(ids[1])
+            rids.append(catalog.resource_id(cur, org_id, s.resource, memo))
         starts = [s.start_ns for s in spans]
         cur.execute(
             "INSERT INTO trace_batches (org_id, n_spans, min_start_ns, max_start_ns, payload) "
             "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            [
-                org_id,
-                len(rows),
-                min(starts),
-                max(starts),
-                _payload(rows),
-            ],
+            [org_id, len(spans), min(starts), max(starts), _payload(spans, sids, oids, rids)],
         )
         return cur.fetchone()[0]
 
@@ -155,17 +238,105 @@ def _claim(cur, org_id: int, max_batches: int) -> list[tuple]:
     return cur.fetchall()
 
 
-def _decoded(batches: list[tuple]) -> list[list]:
-    """The batches' spans as rows (ids as bytes; attributes, events, links as JSON texts)."""
-    rows = []
-    for _, _, payload in batches:
-        for row in json.loads(decompressor().decompress(payload)):
-            row[0] = bytes.fromhex(row[0])
-            row[1] = bytes.fromhex(row[1])
-            if row[2] is not None:
-                row[2] = bytes.fromhex(row[2])
-            rows.append(row)
+def _rows_v1(raw: bytes) -> list[list]:
+    """The rows of a payload of the first format (a JSON array of rows; ids as bytes)."""
+    rows = json.loads(raw)
+    for row in rows:
+        row[0] = bytes.fromhex(row[0])
+        row[1] = bytes.fromhex(row[1])
+        if row[2] is not None:
+            row[2] = bytes.fromhex(row[2])
     return rows
+
+
+def _spans_v2(raw: bytes) -> SpanRows:
+    header_size, n = struct.unpack_from("<II", raw, 4)
+    at = 12
+    header = json.loads(raw[at : at + header_size])
+    at += header_size
+
+    def take(size: int) -> bytes:
+        nonlocal at
+        at += size
+        return raw[at - size : at]
+
+    trace_raw, span_raw, parent_raw = take(16 * n), take(8 * n), take(8 * n)
+    has_parent = take(n)
+    ints = {name: np.frombuffer(take(8 * n), dtype=np.int64) for name in _INT_COLUMNS}
+    text_codes = np.frombuffer(take(8 * n), dtype=np.int64).tolist()
+    counts = np.frombuffer(take(8 * n), dtype=np.int64)
+    entries = header["entries"]
+    keys = np.frombuffer(take(4 * entries), dtype=np.int32).astype(np.int64)
+    values = np.frombuffer(take(4 * entries), dtype=np.int32).astype(np.int64)
+    texts = header["texts"]
+    events: list = [None] * n
+    links: list = [None] * n
+    for i, (ev, ln) in zip(header["extra_rows"], json.loads(header["extras"]), strict=True):
+        events[i] = ev
+        links[i] = ln
+    return SpanRows(
+        trace_ids=[trace_raw[i : i + 16] for i in range(0, 16 * n, 16)],
+        span_ids=[span_raw[i : i + 8] for i in range(0, 8 * n, 8)],
+        parent_ids=[
+            parent_raw[8 * i : 8 * i + 8] if has else None for i, has in enumerate(has_parent)
+        ],
+        status_messages=[texts[c][0] for c in text_codes],
+        scopes=[texts[c][1] for c in text_codes],
+        trace_states=[texts[c][2] for c in text_codes],
+        attributes=AttrColumns(
+            np.repeat(np.arange(n, dtype=np.int64), counts),
+            keys,
+            values,
+            header["keys"],
+            [t if type(t) is str else tuple(t) for t in header["tokens"]],
+        ),
+        events=events,
+        links=links,
+        **ints,
+    )
+
+
+def _spans(batches: list[tuple]) -> SpanRows:
+    """The batches' spans as columns, whichever format each batch was written in."""
+    parts = []
+    for _, _, payload in batches:
+        raw = decompressor().decompress(payload)
+        if raw[:4] == _V2:
+            parts.append(_spans_v2(raw))
+        else:  # written before the columnar format: still drains (upgrade safety)
+            parts.append(blocks.rows_from_head(_rows_v1(raw)))
+    return parts[0] if len(parts) == 1 else blocks.rows_concat(parts)
+
+
+def _head_rows(spans: SpanRows) -> list[list]:
+    """The spans as ``trace_spans`` rows (attributes, events, links as parsed JSON)."""
+    n = len(spans)
+    attributes = (
+        spans.attributes.dicts(n) if isinstance(spans.attributes, AttrColumns) else spans.attributes
+    )
+    return [
+        list(row)
+        for row in zip(
+            spans.trace_ids,
+            spans.span_ids,
+            spans.parent_ids,
+            spans.service_ids.tolist(),
+            spans.operation_ids.tolist(),
+            spans.kinds.tolist(),
+            spans.starts.tolist(),
+            spans.durations.tolist(),
+            spans.statuses.tolist(),
+            spans.status_messages,
+            spans.resource_ids.tolist(),
+            spans.scopes,
+            attributes,
+            spans.events,
+            spans.links,
+            spans.flags.tolist(),
+            spans.trace_states,
+            strict=True,
+        )
+    ]
 
 
 def _peer_service(attributes: dict | None) -> str | None:
@@ -174,6 +345,13 @@ def _peer_service(attributes: dict | None) -> str | None:
         return None
     text = value_text(attributes["peer.service"])
     return text[:PEER_SERVICE_MAX] if text is not None else None
+
+
+def _peer_services(spans: SpanRows) -> list[str | None]:
+    if isinstance(spans.attributes, AttrColumns):
+        texts = spans.attributes.texts("peer.service", len(spans))
+        return [t[:PEER_SERVICE_MAX] if t is not None else None for t in texts]
+    return [_peer_service(a) for a in spans.attributes]
 
 
 def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
@@ -196,7 +374,7 @@ def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
             starts,
             spans.durations.tolist(),
             spans.statuses.tolist(),
-            [_peer_service(a) for a in spans.attributes],
+            _peer_services(spans),
             strict=True,
         ):
             copy.write_row(row)
@@ -237,7 +415,7 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
         batches = _claim(cur, org_id, max_batches)
         if not batches:
             return None
-        spans = blocks.rows_from_head(_decoded(batches))
+        spans = _spans(batches)
         cur.execute("SELECT nextval('trace_drain_seq')")
         (seq,) = cur.fetchone()
         new = keys_insert(cur, org_id, spans, seq)
@@ -257,8 +435,8 @@ def batches_drain_to_head(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) 
         batches = _claim(cur, org_id, max_batches)
         if not batches:
             return None
-        rows = _decoded(batches)
-        spans = blocks.rows_from_head(rows)
+        spans = _spans(batches)
+        rows = _head_rows(spans)
         cur.execute("SELECT nextval('trace_drain_seq')")
         (seq,) = cur.fetchone()
         new = keys_insert(cur, org_id, spans, seq).tolist()

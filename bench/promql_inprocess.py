@@ -2,6 +2,7 @@
 
     CANOPY_BENCH_KEEP=1 .venv/bin/python bench/promql.py --results-cache off   # prints its data
     .venv/bin/python bench/promql_inprocess.py /tmp/canopy-bench-XXXX [--repeat 50] [--queries RE]
+    .venv/bin/python bench/promql_inprocess.py /tmp/canopy-bench-XXXX --ab   # against main's reads
 
 Runs ``manage.py shell`` on that database (embedded PostgreSQL/Redis started for it) and times
 each query of bench/promql.py's QUERIES at 1 h / 6 h / 24 h (Grafana's steps, ending at the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 _SCRIPT = r"""
-import json, os, statistics, time
+import contextlib, json, os, statistics, time
+from unittest import mock
+from django.db import transaction
+from backend.metrics.storage import reader
 from urllib.parse import urlencode
 from django.db import connection
 from django.test import Client
@@ -36,6 +41,30 @@ from backend.tenancy.models import Organization
 from backend.tenancy.services import token_create
 
 cfg = json.loads(CFG)
+
+@contextlib.contextmanager
+def _old_reading(self, *, timeout_seconds):
+    # main's reading scope before the lazy transaction: atomic() (psycopg's BEGIN), the
+    # settings in their own statement, COMMIT; and no blocks read with the series
+    if self._blocks_seen is not None:
+        yield self
+        return
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SELECT set_config('statement_timeout', %s, true),"
+                        " set_config('transaction_read_only', 'on', true)",
+                        [str(max(1, int(timeout_seconds * 1000)))])
+        self._blocks_seen = {}
+        try:
+            yield self
+        finally:
+            self._blocks_seen = None
+
+@contextlib.contextmanager
+def old_reads():
+    with mock.patch.object(reader.PostgresQuerier, "reading", _old_reading), \
+            mock.patch.object(reader, "_several_statements", lambda cur: False):
+        yield
 org = Organization.objects.get(slug="bench")
 _, secret = token_create(org=org, name="inprocess", scopes=["metrics:read"])
 with connection.cursor() as cur:
@@ -64,14 +93,20 @@ for name, expr, rng, step in cells:
     with connection.execute_wrapper(count):
         post(form)
     n_sql = len(statements)
-    walls = []
+    walls = {"new": [], "old": []}
     for _ in range(cfg["repeat"]):
-        t = time.perf_counter()
-        post(form)
-        walls.append(time.perf_counter() - t)
-    out.append({"query": name, "range_h": rng // 3_600_000,
-                "median_ms": statistics.median(walls) * 1000, "best_ms": min(walls) * 1000,
-                "sql": n_sql})
+        for variant in ("new", "old") if cfg["ab"] else ("new",):
+            with old_reads() if variant == "old" else contextlib.nullcontext():
+                t = time.perf_counter()
+                post(form)
+                walls[variant].append(time.perf_counter() - t)
+    row = {"query": name, "range_h": rng // 3_600_000, "sql": n_sql}
+    for variant, w in walls.items():
+        if w:
+            key = "" if variant == "new" else "old_"
+            row[key + "median_ms"] = statistics.median(w) * 1000
+            row[key + "best_ms"] = min(w) * 1000
+    out.append(row)
 print("RESULT " + json.dumps(out))
 """
 
@@ -82,6 +117,12 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=50)
     p.add_argument("--queries", help="regex: only the queries whose name matches")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    p.add_argument(
+        "--ab",
+        action="store_true",
+        help="alternate each run with main's reads (transaction.atomic + set_config, blocks in "
+        "their own statement), in the same process: a before/after less sensitive to load",
+    )
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
     import re
@@ -89,7 +130,8 @@ def main() -> None:
     from bench.promql import QUERIES
 
     queries = [q for q in QUERIES if not args.queries or re.search(args.queries, q[0])]
-    code = f"CFG = {json.dumps(json.dumps({'queries': queries, 'repeat': args.repeat}))}\n"
+    cfg = {"queries": queries, "repeat": args.repeat, "ab": args.ab}
+    code = f"CFG = {json.dumps(json.dumps(cfg))}\n"
     env = {
         **os.environ,
         "CANOPY_DATA_DIR": str(args.data_dir),
@@ -122,12 +164,22 @@ def main() -> None:
         sys.exit(proc.stdout + proc.stderr)
     rows = json.loads(line[len("RESULT ") :])
     print(f"load average before: {load:.2f}; after: {os.getloadavg()[0]:.2f}; 2 CPUs")
-    print(f"{'query':22} {'range':>5} {'median ms':>10} {'best ms':>8} {'SQL':>4}")
+    head = f"{'query':22} {'range':>5} {'median ms':>10} {'best ms':>8} {'SQL':>4}"
+    if args.ab:
+        head += f" {'main: median ms':>16} {'best ms':>8} {'ratio of medians':>17}"
+    print(head)
     for r in rows:
-        print(
+        line = (
             f"{r['query']:22} {r['range_h']:>4}h {r['median_ms']:10.2f} {r['best_ms']:8.2f}"
             f" {r['sql']:4d}"
         )
+        if args.ab:
+            ratio = r["median_ms"] / r["old_median_ms"]
+            line += f" {r['old_median_ms']:16.2f} {r['old_best_ms']:8.2f} {ratio:17.2f}"
+        print(line)
+    if args.ab:
+        ratios = [r["median_ms"] / r["old_median_ms"] for r in rows]
+        print(f"median of the ratios (this branch / main): {statistics.median(ratios):.2f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -178,10 +178,15 @@ def test_the_graph_reads_in_one_scope(tenants):
 
     def counting(execute, sql, params, many, context):
         # a blocks read, alone or after the series of its metric in the same statement: its
-        # parameters come last (org, names, window start bound, end, start, end)
+        # parameters are (org, metric names, window start bound, end, start, end), the names
+        # the only list of strings among the statement's parameters
         if "FROM metric_blocks" in str(sql):
-            _, names, _, _, start_ms, end_ms = params[-6:]
-            fetched.append((tuple(names), start_ms, end_ms))
+            i = next(
+                i
+                for i, p in enumerate(params)
+                if isinstance(p, list) and p and all(isinstance(x, str) for x in p)
+            )
+            fetched.append((tuple(params[i]), params[i + 3], params[i + 4]))
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(counting):

@@ -190,3 +190,19 @@ def test_outside_a_transaction_reads_are_read_only_and_cancelled_past_the_timeou
     with connection.cursor() as cur:
         cur.execute("SELECT 1")
         assert cur.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_selection_over_the_series_limit_keeps_no_blocks(tenants):
+    """The blocks read with the series are kept only when the series are within the limit:
+    a refused selection leaves nothing behind for the next selection of the scope."""
+    load(tenants.org, DATA)
+    querier = PostgresQuerier(org_id=tenants.org.pk)
+    reqs = [Matcher("__name__", "=", "reqs")]
+    with querier.reading(timeout_seconds=10):
+        with pytest.raises(SeriesLimitExceeded):
+            querier.select(reqs, start_ms=T0, end_ms=T0 + 10**6, max_series=2)
+        assert querier._blocks_seen == {}
+        got = querier.select(reqs, start_ms=T0, end_ms=T0 + 10**6, max_series=3)
+        assert len(querier._blocks_seen) == 1
+    _same(got, in_memory(DATA).select(reqs, start_ms=T0, end_ms=T0 + 10**6, max_series=3))

@@ -90,13 +90,14 @@ class StoredBlock:
         )
 
 
-def blocks_query(where: str, *, lock: bool = False) -> sql.Composed:
+def blocks_query(where: str, *, lock: bool = False, **parts: sql.Composable) -> sql.Composed:
     """The statement ``blocks_fetch`` runs; ``where`` is a fixed fragment (values travel as
-    parameters). Its rows become blocks through ``blocks_from_rows``."""
+    parameters), whose ``{name}`` placeholders take the composed ``parts``. Its rows become
+    blocks through ``blocks_from_rows``."""
     return sql.SQL(
         'SELECT id, metric_name, window_start, n_series, value_mode, series, timestamps, "values" '
         "FROM metric_blocks WHERE {} ORDER BY window_start, id{}"
-    ).format(sql.SQL(where), sql.SQL(" FOR UPDATE SKIP LOCKED" if lock else ""))
+    ).format(sql.SQL(where).format(**parts), sql.SQL(" FOR UPDATE SKIP LOCKED" if lock else ""))
 
 
 def blocks_from_rows(rows) -> list[StoredBlock]:

@@ -226,6 +226,12 @@ class OrgLimits(models.Model):
         blank=True,
         help_text="OTLP resource attributes added as labels to every series of their resource",
     )
+    # Prometheus's otlp.promote_scope_metadata (3.6+), off by default as there.
+    promote_otel_scope_metadata = models.BooleanField(
+        default=False,
+        help_text="OTLP instrumentation scope (name, version, schema URL, attributes) added as "
+        "otel_scope_* labels to every series of the scope",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantManager()

@@ -120,6 +120,7 @@ def otlp_metrics_accept(*, org_id: int, payload: Payload) -> OtlpMetricsAccepted
             max_age_ms=limits.out_of_order_time_window_seconds * 1000,
             future_grace_ms=limits.creation_grace_period_seconds * 1000,
             promote_resource_attributes=frozenset(limits.promote_otel_resource_attributes),
+            promote_scope_metadata=limits.promote_otel_scope_metadata,
         )
     except DecodeError as exc:
         return _decode_refused(org_id, exc, storage="otlp-metrics")

@@ -23,6 +23,14 @@ metric suffixes on):
 - resource attributes named in ``promote_resource_attributes`` (the org's
   ``promote_otel_resource_attributes``) are labels of every series of the resource too (a data
   point attribute of the same name wins; ``job``/``instance`` win over both);
+- with ``promote_scope_metadata`` (the org's ``promote_otel_scope_metadata``, Prometheus's
+  ``otlp.promote_scope_metadata``, off by default as there), the instrumentation scope of a
+  metric labels each of its series: ``otel_scope_<attribute>`` for each scope attribute (in
+  request order, sanitised like any label; one of the same name later wins), then
+  ``otel_scope_name``, ``otel_scope_version`` and ``otel_scope_schema_url``; they win over data
+  point attributes and promoted resource attributes, ``job``/``instance`` win over them, an
+  empty value removes the label, and a scope without a name adds nothing (nor to
+  ``target_info``);
 - gauges and cumulative sums are one series each; cumulative histograms become ``_bucket``
   (cumulative, ``le`` as Go's ``FormatFloat(b, 'f', -1)`` writes it, ``+Inf`` = count), ``_sum``
   (when the point has one) and ``_count``; summaries ``{quantile=…}``, ``_sum`` and ``_count``;
@@ -46,7 +54,7 @@ import binascii
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -303,6 +311,7 @@ def decode_otlp_metrics(
     max_age_ms: int | None,
     future_grace_ms: int = 600_000,
     promote_resource_attributes: frozenset[str] = frozenset(),
+    promote_scope_metadata: bool = False,
 ) -> OtlpMetricsBatch:
     """Decode one OTLP/HTTP metrics export body (see the module's docstring).
 
@@ -320,6 +329,7 @@ def decode_otlp_metrics(
         max_age_ms=max_age_ms,
         future_grace_ms=future_grace_ms,
         promote=promote_resource_attributes,
+        promote_scope=promote_scope_metadata,
     )
 
 
@@ -331,6 +341,7 @@ def decode_otlp_metrics_protobuf(
     max_age_ms: int | None,
     future_grace_ms: int = 600_000,
     promote_resource_attributes: frozenset[str] = frozenset(),
+    promote_scope_metadata: bool = False,
 ) -> OtlpMetricsBatch:
     """An encoded (uncompressed) ``ExportMetricsServiceRequest``: the gRPC path."""
     return _translate(
@@ -340,6 +351,7 @@ def decode_otlp_metrics_protobuf(
         max_age_ms=max_age_ms,
         future_grace_ms=future_grace_ms,
         promote=promote_resource_attributes,
+        promote_scope=promote_scope_metadata,
     )
 
 
@@ -397,6 +409,30 @@ class _Resource:
 
     target: dict[str, str]
     promoted: dict[str, str]
+    # otel_scope_* labels of the scope being translated (empty unless promoted); an empty value
+    # removes the label, as Prometheus's labels.Builder.Set does
+    scope: dict[str, str] = field(default_factory=dict)
+
+
+_SCOPE_PREFIX = "otel_scope_"
+
+
+def _scope_labels(scope_metrics: Any) -> dict[str, str]:
+    """Prometheus's ``createAttributes`` with ``PromoteScopeMetadata``: nothing for a scope
+    without a name; else the scope's attributes as ``otel_scope_<name>`` (request order, a
+    later one of the same sanitised name wins), then its name, version and schema URL, which
+    no attribute overwrites. The schema URL is the ``ScopeMetrics``' (pdata's
+    ``ScopeMetrics.SchemaUrl``), not the resource's."""
+    scope = scope_metrics.scope
+    if not scope.name:
+        return {}
+    out: dict[str, str] = {}
+    for kv in scope.attributes:
+        out[normalize_label(_SCOPE_PREFIX + kv.key)] = _attribute_text(kv.value)
+    out["otel_scope_name"] = scope.name
+    out["otel_scope_version"] = scope.version
+    out["otel_scope_schema_url"] = scope_metrics.schema_url
+    return out
 
 
 def _promoted_labels(attributes: Any, promote: frozenset[str]) -> dict[str, str]:
@@ -454,6 +490,7 @@ def _translate(
     max_age_ms: int | None,
     future_grace_ms: int,
     promote: frozenset[str],
+    promote_scope: bool,
 ) -> OtlpMetricsBatch:
     out = _Builder()
     for resource_metrics in request.resource_metrics:
@@ -470,8 +507,12 @@ def _translate(
         resource = _Resource(target=target, promoted=_promoted_labels(resource_attributes, promote))
         newest_ns = 0
         for scope_metrics in resource_metrics.scope_metrics:
+            in_scope = resource
+            if promote_scope:
+                labels = _scope_labels(scope_metrics)
+                in_scope = replace(resource, scope=labels) if labels else resource
             for metric in scope_metrics.metrics:
-                newest_ns = max(newest_ns, _metric(metric, resource, out))
+                newest_ns = max(newest_ns, _metric(metric, in_scope, out))
         if newest_ns and target and any(kv.key not in _IDENTIFYING for kv in resource_attributes):
             labels = _label_dict(resource_attributes, skip=_IDENTIFYING)
             labels.update(target)
@@ -588,6 +629,11 @@ def _point_labels(attributes: Any, resource: _Resource, name: str) -> dict[str, 
     for label, value in resource.promoted.items():
         # A data point's own attribute wins over a promoted one of the same name.
         labels.setdefault(label, value)
+    for label, value in resource.scope.items():
+        if value:
+            labels[label] = value
+        else:
+            labels.pop(label, None)
     labels.update(resource.target)
     labels[METRIC_NAME] = name
     return labels

@@ -277,3 +277,74 @@ def test_promoted_resource_attributes_label_every_series_of_the_org_that_asked(
     # globex left the setting at its default (empty): nothing promoted there
     (plain,) = _series(globex, "orders_placed_total").values()
     assert plain == {"__name__": "orders_placed_total", "http_route": "/cart", **target}
+
+
+def _emit_scoped(exporter) -> None:
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(resource=Resource.create(RESOURCE), metric_readers=[reader])
+    library = provider.get_meter(
+        "io.canopy.shop",
+        "2.1.0",
+        schema_url="https://opentelemetry.io/schemas/1.21.0",
+        attributes={"library.tier": "core"},
+    )
+    library.create_counter("orders.placed").add(2, {"http.route": "/cart"})
+    library.create_histogram("order.value", unit="By").record(300, {"http.route": "/cart"})
+    provider.get_meter("cache").create_gauge("cache.size").set(5)
+    provider.force_flush()
+    provider.shutdown()
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_scope_metadata_labels_every_series_of_the_org_that_asked(live_server, orgs, transport):
+    acme, globex = orgs
+    call_command(
+        "set_limits", "--org", "acme", "promote_otel_scope_metadata=true", stdout=StringIO()
+    )
+    server = None
+    if transport == "grpc":
+        server, port = build_server("127.0.0.1:0", workers=2)
+        server.start()
+    try:
+        for org in orgs:
+            _, secret = token_create(org=org, name="otel", scopes=["metrics:write"])
+            if server is None:
+                exporter = HttpExporter(
+                    endpoint=f"{live_server.url}/otlp/v1/metrics",
+                    headers={"authorization": f"Bearer {secret}"},
+                )
+            else:
+                exporter = GrpcExporter(
+                    endpoint=f"127.0.0.1:{port}",
+                    insecure=True,
+                    headers=(("authorization", f"Bearer {secret}"),),
+                )
+            _emit_scoped(exporter)
+    finally:
+        if server is not None:
+            server.stop(grace=1).wait()
+
+    target = {"job": "shop/checkout", "instance": "checkout-7d9f"}
+    scope = {
+        "otel_scope_name": "io.canopy.shop",
+        "otel_scope_version": "2.1.0",
+        "otel_scope_schema_url": "https://opentelemetry.io/schemas/1.21.0",
+        "otel_scope_library_tier": "core",
+    }
+    (orders,) = _series(acme, "orders_placed_total").values()
+    assert orders == {"__name__": "orders_placed_total", "http_route": "/cart", **scope, **target}
+    buckets = _series(acme, "order_value_bytes_bucket").values()
+    assert len(buckets) > 1
+    for series in [*buckets, *_series(acme, "order_value_bytes_count").values()]:
+        assert {k: v for k, v in series.items() if k.startswith("otel_scope_")} == scope
+    # a scope with a name only: no empty version or schema URL labels
+    (cache,) = _series(acme, "cache_size").values()
+    assert cache == {"__name__": "cache_size", "otel_scope_name": "cache", **target}
+    (info,) = _series(acme, "target_info").values()
+    assert not any(name.startswith("otel_scope_") for name in info)
+
+    # globex left the setting at its default (off, as in Prometheus): no scope labels
+    (plain,) = _series(globex, "orders_placed_total").values()
+    assert plain == {"__name__": "orders_placed_total", "http_route": "/cart", **target}
+    (cache,) = _series(globex, "cache_size").values()
+    assert cache == {"__name__": "cache_size", **target}

@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as m
 
 from ingest.decoders.errors import DecodeError, PayloadTooLarge, UnsupportedMediaType
@@ -25,6 +26,7 @@ from ingest.decoders.otlp_metrics import (
 )
 from ingest.decoders.remote_write import LabelLimits
 from tests.helpers.mutations import mutated
+from tests.helpers.otlp import kv
 from tests.helpers.otlp_metrics import (
     DELTA,
     counter,
@@ -41,7 +43,15 @@ STALE_BITS = 0x7FF0000000000002
 DEFAULT_LIMITS = LabelLimits()
 
 
-def decode(request, *, content_type=PROTOBUF, encoding=None, body=None, limits=DEFAULT_LIMITS):
+def decode(
+    request,
+    *,
+    content_type=PROTOBUF,
+    encoding=None,
+    body=None,
+    limits=DEFAULT_LIMITS,
+    promote_scope_metadata=False,
+):
     return decode_otlp_metrics(
         body if body is not None else request.SerializeToString(),
         content_type=content_type,
@@ -50,6 +60,7 @@ def decode(request, *, content_type=PROTOBUF, encoding=None, body=None, limits=D
         limits=limits,
         now_ms=int(time.time() * 1000),
         max_age_ms=3_600_000,
+        promote_scope_metadata=promote_scope_metadata,
     )
 
 
@@ -142,6 +153,85 @@ def test_target_info_carries_the_other_resource_attributes():
         "replicas": "3",
     }
     assert value == 1.0
+
+
+def _scoped_request(*scopes, resource):
+    """One resource with one ScopeMetrics per (scope, schema URL, metrics)."""
+    request = metrics_request([], resource=resource)
+    (resource_metrics,) = request.resource_metrics
+    del resource_metrics.scope_metrics[:]
+    for scope, schema_url, metrics in scopes:
+        resource_metrics.scope_metrics.append(
+            m.ScopeMetrics(scope=scope, schema_url=schema_url, metrics=metrics)
+        )
+    return request
+
+
+def test_scope_metadata_labels_every_series_of_the_scope_when_promoted():
+    library = InstrumentationScope(
+        name="io.opentelemetry.http",
+        version="1.2.0",
+        attributes=[kv("library.tier", "core"), kv("shard", 3), kv("name", "not-the-name")],
+    )
+    unversioned = InstrumentationScope(name="cache")
+    request = _scoped_request(
+        (
+            library,
+            "https://opentelemetry.io/schemas/1.21.0",
+            [
+                counter("http.requests", 1.0, attrs={"otel_scope_name": "from-the-point"}),
+                histogram("http.duration", [10.0], [1, 1], 30.0, unit="ms"),
+            ],
+        ),
+        # no version, no schema URL: empty values are no labels (and remove a point's own)
+        (unversioned, "", [gauge("cache.size", 5, attrs={"otel_scope_version": "9"})]),
+        # a scope without a name adds nothing
+        (InstrumentationScope(version="7"), "", [gauge("anonymous", 1)]),
+        resource={"service.name": "cart", "service.instance.id": "cart-1", "zone": "a"},
+    )
+    target = {"job": "cart", "instance": "cart-1"}
+    scope_labels = {
+        "otel_scope_name": "io.opentelemetry.http",  # wins over the point's attribute
+        "otel_scope_version": "1.2.0",
+        "otel_scope_schema_url": "https://opentelemetry.io/schemas/1.21.0",
+        "otel_scope_library_tier": "core",  # attributes sanitised like any label
+        "otel_scope_shard": "3",
+    }
+    found = series_by_name(decode(request, promote_scope_metadata=True))
+    ((labels, _),) = found["http_requests_total"]
+    assert labels == {"__name__": "http_requests_total", **scope_labels, **target}
+    for name in ("http_duration_milliseconds_bucket", "http_duration_milliseconds_count"):
+        assert all(
+            {k: v for k, v in labels.items() if k.startswith("otel_scope_")} == scope_labels
+            for labels, _ in found[name]
+        )
+    ((labels, _),) = found["cache_size"]
+    assert labels == {"__name__": "cache_size", "otel_scope_name": "cache", **target}
+    ((labels, _),) = found["anonymous"]
+    assert labels == {"__name__": "anonymous", **target}
+    # target_info describes the resource, not a scope
+    ((labels, _),) = found["target_info"]
+    assert labels == {"__name__": "target_info", "zone": "a", **target}
+
+    # off (the default, as in Prometheus): the scope labels nothing, a point's own attribute stays
+    found = series_by_name(decode(request))
+    ((labels, _),) = found["http_requests_total"]
+    own = {"otel_scope_name": "from-the-point"}
+    assert labels == {"__name__": "http_requests_total", **own, **target}
+    ((labels, _),) = found["cache_size"]
+    assert labels == {"__name__": "cache_size", "otel_scope_version": "9", **target}
+
+
+def test_job_and_instance_win_over_scope_attributes_of_the_same_name():
+    scope = InstrumentationScope(name="lib", attributes=[kv("a", "1"), kv("a", "2")])
+    request = _scoped_request(
+        (scope, "", [gauge("up", 1, attrs={"otel_scope_a": "0"})]),
+        resource={"service.name": "cart"},
+    )
+    ((labels, _),) = series_by_name(decode(request, promote_scope_metadata=True))["up"]
+    # of two scope attributes of the same name the later wins, as labels.Builder.Set does
+    scope_labels = {"otel_scope_a": "2", "otel_scope_name": "lib"}
+    assert labels == {"__name__": "up", **scope_labels, "job": "cart"}
 
 
 def test_histogram_becomes_cumulative_buckets_sum_and_count():

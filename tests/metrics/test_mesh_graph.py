@@ -1,6 +1,7 @@
 """The mesh graph selector over Istio-shaped series in the real store."""
 
 import pytest
+from django.db import connection
 
 from backend.metrics.mesh import MeshQueryError, mesh_graph
 from backend.metrics.storage import blocks, reader
@@ -160,7 +161,7 @@ def test_latency_comes_from_the_reporter_the_edge_figures_come_from(tenants):
     assert 'destination_workload=~"frontend-v1|pay\\\\.v1|payXv1"' in graph["queries"][-1]
 
 
-def test_the_graph_reads_in_one_scope(tenants, monkeypatch):
+def test_the_graph_reads_in_one_scope(tenants):
     """The five queries share one reading scope: one transaction, the blocks of a (metric,
     range) fetched once (the latency histograms are read twice: source side, then the
     destination side's rows)."""
@@ -174,14 +175,22 @@ def test_the_graph_reads_in_one_scope(tenants, monkeypatch):
         base_ms=NOW,
     )
     fetched = []
-    real = reader._blocks_for
 
-    def counting(org_id, names, start_ms, end_ms):
-        fetched.append((tuple(names), start_ms, end_ms))
-        return real(org_id, names, start_ms, end_ms)
+    def counting(execute, sql, params, many, context):
+        # a blocks read, alone or after the series of its metric in the same statement: its
+        # parameters are (org, metric names, window start bound, end, start, end), the names
+        # the only list of strings among the statement's parameters
+        if "FROM metric_blocks" in str(sql):
+            i = next(
+                i
+                for i, p in enumerate(params)
+                if isinstance(p, list) and p and all(isinstance(x, str) for x in p)
+            )
+            fetched.append((tuple(params[i]), params[i + 3], params[i + 4]))
+        return execute(sql, params, many, context)
 
-    monkeypatch.setattr(reader, "_blocks_for", counting)
-    graph = mesh_graph(org_id=tenants.org.pk, grouping="workload", window="5m", time_ms=NOW)
+    with connection.execute_wrapper(counting):
+        graph = mesh_graph(org_id=tenants.org.pk, grouping="workload", window="5m", time_ms=NOW)
     assert ("wl:shop/frontend-v1", "wl:shop/cart-v1") in {
         (e["source"], e["target"]) for e in graph["edges"]
     }

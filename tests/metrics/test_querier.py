@@ -118,3 +118,91 @@ def test_a_window_hint_leaves_out_only_samples_outside_every_window(tenants):
         assert got.values.tolist() == full.values[inside].tolist()
         rows = np.repeat(np.arange(len(full.labels)), np.diff(full.offsets))[inside]
         assert got.labels == [full.labels[r] for r in np.unique(rows)]
+
+
+def _transaction_status() -> str:
+    return connection.connection.info.transaction_status.name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_read_only_transaction_begins_with_the_first_statement(
+    tenants,
+):
+    """In autocommit mode (a web request), BEGIN READ ONLY and the timeout travel with the
+    scope's first statement: a scope that reads nothing sends nothing, one that reads ends
+    with the transaction closed, and the guarantees are those of the transaction above."""
+    load(tenants.org, DATA)
+    querier = PostgresQuerier(org_id=tenants.org.pk)
+    sent: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        sent.append(str(sql))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        data = instant_query(querier=querier, query="vector(1)", time_ms=T0)
+    assert [float(r["value"][1]) for r in data["result"]] == [1.0]
+    assert sent == [] and _transaction_status() == "IDLE"
+
+    with connection.execute_wrapper(record), querier.reading(timeout_seconds=7):
+        got = querier.select(
+            [Matcher("__name__", "=", "reqs")], start_ms=T0, end_ms=T0 + 10**6, max_series=9
+        )
+        with connection.cursor() as cur:
+            cur.execute("SHOW statement_timeout")
+            assert cur.fetchone() == ("7s",)
+            cur.execute("SHOW transaction_read_only")
+            assert cur.fetchone() == ("on",)
+        assert _transaction_status() == "INTRANS"
+    _same(
+        got,
+        in_memory(DATA).select(
+            [Matcher("__name__", "=", "reqs")], start_ms=T0, end_ms=T0 + 10**6, max_series=9
+        ),
+    )
+    # the series and the blocks of their metric in one statement (BEGIN and the settings
+    # prepended to it), the two SHOWs, then COMMIT: four round trips
+    assert len(sent) == 4 and "FROM metric_series" in sent[0] and "FROM metric_blocks" in sent[0]
+    assert sent[-1] == "COMMIT" and _transaction_status() == "IDLE"
+    with connection.cursor() as cur:  # the session's own settings are untouched
+        cur.execute("SHOW transaction_read_only")
+        assert cur.fetchone() == ("off",)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_reads_are_read_only_and_cancelled_past_the_timeout(tenants):
+    querier = PostgresQuerier(org_id=tenants.org.pk)
+    with (
+        pytest.raises(ReadTimeout),
+        querier.reading(timeout_seconds=0.05),
+        connection.cursor() as cur,
+    ):
+        cur.execute("SELECT pg_sleep(2)")
+    assert _transaction_status() == "IDLE"  # rolled back: the connection is usable
+    with (
+        pytest.raises(DatabaseError, match="read-only"),
+        querier.reading(timeout_seconds=10),
+        connection.cursor() as cur,
+    ):
+        cur.execute("SELECT 1")
+        cur.execute("CREATE TEMP TABLE nope (x int)")
+    assert _transaction_status() == "IDLE"
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_selection_over_the_series_limit_keeps_no_blocks(tenants):
+    """The blocks read with the series are kept only when the series are within the limit:
+    a refused selection leaves nothing behind for the next selection of the scope."""
+    load(tenants.org, DATA)
+    querier = PostgresQuerier(org_id=tenants.org.pk)
+    reqs = [Matcher("__name__", "=", "reqs")]
+    with querier.reading(timeout_seconds=10):
+        with pytest.raises(SeriesLimitExceeded):
+            querier.select(reqs, start_ms=T0, end_ms=T0 + 10**6, max_series=2)
+        assert querier._blocks_seen == {}
+        got = querier.select(reqs, start_ms=T0, end_ms=T0 + 10**6, max_series=3)
+        assert len(querier._blocks_seen) == 1
+    _same(got, in_memory(DATA).select(reqs, start_ms=T0, end_ms=T0 + 10**6, max_series=3))

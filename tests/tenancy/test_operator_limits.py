@@ -124,3 +124,21 @@ def test_set_limits_refuses_too_many_or_too_long_promoted_attributes(tenants):
             stdout=StringIO(),
         )
     assert limits_get(org_id=tenants.org.pk).promote_otel_resource_attributes == []
+
+
+def test_set_limits_takes_a_switch_as_true_or_false_and_tenants_read_it(api, tenants):
+    out = StringIO()
+    call_command("set_limits", "--org", "acme", "promote_otel_scope_metadata=true", stdout=out)
+    assert "promote_otel_scope_metadata" in out.getvalue() and "true (changed)" in out.getvalue()
+    assert limits_get(org_id=tenants.org.pk).promote_otel_scope_metadata is True
+    assert limits_get(org_id=tenants.other_org.pk).promote_otel_scope_metadata is False
+    read = api.get("/api/v1/limits", **bearer(tenants.token(["metrics:read"]))).json()
+    assert read["promote_otel_scope_metadata"] is True
+    # an org admin cannot change it: it is the operator's
+    change = {"promote_otel_scope_metadata": False}
+    refused = api.patch("/api/v1/limits", change, format="json", **bearer(tenants.token(["admin"])))
+    assert refused.status_code == 403
+    with pytest.raises(CommandError, match="is not true or false"):
+        call_command("set_limits", "--org", "acme", "promote_otel_scope_metadata=1", stdout=out)
+    call_command("set_limits", "--org", "acme", "promote_otel_scope_metadata=False", stdout=out)
+    assert limits_get(org_id=tenants.org.pk).promote_otel_scope_metadata is False

@@ -90,14 +90,24 @@ class StoredBlock:
         )
 
 
-def blocks_fetch(cur, where: str, params: list, *, lock: bool = False) -> list[StoredBlock]:
-    """``where`` is a fixed fragment of this module; values travel as ``params``."""
-    query = sql.SQL(
+def blocks_query(where: str, *, lock: bool = False, **parts: sql.Composable) -> sql.Composed:
+    """The statement ``blocks_fetch`` runs; ``where`` is a fixed fragment (values travel as
+    parameters), whose ``{name}`` placeholders take the composed ``parts``. Its rows become
+    blocks through ``blocks_from_rows``."""
+    return sql.SQL(
         'SELECT id, metric_name, window_start, n_series, value_mode, series, timestamps, "values" '
         "FROM metric_blocks WHERE {} ORDER BY window_start, id{}"
-    ).format(sql.SQL(where), sql.SQL(" FOR UPDATE SKIP LOCKED" if lock else ""))
-    cur.execute(query, params)
-    return [StoredBlock(*row) for row in cur.fetchall()]
+    ).format(sql.SQL(where).format(**parts), sql.SQL(" FOR UPDATE SKIP LOCKED" if lock else ""))
+
+
+def blocks_from_rows(rows) -> list[StoredBlock]:
+    return [StoredBlock(*row) for row in rows]
+
+
+def blocks_fetch(cur, where: str, params: list, *, lock: bool = False) -> list[StoredBlock]:
+    """``where`` is a fixed fragment of this module; values travel as ``params``."""
+    cur.execute(blocks_query(where, lock=lock), params)
+    return blocks_from_rows(cur.fetchall())
 
 
 def storage_bytes() -> int:

@@ -7,14 +7,21 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
-from django.db import OperationalError, connection, transaction
+import psycopg
+from django.db import DatabaseError, OperationalError, connection, transaction
 from psycopg import errors as pg_errors
 from psycopg import sql
 
 from backend.metrics.labels import METRIC_NAME, LabelPairs, Labels, Matcher
 from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded, SeriesSet, Windows
 from backend.metrics.storage import encoding
-from backend.metrics.storage.blocks import WINDOW_MS, StoredBlock, blocks_fetch
+from backend.metrics.storage.blocks import (
+    WINDOW_MS,
+    StoredBlock,
+    blocks_fetch,
+    blocks_from_rows,
+    blocks_query,
+)
 from backend.metrics.storage.catalog import label_pair_ids, label_pairs_named, series_labels
 
 
@@ -43,11 +50,27 @@ def series_labels_matching(
     ]
 
 
+def _several_statements(cur) -> bool:
+    """Whether one ``execute`` of this (Django) cursor may hold several statements: psycopg's
+    client-side binding cursor (Django's default) sends queries through the simple protocol;
+    with ``server_side_binding`` on, a query is a prepared statement, one statement only."""
+    return isinstance(getattr(cur, "cursor", None), psycopg.ClientCursor)
+
+
 def _series_matching(
-    *, org_id: int, matchers: Sequence[Matcher], limit: int | None = None
+    *,
+    org_id: int,
+    matchers: Sequence[Matcher],
+    limit: int | None = None,
+    blocks_of: tuple[str, int, int, dict] | None = None,
 ) -> list[tuple[int, Labels, LabelPairs]]:
     """series_match's (series id, labels, labels_key), in series id order; the labels are the
-    catalog's shared, cached dicts (``series_labels``): read them, never change them."""
+    catalog's shared, cached dicts (``series_labels``): read them, never change them.
+
+    ``blocks_of`` = (metric name, start ms, end ms, blocks_seen): the blocks of that metric
+    over that range are read in the same round trip as the series (a second statement of the
+    same query) and kept in ``blocks_seen`` under ``samples_fetch_rows``' key, when at least
+    one series of the metric may match (the selector names the metric)."""
     if org_id is None:
         raise ValueError("series_match needs an org")
     where = [sql.SQL("org_id = %s")]
@@ -101,22 +124,56 @@ def _series_matching(
         query = sql.SQL("SELECT id, label_ids FROM metric_series WHERE {} ORDER BY id").format(
             sql.SQL(" AND ").join(where)
         )
-        cur.execute(query, params)
-        found = series_labels(cur, org_id, cur.fetchall())
+        if blocks_of is None or not _several_statements(cur):
+            cur.execute(query, params)
+            rows = cur.fetchall()
+        else:
+            # The blocks only when the series are within the limit (a query refused for too
+            # many series reads no blocks, as before): an empty answer is therefore not kept,
+            # samples_fetch_rows then reads the blocks itself.
+            name, start_ms, end_ms, blocks_seen = blocks_of
+            capped = sql.SQL(
+                " AND (SELECT count(*) FROM (SELECT 1 FROM metric_series WHERE {} LIMIT %s)"
+                " AS capped) < %s"
+            ).format(sql.SQL(" AND ").join(where))
+            cap = limit if limit is not None else _NO_LIMIT
+            cur.execute(
+                query + sql.SQL("; ") + blocks_query(_BLOCKS_WHERE + "{capped}", capped=capped),
+                [
+                    *params,
+                    *_blocks_params(org_id, [name], start_ms, end_ms),
+                    *params,
+                    cap,
+                    cap,
+                ],
+            )
+            rows = cur.fetchall()
+            cur.nextset()
+            blocks = cur.fetchall()
+            if rows and blocks:
+                blocks_seen[((name,), start_ms, end_ms)] = blocks_from_rows(blocks)
+        found = series_labels(cur, org_id, rows)
     if post:
         kept = (s for s in found if all(m.matches(s[1], p) for m, p in post))
         return list(itertools.islice(kept, limit))
     return found if limit is None else found[:limit]
 
 
+_NO_LIMIT = 2**62
+
+_BLOCKS_WHERE = (
+    "org_id = %s AND metric_name = ANY(%s) AND window_start > %s AND window_start <= %s"
+    " AND max_ts >= %s AND min_ts <= %s"
+)
+
+
+def _blocks_params(org_id: int, names: list[str], start_ms: int, end_ms: int) -> list:
+    return [org_id, names, start_ms - WINDOW_MS, end_ms, start_ms, end_ms]
+
+
 def _blocks_for(org_id: int, names: list[str], start_ms: int, end_ms: int) -> list[StoredBlock]:
     with connection.cursor() as cur:
-        return blocks_fetch(
-            cur,
-            "org_id = %s AND metric_name = ANY(%s) AND window_start > %s AND window_start <= %s"
-            " AND max_ts >= %s AND min_ts <= %s",
-            [org_id, names, start_ms - WINDOW_MS, end_ms, start_ms, end_ms],
-        )
+        return blocks_fetch(cur, _BLOCKS_WHERE, _blocks_params(org_id, names, start_ms, end_ms))
 
 
 def _merged_window(group: list[StoredBlock], wanted: np.ndarray) -> encoding.Segments:
@@ -278,6 +335,58 @@ def metric_names_between(*, org_id: int, start_ms: int, end_ms: int) -> set[str]
         return {name for (name,) in cur.fetchall()}
 
 
+class _LazyReadOnlyTransaction:
+    """A read-only transaction with the query's statement timeout, begun only by the scope's
+    first SQL statement and in the same round trip: the execute wrapper prepends
+    ``BEGIN READ ONLY; SET LOCAL statement_timeout = N;`` to that statement (psycopg's
+    client-side binding cursor, Django's default, sends a query through the simple protocol,
+    which runs several statements) and steps over their two results. A scope that reads
+    nothing (``vector(1)``) sends nothing; one that reads sends COMMIT (or ROLLBACK after an
+    error) at its end. Every statement the connection runs inside the scope goes through the
+    wrapper, whoever issues it, so none runs outside the transaction. Round trips for a scope
+    of n statements: n + 1 (0 for n = 0), where ``transaction.atomic()`` + ``set_config`` took
+    n + 3 (psycopg's BEGIN, the settings, the statements, COMMIT)."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        self.prefix = f"BEGIN READ ONLY; SET LOCAL statement_timeout = {int(timeout_ms)}; "
+        self.begun = False
+
+    def __call__(self, execute, statement, params, many, context):
+        if self.begun:
+            return execute(statement, params, many, context)
+        self.begun = True
+        cursor = context["cursor"]
+        joinable = isinstance(statement, str | sql.Composable) and _several_statements(cursor)
+        if many or not joinable:
+            execute(self.prefix, None, False, context)
+            return execute(statement, params, many, context)
+        if isinstance(statement, str):
+            joined = self.prefix + statement
+        else:
+            joined = sql.SQL(self.prefix) + statement
+        result = execute(joined, params, many, context)
+        cursor.nextset()  # past BEGIN
+        cursor.nextset()  # past SET: the caller's statement's result is current
+        return result
+
+    @contextlib.contextmanager
+    def scope(self):
+        with connection.execute_wrapper(self):
+            try:
+                yield
+            except BaseException:
+                if self.begun:
+                    try:
+                        with connection.cursor() as cur:
+                            cur.execute("ROLLBACK")
+                    except DatabaseError:
+                        connection.close()  # a connection in an unknown state is not reused
+                raise
+        if self.begun:
+            with connection.cursor() as cur:
+                cur.execute("COMMIT")
+
+
 class PostgresQuerier:
     """The PromQL engine's querier over one org's catalog and blocks."""
 
@@ -303,22 +412,31 @@ class PostgresQuerier:
             return
         timeout_ms = max(1, int(timeout_seconds * 1000))
         try:
-            with transaction.atomic():
-                with connection.cursor() as cur:  # both settings last until the end
-                    cur.execute(
-                        "SELECT set_config('statement_timeout', %s, true),"
-                        " set_config('transaction_read_only', 'on', true)",
-                        [str(timeout_ms)],
-                    )
-                self._blocks_seen = {}
-                try:
-                    yield self
-                finally:
-                    self._blocks_seen = None
+            if connection.in_atomic_block or not connection.get_autocommit():
+                # inside the caller's transaction (a rules evaluation, a test): settings local
+                # to a savepoint's transaction, as before
+                with transaction.atomic():
+                    with connection.cursor() as cur:  # both settings last until the end
+                        cur.execute(
+                            "SELECT set_config('statement_timeout', %s, true),"
+                            " set_config('transaction_read_only', 'on', true)",
+                            [str(timeout_ms)],
+                        )
+                    yield from self._scope()
+            else:
+                with _LazyReadOnlyTransaction(timeout_ms).scope():
+                    yield from self._scope()
         except OperationalError as exc:
             if isinstance(exc.__cause__, pg_errors.QueryCanceled):
                 raise ReadTimeout from exc
             raise
+
+    def _scope(self):
+        self._blocks_seen = {}
+        try:
+            yield self
+        finally:
+            self._blocks_seen = None
 
     def select(
         self,
@@ -329,7 +447,19 @@ class PostgresQuerier:
         max_series: int,
         windows: Windows | None = None,
     ) -> SeriesSet:
-        found = _series_matching(org_id=self.org_id, matchers=matchers, limit=max_series + 1)
+        name = next(
+            (m.value for m in matchers if m.name == METRIC_NAME and m.op == "=" and m.value), None
+        )
+        blocks_of = None
+        if (
+            name is not None
+            and self._blocks_seen is not None
+            and ((name,), start_ms, end_ms) not in self._blocks_seen
+        ):
+            blocks_of = (name, start_ms, end_ms, self._blocks_seen)
+        found = _series_matching(
+            org_id=self.org_id, matchers=matchers, limit=max_series + 1, blocks_of=blocks_of
+        )
         if len(found) > max_series:
             raise SeriesLimitExceeded(max_series)
         found.sort(key=lambda s: s[2])

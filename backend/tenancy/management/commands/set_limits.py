@@ -2,11 +2,13 @@
 quotas (tenants read them; the API lets an org admin change its retention only).
 
 Numbers are integers; a list limit (``promote_otel_resource_attributes``) is comma-separated
-names (``name=a,b``; ``name=`` empties it)."""
+names (``name=a,b``; ``name=`` empties it); a switch (``promote_otel_scope_metadata``) is
+``true`` or ``false``."""
 
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import BooleanField
 
 from backend.tenancy.models import Organization, OrgLimits
 from backend.tenancy.selectors import limits_get
@@ -21,10 +23,19 @@ _LISTS = frozenset(
     f.name for f in OrgLimits._meta.get_fields() if f.concrete and isinstance(f, ArrayField)
 )
 
+_SWITCHES = frozenset(
+    f.name for f in OrgLimits._meta.get_fields() if f.concrete and isinstance(f, BooleanField)
+)
+_TRUTH = {"true": True, "false": False}
 
-def _parse(name: str, value: str) -> int | list[str]:
+
+def _parse(name: str, value: str) -> int | bool | list[str]:
     if name in _LISTS:
         return [item.strip() for item in value.split(",") if item.strip()]
+    if name in _SWITCHES:
+        if value.strip().lower() not in _TRUTH:
+            raise CommandError(f"{name}: {value!r} is not true or false")
+        return _TRUTH[value.strip().lower()]
     try:
         return int(value)
     except ValueError:
@@ -60,4 +71,6 @@ class Command(BaseCommand):
             value = getattr(limits, name)
             if name in _LISTS:
                 value = ",".join(value) or "(none)"
+            elif name in _SWITCHES:
+                value = "true" if value else "false"
             self.stdout.write(f"{name.ljust(width)}  {value}{mark}")

@@ -13,6 +13,7 @@ import structlog
 from django.core.exceptions import ImproperlyConfigured
 
 from backend import embedded
+from backend.clientaddr import meta_key
 from backend.envconfig import (
     data_dir,
     env_bool,
@@ -181,12 +182,27 @@ LOGIN_URL = "web:login"
 LOGIN_REDIRECT_URL = "web:home"
 LOGOUT_REDIRECT_URL = "web:login"
 
+# The client's address (backend/clientaddr.py), for sign-up's per-address rate limit and
+# axes' lockouts alike: REMOTE_ADDR unless Canopy runs behind CANOPY_TRUSTED_PROXIES reverse
+# proxies of its own (each appending to X-Forwarded-For, or CANOPY_CLIENT_ADDRESS_HEADER).
+# 0 (the default) trusts no forwarded header: a client could otherwise choose its address.
+CANOPY_TRUSTED_PROXIES = env_int("CANOPY_TRUSTED_PROXIES", 0, minimum=0)
+try:
+    CANOPY_CLIENT_ADDRESS_META = meta_key(
+        env_str("CANOPY_CLIENT_ADDRESS_HEADER") or "X-Forwarded-For"
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"CANOPY_CLIENT_ADDRESS_HEADER: {exc}") from None
+
 # Brute-force protection: lock a username+IP pair after 5 failures for 15 minutes.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "web/locked_out.html"
+# the same client address as sign-up's rate limit (axes would read REMOTE_ADDR, or
+# django-ipware's own proxy settings if that were installed)
+AXES_CLIENT_IP_CALLABLE = "backend.clientaddr.client_address"
 
 # Sessions and CSRF: secure cookies whenever Canopy is served over HTTPS.
 _https = PUBLIC_URL.startswith("https://")

@@ -76,6 +76,19 @@ RUN_BIND = env_hostport("CANOPY_BIND", "127.0.0.1:8000")
 RUN_CREDENTIALS_FILE = env_str("CANOPY_CREDENTIALS_FILE")
 RUN_WEB_WORKERS = env_int("CANOPY_WEB_WORKERS", 2, minimum=1)
 RUN_WORKER_CONCURRENCY = env_int("CANOPY_WORKER_CONCURRENCY", 2, minimum=1)
+# Ingest on web workers of its own (as Mimir's distributors apart from its queriers): with
+# CANOPY_INGEST_BIND set, `make run` starts a second gunicorn there (CANOPY_INGEST_WORKERS
+# processes); point remote-write/OTLP-HTTP senders at it and their requests (a noisy tenant's
+# too) never take a thread or the GIL of the workers that answer queries and pages. The main
+# address still accepts ingest as well. Unset: one pool for everything.
+RUN_INGEST_BIND = (
+    env_hostport("CANOPY_INGEST_BIND", "127.0.0.1:0") if env_str("CANOPY_INGEST_BIND") else None
+)
+RUN_INGEST_WORKERS = env_int("CANOPY_INGEST_WORKERS", 2, minimum=1)
+# CPU priority (nice) of the background work `make run` starts: the Celery worker (outbox
+# drain, rules, maintenance) and the ingest pool above. Queries and pages stay at 0, so on a
+# busy machine the work a user waits for is scheduled first; the drain's lag is what gives.
+RUN_BACKGROUND_NICE = env_int("CANOPY_BACKGROUND_NICE", 0, minimum=0)
 # The agent API's own async server (backend/meshconfig/agent_server.py): long polls of the
 # mesh agents, one connection each, no thread each.
 AGENT_API_BIND = env_hostport("CANOPY_AGENT_BIND", "127.0.0.1:8001")

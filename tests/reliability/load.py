@@ -22,10 +22,12 @@ at start and end, the largest drain lag (age of the oldest batch in the quiet ou
 every 2 s), and per phase where the CPU went (the stack by process kind, the load generator,
 the rest of the machine) and the queries' time as the server measured it.
 
-The load generator: the senders run in processes of their own at ``--nice`` 10 (their payload
-building must not hold the GIL of the thread timing the queries, nor outrank the stack for the
-cores: on a dedicated machine the senders would be elsewhere); the query client is a thread of
-this script at normal priority. Exits 1 when a bound is missed.
+The load generator: the senders run in processes of their own (their payload building must
+not hold the GIL of the thread that times the queries), at the stack's CPU priority by default:
+``--nice N`` lowers it. Senders are synchronous: on a busy machine, when the stack answers
+slowly, they offer less than the load the run claims, which the run checks (the quiet
+tenant: at least 90% of its limit acknowledged; the noisy one: at least 9x offered). The query
+client is a thread of this script. Exits 1 when a bound is missed.
 """
 
 from __future__ import annotations
@@ -198,10 +200,10 @@ class Queries:
 
 
 def _senders_process(conn, url: str, specs: list[dict], nice: int) -> None:
-    """A group of remote-write senders in a process of their own, at lower CPU priority
-    (``nice``), so that the load generator's own work (building and compressing payloads in
-    Python) neither holds the GIL of the thread that times the quiet tenant's queries nor
-    outranks the stack for the cores. Commands: "start", "stop" (a window of load), "exit"
+    """A group of remote-write senders in a process of their own (optionally at a lower CPU
+    priority, ``nice``), so that the load generator's own work (building and compressing
+    payloads in Python) does not hold the GIL of the thread that times the quiet tenant's
+    queries. Commands: "start", "stop" (a window of load), "exit"
     (sends back every attempt's status and the payloads acknowledged)."""
     if nice:
         os.nice(nice)
@@ -337,7 +339,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--nice",
         type=int,
-        default=10,
+        default=0,
         help="CPU priority of the sender processes (os.nice; 0: same as the stack)",
     )
     args = parser.parse_args(argv)
@@ -514,6 +516,7 @@ def main(argv=None) -> int:
         and alone.errors == 0
         and idle.errors == 0,
         "noisy tenant refused with 429": noisy_429 > 0,
+        "quiet tenant acknowledged at least 90% of its limit": quiet_samples_s >= 0.9 * args.limit,
         "noisy tenant offered at least 9x its limit": noisy_offered >= 9 * args.limit,
         "quiet p95 within 1.5x idle": busy_p95 <= 1.5 * idle_p95,
         "RSS flat (end within 25% of start)": rss_end <= 1.25 * rss_start,

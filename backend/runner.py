@@ -65,6 +65,38 @@ PROCESSES = {
 RESPAWNED = {"worker", "beat", "otlp-grpc", "agent-api"}
 
 
+# Work nobody waits for interactively: run at CANOPY_BACKGROUND_NICE (default 0).
+BACKGROUND = {"worker", "web-ingest"}
+
+
+def processes(*, ingest_pool: bool) -> dict[str, list[str]]:
+    """``PROCESSES``, plus with ``ingest_pool`` (CANOPY_INGEST_BIND set) a second gunicorn,
+    ``web-ingest``, with the web's own arguments on the ingest address."""
+    out = dict(PROCESSES)
+    if ingest_pool:
+        out["web-ingest"] = [
+            {"{bind}": "{ingest_bind}", "{web_workers}": "{ingest_workers}"}.get(a, a)
+            for a in PROCESSES["web"]
+        ]
+    return out
+
+
+def commands(
+    values: dict, *, bin_dir: str, ingest_pool: bool, background_nice: int
+) -> dict[str, list[str]]:
+    """Each process's command line: the venv's programs, the values filled in, the background
+    ones under ``nice``, the respawned ones under ``backend.respawn``."""
+    out = {}
+    for name, argv in processes(ingest_pool=ingest_pool).items():
+        argv = [os.path.join(bin_dir, argv[0]), *(a.format(**values) for a in argv[1:])]
+        if name in BACKGROUND and background_nice:
+            argv = ["nice", "-n", str(background_nice), *argv]
+        if name in RESPAWNED:
+            argv = [os.path.join(bin_dir, "python"), "-m", "backend.respawn", "--", *argv]
+        out[name] = argv
+    return out
+
+
 def prepare() -> None:
     import django
     from django.core.management import call_command
@@ -94,6 +126,9 @@ def main() -> int:
         "otlp_grpc_bind": settings.OTLP_GRPC_BIND,
         "agent_bind": settings.AGENT_API_BIND,
     }
+    if settings.RUN_INGEST_BIND:
+        values["ingest_bind"] = settings.RUN_INGEST_BIND
+        values["ingest_workers"] = settings.RUN_INGEST_WORKERS
     bin_dir = os.path.dirname(sys.executable)
     # Self-metrics shared by every web and Celery process (prometheus_client's multiprocess
     # mode): a fresh folder each start.
@@ -102,10 +137,12 @@ def main() -> int:
     multiproc.mkdir(parents=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
     manager = Manager(Printer(sys.stdout))
-    for name, argv in PROCESSES.items():
-        argv = [os.path.join(bin_dir, argv[0]), *(a.format(**values) for a in argv[1:])]
-        if name in RESPAWNED:
-            argv = [os.path.join(bin_dir, "python"), "-m", "backend.respawn", "--", *argv]
+    for name, argv in commands(
+        values,
+        bin_dir=bin_dir,
+        ingest_pool=bool(settings.RUN_INGEST_BIND),
+        background_nice=settings.RUN_BACKGROUND_NICE,
+    ).items():
         manager.add_process(name, shlex.join(argv), env=env)
     manager.loop()
     return manager.returncode or 0

@@ -13,6 +13,7 @@ import structlog
 from django.core.exceptions import ImproperlyConfigured
 
 from backend import embedded
+from backend.clientaddr import meta_key
 from backend.envconfig import (
     data_dir,
     env_bool,
@@ -75,6 +76,19 @@ RUN_BIND = env_hostport("CANOPY_BIND", "127.0.0.1:8000")
 RUN_CREDENTIALS_FILE = env_str("CANOPY_CREDENTIALS_FILE")
 RUN_WEB_WORKERS = env_int("CANOPY_WEB_WORKERS", 2, minimum=1)
 RUN_WORKER_CONCURRENCY = env_int("CANOPY_WORKER_CONCURRENCY", 2, minimum=1)
+# Ingest on web workers of its own (as Mimir's distributors apart from its queriers): with
+# CANOPY_INGEST_BIND set, `make run` starts a second gunicorn there (CANOPY_INGEST_WORKERS
+# processes); point remote-write/OTLP-HTTP senders at it and their requests (a noisy tenant's
+# too) never take a thread or the GIL of the workers that answer queries and pages. The main
+# address still accepts ingest as well. Unset: one pool for everything.
+RUN_INGEST_BIND = (
+    env_hostport("CANOPY_INGEST_BIND", "127.0.0.1:0") if env_str("CANOPY_INGEST_BIND") else None
+)
+RUN_INGEST_WORKERS = env_int("CANOPY_INGEST_WORKERS", 2, minimum=1)
+# CPU priority (nice) of the background work `make run` starts: the Celery worker (outbox
+# drain, rules, maintenance) and the ingest pool above. Queries and pages stay at 0, so on a
+# busy machine the work a user waits for is scheduled first; the drain's lag is what gives.
+RUN_BACKGROUND_NICE = env_int("CANOPY_BACKGROUND_NICE", 0, minimum=0)
 # The agent API's own async server (backend/meshconfig/agent_server.py): long polls of the
 # mesh agents, one connection each, no thread each.
 AGENT_API_BIND = env_hostport("CANOPY_AGENT_BIND", "127.0.0.1:8001")
@@ -181,12 +195,27 @@ LOGIN_URL = "web:login"
 LOGIN_REDIRECT_URL = "web:home"
 LOGOUT_REDIRECT_URL = "web:login"
 
+# The client's address (backend/clientaddr.py), for sign-up's per-address rate limit and
+# axes' lockouts alike: REMOTE_ADDR unless Canopy runs behind CANOPY_TRUSTED_PROXIES reverse
+# proxies of its own (each appending to X-Forwarded-For, or CANOPY_CLIENT_ADDRESS_HEADER).
+# 0 (the default) trusts no forwarded header: a client could otherwise choose its address.
+CANOPY_TRUSTED_PROXIES = env_int("CANOPY_TRUSTED_PROXIES", 0, minimum=0)
+try:
+    CANOPY_CLIENT_ADDRESS_META = meta_key(
+        env_str("CANOPY_CLIENT_ADDRESS_HEADER") or "X-Forwarded-For"
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"CANOPY_CLIENT_ADDRESS_HEADER: {exc}") from None
+
 # Brute-force protection: lock a username+IP pair after 5 failures for 15 minutes.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "web/locked_out.html"
+# the same client address as sign-up's rate limit (axes would read REMOTE_ADDR, or
+# django-ipware's own proxy settings if that were installed)
+AXES_CLIENT_IP_CALLABLE = "backend.clientaddr.client_address"
 
 # Sessions and CSRF: secure cookies whenever Canopy is served over HTTPS.
 _https = PUBLIC_URL.startswith("https://")

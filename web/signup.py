@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.text import slugify
 
+from backend.clientaddr import client_address
 from backend.tenancy import services
 
 
@@ -32,7 +33,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         email = request.POST.get("email", "")[:254]
         context["email"] = email
         try:
-            services.signup_request(email=email, client_address=request.META.get("REMOTE_ADDR", ""))
+            services.signup_request(email=email, client_address=client_address(request))
         except ValidationError as exc:
             context["error"] = "; ".join(exc.messages)
             return render(request, "web/signup.html", context, status=400)

@@ -3,6 +3,7 @@ own org. The first step answers alike for known and unknown addresses, and is ra
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -131,3 +132,41 @@ def test_invitees_sign_up_even_when_open_sign_up_is_off(client, settings, tenant
     assert response.status_code == 302
     joined = Membership.objects.for_org(tenants.org).get(user__email="inv@example.com")
     assert joined.role == "viewer"
+
+
+_emails = itertools.count()
+
+
+def _signup_from(client, n: int, *, forwarded: str, remote: str = "10.0.0.1") -> list[int]:
+    return [
+        client.post(
+            "/signup",
+            {"email": f"fw{next(_emails)}@example.com"},
+            HTTP_X_FORWARDED_FOR=forwarded,
+            REMOTE_ADDR=remote,
+        ).status_code
+        for _ in range(n)
+    ]
+
+
+def test_by_default_a_forwarded_for_header_is_not_trusted(client, settings):
+    # CANOPY_TRUSTED_PROXIES=0: the bucket is the connection's peer; a client that sends a
+    # fresh X-Forwarded-For each time does not get a fresh bucket
+    settings.SIGNUP_ENABLED = True
+    assert settings.CANOPY_TRUSTED_PROXIES == 0
+    answers = [_signup_from(client, 1, forwarded=f"203.0.113.{i}")[0] for i in range(11)]
+    assert answers == [200] * 10 + [429]
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_bucket(client, settings):
+    # CANOPY_TRUSTED_PROXIES=1: every request comes from the proxy (one REMOTE_ADDR); the
+    # client is the address the proxy appended, whatever the client itself put left of it
+    settings.SIGNUP_ENABLED = True
+    settings.CANOPY_TRUSTED_PROXIES = 1
+    assert _signup_from(client, 11, forwarded="198.51.100.7") == [200] * 10 + [429]
+    # another client behind the same proxy is not throttled by the first one's bucket
+    assert _signup_from(client, 1, forwarded="198.51.100.8") == [200]
+    # the first client cannot escape its bucket by prepending a made-up address
+    assert _signup_from(client, 1, forwarded="192.0.2.99, 198.51.100.7") == [429]
+    # a request that did not come through the proxy (no header) keys on its peer
+    assert client.post("/signup", {"email": "direct@example.com"}).status_code == 200

@@ -176,7 +176,12 @@ def catalog_keys(cursor) -> dict[str, set[tuple[str, ...]]]:
 
 # Tables keyed by org that stay whole on every node on Citus (reference tables, ALLOWED above):
 # a foreign key to one needs no org column.
-REFERENCE_TABLES = {"tenancy_apitoken", "tenancy_invitation", "tenancy_membership", "tenancy_orglimits"}
+REFERENCE_TABLES = {
+    "tenancy_apitoken",
+    "tenancy_invitation",
+    "tenancy_membership",
+    "tenancy_orglimits",
+}
 
 # Every foreign key between two tables with org_id: its (column → column) pairs.
 _FOREIGN_KEYS_SQL = """

@@ -66,8 +66,16 @@ class Revision(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     number = models.PositiveIntegerField()
     digest = models.CharField(max_length=64)
+    # Every foreign key between mesh tables is (org_id, x_id) → (org_id, id) in the database,
+    # so the tables can be distributed by org (migration 0003, docs/scaling.md): hence
+    # db_constraint=False on the Django fields.
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_constraint=False
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

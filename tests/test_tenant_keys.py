@@ -6,20 +6,26 @@ for, because it also keeps each tenant's index entries together.
 
 Two sources are checked, because neither covers the other:
 - the Django models of the project's apps (``backend.*``): primary key, ``unique=True`` fields
-  (one-to-one included), ``unique_together`` and ``UniqueConstraint``;
+  (one-to-one included), ``unique_together`` and ``UniqueConstraint``. A model key that
+  PostgreSQL holds as (org_id, *key) instead passes: the tenant models keep Django's ``id``
+  primary key and their one-to-one fields (a ForeignKey cannot target a CompositePrimaryKey in
+  Django 5.2) while the migrations ``*_primary_keys_lead_with_org`` made the database's keys
+  (org_id, id) and (org_id, column);
 - PostgreSQL's catalog after every migration ran, which also holds the raw tables that
   migrations create with ``RunSQL`` (``metric_blocks``, ``trace_spans``, the outboxes, …):
   every ordinary or partitioned table of the ``public`` schema, its primary key and every
   unique index (unique constraints are backed by one).
 
+Foreign keys are checked too: one between two tenant tables must carry the org
+((org_id, x_id) → (org_id, id)), so both rows live on the same node; one to a reference
+table (``REFERENCE_TABLES``) need not.
+
 A table is a tenant table when it has an ``org_id`` column. Every other table of the schema must
 be named in ``GLOBAL_TABLES`` (with why it is global), so a new tenant table cannot escape the
 check by storing its org under another name or reaching it through a parent only.
 
-What does not pass today is listed in ``ALLOWED`` with the reason and what Citus needs; each is
-work to do before distributing (docs/scaling.md, "What has to change first"). The raw tables'
-primary keys (``metric_blocks``, the outboxes) and the parent-keyed unique constraints
-(agent reports, alerts) were fixed by migrations and left the list.
+What does not pass is listed in ``ALLOWED`` with the reason: only the reference tables' own
+keys are left (docs/scaling.md, "What was changed").
 """
 
 from __future__ import annotations

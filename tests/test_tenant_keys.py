@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import pytest
 from django.apps import apps
-from django.db import connection, models
+from django.db import IntegrityError, connection, models, transaction
 from django.test.utils import isolate_apps
 
+from backend.meshconfig.models import Cluster, ClusterStatus
 from backend.tenancy.models import Organization
+from backend.tracing.models import TraceOperation, TraceService
 
 ORG_COLUMN = "org_id"
 EXPRESSION = "<expression>"
@@ -302,6 +304,25 @@ def test_database_keys_are_the_ones_the_migrations_made():
     assert ("cluster_id",) not in keys["mesh_cluster_status"]
     assert ("org_id", "agent_token_id") in keys["mesh_clusters"]
     assert ("id",) in keys["tenancy_apitoken"]  # a reference table keeps its own key
+
+
+@pytest.mark.django_db
+def test_a_row_cannot_point_at_another_orgs_row():
+    # What the composite foreign keys add: the database refuses a child in one org pointing at
+    # a parent of another (a single-column key to the parent's id accepted it).
+    a = Organization.objects.create(slug="keys-a", name="A")
+    b = Organization.objects.create(slug="keys-b", name="B")
+    service = TraceService.objects.for_org(a).create(org=a, name="checkout")
+    cluster = Cluster.objects.for_org(a).create(org=a, name="east")
+    TraceOperation.objects.for_org(a).create(org=a, service=service, name="GET /", kind=2)
+    for make in (
+        lambda: TraceOperation.objects.for_org(b).create(org=b, service=service, name="x", kind=2),
+        lambda: ClusterStatus.objects.for_org(b).create(org=b, cluster=cluster),
+    ):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # not at the test's end
+            make()
 
 
 @pytest.mark.django_db

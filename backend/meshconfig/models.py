@@ -36,6 +36,9 @@ class Cluster(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="mesh_cluster",
+        # The database holds (org_id, agent_token_id) → tenancy_apitoken (org_id, id) and
+        # UNIQUE (org_id, agent_token_id) instead (migration 0003, docs/scaling.md).
+        db_constraint=False,
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -63,8 +66,16 @@ class Revision(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     number = models.PositiveIntegerField()
     digest = models.CharField(max_length=64)
+    # Every foreign key between mesh tables is (org_id, x_id) → (org_id, id) in the database,
+    # so the tables can be distributed by org (migration 0003, docs/scaling.md): hence
+    # db_constraint=False on the Django fields.
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -111,18 +122,37 @@ class ClusterStatus(models.Model):
     ``selectors.cluster_state(status, now)``, which adds STALE and DISCONNECTED by time."""
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, related_name="status")
+    # Unique in the database as (org_id, cluster_id), with (org_id, cluster_id) → mesh_clusters
+    # (org_id, id): the same rows, org first (migration 0003, docs/scaling.md).
+    cluster = models.OneToOneField(
+        Cluster, on_delete=models.CASCADE, related_name="status", db_constraint=False
+    )
     desired = models.ForeignKey(
-        Revision, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Revision,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     desired_at = models.DateTimeField(null=True, blank=True)
     applied = models.ForeignKey(
-        Revision, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Revision,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     applied_at = models.DateTimeField(null=True, blank=True)
     # The revision the agent last tried (ACK or NACK).
     attempted = models.ForeignKey(
-        Revision, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Revision,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     state = models.CharField(
         max_length=16, choices=SyncState.choices, default=SyncState.DISCONNECTED
@@ -151,10 +181,17 @@ class AgentReport(models.Model):
     nothing twice. The newest ``REPORTS_KEPT`` per cluster are kept."""
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="reports")
+    cluster = models.ForeignKey(
+        Cluster, on_delete=models.CASCADE, related_name="reports", db_constraint=False
+    )
     attempt_id = models.CharField(max_length=100)
     revision = models.ForeignKey(
-        Revision, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+        Revision,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
     )
     state = models.CharField(max_length=8)  # ACK | NACK
     error = models.JSONField(default=dict, blank=True)

@@ -48,7 +48,10 @@ class AlertState(models.Model):
     PENDING, FIRING, INACTIVE = "pending", "firing", "inactive"
 
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    group = models.ForeignKey(RuleGroup, on_delete=models.CASCADE, related_name="alerts")
+    # (org_id, group_id) → rule_groups (org_id, id) in the database (migration 0003).
+    group = models.ForeignKey(
+        RuleGroup, on_delete=models.CASCADE, related_name="alerts", db_constraint=False
+    )
     rule_index = models.PositiveIntegerField()
     rule_name = models.CharField(max_length=1024)
     fingerprint = models.CharField(max_length=64)  # of the labels

@@ -26,7 +26,10 @@ class TraceService(models.Model):
 
 class TraceOperation(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    service = models.ForeignKey(TraceService, on_delete=models.CASCADE, related_name="operations")
+    # (org_id, service_id) → trace_services (org_id, id) in the database (migration 0010).
+    service = models.ForeignKey(
+        TraceService, on_delete=models.CASCADE, related_name="operations", db_constraint=False
+    )
     name = models.CharField(max_length=1024)
     kind = models.SmallIntegerField()  # OTLP SpanKind number
     first_seen = models.DateTimeField(default=timezone.now)

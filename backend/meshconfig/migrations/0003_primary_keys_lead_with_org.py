@@ -103,7 +103,7 @@ def _revision(name, on_delete):
 class Migration(migrations.Migration):
     dependencies = [
         ("meshconfig", "0002_tenant_keys_lead_with_org"),
-        ("tenancy", "0012_primary_keys_lead_with_org"),
+        ("tenancy", "0013_primary_keys_lead_with_org"),
     ]
 
     operations = [

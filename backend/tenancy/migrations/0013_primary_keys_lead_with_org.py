@@ -35,7 +35,7 @@ TOKEN_REVERSE = "ALTER TABLE tenancy_apitoken DROP CONSTRAINT tenancy_apitoken_o
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tenancy", "0011_orglimits_promote_otel_resource_attributes")]
+    dependencies = [("tenancy", "0012_orglimits_promote_otel_scope_metadata")]
 
     operations = [
         migrations.RunSQL(*primary_key_sql("tenancy_auditevent")),

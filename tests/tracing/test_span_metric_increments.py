@@ -73,15 +73,31 @@ def _rows(rng, first_minute):
                 calls = rng.randrange(1, 50)
                 buckets = sorted(rng.randrange(calls + 1) for _ in BUCKETS)
                 span_rows.append(
-                    (minute, service, f"op-{service}", kind, rng.choice([0, 1, 2, 7]), calls,
-                     rng.randrange(10**12), *buckets)
+                    (
+                        minute,
+                        service,
+                        f"op-{service}",
+                        kind,
+                        rng.choice([0, 1, 2, 7]),
+                        calls,
+                        rng.randrange(10**12),
+                        *buckets,
+                    )
                 )
         for client, server in rng.sample([("cart", "db"), ("gateway", "cart"), ("cart", "pg")], 2):
             calls = rng.randrange(1, 50)
             edge_rows.append(
-                (minute, client, server, calls, rng.randrange(calls + 1), rng.randrange(10**12),
-                 sorted(rng.randrange(calls + 1) for _ in BUCKETS), rng.randrange(10**12),
-                 sorted(rng.randrange(calls + 1) for _ in BUCKETS))
+                (
+                    minute,
+                    client,
+                    server,
+                    calls,
+                    rng.randrange(calls + 1),
+                    rng.randrange(10**12),
+                    sorted(rng.randrange(calls + 1) for _ in BUCKETS),
+                    rng.randrange(10**12),
+                    sorted(rng.randrange(calls + 1) for _ in BUCKETS),
+                )
             )
     rng.shuffle(span_rows)
     rng.shuffle(edge_rows)

@@ -187,7 +187,8 @@ def running_totals(known: np.ndarray, series, minutes, increments):
     and minute that moved, and the new totals."""
     running = np.array(known, dtype=np.float64)
     out_series, out_minutes, out_values = [], [], []
-    order = np.argsort(minutes, kind="stable")
+    # by minute, then series (stable: a series added to twice in a minute keeps its order)
+    order = np.lexsort((series, minutes))
     series, minutes, increments = series[order], minutes[order], increments[order]
     bounds = np.flatnonzero(np.diff(minutes)) + 1
     for part in np.split(np.arange(len(minutes)), bounds):
@@ -195,7 +196,9 @@ def running_totals(known: np.ndarray, series, minutes, increments):
             continue
         idx = series[part]
         np.add.at(running, idx, increments[part])  # (in order, a series added to twice)
-        moved = np.unique(idx)
+        first = np.ones(len(idx), dtype=bool)
+        first[1:] = idx[1:] != idx[:-1]
+        moved = idx[first]
         out_series.append(moved)
         out_minutes.append(np.full(len(moved), minutes[part[0]], dtype=np.int64))
         out_values.append(running[moved])
@@ -209,13 +212,27 @@ def running_totals(known: np.ndarray, series, minutes, increments):
     )
 
 
+# The same series move in every run: their fingerprints are kept (bounded) per process.
+_fingerprints: dict[tuple, int] = {}
+_MAX_FINGERPRINTS = 200_000
+
+
+def _fingerprint(labels: tuple) -> int:
+    fp = _fingerprints.get(labels)
+    if fp is None:
+        if len(_fingerprints) >= _MAX_FINGERPRINTS:
+            _fingerprints.clear()
+        fp = _fingerprints[labels] = fingerprint(labels)
+    return fp
+
+
 def write_increments(*, org_id: int, stamp_from_ms: int, span_rows, edge_rows) -> int:
     """Add one rollup run's counts of an org to its cumulative series: one sample per series
     and minute it moved in, stamped at the minute's end. Returns samples written."""
     label_sets, series, minutes, increments = _increments(stamp_from_ms, span_rows, edge_rows)
     if not label_sets:
         return 0
-    fps = [fingerprint(labels) for labels in label_sets]
+    fps = [_fingerprint(labels) for labels in label_sets]
     with connection.cursor() as cur:
         cur.execute(
             "SELECT fingerprint, total FROM trace_metric_totals "

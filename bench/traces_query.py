@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/traces_query.py                 # 5,000,000 spans for the tenant
     .venv/bin/python bench/traces_query.py --spans 1000000
+    .venv/bin/python bench/traces_query.py --spans 1000000 --rollup-only --profile /tmp/p.pstats
 
 A fresh Canopy (bench/harness/canopy.py) is filled directly in PostgreSQL (generate_series
 into the row head, as rows from before the drain wrote blocks, with their keys in

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/traces_query.py                 # 5,000,000 spans for the tenant
     .venv/bin/python bench/traces_query.py --spans 1000000
+    .venv/bin/python bench/traces_query.py --spans 1000000 --rollup-only --profile /tmp/p.pstats
 
 A fresh Canopy (bench/harness/canopy.py) is filled directly in PostgreSQL (generate_series
 into the row head, as rows from before the drain wrote blocks, with their keys in
@@ -21,6 +22,7 @@ Targets (issue 6): trace by id < 50 ms, searches < 300 ms at p95.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -115,6 +117,21 @@ def fill(srv: CanopyServer, org_id: int, n_spans: int, salt: int) -> None:
         )
 
 
+# The catch-up of the whole day at once (optionally under cProfile).
+_CATCH_UP = """
+import cProfile, pstats
+import backend.tracing.dependencies as d
+profile = "{profile}"
+prof = cProfile.Profile() if profile else None
+if prof:
+    prof.enable()
+print(d.rollup_due(max_minutes=2000))
+if prof:
+    prof.disable()
+    prof.dump_stats(profile)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+"""
+
 PASSWORD = "bench-password-1234"
 
 
@@ -156,7 +173,26 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--spans", type=int, default=5_000_000)
     p.add_argument("--repeat", type=int, default=40)
+    p.add_argument(
+        "--rollup-only",
+        action="store_true",
+        help="stop after the day's rollup catch-up (no cut, no queries)",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="cProfile the catch-up into FILE (pstats) and print its top functions",
+    )
+    p.add_argument(
+        "--keep-db",
+        action="store_true",
+        help="keep the data folder (CANOPY_BENCH_KEEP) for a post-mortem",
+    )
     args = p.parse_args(argv)
+    if args.keep_db:
+        os.environ["CANOPY_BENCH_KEEP"] = "1"
+    load = os.getloadavg()[0]
+    print(f"background load before the run: {load:.1f} (1 min, {os.cpu_count()} CPUs)")
     with CanopyServer() as srv:
         # Roll up from 25 h ago: set the orgs' watermarks before beat's first run sets them to
         # "an hour ago" (beat and the catch-up below then share them: nothing counted twice).
@@ -196,16 +232,17 @@ def main(argv=None) -> int:
             f"loaded {args.spans:,} + {args.spans // 5:,} spans in {time.perf_counter() - t:.0f}s"
         )
         t = time.perf_counter()
-        srv._manage(
-            "shell",
-            "-c",
-            "import backend.tracing.dependencies as d\n"
-            "print(d.rollup_due(max_minutes=2000))  # catch up on the whole day at once",
-        )
+        load0 = os.getloadavg()[0]
+        out = srv._manage("shell", "-c", _CATCH_UP.format(profile=args.profile or ""))
+        if args.profile:
+            print(out)
         print(
             f"dependency rollups for 24 h computed in {time.perf_counter() - t:.0f}s "
-            "(from the key head trace_span_keys)"
+            f"(from the key head trace_span_keys; load {load0:.1f} -> {os.getloadavg()[0]:.1f})"
         )
+        if args.rollup_only:
+            print(f"data folder: {srv.data_dir}" if args.keep_db else "")
+            return 0
         ((rows_size,),) = srv.sql(
             "SELECT sum(pg_total_relation_size(oid)) FROM pg_class "
             "WHERE relname LIKE 'trace_spans_2%%' AND relkind = 'r'"

@@ -89,8 +89,8 @@ def _insert(cur, org_id: int, window_ns: int, payload: bytes, s: Summary) -> Non
         """
         INSERT INTO trace_blocks (org_id, window_ns, min_start_ns, max_start_ns, n_spans,
             n_traces, min_duration_ns, max_duration_ns, has_error, service_ids, operation_ids,
-            attribute_keys, trace_keys, payload)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            attribute_keys, trace_keys, service_counts, prefix_tokens, payload)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::int[], %s::int[], %s)
         """,
         [
             org_id,
@@ -106,6 +106,8 @@ def _insert(cur, org_id: int, window_ns: int, payload: bytes, s: Summary) -> Non
             s.operation_ids,
             s.attribute_keys,
             s.trace_keys,
+            s.service_counts,
+            s.prefix_tokens,
             payload,
         ],
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import struct
+import zlib
 from dataclasses import dataclass
 from itertools import chain, count
 from typing import Any
@@ -190,6 +191,8 @@ class Summary:
     operation_ids: list[int]
     attribute_keys: list[str]
     trace_keys: list[int]  # the trace index: see ``trace_key``
+    service_counts: list[int]  # spans of each of ``service_ids``, in that order
+    prefix_tokens: list[int]  # the short-id index: see ``prefix_tokens``
 
 
 _encode_str = json.encoder.encode_basestring  # (the C one: json.dumps(str) for ensure_ascii=False)
@@ -203,6 +206,47 @@ def trace_key(trace_id: bytes) -> int:
     """The trace index's 64-bit key of a trace id: the low half (64-bit B3 trace ids are
     left-padded with zeros, so the high half would collide)."""
     return int.from_bytes(trace_id[8:16], "big", signed=True)
+
+
+# The short-id index: per block, one token per (trace, length) for the leading digits of each
+# trace id as displayed, at these lengths (hex digits); GIN-indexed, so a lookup of a prefix
+# reads only the blocks holding a trace with that many leading digits. Several lengths: ids
+# are often random (6 digits already pick ~1 trace in 16 million), but some generators put a
+# clock or a constant in front (X-Ray ids start with the epoch second; the bench's ids with a
+# salt), where only longer digits tell traces apart.
+PREFIX_TOKEN_DIGITS = (6, 12, 20, 28)
+
+
+def shown_id(trace_id: bytes) -> bytes:
+    """A trace id as the pages show it: a 64-bit id (high half zero) by its low half."""
+    return trace_id[8:] if not any(trace_id[:8]) else trace_id
+
+
+def _token(head: bytes) -> int:
+    # (the length is part of the token: "abcdef" and "abcdef000000" differ)
+    value = zlib.crc32(bytes([len(head)]) + head)
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def prefix_tokens(trace_ids: list[bytes]) -> list[int]:
+    """The distinct short-id tokens of these traces, sorted (a block's summary)."""
+    out = set()
+    for trace_id in trace_ids:
+        shown = shown_id(trace_id)
+        for digits in PREFIX_TOKEN_DIGITS:
+            if digits > 2 * len(shown):
+                break
+            out.add(_token(shown[: digits // 2]))
+    return sorted(out)
+
+
+def prefix_token(prefix: str) -> int | None:
+    """The token every trace whose shown id starts with the hex ``prefix`` has (of the
+    longest indexed length the prefix covers), or None if the prefix is too short."""
+    digits = [d for d in PREFIX_TOKEN_DIGITS if d <= len(prefix)]
+    if not digits:
+        return None
+    return _token(bytes.fromhex(prefix[: digits[-1]]))
 
 
 def _dictionary(values: list) -> tuple[np.ndarray, list]:
@@ -354,6 +398,8 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
         operation_ids=op_dict.tolist(),
         attribute_keys=sorted(key_list),
         trace_keys=sorted({trace_key(t) for t in distinct_traces}),
+        service_counts=np.bincount(sv_codes, minlength=len(sv_dict)).tolist(),
+        prefix_tokens=prefix_tokens(distinct_traces),
     )
     return payload, summary
 

@@ -21,6 +21,7 @@ Targets (issue 6): trace by id < 50 ms, searches < 300 ms at p95.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -226,6 +227,7 @@ def main(argv=None) -> int:
             f"cut {int(moved):,} spans into blocks in {time.perf_counter() - t:.0f}s "
             "(with VACUUM FULL of the head)"
         )
+        load_before = os.getloadavg()
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {srv.token}"
         base = srv.url + "/jaeger/api"
@@ -273,9 +275,14 @@ def main(argv=None) -> int:
             "AND (relname LIKE 'trace_spans_2%%' OR relname LIKE 'trace_blocks_2%%')"
         )
         ((head,),) = srv.sql("SELECT count(*) FROM trace_spans")
+        load_after = os.getloadavg()
     print(
         f"span tables: {rows_size / 2**30:.2f} GiB as rows, {size / 2**30:.2f} GiB after the cut "
         f"({head:,} spans left in the head)"
+    )
+    print(
+        "background load (1-min load average, this bench included) before / after the queries: "
+        f"{load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} CPUs"
     )
     print(f"{'query':42s} {'p50 ms':>8s} {'p95 ms':>8s}")
     for name, ms in results.items():

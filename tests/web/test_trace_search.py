@@ -223,8 +223,7 @@ def _forget_summaries(org_id: int) -> None:
     """Make the org's blocks look written before the summaries had counts and tokens."""
     with connection.cursor() as cur:
         cur.execute(
-            "UPDATE trace_blocks SET service_counts = NULL, prefix_tokens = NULL"
-            " WHERE org_id = %s",
+            "UPDATE trace_blocks SET service_counts = NULL, prefix_tokens = NULL WHERE org_id = %s",
             [org_id],
         )
 

@@ -191,23 +191,18 @@ def _prefix_mask(raw: bytes, prefix: str) -> np.ndarray:
 def _prefix_candidates(cur, org_id: int, prefix: str, start_ns: int, end_ns: int) -> list:
     """(id, min start, max start) of the org's blocks of the window that may hold a trace
     whose shown id starts with ``prefix``, the newest first: those whose short-id tokens
-    have the prefix's (GIN), and those written before blocks had tokens."""
+    have the prefix's, and those written before blocks had tokens."""
     within, params = _window(start_ns, end_ns)
     token = prefix_token(prefix)
-    if token is None:
-        cur.execute(
-            f"SELECT id, min_start_ns, max_start_ns FROM trace_blocks WHERE {within}"  # noqa: S608
-            " ORDER BY max_start_ns DESC, id DESC",
-            [org_id, *params],
-        )
-    else:
-        cur.execute(
-            f"SELECT id, min_start_ns, max_start_ns FROM trace_blocks WHERE {within}"  # noqa: S608
-            " AND prefix_tokens && ARRAY[%s]::int[]"
-            f" UNION ALL SELECT id, min_start_ns, max_start_ns FROM trace_blocks WHERE {within}"
-            " AND prefix_tokens IS NULL ORDER BY 3 DESC, 1 DESC",
-            [org_id, *params, token, org_id, *params],
-        )
+    match = ""
+    if token is not None:
+        match = " AND (prefix_tokens && ARRAY[%s]::int[] OR prefix_tokens IS NULL)"
+        params = [*params, token]
+    cur.execute(
+        f"SELECT id, min_start_ns, max_start_ns FROM trace_blocks WHERE {within}{match}"  # noqa: S608
+        " ORDER BY max_start_ns DESC, id DESC",
+        [org_id, *params],
+    )
     return cur.fetchall()
 
 

@@ -209,12 +209,12 @@ def trace_key(trace_id: bytes) -> int:
 
 
 # The short-id index: per block, one token per (trace, length) for the leading digits of each
-# trace id as displayed, at these lengths (hex digits); GIN-indexed, so a lookup of a prefix
-# reads only the blocks holding a trace with that many leading digits. Several lengths: ids
-# are often random (6 digits already pick ~1 trace in 16 million), but some generators put a
-# clock or a constant in front (X-Ray ids start with the epoch second; the bench's ids with a
-# salt), where only longer digits tell traces apart.
-PREFIX_TOKEN_DIGITS = (6, 12, 20, 28)
+# trace id as displayed, at these lengths (hex digits), so a lookup of a prefix decodes only the
+# blocks holding a trace with the same leading digits. Several lengths: ids are often random
+# (6 digits already pick ~1 trace in 16 million), but some generators put a clock or a
+# constant in front (X-Ray ids start with the epoch second; the bench's ids with a salt), where
+# only longer digits tell traces apart; 16 digits is a whole 64-bit id or half a 128-bit one.
+PREFIX_TOKEN_DIGITS = (6, 16, 28)
 
 
 def shown_id(trace_id: bytes) -> bytes:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import struct
-import zlib
 from dataclasses import dataclass
 from itertools import chain, count
 from typing import Any
@@ -214,30 +213,46 @@ def trace_key(trace_id: bytes) -> int:
 # (6 digits already pick ~1 trace in 16 million), but some generators put a clock or a
 # constant in front (X-Ray ids start with the epoch second; the bench's ids with a salt), where
 # only longer digits tell traces apart; 16 digits is a whole 64-bit id or half a 128-bit one.
+# Tokens are 32-bit (6 digits as themselves, the others hashed): a token shared by chance
+# only makes a block a candidate, whose ids are then compared.
 PREFIX_TOKEN_DIGITS = (6, 16, 28)
 
 
-def shown_id(trace_id: bytes) -> bytes:
-    """A trace id as the pages show it: a 64-bit id (high half zero) by its low half."""
-    return trace_id[8:] if not any(trace_id[:8]) else trace_id
+def _mix(x: np.ndarray, seed: int) -> np.ndarray:
+    """A 64-bit finalizer (splitmix64's), wrapping uint64 arithmetic."""
+    x = x ^ np.uint64(seed)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
-def _token(head: bytes) -> int:
-    # (the length is part of the token: "abcdef" and "abcdef000000" differ)
-    value = zlib.crc32(bytes([len(head)]) + head)
-    return value - (1 << 32) if value >= 1 << 31 else value
+def _tokens(hi: np.ndarray, lo: np.ndarray, digits: int) -> np.ndarray:
+    """The int32 tokens of the leading ``digits`` hex digits of shown ids split into their
+    high and low 64 bits (big-endian): 6 digits as themselves, longer ones hashed."""
+    if digits == 6:
+        return (hi >> np.uint64(40)).astype(np.int32)
+    if digits == 16:
+        return (_mix(hi, 16) >> np.uint64(32)).astype(np.uint32).view(np.int32)
+    # 28: all of the high half, the low half's first 12 digits
+    mixed = _mix(_mix(hi, 28) ^ (lo >> np.uint64(16)), 29)
+    return (mixed >> np.uint64(32)).astype(np.uint32).view(np.int32)
+
+
+def _halves(shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    words = shown.reshape(-1, 16).view(">u8")
+    return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64)
 
 
 def prefix_tokens(trace_ids: list[bytes]) -> list[int]:
     """The distinct short-id tokens of these traces, sorted (a block's summary)."""
-    out = set()
-    for trace_id in trace_ids:
-        shown = shown_id(trace_id)
-        for digits in PREFIX_TOKEN_DIGITS:
-            if digits > 2 * len(shown):
-                break
-            out.add(_token(shown[: digits // 2]))
-    return sorted(out)
+    ids = np.frombuffer(b"".join(trace_ids), dtype=np.uint8).reshape(-1, 16)
+    short = ~ids[:, :8].any(axis=1)  # 64-bit ids: shown as their low half, 16 digits
+    shown = ids.copy()
+    shown[short, :8] = ids[short, 8:]
+    shown[short, 8:] = 0
+    hi, lo = _halves(shown)
+    parts = [_tokens(hi, lo, 6), _tokens(hi, lo, 16), _tokens(hi[~short], lo[~short], 28)]
+    return np.unique(np.concatenate(parts)).tolist()
 
 
 def prefix_token(prefix: str) -> int | None:
@@ -246,7 +261,9 @@ def prefix_token(prefix: str) -> int | None:
     digits = [d for d in PREFIX_TOKEN_DIGITS if d <= len(prefix)]
     if not digits:
         return None
-    return _token(bytes.fromhex(prefix[: digits[-1]]))
+    padded = np.frombuffer(bytes.fromhex(prefix[: digits[-1]].ljust(32, "0")), dtype=np.uint8)
+    hi, lo = _halves(padded.copy())
+    return int(_tokens(hi, lo, digits[-1])[0])
 
 
 def _dictionary(values: list) -> tuple[np.ndarray, list]:

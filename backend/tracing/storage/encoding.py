@@ -215,7 +215,7 @@ def trace_key(trace_id: bytes) -> int:
 # only longer digits tell traces apart; 16 digits is a whole 64-bit id or half a 128-bit one.
 # Tokens are 32-bit (6 digits as themselves, the others hashed): a token shared by chance
 # only makes a block a candidate, whose ids are then compared.
-PREFIX_TOKEN_DIGITS = (6, 16, 28)
+PREFIX_TOKEN_DIGITS = (6, 16, 30)
 
 
 def _mix(x: np.ndarray, seed: int) -> np.ndarray:
@@ -233,8 +233,8 @@ def _tokens(hi: np.ndarray, lo: np.ndarray, digits: int) -> np.ndarray:
         return (hi >> np.uint64(40)).astype(np.int32)
     if digits == 16:
         return (_mix(hi, 16) >> np.uint64(32)).astype(np.uint32).view(np.int32)
-    # 28: all of the high half, the low half's first 12 digits
-    mixed = _mix(_mix(hi, 28) ^ (lo >> np.uint64(16)), 29)
+    # 30: all of the high half, the low half's first 14 digits
+    mixed = _mix(_mix(hi, 30) ^ (lo >> np.uint64(8)), 31)
     return (mixed >> np.uint64(32)).astype(np.uint32).view(np.int32)
 
 
@@ -251,7 +251,7 @@ def prefix_tokens(trace_ids: list[bytes]) -> list[int]:
     shown[short, :8] = ids[short, 8:]
     shown[short, 8:] = 0
     hi, lo = _halves(shown)
-    parts = [_tokens(hi, lo, 6), _tokens(hi, lo, 16), _tokens(hi[~short], lo[~short], 28)]
+    parts = [_tokens(hi, lo, 6), _tokens(hi, lo, 16), _tokens(hi[~short], lo[~short], 30)]
     return np.unique(np.concatenate(parts)).tolist()
 
 

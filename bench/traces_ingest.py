@@ -391,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
             "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'trace_blocks_%%' "
             "AND c.relname LIKE '%%trace_keys%%'"
         )
+        ((prefix_bytes,),) = srv.sql(  # the short-id index (issue 17): tokens + their GIN
+            "SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0) "
+            "+ (SELECT coalesce(sum(pg_column_size(prefix_tokens)), 0) FROM trace_blocks) "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname LIKE 'trace_blocks_%%' AND c.relname LIKE '%%prefix_tokens%%'"
+        )
         # The drain alone and the receiver alone, in one process each, after the bytes were
         # measured (the sweep would queue a drain for the drain's batches only after 20 s; a
         # drain run meanwhile would just take batches from the loop, which counts its own)
@@ -452,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"bytes on disk once counted, pruned and compacted: {block_bytes:,} B = "
         f"{block_bytes / max(stored, 1):.1f} B/span (blocks, summaries, trace index "
-        f"{index_bytes / max(stored, 1):.1f} B/span, catalogs; Jaeger's ClickHouse "
+        f"{index_bytes / max(stored, 1):.1f} B/span, short-id tokens and their index "
+        f"{prefix_bytes / max(stored, 1):.1f} B/span, catalogs; Jaeger's ClickHouse "
         "benchmark: ~76 B/span)"
     )
     return 0 if stored >= total else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,8 @@ from django.db import connection
 
 from backend.tracing.spans import StoredSpan
 from backend.tracing.storage import reader
-from backend.tracing.storage.encoding import Block
+from backend.tracing.storage.blocks import WINDOW_NS
+from backend.tracing.storage.encoding import Block, prefix_token
 
 
 def trace_get(*, org_id: int, trace_id: bytes) -> list[StoredSpan]:
@@ -102,22 +104,30 @@ def traces_get(*, org_id: int, trace_ids: list[bytes]) -> dict[bytes, list[Store
 # --- the trace search page's helpers: the busiest service, short trace ids -------------------
 
 
-def _blocks_between(cur, org_id: int, start_ns: int, end_ns: int):
-    cur.execute(
-        "SELECT min_start_ns, max_start_ns, service_ids, payload FROM trace_blocks"
-        " WHERE org_id = %s AND max_start_ns >= %s AND min_start_ns <= %s",
-        [org_id, start_ns, end_ns],
+def _window(start_ns: int, end_ns: int) -> tuple[str, list]:
+    """The SQL condition (and its parameters) of the blocks holding spans that may start in
+    [start, end]; the hour window bounds let PostgreSQL skip the other daily partitions."""
+    return (
+        "org_id = %s AND max_start_ns >= %s AND min_start_ns <= %s"
+        " AND window_ns > %s AND window_ns <= %s",
+        [start_ns, end_ns, start_ns - WINDOW_NS, end_ns],
     )
-    return cur.fetchall()
 
 
 def service_span_counts(
     *, org_id: int, start_ns: int, end_ns: int, limit: int = 10
 ) -> list[tuple[str, int]]:
     """(service, spans starting in [start, end]) of the org's busiest services, most spans
-    first (ties by name). Reads the head in SQL and the blocks of the window: a block wholly
-    inside it with one service counts from its summary; others decode two columns."""
+    first (ties by name). Reads the head in SQL, the blocks wholly inside the window from
+    their summaries (spans per service, summed in SQL), and decodes the start and service
+    columns of the others only: those straddling an end of the window (at most the blocks of
+    two hour windows) and blocks written before their summaries had per-service counts."""
     counts: dict[int, int] = {}
+    within, params = _window(start_ns, end_ns)
+    summed = (
+        "min_start_ns >= %s AND max_start_ns <= %s"
+        " AND (service_counts IS NOT NULL OR cardinality(service_ids) = 1)"
+    )
     with connection.cursor() as cur:
         cur.execute(
             "SELECT service_id, count(*) FROM trace_spans"
@@ -126,11 +136,19 @@ def service_span_counts(
         )
         for sid, n in cur.fetchall():
             counts[sid] = counts.get(sid, 0) + n
-        for lo, hi, summary_services, payload in _blocks_between(cur, org_id, start_ns, end_ns):
-            if lo >= start_ns and hi <= end_ns and len(summary_services) == 1:
-                block = Block(bytes(payload), lo)
-                counts[summary_services[0]] = counts.get(summary_services[0], 0) + block.n_spans
-                continue
+        cur.execute(
+            "SELECT u.sid, sum(u.n) FROM trace_blocks b,"  # noqa: S608  (constant conditions)
+            " unnest(b.service_ids, coalesce(b.service_counts, ARRAY[b.n_spans])) AS u(sid, n)"
+            f" WHERE {within} AND {summed} GROUP BY u.sid",
+            [org_id, *params, start_ns, end_ns],
+        )
+        for sid, n in cur.fetchall():
+            counts[sid] = counts.get(sid, 0) + int(n)
+        cur.execute(
+            f"SELECT min_start_ns, payload FROM trace_blocks WHERE {within} AND NOT ({summed})",  # noqa: S608
+            [org_id, *params, start_ns, end_ns],
+        )
+        for lo, payload in cur.fetchall():
             block = Block(bytes(payload), lo)
             starts = block.starts()
             inside = (starts >= start_ns) & (starts <= end_ns)
@@ -170,12 +188,35 @@ def _prefix_mask(raw: bytes, prefix: str) -> np.ndarray:
     return mask
 
 
+def _prefix_candidates(cur, org_id: int, prefix: str, start_ns: int, end_ns: int) -> list:
+    """(id, min start, max start) of the org's blocks of the window that may hold a trace
+    whose shown id starts with ``prefix``, the newest first: those whose short-id tokens
+    have the prefix's, and those written before blocks had tokens."""
+    within, params = _window(start_ns, end_ns)
+    token = prefix_token(prefix)
+    match = ""
+    if token is not None:
+        match = " AND (prefix_tokens && ARRAY[%s]::int[] OR prefix_tokens IS NULL)"
+        params = [*params, token]
+    cur.execute(
+        f"SELECT id, min_start_ns, max_start_ns FROM trace_blocks WHERE {within}{match}"  # noqa: S608
+        " ORDER BY max_start_ns DESC, id DESC",
+        [org_id, *params],
+    )
+    return cur.fetchall()
+
+
+_PREFIX_FETCH_MAX = 16  # payloads fetched per query (after 1, 2, 4, …: the first may do)
+
+
 def traces_by_prefix(
     *, org_id: int, prefix: str, start_ns: int, end_ns: int, limit: int
 ) -> list[tuple[bytes, int]]:
     """(trace id, its latest span start) of the org's traces with a span starting in
     [start, end] whose id, as displayed, starts with ``prefix`` (lower-case hex), the most
-    recent first, at most ``limit``."""
+    recent first, at most ``limit``. The head answers in SQL; of the blocks, only those the
+    short-id index names are read, the newest first, until no block left can add a trace
+    more recent than the ``limit``-th found (a prefix every trace shares stops at once)."""
     if not prefix or any(c not in "0123456789abcdef" for c in prefix):
         raise ValueError("a trace id prefix is lower-case hex")
     found: dict[bytes, int] = {}
@@ -191,20 +232,38 @@ def traces_by_prefix(
         )
         for trace_id, start in cur.fetchall():
             found[bytes(trace_id)] = start
-        blocks = _blocks_between(cur, org_id, start_ns, end_ns)
-    for lo, _, _, payload in blocks:
-        block = Block(bytes(payload), lo)
-        raw = block.raw("trace_ids")
-        numbers = np.flatnonzero(_prefix_mask(raw, prefix))
-        if not len(numbers):
-            continue
-        starts = block.starts()
-        inside = (starts >= start_ns) & (starts <= end_ns)
-        latest = np.full(len(raw) // 16, -1, dtype=np.int64)  # per trace, in the window
-        np.maximum.at(latest, block.span_trace_numbers()[inside], starts[inside])
-        for k, last in zip(numbers.tolist(), latest[numbers].tolist(), strict=True):
-            if last >= 0:
-                trace_id = raw[16 * k : 16 * k + 16]
-                found[trace_id] = max(found.get(trace_id, 0), last)
+        candidates = _prefix_candidates(cur, org_id, prefix, start_ns, end_ns)
+        payloads: dict[int, bytes] = {}
+        fetched = 0
+        for i, (block_id, lo, hi) in enumerate(candidates):
+            if len(found) >= limit and hi < heapq.nlargest(limit, found.values())[-1]:
+                break  # this block and all older ones start too early to make the list
+            if block_id not in payloads:
+                ids = [c[0] for c in candidates[i : i + min(_PREFIX_FETCH_MAX, fetched + 1)]]
+                cur.execute(
+                    "SELECT id, payload FROM trace_blocks WHERE org_id = %s AND id = ANY(%s)",
+                    [org_id, ids],
+                )
+                payloads = {bid: bytes(p) for bid, p in cur.fetchall()}
+                fetched += len(ids)
+            payload = payloads.pop(block_id, None)
+            if payload is not None:  # (None: merged by a compaction meanwhile)
+                _prefix_find(Block(payload, lo), prefix, start_ns, end_ns, found)
     ranked = sorted(found.items(), key=lambda item: -item[1])
     return ranked[:limit]
+
+
+def _prefix_find(block: Block, prefix: str, start_ns: int, end_ns: int, found: dict) -> None:
+    """Add the block's traces matching the prefix, with their latest start in the window."""
+    raw = block.raw("trace_ids")
+    numbers = np.flatnonzero(_prefix_mask(raw, prefix))
+    if not len(numbers):
+        return
+    starts = block.starts()
+    inside = (starts >= start_ns) & (starts <= end_ns)
+    latest = np.full(len(raw) // 16, -1, dtype=np.int64)  # per trace, in the window
+    np.maximum.at(latest, block.span_trace_numbers()[inside], starts[inside])
+    for k, last in zip(numbers.tolist(), latest[numbers].tolist(), strict=True):
+        if last >= 0:
+            trace_id = raw[16 * k : 16 * k + 16]
+            found[trace_id] = max(found.get(trace_id, 0), last)

@@ -3,8 +3,9 @@ the trace index and block summaries, and fetching the blocks a read needs.
 
 A block holds up to ``BLOCK_MAX_SPANS`` spans of one org whose starts fall in one hour window
 (the partition key: blocks live in daily partitions, dropped whole by retention). Its row
-carries the summary reads prune with (time and duration range, services, operations,
-attribute keys, an error flag) and the trace index: the 64-bit keys of its traces in a GIN
+carries the summary reads prune with (time and duration range, services and the spans of
+each, operations, attribute keys, an error flag, the short-id tokens of its traces: see
+``encoding.prefix_tokens``) and the trace index: the 64-bit keys of its traces in a GIN
 indexed array, so a trace by id reads only the blocks that hold it.
 
 Cutting moves head rows into blocks in one transaction (DELETE … RETURNING, then INSERT),
@@ -103,8 +104,8 @@ def _insert(cur, org_id: int, window_ns: int, payload: bytes, s: Summary) -> Non
         """
         INSERT INTO trace_blocks (org_id, window_ns, min_start_ns, max_start_ns, n_spans,
             n_traces, min_duration_ns, max_duration_ns, has_error, service_ids, operation_ids,
-            attribute_keys, trace_keys, payload)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            attribute_keys, trace_keys, service_counts, prefix_tokens, payload)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::int[], %s::int[], %s)
         """,
         [
             org_id,
@@ -120,6 +121,8 @@ def _insert(cur, org_id: int, window_ns: int, payload: bytes, s: Summary) -> Non
             s.operation_ids,
             s.attribute_keys,
             s.trace_keys,
+            s.service_counts,
+            s.prefix_tokens,
             payload,
         ],
     )

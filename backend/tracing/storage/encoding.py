@@ -190,6 +190,8 @@ class Summary:
     operation_ids: list[int]
     attribute_keys: list[str]
     trace_keys: list[int]  # the trace index: see ``trace_key``
+    service_counts: list[int]  # spans of each of ``service_ids``, in that order
+    prefix_tokens: list[int]  # the short-id index: see ``prefix_tokens``
 
 
 _encode_str = json.encoder.encode_basestring  # (the C one: json.dumps(str) for ensure_ascii=False)
@@ -203,6 +205,65 @@ def trace_key(trace_id: bytes) -> int:
     """The trace index's 64-bit key of a trace id: the low half (64-bit B3 trace ids are
     left-padded with zeros, so the high half would collide)."""
     return int.from_bytes(trace_id[8:16], "big", signed=True)
+
+
+# The short-id index: per block, one token per (trace, length) for the leading digits of each
+# trace id as displayed, at these lengths (hex digits), so a lookup of a prefix decodes only the
+# blocks holding a trace with the same leading digits. Several lengths: ids are often random
+# (6 digits already pick ~1 trace in 16 million), but some generators put a clock or a
+# constant in front (X-Ray ids start with the epoch second; the bench's ids with a salt), where
+# only longer digits tell traces apart; 16 digits is a whole 64-bit id or half a 128-bit one.
+# Tokens are 32-bit (6 digits as themselves, the others hashed): a token shared by chance
+# only makes a block a candidate, whose ids are then compared.
+PREFIX_TOKEN_DIGITS = (6, 16, 30)
+
+
+def _mix(x: np.ndarray, seed: int) -> np.ndarray:
+    """A 64-bit finalizer (splitmix64's), wrapping uint64 arithmetic."""
+    x = x ^ np.uint64(seed)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _tokens(hi: np.ndarray, lo: np.ndarray, digits: int) -> np.ndarray:
+    """The int32 tokens of the leading ``digits`` hex digits of shown ids split into their
+    high and low 64 bits (big-endian): 6 digits as themselves, longer ones hashed."""
+    if digits == 6:
+        return (hi >> np.uint64(40)).astype(np.int32)
+    if digits == 16:
+        return (_mix(hi, 16) >> np.uint64(32)).astype(np.uint32).view(np.int32)
+    # 30: all of the high half, the low half's first 14 digits
+    mixed = _mix(_mix(hi, 30) ^ (lo >> np.uint64(8)), 31)
+    return (mixed >> np.uint64(32)).astype(np.uint32).view(np.int32)
+
+
+def _halves(shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    words = shown.reshape(-1, 16).view(">u8")
+    return words[:, 0].astype(np.uint64), words[:, 1].astype(np.uint64)
+
+
+def prefix_tokens(trace_ids: list[bytes]) -> list[int]:
+    """The distinct short-id tokens of these traces, sorted (a block's summary)."""
+    ids = np.frombuffer(b"".join(trace_ids), dtype=np.uint8).reshape(-1, 16)
+    short = ~ids[:, :8].any(axis=1)  # 64-bit ids: shown as their low half, 16 digits
+    shown = ids.copy()
+    shown[short, :8] = ids[short, 8:]
+    shown[short, 8:] = 0
+    hi, lo = _halves(shown)
+    parts = [_tokens(hi, lo, 6), _tokens(hi, lo, 16), _tokens(hi[~short], lo[~short], 30)]
+    return np.unique(np.concatenate(parts)).tolist()
+
+
+def prefix_token(prefix: str) -> int | None:
+    """The token every trace whose shown id starts with the hex ``prefix`` has (of the
+    longest indexed length the prefix covers), or None if the prefix is too short."""
+    digits = [d for d in PREFIX_TOKEN_DIGITS if d <= len(prefix)]
+    if not digits:
+        return None
+    padded = np.frombuffer(bytes.fromhex(prefix[: digits[-1]].ljust(32, "0")), dtype=np.uint8)
+    hi, lo = _halves(padded.copy())
+    return int(_tokens(hi, lo, digits[-1])[0])
 
 
 def _dictionary(values: list) -> tuple[np.ndarray, list]:
@@ -453,6 +514,8 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
         operation_ids=op_dict.tolist(),
         attribute_keys=sorted(key_list),
         trace_keys=sorted({trace_key(t) for t in distinct_traces}),
+        service_counts=np.bincount(sv_codes, minlength=len(sv_dict)).tolist(),
+        prefix_tokens=prefix_tokens(distinct_traces),
     )
     return payload, summary
 

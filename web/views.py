@@ -28,7 +28,8 @@ from backend.tenancy.access import (
     session_org_select,
 )
 from backend.tenancy.models import ALL_SCOPES, TENANT_LIMIT_FIELDS, Scope
-from backend.tenancy.rejections import rejections_get
+from backend.tenancy.rejections import WINDOW_HOURS as REJECTIONS_WINDOW_HOURS
+from backend.tenancy.rejections import rejections_get, rejections_recent
 from backend.tenancy.selectors import limits_get
 from backend.tracing.api.base import ReadTimedOut, bounded_reading
 from backend.tracing.api.params import trace_id_hex
@@ -482,6 +483,7 @@ def usage(request: HttpRequest) -> HttpResponse:
     spans_rate = spans.spans_last_hour / 3600
     top = cardinality.top_metrics(org_id=org.pk, limit=USAGE_TOP_METRICS)
     refused = rejections_get(org_id=org.pk)
+    recent = rejections_recent(org_id=org.pk)
     context = {
         "limits": limits,
         "can_manage": access.can_manage,
@@ -501,12 +503,18 @@ def usage(request: HttpRequest) -> HttpResponse:
         ],
         "refused": sorted(
             (
-                {"signal": signal, "reason": reason.replace("_", " "), "count": n}
+                {
+                    "signal": signal,
+                    "reason": reason.replace("_", " "),
+                    "recent": recent.get(signal, {}).get(reason, 0),
+                    "count": n,
+                }
                 for signal, reasons in refused.items()
                 for reason, n in reasons.items()
             ),
-            key=lambda row: -row["count"],
+            key=lambda row: (-row["recent"], -row["count"]),
         ),
+        "refused_window_hours": REJECTIONS_WINDOW_HOURS,
         "editable": [_limit_row(limits, field) for field in USAGE_EDITABLE_LIMITS],
         "operator_limits": [_limit_row(limits, field) for field in USAGE_OPERATOR_LIMITS],
         "api_base": reverse("prom-cardinality-label-names").removesuffix("label_names"),

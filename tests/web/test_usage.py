@@ -1,9 +1,12 @@
 """The usage & limits page: figures against limits, refusals, limits edited by admins only,
 and nothing of another org."""
 
-import pytest
+import time
 
-from backend.tenancy.rejections import rejections_count
+import pytest
+from django_redis import get_redis_connection
+
+from backend.tenancy.rejections import rejections_count, rejections_get, rejections_recent
 from backend.tenancy.selectors import limits_get
 from tests.metrics.samples import counter, load
 
@@ -75,3 +78,28 @@ def test_the_outsider_sees_its_own_org_only(client, usage):
     html = client.get("/settings/usage").content.decode()
     assert "globex_secret_total" in html and "http_requests_total" not in html
     assert client.get("/settings/usage", {"org": "acme"}).status_code == 404
+
+
+def test_refusals_over_the_last_day_beside_the_totals(client, usage):
+    """The table counts refusals of the last 24 h apart from the running totals: a refusal of
+    30 hours ago counts in the total only, and a neighbour's refusals in neither."""
+    now = time.time()
+    org_id = usage.org.pk
+    rejections_count(org_id=org_id, signal="traces", reasons={"trace_too_large": 5})
+    old_hour = int(now) // 3600 - 30
+    redis = get_redis_connection("default")
+    redis.hincrby(f"canopy:rejections-hourly:{org_id}:{old_hour}", "traces:trace_too_large", 100)
+    redis.hincrby(f"canopy:rejections:{org_id}", "traces:trace_too_large", 100)
+    rejections_count(org_id=usage.other_org.pk, signal="traces", reasons={"trace_too_large": 9})
+
+    assert rejections_recent(org_id=org_id, now=now) == {"traces": {"trace_too_large": 5}}
+    assert rejections_get(org_id=org_id) == {"traces": {"trace_too_large": 105}}
+    # The bucket of the current hour ages out of the window a day later.
+    assert rejections_recent(org_id=org_id, now=now + 26 * 3600) == {}
+
+    client.force_login(usage.viewer)
+    html = client.get("/settings/usage").content.decode()
+    row = html[html.index("trace too large") :]
+    row = row[: row.index("</tr>")]
+    assert '<td class="num">5</td><td class="num">105</td>' in row
+    assert "Last 24 h" in html

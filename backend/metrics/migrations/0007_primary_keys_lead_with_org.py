@@ -5,35 +5,18 @@ Django 5.2); tests/test_tenant_keys.py reads the real keys from the catalog."""
 
 from django.db import migrations
 
-# --- SQL of this migration (frozen here: a migration must not import code that changes later)
+from backend.tenancy.migrations._org_keys_sql import primary_key_sql
 
 
-def primary_key_sql(table):
-    """(forward, reverse): the primary key (id) becomes (org_id, id); a plain index on id keeps
-    Django's by-primary-key statements (save, delete, refresh_from_db) index-backed."""
-    forward = f"""
-DO $$ BEGIN
-    EXECUTE format('ALTER TABLE {table} DROP CONSTRAINT %I', (
-        SELECT conname FROM pg_constraint
-        WHERE conrelid = '{table}'::regclass AND contype = 'p'));
-END $$;
-ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (org_id, id);
-CREATE INDEX {table}_id_lookup ON {table} (id);
-"""
-    reverse = f"""
-ALTER TABLE {table} DROP CONSTRAINT {table}_pkey;
-DROP INDEX {table}_id_lookup;
-ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (id);
-"""
-    return forward, reverse
-
-
-TABLES = ["metric_exemplars", "metric_label_pairs", "metric_metadata", "metric_series", ]
+TABLES = [
+    "metric_exemplars",
+    "metric_label_pairs",
+    "metric_metadata",
+    "metric_series",
+]
 
 
 class Migration(migrations.Migration):
     dependencies = [("metrics", "0006_tenant_keys_lead_with_org")]
 
-    operations = [
-        migrations.RunSQL(*primary_key_sql(table)) for table in TABLES
-    ]
+    operations = [migrations.RunSQL(*primary_key_sql(table)) for table in TABLES]

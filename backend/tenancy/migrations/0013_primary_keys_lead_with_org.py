@@ -5,32 +5,14 @@ Django 5.2); tests/test_tenant_keys.py reads the real keys from the catalog."""
 
 from django.db import migrations
 
-# --- SQL of this migration (frozen here: a migration must not import code that changes later)
-
-
-def primary_key_sql(table):
-    """(forward, reverse): the primary key (id) becomes (org_id, id); a plain index on id keeps
-    Django's by-primary-key statements (save, delete, refresh_from_db) index-backed."""
-    forward = f"""
-DO $$ BEGIN
-    EXECUTE format('ALTER TABLE {table} DROP CONSTRAINT %I', (
-        SELECT conname FROM pg_constraint
-        WHERE conrelid = '{table}'::regclass AND contype = 'p'));
-END $$;
-ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (org_id, id);
-CREATE INDEX {table}_id_lookup ON {table} (id);
-"""
-    reverse = f"""
-ALTER TABLE {table} DROP CONSTRAINT {table}_pkey;
-DROP INDEX {table}_id_lookup;
-ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (id);
-"""
-    return forward, reverse
+from backend.tenancy.migrations._org_keys_sql import primary_key_sql
 
 
 # tenancy_apitoken stays a reference table (its id key, its secret's unique index); (org_id, id)
 # is made unique too, so that mesh_clusters.agent_token can carry its org to it.
-TOKEN_FORWARD = "ALTER TABLE tenancy_apitoken ADD CONSTRAINT tenancy_apitoken_org_id_uniq UNIQUE (org_id, id);"
+TOKEN_FORWARD = (
+    "ALTER TABLE tenancy_apitoken ADD CONSTRAINT tenancy_apitoken_org_id_uniq UNIQUE (org_id, id);"
+)
 TOKEN_REVERSE = "ALTER TABLE tenancy_apitoken DROP CONSTRAINT tenancy_apitoken_org_id_uniq;"
 
 

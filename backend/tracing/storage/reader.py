@@ -195,6 +195,22 @@ TAG_OPS = {"=": "=", "!=": "<>", "=~": "~", "!~": "!~"}
 SORTS = {"start": "max(s.start_ns)", "duration": "max(s.duration_ns)"}
 
 
+def _add_span_conditions(query, prefix: str, where: list[str], params: list) -> None:
+    """The query's duration and status conditions on a span table's columns (``prefix``: the
+    table's alias and a dot, or ""), appended to ``where`` and ``params``."""
+    if query.min_duration_ns is not None:
+        where.append(f"{prefix}duration_ns >= %s")
+        params.append(query.min_duration_ns)
+    if query.max_duration_ns is not None:
+        where.append(f"{prefix}duration_ns <= %s")
+        params.append(query.max_duration_ns)
+    if query.errors_only:
+        where.append(f"{prefix}status_code = 2")
+    if query.status_code is not None:
+        where.append(f"{prefix}status_code = %s")
+        params.append(query.status_code)
+
+
 def _head_find(cur, org_id: int, query) -> list[tuple[bytes, int]]:
     where = ["s.org_id = %s", "sv.org_id = %s", "sv.name = %s", "s.start_ns BETWEEN %s AND %s"]
     params: list = [org_id, org_id, query.service, query.start_ns, query.end_ns]
@@ -203,17 +219,7 @@ def _head_find(cur, org_id: int, query) -> list[tuple[bytes, int]]:
         joins += " JOIN trace_operations op ON op.id = s.operation_id"
         where.append("op.name = %s")
         params.append(query.operation)
-    if query.min_duration_ns is not None:
-        where.append("s.duration_ns >= %s")
-        params.append(query.min_duration_ns)
-    if query.max_duration_ns is not None:
-        where.append("s.duration_ns <= %s")
-        params.append(query.max_duration_ns)
-    if query.errors_only:
-        where.append("s.status_code = 2")
-    if query.status_code is not None:
-        where.append("s.status_code = %s")
-        params.append(query.status_code)
+    _add_span_conditions(query, "s.", where, params)
     for key, op, value in _filters(query):
         if key == "error" and op == "=" and value == "true":
             where.append("(s.status_code = 2 OR s.attributes->>'error' = 'true')")
@@ -391,17 +397,7 @@ def _keys_find(cur, org_id: int, query, service_id: int, operation_ids, low: int
     if operation_ids is not None:
         where.append("operation_id = ANY(%s::int[])")
         params.append(operation_ids)
-    if query.min_duration_ns is not None:
-        where.append("duration_ns >= %s")
-        params.append(query.min_duration_ns)
-    if query.max_duration_ns is not None:
-        where.append("duration_ns <= %s")
-        params.append(query.max_duration_ns)
-    if query.errors_only:
-        where.append("status_code = 2")
-    if query.status_code is not None:
-        where.append("status_code = %s")
-        params.append(query.status_code)
+    _add_span_conditions(query, "", where, params)
     column = "start_ns" if query.sort == "start" else "duration_ns"
     cur.execute(
         f"SELECT trace_id, max({column}) FROM trace_span_keys "  # noqa: S608

@@ -312,6 +312,9 @@ PROMQL_RESULTS_CACHE_TTL_SECONDS = env_int(
 PROMQL_RESULTS_CACHE_MAX_ENTRY_BYTES = env_int(
     "CANOPY_PROMQL_RESULTS_CACHE_MAX_ENTRY_BYTES", 4 * 1024 * 1024, minimum=0
 )
+# Decoded sample blocks kept per process for later queries (backend/metrics/storage/
+# block_cache.py): a chunk cache, bounded in bytes; 0 turns it off.
+PROMQL_BLOCK_CACHE_BYTES = env_int("CANOPY_PROMQL_BLOCK_CACHE_MB", 128, minimum=0) * 1024 * 1024
 # The mesh graph kept in Redis per (org, grouping, window, time) this long (0: off); see
 # backend/metrics/mesh_cache.py.
 MESH_GRAPH_CACHE_SECONDS = env_int("CANOPY_MESH_GRAPH_CACHE_SECONDS", 10, minimum=0)

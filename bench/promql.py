@@ -663,6 +663,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "is lowered to 10 min so that steps older than 20 min are cacheable, and the timed "
         "runs after the warm-up are served from it but for the recent steps)",
     )
+    p.add_argument(
+        "--block-cache",
+        choices=("on", "off"),
+        default="on",
+        help="Canopy's per-process cache of decoded blocks (on: the default, 128 MB per web "
+        "process, warm after the warm-up run as Prometheus's page cache is; off: every query "
+        "reads and decompresses its blocks)",
+    )
     p.add_argument("--canopy-web-workers", type=int, default=2)
     p.add_argument("--drain-timeout", type=float, default=600)
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -690,7 +698,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     limits = {"out_of_order_time_window_seconds": int(args.hours * 3600) + 7200}
     os.environ["CANOPY_PROMQL_RESULTS_CACHE"] = "1" if args.results_cache == "on" else "0"
-    print(f"canopy results cache: {args.results_cache}")
+    if args.block_cache == "off":
+        os.environ["CANOPY_PROMQL_BLOCK_CACHE_MB"] = "0"
+    else:
+        os.environ.pop("CANOPY_PROMQL_BLOCK_CACHE_MB", None)
+    print(f"canopy results cache: {args.results_cache}; block cache: {args.block_cache}")
     with contextlib.ExitStack() as stack:
         prom = stack.enter_context(PrometheusServer(remote_write_receiver=True, scrape_self=False))
         print(f"prometheus {prometheus_version()} at {prom.url}")

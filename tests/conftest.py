@@ -11,7 +11,7 @@ from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from backend.metrics.series import series_ids_cache_clear
-from backend.metrics.storage import catalog
+from backend.metrics.storage import block_cache, catalog
 from backend.tenancy.models import Organization, Role, Scope
 from backend.tenancy.selectors import caches_clear
 from backend.tenancy.services import member_add, org_create, token_create, user_get_or_create
@@ -53,6 +53,7 @@ def _clear_process_caches():
     flushed test database."""
     caches_clear()
     catalog.caches_clear()
+    block_cache.clear()
     trace_storage.caches_clear()
     series_ids_cache_clear()
     metadata_seen_clear()

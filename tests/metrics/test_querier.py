@@ -160,10 +160,20 @@ def test_outside_a_transaction_the_read_only_transaction_begins_with_the_first_s
             [Matcher("__name__", "=", "reqs")], start_ms=T0, end_ms=T0 + 10**6, max_series=9
         ),
     )
-    # the series and the blocks of their metric in one statement (BEGIN and the settings
-    # prepended to it), the two SHOWs, then COMMIT: four round trips
-    assert len(sent) == 4 and "FROM metric_series" in sent[0] and "FROM metric_blocks" in sent[0]
+    # the series and the block headers of their metric in one statement (BEGIN and the
+    # settings prepended to it), the blocks' columns (not yet in the process's block cache),
+    # the two SHOWs, then COMMIT: five round trips
+    assert len(sent) == 5 and "FROM metric_series" in sent[0] and "FROM metric_blocks" in sent[0]
+    assert "FROM metric_blocks" in sent[1] and "id = ANY" in sent[1]
     assert sent[-1] == "COMMIT" and _transaction_status() == "IDLE"
+    sent.clear()
+    with connection.execute_wrapper(record), querier.reading(timeout_seconds=7):
+        again = querier.select(
+            [Matcher("__name__", "=", "reqs")], start_ms=T0, end_ms=T0 + 10**6, max_series=9
+        )
+    _same(again, got)
+    # the blocks now come decoded from the cache: the series and headers, then COMMIT
+    assert len(sent) == 2 and "FROM metric_blocks" in sent[0] and sent[1] == "COMMIT"
     with connection.cursor() as cur:  # the session's own settings are untouched
         cur.execute("SHOW transaction_read_only")
         assert cur.fetchone() == ("off",)

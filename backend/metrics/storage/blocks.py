@@ -110,6 +110,53 @@ def blocks_fetch(cur, where: str, params: list, *, lock: bool = False) -> list[S
     return blocks_from_rows(cur.fetchall())
 
 
+@dataclass(slots=True, frozen=True)
+class BlockHeader:
+    """What a query reads of a block before its columns: enough to plan, and to recognise the
+    block in the decoded-blocks cache."""
+
+    id: int
+    metric_name: str
+    window_start: int
+    n_series: int
+    n_samples: int
+    value_mode: int
+    min_ts: int
+    max_ts: int
+
+
+def headers_query(where: str, **parts: sql.Composable) -> sql.Composed:
+    """The headers of the blocks ``where`` selects (a fixed fragment as in ``blocks_query``),
+    in window order; rows become headers through ``headers_from_rows``."""
+    return sql.SQL(
+        "SELECT id, metric_name, window_start, n_series, n_samples, value_mode, min_ts, max_ts "
+        "FROM metric_blocks WHERE {} ORDER BY window_start, id"
+    ).format(sql.SQL(where).format(**parts))
+
+
+def headers_from_rows(rows) -> list[BlockHeader]:
+    return [BlockHeader(*row) for row in rows]
+
+
+def columns_fetch(
+    cur, org_id: int, headers: Sequence[BlockHeader]
+) -> list[tuple[int, int, bytes, bytes, bytes]]:
+    """(n_series, value_mode, series, timestamps, values) of each of the org's blocks named by
+    ``headers``, in their order: one statement (its window range prunes the partitions)."""
+    cur.execute(
+        'SELECT id, series, timestamps, "values" FROM metric_blocks WHERE org_id = %s'
+        " AND window_start >= %s AND window_start <= %s AND id = ANY(%s)",
+        [
+            org_id,
+            min(h.window_start for h in headers),
+            max(h.window_start for h in headers),
+            [h.id for h in headers],
+        ],
+    )
+    columns = {bid: rest for bid, *rest in cur.fetchall()}
+    return [(h.n_series, h.value_mode, *columns[h.id]) for h in headers]
+
+
 def storage_bytes() -> int:
     """Bytes on disk of all sample and series tables, with their indexes and TOAST."""
     with connection.cursor() as cur:

@@ -17,6 +17,7 @@ inverse is a cumulative sum (or XOR) minus the running total at each boundary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -330,6 +331,100 @@ def decode_many(blocks, wanted: np.ndarray | None = None) -> Segments:
     )
 
 
+@dataclass(slots=True)
+class Decoded:
+    """One block's samples decoded: series ``ids`` ascending, series k's samples at
+    ``starts[k]`` (``counts[k]`` of them) in ``timestamps``/``values``, in time order."""
+
+    ids: np.ndarray
+    counts: np.ndarray
+    starts: np.ndarray
+    timestamps: np.ndarray
+    values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.ids, self.counts, self.starts, self.timestamps, self.values)
+        return sum(a.nbytes for a in arrays) + 512  # and the objects around them
+
+    @classmethod
+    def of(cls, samples: Samples) -> Decoded:
+        ids, first, counts = np.unique(samples.series, return_index=True, return_counts=True)
+        return cls(ids, counts, first, samples.timestamps, samples.values)
+
+
+def decode_blocks(blocks, wanted: np.ndarray | None = None) -> list[Decoded]:
+    """``decode_many`` of (n_series, value_mode, series, timestamps, values) blocks, one
+    ``Decoded`` per block in their order (with ``wanted``: its series only, maybe none), each
+    in arrays of its own."""
+    blocks = list(blocks)
+    segs = decode_many(((i, *b) for i, b in enumerate(blocks)), wanted)
+    out = [_EMPTY] * len(blocks)
+    # decode_many keeps each block's segments, and their samples, together
+    tags, first, n_segs = np.unique(segs.tags, return_index=True, return_counts=True)
+    for tag, a, n in zip(tags.tolist(), first.tolist(), n_segs.tolist(), strict=True):
+        b = a + n
+        lo = int(segs.starts[a])
+        hi = int(segs.starts[b - 1] + segs.counts[b - 1])
+        out[tag] = Decoded(
+            segs.ids[a:b].copy(),
+            segs.counts[a:b].copy(),
+            segs.starts[a:b] - lo,
+            segs.timestamps[lo:hi].copy(),
+            segs.values[lo:hi].copy(),
+        )
+    return out
+
+
+def merge_decoded(parts: Sequence[Decoded]) -> Decoded:
+    """Several decoded blocks of one window (not yet compacted) as one, a later block's sample
+    winning over an earlier one's at the same (series, timestamp), as compaction merges them."""
+    merged = normalize(
+        np.concatenate([np.repeat(p.ids, p.counts) for p in parts]),
+        np.concatenate([p.timestamps for p in parts]),
+        np.concatenate([p.values for p in parts]),
+    )
+    return Decoded.of(merged)
+
+
+def gather(blocks: Sequence[tuple[int, Decoded]], wanted: np.ndarray) -> Segments:
+    """The ``wanted`` series (sorted ids) of (tag, decoded block) pairs, in ``decode_many``'s
+    layout: one segment per (block, wanted series it holds). The segments are found for all
+    blocks at once; then each block gives its samples in one take per column."""
+    blocks = [(tag, d) for tag, d in blocks if len(d.ids)]
+    if not blocks or not len(wanted):
+        return _no_segments()
+    all_ids = np.concatenate([d.ids for _, d in blocks])
+    at = np.minimum(np.searchsorted(wanted, all_ids), len(wanted) - 1)
+    hit = wanted[at] == all_ids
+    if not hit.any():
+        return _no_segments()
+    n_ids = np.fromiter((len(d.ids) for _, d in blocks), np.int64, len(blocks))
+    block_of = np.repeat(np.arange(len(blocks)), n_ids)[hit]
+    counts = np.concatenate([d.counts for _, d in blocks])[hit]
+    local = np.concatenate([d.starts for _, d in blocks])[hit]
+    # each hit segment's samples, by index within its own block's arrays
+    out_at = np.cumsum(counts) - counts
+    take = np.arange(int(counts.sum())) + np.repeat(local - out_at, counts)
+    per_block = np.bincount(block_of, weights=counts, minlength=len(blocks)).astype(np.int64)
+    ends = np.cumsum(per_block).tolist()
+    ts, vals = [], []
+    lo = 0
+    for i, (_, d) in enumerate(blocks):
+        hi = ends[i]
+        if hi == lo:
+            continue
+        if hi - lo == len(d.timestamps):  # every series of the block
+            ts.append(d.timestamps)
+            vals.append(d.values)
+        else:
+            ts.append(d.timestamps[take[lo:hi]])
+            vals.append(d.values[take[lo:hi]])
+        lo = hi
+    tags = np.fromiter((tag for tag, _ in blocks), np.int64, len(blocks))[block_of]
+    return Segments(all_ids[hit], tags, counts, out_at, np.concatenate(ts), np.concatenate(vals))
+
+
 # Blocks are decoded together in runs of about this many words: enough to pay numpy's
 # per-call cost rarely, few enough that the passes over them stay in the CPU's cache.
 _CHUNK_WORDS = 1 << 15
@@ -351,6 +446,9 @@ def _decode_chunk(mode: int, parts) -> tuple:
 def _no_segments() -> Segments:
     empty = np.empty(0, np.int64)
     return Segments(empty, empty, empty, empty, empty, np.empty(0))
+
+
+_EMPTY = Decoded(*(np.empty(0, np.int64),) * 4, np.empty(0))
 
 
 def _take_words(raw: bytes, keep: np.ndarray | None) -> np.ndarray:

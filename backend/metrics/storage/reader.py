@@ -14,13 +14,13 @@ from psycopg import sql
 
 from backend.metrics.labels import METRIC_NAME, LabelPairs, Labels, Matcher
 from backend.metrics.promql.querier import ReadTimeout, SeriesLimitExceeded, SeriesSet, Windows
-from backend.metrics.storage import encoding
+from backend.metrics.storage import block_cache, encoding
 from backend.metrics.storage.blocks import (
     WINDOW_MS,
-    StoredBlock,
-    blocks_fetch,
-    blocks_from_rows,
-    blocks_query,
+    BlockHeader,
+    columns_fetch,
+    headers_from_rows,
+    headers_query,
 )
 from backend.metrics.storage.catalog import label_pair_ids, label_pairs_named, series_labels
 
@@ -67,10 +67,10 @@ def _series_matching(
     """series_match's (series id, labels, labels_key), in series id order; the labels are the
     catalog's shared, cached dicts (``series_labels``): read them, never change them.
 
-    ``blocks_of`` = (metric name, start ms, end ms, blocks_seen): the blocks of that metric
-    over that range are read in the same round trip as the series (a second statement of the
-    same query) and kept in ``blocks_seen`` under ``samples_fetch_rows``' key, when at least
-    one series of the metric may match (the selector names the metric)."""
+    ``blocks_of`` = (metric name, start ms, end ms, blocks_seen): the headers of that metric's
+    blocks over that range are read in the same round trip as the series (a second statement
+    of the same query) and kept in ``blocks_seen`` under ``samples_fetch_rows``' key, when at
+    least one series of the metric may match (the selector names the metric)."""
     if org_id is None:
         raise ValueError("series_match needs an org")
     where = [sql.SQL("org_id = %s")]
@@ -138,7 +138,7 @@ def _series_matching(
             ).format(sql.SQL(" AND ").join(where))
             cap = limit if limit is not None else _NO_LIMIT
             cur.execute(
-                query + sql.SQL("; ") + blocks_query(_BLOCKS_WHERE + "{capped}", capped=capped),
+                query + sql.SQL("; ") + headers_query(_BLOCKS_WHERE + "{capped}", capped=capped),
                 [
                     *params,
                     *_blocks_params(org_id, [name], start_ms, end_ms),
@@ -151,7 +151,7 @@ def _series_matching(
             cur.nextset()
             blocks = cur.fetchall()
             if rows and blocks:
-                blocks_seen[((name,), start_ms, end_ms)] = blocks_from_rows(blocks)
+                blocks_seen[((name,), start_ms, end_ms)] = headers_from_rows(blocks)
         found = series_labels(cur, org_id, rows)
     if post:
         kept = (s for s in found if all(m.matches(s[1], p) for m, p in post))
@@ -171,32 +171,39 @@ def _blocks_params(org_id: int, names: list[str], start_ms: int, end_ms: int) ->
     return [org_id, names, start_ms - WINDOW_MS, end_ms, start_ms, end_ms]
 
 
-def _blocks_for(org_id: int, names: list[str], start_ms: int, end_ms: int) -> list[StoredBlock]:
+def _headers_for(org_id: int, names: list[str], start_ms: int, end_ms: int) -> list[BlockHeader]:
     with connection.cursor() as cur:
-        return blocks_fetch(cur, _BLOCKS_WHERE, _blocks_params(org_id, names, start_ms, end_ms))
+        cur.execute(headers_query(_BLOCKS_WHERE), _blocks_params(org_id, names, start_ms, end_ms))
+        return headers_from_rows(cur.fetchall())
 
 
-def _merged_window(group: list[StoredBlock], wanted: np.ndarray) -> encoding.Segments:
-    """Several blocks of one (metric, window) not yet compacted, merged (a later write wins)
-    into ``decode_many``'s layout, only the ``wanted`` series kept."""
-    parts = [block.decode() for block in group]
-    merged = encoding.normalize(
-        np.concatenate([p.series for p in parts]),
-        np.concatenate([p.timestamps for p in parts]),
-        np.concatenate([p.values for p in parts]),
-    )
-    keep = np.isin(merged.series, wanted)
-    ids, counts = np.unique(merged.series[keep], return_counts=True)
-    starts = np.zeros(len(counts), dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    return encoding.Segments(
-        ids,
-        np.zeros(len(ids), np.int64),
-        counts,
-        starts,
-        merged.timestamps[keep],
-        merged.values[keep],
-    )
+def _decoded(org_id: int, headers: list[BlockHeader], wanted: np.ndarray) -> list[encoding.Decoded]:
+    """Each block of ``headers`` decoded, from the process's block cache where it holds them.
+    The others are read in one statement; those that fit the cache's budget for one query (a
+    quarter of it) are decoded whole and kept, the rest only for the ``wanted`` series: a query
+    over more than that allocates no more than it would without the cache."""
+    budget = block_cache.capacity() // 4
+    out = block_cache.get_many(org_id, headers) if budget else [None] * len(headers)
+    whole, partial = [], []
+    for i, header in enumerate(headers):
+        if out[i] is not None:
+            continue
+        size = header.n_samples * 16 + header.n_series * 24
+        if size <= budget:
+            budget -= size
+            whole.append(i)
+        else:
+            partial.append(i)
+    if whole or partial:
+        with connection.cursor() as cur:
+            columns = columns_fetch(cur, org_id, [headers[i] for i in whole + partial])
+        for i, d in zip(whole, encoding.decode_blocks(columns[: len(whole)]), strict=True):
+            block_cache.put(org_id, headers[i], d)
+            out[i] = d
+        decoded = encoding.decode_blocks(columns[len(whole) :], wanted)
+        for i, d in zip(partial, decoded, strict=True):
+            out[i] = d
+    return out
 
 
 def _in_windows(timestamps: np.ndarray, windows: Windows) -> np.ndarray | None:
@@ -223,13 +230,13 @@ def samples_fetch_rows(
     metric name, which says which blocks to read), laid out by ``rows`` (id -> row), row after
     row, each in time order; row r's samples are ``[offsets[r]:offsets[r + 1]]``. What the
     PromQL engine reads. With ``windows``, samples outside every window may be left out.
-    ``blocks_seen`` keeps the blocks read, by (metric names, range), for the next call of the
-    same read scope (two selectors of one metric over one range read them once).
+    ``blocks_seen`` keeps the block headers read, by (metric names, range), for the next call of
+    the same read scope (two selectors of one metric over one range read them once).
 
     Each block lists its series with their sample counts, so the wanted samples are located
     per (block, series) segment and gathered in one pass, already in row order: no per-sample
     membership test and no sort of the samples themselves. Blocks are decoded all together
-    (``encoding.decode_many``).
+    (``encoding.decode_many``), or come decoded from the process's block cache.
     """
     n_rows = max(rows.values(), default=-1) + 1
     no_samples = (np.empty(0, np.int64), np.empty(0), np.zeros(n_rows + 1, np.int64))
@@ -237,46 +244,29 @@ def samples_fetch_rows(
         return no_samples
     names = sorted(set(series.values()))
     key = (tuple(names), start_ms, end_ms)
-    found = None if blocks_seen is None else blocks_seen.get(key)
-    if found is None:
-        found = _blocks_for(org_id, names, start_ms, end_ms)
+    headers = None if blocks_seen is None else blocks_seen.get(key)
+    if headers is None:
+        headers = _headers_for(org_id, names, start_ms, end_ms)
         if blocks_seen is not None:
-            blocks_seen[key] = found
-    groups: dict[tuple[str, int], list[StoredBlock]] = {}
-    for block in found:  # in window order
-        groups.setdefault((block.metric_name, block.window_start), []).append(block)
+            blocks_seen[key] = headers
     sids = np.fromiter(rows.keys(), dtype=np.int64)
     row_of = np.fromiter(rows.values(), dtype=np.int64)
     order = np.argsort(sids)
     sids, row_of = sids[order], row_of[order]
-    singles, parts = [], []
-    for g, group in enumerate(groups.values()):
-        if len(group) == 1:
-            b = group[0]
-            singles.append((g, b.n_series, b.value_mode, b.series, b.timestamps, b.values))
-        else:
-            merged = _merged_window(group, sids)
-            merged.tags[:] = g
-            parts.append(merged)
-    if singles:
-        parts.append(encoding.decode_many(singles, sids))
-    parts = [p for p in parts if len(p.ids)]
-    if not parts:
+    decoded = _decoded(org_id, headers, sids)
+    groups: dict[tuple[str, int], list[encoding.Decoded]] = {}
+    for header, d in zip(headers, decoded, strict=True):  # in window order
+        groups.setdefault((header.metric_name, header.window_start), []).append(d)
+    segs = encoding.gather(
+        [
+            (g, group[0] if len(group) == 1 else encoding.merge_decoded(group))
+            for g, group in enumerate(groups.values())
+        ],
+        sids,
+    )
+    if not len(segs.ids):
         return no_samples
-    if len(parts) == 1:
-        segs = parts[0]
-        seg_starts = segs.starts
-    else:
-        bases = np.cumsum([0] + [len(p.timestamps) for p in parts[:-1]])
-        seg_starts = np.concatenate([p.starts + base for p, base in zip(parts, bases, strict=True)])
-        segs = encoding.Segments(
-            np.concatenate([p.ids for p in parts]),
-            np.concatenate([p.tags for p in parts]),
-            np.concatenate([p.counts for p in parts]),
-            seg_starts,
-            np.concatenate([p.timestamps for p in parts]),
-            np.concatenate([p.values for p in parts]),
-        )
+    seg_starts = segs.starts
     seg_rows = row_of[np.searchsorted(sids, segs.ids)]
     # Blocks are tagged in window order: ordering segments by (row, tag) puts time in order.
     seg_order = np.lexsort((segs.tags, seg_rows))

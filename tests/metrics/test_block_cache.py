@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.db import connections
 
 from backend.metrics.storage import block_cache, blocks, compaction, outbox, reader
 from backend.metrics.storage.catalog import series_resolve
@@ -162,3 +163,48 @@ def _block_count(org):
 
 def _fields(header):
     return {f: getattr(header, f) for f in blocks.BlockHeader.__dataclass_fields__}
+
+
+def test_blocks_replaced_after_their_headers_were_read_are_read_again(tenants):
+    """A reading scope that read headers before a compaction (in a caller's transaction, which
+    sees each statement's snapshot) finds the blocks gone and reads the new ones' headers."""
+    rng = np.random.default_rng(13)
+    ids, truth = _random_data(tenants.org, rng)
+    rows = {s: r for r, s in enumerate(ids)}
+    key = (("m",), 0, 3 * WINDOW)
+    seen = {key: reader._headers_for(tenants.org.pk, ["m"], 0, 3 * WINDOW)}
+    stale = list(seen[key])
+    assert compaction.blocks_compact(min_age_seconds=0) > 0
+    assert reader._decoded(tenants.org.pk, stale, np.array(sorted(ids))) is None
+    ts, values, offsets = reader.samples_fetch_rows(
+        org_id=tenants.org.pk,
+        series=dict.fromkeys(ids, "m"),
+        rows=rows,
+        start_ms=0,
+        end_ms=3 * WINDOW,
+        blocks_seen=seen,
+    )
+    assert (ts.tolist(), values.tolist(), offsets.tolist()) == _expected(truth, rows, 0, 3 * WINDOW)
+    assert seen[key] != stale
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_web_requests_reading_scope_sees_one_snapshot(tenants):
+    """Outside a transaction (a web request) the scope is REPEATABLE READ: blocks compacted
+    by another connection after the scope's first statement are still read as they were."""
+    rng = np.random.default_rng(17)
+    ids, _ = _random_data(tenants.org, rng)
+    querier = reader.PostgresQuerier(org_id=tenants.org.pk)
+    other = connections.create_connection("default")
+    try:
+        with querier.reading(timeout_seconds=10):
+            headers = reader._headers_for(tenants.org.pk, ["m"], 0, 3 * WINDOW)
+            with other.cursor() as cur:  # compaction elsewhere, committed
+                cur.execute(
+                    "DELETE FROM metric_blocks WHERE org_id = %s AND id = %s",
+                    [tenants.org.pk, headers[0].id],
+                )
+            decoded = reader._decoded(tenants.org.pk, headers, np.array(sorted(ids)))
+        assert decoded is not None
+    finally:
+        other.close()

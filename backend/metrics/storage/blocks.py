@@ -140,9 +140,11 @@ def headers_from_rows(rows) -> list[BlockHeader]:
 
 def columns_fetch(
     cur, org_id: int, headers: Sequence[BlockHeader]
-) -> list[tuple[int, int, bytes, bytes, bytes]]:
+) -> list[tuple[int, int, bytes, bytes, bytes]] | None:
     """(n_series, value_mode, series, timestamps, values) of each of the org's blocks named by
-    ``headers``, in their order: one statement (its window range prunes the partitions)."""
+    ``headers``, in their order: one statement (its window range prunes the partitions). None
+    when one of them is gone (compaction replaced it since its header was read, in a
+    transaction that sees each statement's own snapshot)."""
     cur.execute(
         'SELECT id, series, timestamps, "values" FROM metric_blocks WHERE org_id = %s'
         " AND window_start >= %s AND window_start <= %s AND id = ANY(%s)",
@@ -154,6 +156,8 @@ def columns_fetch(
         ],
     )
     columns = {bid: rest for bid, *rest in cur.fetchall()}
+    if len(columns) < len(headers):
+        return None
     return [(h.n_series, h.value_mode, *columns[h.id]) for h in headers]
 
 

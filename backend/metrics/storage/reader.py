@@ -177,11 +177,14 @@ def _headers_for(org_id: int, names: list[str], start_ms: int, end_ms: int) -> l
         return headers_from_rows(cur.fetchall())
 
 
-def _decoded(org_id: int, headers: list[BlockHeader], wanted: np.ndarray) -> list[encoding.Decoded]:
+def _decoded(
+    org_id: int, headers: list[BlockHeader], wanted: np.ndarray
+) -> list[encoding.Decoded] | None:
     """Each block of ``headers`` decoded, from the process's block cache where it holds them.
     The others are read in one statement; those that fit the cache's budget for one query (a
     quarter of it) are decoded whole and kept, the rest only for the ``wanted`` series: a query
-    over more than that allocates no more than it would without the cache."""
+    over more than that allocates no more than it would without the cache. None when a block
+    is gone since its header was read (the caller reads the headers again)."""
     budget = block_cache.capacity() // 4
     out = block_cache.get_many(org_id, headers) if budget else [None] * len(headers)
     whole, partial = [], []
@@ -197,6 +200,8 @@ def _decoded(org_id: int, headers: list[BlockHeader], wanted: np.ndarray) -> lis
     if whole or partial:
         with connection.cursor() as cur:
             columns = columns_fetch(cur, org_id, [headers[i] for i in whole + partial])
+        if columns is None:
+            return None
         for i, d in zip(whole, encoding.decode_blocks(columns[: len(whole)]), strict=True):
             block_cache.put(org_id, headers[i], d)
             out[i] = d
@@ -214,6 +219,12 @@ def _in_windows(timestamps: np.ndarray, windows: Windows) -> np.ndarray | None:
         return None
     # the distance from t to the next window end; windows shorter than the step
     return (windows.first_end - timestamps) % windows.step_ms <= windows.range_ms
+
+
+# Reads of the headers, then of the blocks' columns, before giving up (each miss means a
+# compaction replaced blocks in between: in a reading scope of its own, a query sees one
+# snapshot and never misses).
+_ATTEMPTS = 3
 
 
 def samples_fetch_rows(
@@ -244,16 +255,21 @@ def samples_fetch_rows(
         return no_samples
     names = sorted(set(series.values()))
     key = (tuple(names), start_ms, end_ms)
-    headers = None if blocks_seen is None else blocks_seen.get(key)
-    if headers is None:
-        headers = _headers_for(org_id, names, start_ms, end_ms)
-        if blocks_seen is not None:
-            blocks_seen[key] = headers
     sids = np.fromiter(rows.keys(), dtype=np.int64)
     row_of = np.fromiter(rows.values(), dtype=np.int64)
     order = np.argsort(sids)
     sids, row_of = sids[order], row_of[order]
-    decoded = _decoded(org_id, headers, sids)
+    blocks_seen = {} if blocks_seen is None else blocks_seen
+    for _ in range(_ATTEMPTS):
+        headers = blocks_seen.get(key)
+        if headers is None:
+            headers = blocks_seen[key] = _headers_for(org_id, names, start_ms, end_ms)
+        decoded = _decoded(org_id, headers, sids)
+        if decoded is not None:
+            break
+        del blocks_seen[key]  # compacted meanwhile: the new blocks' headers, then
+    else:
+        raise OperationalError("the blocks read were replaced again and again: try again")
     groups: dict[tuple[str, int], list[encoding.Decoded]] = {}
     for header, d in zip(headers, decoded, strict=True):  # in window order
         groups.setdefault((header.metric_name, header.window_start), []).append(d)
@@ -328,17 +344,23 @@ def metric_names_between(*, org_id: int, start_ms: int, end_ms: int) -> set[str]
 class _LazyReadOnlyTransaction:
     """A read-only transaction with the query's statement timeout, begun only by the scope's
     first SQL statement and in the same round trip: the execute wrapper prepends
-    ``BEGIN READ ONLY; SET LOCAL statement_timeout = N;`` to that statement (psycopg's
+    ``BEGIN … READ ONLY; SET LOCAL statement_timeout = N;`` to that statement (psycopg's
     client-side binding cursor, Django's default, sends a query through the simple protocol,
     which runs several statements) and steps over their two results. A scope that reads
     nothing (``vector(1)``) sends nothing; one that reads sends COMMIT (or ROLLBACK after an
     error) at its end. Every statement the connection runs inside the scope goes through the
     wrapper, whoever issues it, so none runs outside the transaction. Round trips for a scope
     of n statements: n + 1 (0 for n = 0), where ``transaction.atomic()`` + ``set_config`` took
-    n + 3 (psycopg's BEGIN, the settings, the statements, COMMIT)."""
+    n + 3 (psycopg's BEGIN, the settings, the statements, COMMIT). The transaction is
+    REPEATABLE READ: its statements see one snapshot, so a query's series, block headers and
+    block columns agree while compaction replaces blocks (read-only, it cannot fail to
+    serialize)."""
 
     def __init__(self, timeout_ms: int) -> None:
-        self.prefix = f"BEGIN READ ONLY; SET LOCAL statement_timeout = {int(timeout_ms)}; "
+        self.prefix = (
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;"
+            f" SET LOCAL statement_timeout = {int(timeout_ms)}; "
+        )
         self.begun = False
 
     def __call__(self, execute, statement, params, many, context):

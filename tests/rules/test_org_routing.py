@@ -6,8 +6,6 @@ the org went with the id (the id alone) still runs."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -17,6 +15,7 @@ from backend.rules import notify, services, tasks
 from backend.rules.models import AlertingConfig, AlertState, Notification, RuleGroup
 from backend.rules.rulefile import group_parse
 from tests.compat.alertmanager_harness import WebhookSink
+from tests.helpers.org_routing import tables_named, unrouted
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,25 +31,11 @@ DEAD_TARGET = "http://127.0.0.1:1/hook"  # nothing listens: a failed post, kept 
 
 
 def _tables(sql: str) -> set[str]:
-    return {t for t in RULE_TABLES if re.search(rf'(?<![\w.])"?{t}"?(?![\w])', sql)}
+    return tables_named(sql, RULE_TABLES)
 
 
 def _unrouted(queries: list[dict]) -> list[str]:
-    """Statements on the rules' tables whose WHERE clause does not name ``org_id`` (an INSERT:
-    whose columns do not include it)."""
-    bad = []
-    for q in queries:
-        sql = q["sql"]
-        if not _tables(sql):
-            continue
-        if sql.lstrip().upper().startswith("INSERT"):
-            if "org_id" not in sql:
-                bad.append(sql)
-            continue
-        _, _, where = sql.partition(" WHERE ")
-        if "org_id" not in where:
-            bad.append(sql)
-    return bad
+    return unrouted(queries, RULE_TABLES)
 
 
 def _due(group: RuleGroup) -> None:

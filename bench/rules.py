@@ -108,7 +108,7 @@ for i in range(args["evaluations"]):
     ts = args["end_ms"] - (args["evaluations"] - 1 - i) * 15_000  # within the data
     for g in groups:
         t = time.perf_counter()
-        out = services.group_evaluate(group_id=g.pk, ts_ms=ts)
+        out = services.group_evaluate(org_id=g.org_id, group_id=g.pk, ts_ms=ts)
         walls.append(time.perf_counter() - t)
         errors |= {r.last_error for r in out.rules if r.health != "ok"}
         for raw, r in zip(g.rules, out.rules):

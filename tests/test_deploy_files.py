@@ -30,6 +30,7 @@ COMPOSE = ROOT / "docker" / "compose.yaml"
 CANOPY_IMAGE_SERVICES = {
     "migrate",
     "web",
+    "ingest",
     "agent-api",
     "otlp-grpc",
     "beat",
@@ -127,6 +128,35 @@ def test_every_queue_has_its_own_worker_service(services):
         assert argv[argv.index("--hostname") + 1] == f"{queue}@%h"
         # `$$` is compose's escape: the shell of the check sees $HOSTNAME (Celery's %h)
         assert f"--destination {queue}@$$HOSTNAME" in services[name]["healthcheck"]["test"][1]
+
+
+def _gunicorn_argv(service: dict) -> list[str]:
+    """The gunicorn command of a `sh -c "collectstatic && exec gunicorn ..."` service."""
+    argv = _argv(service)
+    assert argv[:2] == ["sh", "-c"] and "manage.py collectstatic" in argv[2], argv
+    return argv[2].split("exec ", 1)[1].split()
+
+
+def _option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_ingest_has_a_gunicorn_pool_of_its_own(services):
+    """As `make run` with CANOPY_INGEST_BIND (backend/runner.py: web-ingest): the web's own
+    application and options on another port, published, and checked on that port."""
+    web, ingest = _gunicorn_argv(services["web"]), _gunicorn_argv(services["ingest"])
+    assert ingest[:2] == web[:2] == ["gunicorn", "backend.wsgi"]
+    web_port = _option(web, "--bind").rpartition(":")[2]
+    port = _option(ingest, "--bind").rpartition(":")[2]
+    assert _option(ingest, "--bind") == f"0.0.0.0:{port}" and port != web_port
+    assert services["ingest"]["ports"] == [f"{port}:{port}"]
+    assert services["ingest"]["healthcheck"]["test"][-1] == f"http://127.0.0.1:{port}/readyz"
+    for option in ("--threads", "--access-logfile", "--logger-class", "--graceful-timeout"):
+        assert _option(ingest, option) == _option(web, option), option
+    assert services["ingest"]["environment"] == services["web"]["environment"]
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    expose = next(line for line in dockerfile.splitlines() if line.startswith("EXPOSE "))
+    assert {web_port, port} <= set(expose.split()[1:])
 
 
 def _module_exists(module: str) -> bool:

@@ -18,6 +18,7 @@ from backend.meshconfig.bundle import (
     resource_key,
 )
 from backend.meshconfig.models import (
+    AgentReport,
     Cluster,
     ClusterStatus,
     Revision,
@@ -133,7 +134,8 @@ def cluster_token_rotate(*, cluster: Cluster, actor=None) -> str:
             created_by=_actor_user(actor),
         )
         cluster.agent_token = token
-        cluster.save(update_fields=["agent_token"])
+        # By (org_id, pk), not save()'s UPDATE … WHERE id = …: the org routes it (docs/scaling.md).
+        Cluster.objects.for_org(cluster.org_id).filter(pk=cluster.pk).update(agent_token=token)
         if old is not None:
             token_revoke(token=old, actor=actor)
         audit_record(
@@ -150,7 +152,14 @@ def cluster_delete(*, cluster: Cluster, actor=None) -> None:
     with transaction.atomic():
         token = cluster.agent_token
         name, org = cluster.name, cluster.org
-        cluster.delete()
+        # Not cluster.delete(): Django's cascade deletes the status and reports WHERE
+        # cluster_id IN (…) and the cluster WHERE id = …, without the org; these name it.
+        AgentReport.objects.for_org(org).filter(cluster_id=cluster.pk).delete()
+        ClusterStatus.objects.for_org(org).filter(cluster_id=cluster.pk).delete()
+        with connection.cursor() as cur:
+            cur.execute(
+                "DELETE FROM mesh_clusters WHERE org_id = %s AND id = %s", [org.pk, cluster.pk]
+            )
         if token is not None:
             token_revoke(token=token, actor=actor)
         audit_record(org=org, actor=actor, action="meshconfig.cluster.delete", target=name)
@@ -561,7 +570,13 @@ def telemetry_update(
         settings.trace_sampling_percent = float(trace_sampling_percent)
         settings.traces, settings.metrics, settings.custom_tags = traces, metrics, tags
         settings.updated_at = timezone.now()
-        settings.save()
+        TelemetrySettings.objects.for_org(org).filter(pk=settings.pk).update(
+            trace_sampling_percent=settings.trace_sampling_percent,
+            traces=traces,
+            metrics=metrics,
+            custom_tags=tags,
+            updated_at=settings.updated_at,
+        )
         audit_record(
             org=org,
             actor=actor,

@@ -157,9 +157,10 @@ def notifications_queue(*, org_id: int, config: AlertingConfig, alerts: list[dic
     ids = [n.pk for n in created]
 
     def enqueue() -> None:
-        # By name: the tasks module imports this one.
+        # By name: the tasks module imports this one. The org goes with the id, so that the
+        # delivery's statements name it (docs/scaling.md).
         for pk in ids:
-            current_app.send_task(DELIVER_TASK, args=(pk,))
+            current_app.send_task(DELIVER_TASK, args=(pk, org_id))
 
     transaction.on_commit(enqueue)
     return ids
@@ -194,24 +195,38 @@ def _post(n: Notification, headers: dict, auth) -> str:
     return ""
 
 
-def notification_deliver(*, notification_id: int) -> str:
+def notification_org_id(*, notification_id: int) -> int | None:
+    """The org of a notification known by its id alone (None: gone). Only for a task queued
+    before the org went along with the id; a look-up by bare id, multi-shard once
+    distributed."""
+    return (
+        Notification.objects.unscoped()
+        .filter(pk=notification_id)
+        .values_list("org_id", flat=True)
+        .first()
+    )
+
+
+def notification_deliver(*, notification_id: int, org_id: int | None = None) -> str:
     """Post one queued notification: ``"sent"``, ``"retry"`` (kept, with its next attempt),
-    ``"dropped"`` (out of attempts, or its target was removed) or ``"gone"``."""
+    ``"dropped"`` (out of attempts, or its target was removed) or ``"gone"``. ``org_id`` None:
+    a task queued before the org went with the id (looked up once). Every statement on the
+    notification names the org (``for_org``), not ``save()``/``delete()``'s ``WHERE id = …``."""
+    if org_id is None:
+        org_id = notification_org_id(notification_id=notification_id)
+        if org_id is None:
+            return "gone"
+    mine = Notification.objects.for_org(org_id).filter(pk=notification_id)
     with transaction.atomic():
-        n = (
-            Notification.objects.unscoped()
-            .select_for_update(skip_locked=True)
-            .filter(pk=notification_id)
-            .first()
-        )
+        n = mine.select_for_update(skip_locked=True).first()
         if n is None:
             return "gone"
         if n.next_attempt_at > timezone.now():
             return "not-due"  # a second hand-out of the same retry (beat ticks every second)
-        config = AlertingConfig.objects.for_org(n.org_id).first()
+        config = AlertingConfig.objects.for_org(org_id).first()
         target = _credentials(config, n.target_url) if config else {}
         if not target:
-            n.delete()
+            mine.delete()
             return "dropped"
         headers = {"Content-Type": "application/json", "User-Agent": "Canopy-ruler"}
         auth = None
@@ -220,45 +235,47 @@ def notification_deliver(*, notification_id: int) -> str:
         elif target.get("basic_auth"):
             auth = (target["basic_auth"]["username"], target["basic_auth"]["password"])
         error = _post(n, headers, auth)
-        status, _ = DeliveryStatus.objects.for_org(n.org_id).get_or_create(
-            org_id=n.org_id, target_url=n.target_url
+        status, _ = DeliveryStatus.objects.for_org(org_id).get_or_create(
+            org_id=org_id, target_url=n.target_url
         )
         now = timezone.now()
         if not error:
-            DeliveryStatus.objects.for_org(n.org_id).filter(pk=status.pk).update(
+            DeliveryStatus.objects.for_org(org_id).filter(pk=status.pk).update(
                 last_success_at=now, sent_alerts=F("sent_alerts") + len(n.payload["alerts"])
             )
-            n.delete()
+            mine.delete()
             return "sent"
-        DeliveryStatus.objects.for_org(n.org_id).filter(pk=status.pk).update(
+        DeliveryStatus.objects.for_org(org_id).filter(pk=status.pk).update(
             last_error_at=now, last_error=error, failed_attempts=F("failed_attempts") + 1
         )
-        n.attempts += 1
-        n.last_error = error
-        if n.attempts >= MAX_ATTEMPTS:
-            n.delete()
+        attempts = n.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            mine.delete()
             return "dropped"
-        n.next_attempt_at = now + dt.timedelta(
-            seconds=min(2 ** (n.attempts - 1), MAX_BACKOFF_SECONDS)
+        mine.update(
+            attempts=attempts,
+            last_error=error,
+            next_attempt_at=now
+            + dt.timedelta(seconds=min(2 ** (attempts - 1), MAX_BACKOFF_SECONDS)),
         )
-        n.save(update_fields=["attempts", "last_error", "next_attempt_at"])
         return "retry"
 
 
-def notifications_due(*, limit: int = 500) -> list[int]:
-    """Retries whose time has come, and first sends whose task was lost (queued more than
-    ``LOST_AFTER`` ago and never tried), of every org: a maintenance read. A row is handed
-    out once per attempt time (a Redis flag), not at every beat tick."""
+def notifications_due(*, limit: int = 500) -> list[tuple[int, int]]:
+    """(org id, notification id) of the retries whose time has come, and of first sends whose
+    task was lost (queued more than ``LOST_AFTER`` ago and never tried), of every org: a
+    maintenance read. A row is handed out once per attempt time (a Redis flag), not at every
+    beat tick."""
     now = timezone.now()
     rows = (
         Notification.objects.unscoped()
         .filter(next_attempt_at__lte=now)
         .filter(Q(attempts__gt=0) | Q(created_at__lte=now - LOST_AFTER))
         .order_by("next_attempt_at")
-        .values_list("pk", "next_attempt_at")[:limit]
+        .values_list("org_id", "pk", "next_attempt_at")[:limit]
     )
     return [
-        pk
-        for pk, at in rows
+        (org_id, pk)
+        for org_id, pk, at in rows
         if cache.add(f"rules:notify:{pk}:{at.timestamp()}", 1, timeout=MAX_BACKOFF_SECONDS)
     ]

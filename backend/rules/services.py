@@ -12,6 +12,7 @@ import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.utils import timezone
 
 from backend.metrics.labels import labels_key
 from backend.metrics.promql import QueryLimits
@@ -26,8 +27,6 @@ from backend.rules.rulefile import DEFAULT_INTERVAL_MS, Group, Rule
 from backend.rules.selectors import alerting_config_get
 from backend.tenancy.selectors import limits_get
 
-# pg_try_advisory_lock(namespace, group id): one evaluation of a group at a time.
-_LOCK_NAMESPACE = 0x52554C45  # "RULE"
 MAX_TRACKED_SERIES = 10_000  # per rule, for staleness markers
 
 
@@ -110,7 +109,20 @@ def group_save(*, org_id: int, namespace: str, group: Group) -> RuleGroup:
             AlertState.objects.for_org(org_id).filter(group=existing).exclude(
                 rule_index__in=kept
             ).delete()
-        existing.save()
+        if existing.pk is None:
+            existing.save()  # an INSERT: it names the org
+            return existing
+        # By (org_id, pk), not save()'s UPDATE … WHERE id = …: the statement names the org,
+        # so it uses the (org_id, id) key and routes to one shard once distributed.
+        existing.updated_at = timezone.now()
+        RuleGroup.objects.for_org(org_id).filter(pk=existing.pk).update(
+            interval_ms=existing.interval_ms,
+            limit=existing.limit,
+            rules=existing.rules,
+            next_eval_ms=existing.next_eval_ms,
+            rule_health=existing.rule_health,
+            updated_at=existing.updated_at,
+        )
         return existing
 
 
@@ -118,82 +130,120 @@ def namespace_replace(*, org_id: int, namespace: str, groups: list[Group]) -> li
     """A whole rule file into a namespace: its groups replace the namespace's."""
     with transaction.atomic():
         saved = [group_save(org_id=org_id, namespace=namespace, group=g) for g in groups]
-        RuleGroup.objects.for_org(org_id).filter(namespace=namespace).exclude(
-            pk__in=[g.pk for g in saved]
-        ).delete()
+        _groups_delete(
+            org_id,
+            RuleGroup.objects.for_org(org_id)
+            .filter(namespace=namespace)
+            .exclude(pk__in=[g.pk for g in saved]),
+        )
         for position, g in enumerate(saved):
             if g.position != position:
                 RuleGroup.objects.for_org(org_id).filter(pk=g.pk).update(position=position)
         return saved
 
 
+def _groups_delete(org_id: int, groups) -> int:
+    """Delete these groups of the org and their alerts; how many groups. Not the queryset's
+    ``delete()``: Django's cascade deletes the alerts ``WHERE group_id IN (…)`` and the groups
+    ``WHERE id IN (…)``, without the org; these statements name it (docs/scaling.md)."""
+    with transaction.atomic():
+        ids = list(groups.values_list("pk", flat=True))
+        if not ids:
+            return 0
+        AlertState.objects.for_org(org_id).filter(group_id__in=ids).delete()
+        with connection.cursor() as cur:
+            cur.execute("DELETE FROM rule_groups WHERE org_id = %s AND id = ANY(%s)", [org_id, ids])
+            return cur.rowcount
+
+
 def group_delete(*, org_id: int, namespace: str, name: str) -> bool:
-    deleted, _ = RuleGroup.objects.for_org(org_id).filter(namespace=namespace, name=name).delete()
-    return deleted > 0
+    mine = RuleGroup.objects.for_org(org_id).filter(namespace=namespace, name=name)
+    return _groups_delete(org_id, mine) > 0
 
 
 def namespace_delete(*, org_id: int, namespace: str) -> bool:
-    deleted, _ = RuleGroup.objects.for_org(org_id).filter(namespace=namespace).delete()
-    return deleted > 0
+    return _groups_delete(org_id, RuleGroup.objects.for_org(org_id).filter(namespace=namespace)) > 0
 
 
 def alerting_targets_update(*, org_id: int, targets: dict) -> AlertingConfig:
     """Replace where the org's alerts go (already validated by ``notify.targets_clean``)."""
     config, _ = AlertingConfig.objects.for_org(org_id).get_or_create(org_id=org_id)
-    config.targets = targets
-    config.save(update_fields=["targets", "updated_at"])
+    config.targets, config.updated_at = targets, timezone.now()
+    AlertingConfig.objects.for_org(org_id).filter(pk=config.pk).update(
+        targets=config.targets, updated_at=config.updated_at
+    )
     return config
 
 
 # --- scheduling and evaluation --------------------------------------------------------------
 
 
-def groups_due(*, now_ms: int, limit: int = 1000) -> list[int]:
-    """Ids of the groups (of every org: a maintenance read) whose next evaluation is due and
-    not handed to a worker yet: a slot is queued once (a Redis flag per group and slot), so a
-    backlog of workers does not grow the queue by every due group at every tick."""
+def groups_due(*, now_ms: int, limit: int = 1000) -> list[tuple[int, int]]:
+    """(org id, group id) of the groups (of every org: a maintenance read) whose next
+    evaluation is due and not handed to a worker yet: a slot is queued once (a Redis flag per
+    group and slot), so a backlog of workers does not grow the queue by every due group at
+    every tick. The org goes with the id so that every statement of the evaluation names it."""
     due = (
         RuleGroup.objects.unscoped()
         .filter(next_eval_ms__lte=now_ms)
         .order_by("next_eval_ms")
-        .values_list("pk", "next_eval_ms")[:limit]
+        .values_list("org_id", "pk", "next_eval_ms")[:limit]
     )
-    return [pk for pk, slot in due if cache.add(f"rules:queued:{pk}:{slot}", 1, timeout=120)]
+    return [
+        (org_id, pk)
+        for org_id, pk, slot in due
+        if cache.add(f"rules:queued:{pk}:{slot}", 1, timeout=120)
+    ]
+
+
+def group_org_id(*, group_id: int) -> int | None:
+    """The org of a group known by its id alone (None: deleted). Only for a task queued before
+    the org went along with the id; a look-up by bare id, multi-shard once distributed."""
+    return RuleGroup.objects.unscoped().filter(pk=group_id).values_list("org_id", flat=True).first()
+
+
+def _lock_key(org_id: int, group_id: int) -> int:
+    """The advisory lock's 64-bit key for a group: a hash of ("rules", org, group), so that the
+    key names the org like every statement does, and any bigint id fits (the former two-int4
+    form, (namespace, group id), failed for ids past 2**31)."""
+    digest = hashlib.blake2b(f"rules/{org_id}/{group_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 @contextlib.contextmanager
-def _group_lock(group_id: int):
+def _group_lock(org_id: int, group_id: int):
     """A session-level advisory lock: held across the evaluation's own transactions, so a
     second worker handed the same group skips it rather than evaluating it alongside."""
+    key = _lock_key(org_id, group_id)
     with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_NAMESPACE, group_id])
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [key])
         (acquired,) = cur.fetchone()
     try:
         yield acquired
     finally:
         if acquired:
             with connection.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s, %s)", [_LOCK_NAMESPACE, group_id])
+                cur.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
-def group_claim(*, group_id: int, now_ms: int) -> int | None:
+def group_claim(*, org_id: int, group_id: int, now_ms: int) -> int | None:
     """The evaluation time this worker owns for the group, or None (not due, or another
     worker took the slot). Compare-and-set on ``next_eval_ms``: of two workers handed the
     same slot, only the one whose UPDATE matches the slot it read gets it. Slots missed while
     nothing ran are skipped to the latest one, as Prometheus skips missed iterations."""
     row = (
-        RuleGroup.objects.unscoped()
+        RuleGroup.objects.for_org(org_id)
         .filter(pk=group_id)
-        .values("org_id", "next_eval_ms", "interval_ms")
+        .values("next_eval_ms", "interval_ms")
         .first()
     )
     if row is None or row["next_eval_ms"] > now_ms:
         return None
-    config = alerting_config_get(org_id=row["org_id"])
+    config = alerting_config_get(org_id=org_id)
     interval = max(row["interval_ms"] or DEFAULT_INTERVAL_MS, config.min_interval_seconds * 1000)
     slot = row["next_eval_ms"] + (now_ms - row["next_eval_ms"]) // interval * interval
     claimed = (
-        RuleGroup.objects.unscoped()
+        RuleGroup.objects.for_org(org_id)
         .filter(pk=group_id, next_eval_ms=row["next_eval_ms"])
         .update(next_eval_ms=slot + interval)
     )
@@ -207,16 +257,23 @@ class Evaluated:
     outcome: GroupOutcome
 
 
-def group_evaluate_due(*, group_id: int, now_ms: int | None = None) -> Evaluated | None:
-    """What the evaluation task does: lock the group, claim its due slot, evaluate it there."""
+def group_evaluate_due(
+    *, org_id: int | None, group_id: int, now_ms: int | None = None
+) -> Evaluated | None:
+    """What the evaluation task does: lock the group, claim its due slot, evaluate it there.
+    ``org_id`` None: a task queued before the org went with the id (looked up once)."""
     now_ms = _now_ms() if now_ms is None else now_ms
-    with _group_lock(group_id) as acquired:
+    if org_id is None:
+        org_id = group_org_id(group_id=group_id)
+        if org_id is None:
+            return None
+    with _group_lock(org_id, group_id) as acquired:
         if not acquired:
             return None
-        ts_ms = group_claim(group_id=group_id, now_ms=now_ms)
+        ts_ms = group_claim(org_id=org_id, group_id=group_id, now_ms=now_ms)
         if ts_ms is None:
             return None
-        outcome = group_evaluate(group_id=group_id, ts_ms=ts_ms)
+        outcome = group_evaluate(org_id=org_id, group_id=group_id, ts_ms=ts_ms)
         return Evaluated(group_id, ts_ms, outcome) if outcome else None
 
 
@@ -239,13 +296,12 @@ def generator_url(expr: str) -> str:
     return f"{settings.PUBLIC_URL}/metrics?q={urllib.parse.quote(expr)}"
 
 
-def group_evaluate(*, group_id: int, ts_ms: int) -> GroupOutcome | None:
+def group_evaluate(*, org_id: int, group_id: int, ts_ms: int) -> GroupOutcome | None:
     """Evaluate one group at ``ts_ms`` (the caller owns that slot), write its samples, store
     its alerts and health, and queue the notifications it produced."""
-    group = RuleGroup.objects.unscoped().filter(pk=group_id).first()
+    group = RuleGroup.objects.for_org(org_id).filter(pk=group_id).first()
     if group is None:
         return None
-    org_id = group.org_id
     config = alerting_config_get(org_id=org_id)
     rules = [Rule.from_dict(d) for d in group.rules]
     alerts: dict[int, dict[str, Alert]] = {}

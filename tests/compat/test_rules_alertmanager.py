@@ -48,7 +48,7 @@ def alertmanager_binary():
 
 def _deliver_all(org_id: int) -> list[str]:
     return [
-        notify.notification_deliver(notification_id=pk)
+        notify.notification_deliver(notification_id=pk, org_id=org_id)
         for pk in Notification.objects.for_org(org_id).values_list("pk", flat=True)
     ]
 
@@ -69,7 +69,7 @@ def test_firing_then_resolved_reach_alertmanager_grouped(tenants, alertmanager_b
         services.alerting_targets_update(
             org_id=tenants.org.pk, targets={"alertmanagers": [{"url": am.url}], "webhooks": []}
         )
-        outcome = services.group_evaluate(group_id=group.pk, ts_ms=now_ms)
+        outcome = services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=now_ms)
         assert len(outcome.to_send) == 2
         assert _deliver_all(tenants.org.pk) == ["sent"]
 
@@ -90,7 +90,9 @@ def test_firing_then_resolved_reach_alertmanager_grouped(tenants, alertmanager_b
             {counter("up", job="api"): [(0, 1.0)], counter("up", job="db"): [(0, 1.0)]},
             base_ms=now_ms + 500,
         )
-        outcome = services.group_evaluate(group_id=group.pk, ts_ms=now_ms + 1000)
+        outcome = services.group_evaluate(
+            org_id=group.org_id, group_id=group.pk, ts_ms=now_ms + 1000
+        )
         assert len(outcome.to_send) == 2
         assert {a["endsAt"] for a in outcome.to_send} == {outcome.to_send[0]["endsAt"]}
         time.sleep(max(0.0, (now_ms + 1100) / 1000 - time.time()))
@@ -112,7 +114,7 @@ def test_delivery_errors_are_visible_and_retried_with_backoff(tenants):
         org_id=tenants.org.pk,
         targets={"alertmanagers": [{"url": "http://127.0.0.1:9"}], "webhooks": []},
     )
-    services.group_evaluate(group_id=group.pk, ts_ms=int(time.time() * 1000))
+    services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=int(time.time() * 1000))
     assert _deliver_all(tenants.org.pk) == ["retry"]
     (n,) = Notification.objects.for_org(tenants.org)
     assert n.attempts == 1 and "ConnectionError" in n.last_error
@@ -136,13 +138,15 @@ def test_retries_are_handed_out_once_when_due_and_lost_first_sends_recovered(ten
         org_id=tenants.org.pk,
         targets={"alertmanagers": [{"url": "http://127.0.0.1:9"}], "webhooks": []},
     )
-    services.group_evaluate(group_id=group.pk, ts_ms=int(time.time() * 1000))
+    services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=int(time.time() * 1000))
     (n,) = Notification.objects.for_org(tenants.org)
     assert notify.notifications_due() == []  # its first send is the queued task's
     past = timezone.now() - dt.timedelta(minutes=1)
     Notification.objects.for_org(tenants.org).update(created_at=past, next_attempt_at=past)
-    assert notify.notifications_due() == [n.pk]  # that task was lost: beat picks it up
+    assert notify.notifications_due() == [(n.org_id, n.pk)]  # that task was lost: beat picks it up
     assert notify.notifications_due() == []  # once
-    assert notify.notification_deliver(notification_id=n.pk) == "retry"
-    assert notify.notification_deliver(notification_id=n.pk) == "not-due"  # a duplicate
+    assert notify.notification_deliver(notification_id=n.pk, org_id=n.org_id) == "retry"
+    assert (
+        notify.notification_deliver(notification_id=n.pk, org_id=n.org_id) == "not-due"
+    )  # a duplicate
     assert Notification.objects.for_org(tenants.org).get().attempts == 1

@@ -185,7 +185,7 @@ def test_recorded_series_and_alerts_match_prometheus(prometheus_binary, tmp_path
     assert {"pending", "firing"} <= states, prom_data["ALERTS"].keys()
 
     for ts in eval_times:
-        outcome = services.group_evaluate(group_id=saved.pk, ts_ms=ts)
+        outcome = services.group_evaluate(org_id=saved.org_id, group_id=saved.pk, ts_ms=ts)
         assert all(r.health == "ok" for r in outcome.rules), [r.last_error for r in outcome.rules]
     while org_drain(signal="metrics", org_id=org.pk):
         pass

@@ -155,7 +155,7 @@ def demo_org(base_url: str) -> Demo:
     AlertingConfig.objects.for_org(org).get_or_create(org=org)
     rules.namespace_replace(org_id=org.pk, namespace="istio.yml", groups=groups_parse(RULES))
     group = RuleGroup.objects.for_org(org).get()
-    rules.group_evaluate(group_id=group.pk, ts_ms=int(time.time() * 1000))
+    rules.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=int(time.time() * 1000))
     return Demo(org=org, user=user, trace_id=CHECKOUT_TRACE, revisions=revisions)
 
 

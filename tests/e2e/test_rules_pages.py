@@ -74,7 +74,7 @@ def test_upload_rules_and_see_the_alert_fire(page, live_server, org, tmp_path):
     assert page.locator("[data-testid=health]").first.inner_text() == "unknown"
 
     group = RuleGroup.objects.for_org(org).get()
-    services.group_evaluate(group_id=group.pk, ts_ms=int(time.time() * 1000))
+    services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=int(time.time() * 1000))
     page.reload()
     assert [h.inner_text() for h in page.locator("[data-testid=health]").all()] == ["ok", "ok"]
     page.screenshot(path=str(tmp_path / "rules.png"), full_page=True)

@@ -261,6 +261,6 @@ def test_a_stored_target_that_became_private_is_not_posted_to(tenants, settings)
         payload={"alerts": [{}]},
         next_attempt_at=timezone.now(),
     )
-    assert notify.notification_deliver(notification_id=n.pk) == "retry"
+    assert notify.notification_deliver(notification_id=n.pk, org_id=n.org_id) == "retry"
     status = DeliveryStatus.objects.for_org(tenants.org).get()
     assert status.last_error.startswith("refused, its host resolves to a non-public address")

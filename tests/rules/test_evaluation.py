@@ -62,7 +62,7 @@ def group(tenants):
 
 
 def test_recording_rules_write_queryable_series_visible_to_later_rules(tenants, group):
-    outcome = services.group_evaluate(group_id=group.pk, ts_ms=T0 + MIN)
+    outcome = services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=T0 + MIN)
     assert [r.health for r in outcome.rules] == ["ok", "ok", "ok"]
     _drain(tenants.org)
     assert _query(tenants.org, "svc:reqs:sum", T0 + MIN) == {
@@ -83,7 +83,7 @@ def test_alert_goes_pending_firing_resolved_and_is_sent_like_prometheus(tenants,
     states, sent = [], []
     for minute in range(1, 10):
         ts = T0 + minute * MIN
-        outcome = services.group_evaluate(group_id=group.pk, ts_ms=ts)
+        outcome = services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=ts)
         alerts = alerts_api(org_id=tenants.org.pk)["alerts"]
         states.append(alerts[0]["state"] if alerts else "-")
         sent.append([(a.get("endsAt"), a["startsAt"]) for a in outcome.to_send])
@@ -112,7 +112,9 @@ def test_resolution_is_sent_with_ends_at_then_resent_for_15_minutes(tenants):
     )
     out = {}
     for minute in (1, 2, 7, 8, 9, 25, 26):
-        out[minute] = services.group_evaluate(group_id=group.pk, ts_ms=T0 + minute * MIN)
+        out[minute] = services.group_evaluate(
+            org_id=group.org_id, group_id=group.pk, ts_ms=T0 + minute * MIN
+        )
     assert [a["labels"]["alertname"] for a in out[1].to_send] == ["Down"]  # for: 0 fires at once
     assert "endsAt" in out[1].to_send[0]
     # data ends at T0+1m; the lookback lets it through until T0+6m: resolved at T0+7m
@@ -125,7 +127,7 @@ def test_resolution_is_sent_with_ends_at_then_resent_for_15_minutes(tenants):
 
 def test_alerts_series_and_for_state(tenants, group):
     for minute in (1, 2, 3):
-        services.group_evaluate(group_id=group.pk, ts_ms=T0 + minute * MIN)
+        services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=T0 + minute * MIN)
     _drain(tenants.org)
     labels = (("alertname", "HighErrors"), ("severity", "page"), ("svc", "a"), ("team", "A"))
     got = _query(tenants.org, "ALERTS", T0 + 3 * MIN)
@@ -146,8 +148,10 @@ def test_alerts_series_and_for_state(tenants, group):
 
 
 def test_staleness_marker_ends_a_recorded_series(tenants, group):
-    services.group_evaluate(group_id=group.pk, ts_ms=T0 + 5 * MIN)
-    services.group_evaluate(group_id=group.pk, ts_ms=T0 + 11 * MIN)  # a is gone by then
+    services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=T0 + 5 * MIN)
+    services.group_evaluate(
+        org_id=group.org_id, group_id=group.pk, ts_ms=T0 + 11 * MIN
+    )  # a is gone by then
     _drain(tenants.org)
     got = _query(tenants.org, 'svc:reqs:sum{svc="a"}', T0 + 11 * MIN)
     assert got == {}  # Prometheus would not show it either (5-minute lookback otherwise)
@@ -160,7 +164,7 @@ def test_errors_are_visible_per_rule(tenants):
         "- alert: Fine\n  expr: vector(1)\n"
     )
     group = services.group_save(org_id=tenants.org.pk, namespace="ns", group=group_parse(text))
-    services.group_evaluate(group_id=group.pk, ts_ms=T0 + 30_000)
+    services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=T0 + 30_000)
     (g,) = rules_api(org_id=tenants.org.pk)["groups"]
     assert g["rules"][0]["health"] == "err"
     assert "same labelset" in g["rules"][0]["lastError"]
@@ -170,11 +174,11 @@ def test_errors_are_visible_per_rule(tenants):
 
 
 def test_state_is_restored_from_postgresql_for_not_reset(tenants, group):
-    services.group_evaluate(group_id=group.pk, ts_ms=T0 + MIN)
+    services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=T0 + MIN)
     # a new process: nothing in memory, only the rows
     connection.close()
-    services.group_evaluate(group_id=group.pk, ts_ms=T0 + 2 * MIN)
-    outcome = services.group_evaluate(group_id=group.pk, ts_ms=T0 + 3 * MIN)
+    services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=T0 + 2 * MIN)
+    outcome = services.group_evaluate(org_id=group.org_id, group_id=group.pk, ts_ms=T0 + 3 * MIN)
     (alert,) = alerts_api(org_id=tenants.org.pk)["alerts"]
     assert alert["state"] == "firing"
     assert alert["activeAt"] == "2023-11-14T22:14:00.000Z"  # T0 + 1m: `for` ran on
@@ -188,7 +192,9 @@ def test_one_claim_per_slot_across_workers(tenants, group):
     def claim():
         barrier.wait()
         try:
-            got.append(services.group_claim(group_id=group.pk, now_ms=T0 + 150_000))
+            got.append(
+                services.group_claim(org_id=group.org_id, group_id=group.pk, now_ms=T0 + 150_000)
+            )
         finally:
             connections.close_all()
 
@@ -200,19 +206,23 @@ def test_one_claim_per_slot_across_workers(tenants, group):
     # missed slots are skipped to the latest due one; one thread got it
     assert sorted(got, key=lambda v: v or 0) == [None, None, None, T0 + 120_000]
     assert RuleGroup.objects.for_org(tenants.org).get(pk=group.pk).next_eval_ms == T0 + 180_000
-    assert services.group_claim(group_id=group.pk, now_ms=T0 + 150_000) is None
+    assert services.group_claim(org_id=group.org_id, group_id=group.pk, now_ms=T0 + 150_000) is None
 
 
 def test_a_group_held_by_one_worker_is_skipped_by_another(tenants, group):
     RuleGroup.objects.for_org(tenants.org).filter(pk=group.pk).update(next_eval_ms=T0)
     other = connections.create_connection("default")
+    key = services._lock_key(group.org_id, group.pk)
     try:
         with other.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s, %s)", [services._LOCK_NAMESPACE, group.pk])
-        assert services.group_evaluate_due(group_id=group.pk, now_ms=T0 + 1000) is None
+            cur.execute("SELECT pg_advisory_lock(%s)", [key])
+        assert (
+            services.group_evaluate_due(org_id=group.org_id, group_id=group.pk, now_ms=T0 + 1000)
+            is None
+        )
         with other.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s, %s)", [services._LOCK_NAMESPACE, group.pk])
-        done = services.group_evaluate_due(group_id=group.pk, now_ms=T0 + 1000)
+            cur.execute("SELECT pg_advisory_unlock(%s)", [key])
+        done = services.group_evaluate_due(org_id=group.org_id, group_id=group.pk, now_ms=T0 + 1000)
         assert done is not None and done.ts_ms == T0
     finally:
         other.close()
@@ -232,10 +242,10 @@ def test_groups_are_staggered_within_their_interval(tenants):
 
 def test_a_due_slot_is_queued_once(tenants, group):
     RuleGroup.objects.for_org(tenants.org).filter(pk=group.pk).update(next_eval_ms=T0)
-    assert services.groups_due(now_ms=T0) == [group.pk]
+    assert services.groups_due(now_ms=T0) == [(group.org_id, group.pk)]
     assert services.groups_due(now_ms=T0 + 500) == []  # same slot: already handed out
-    services.group_evaluate_due(group_id=group.pk, now_ms=T0 + 500)
-    assert services.groups_due(now_ms=T0 + MIN) == [group.pk]  # the next slot
+    services.group_evaluate_due(org_id=group.org_id, group_id=group.pk, now_ms=T0 + 500)
+    assert services.groups_due(now_ms=T0 + MIN) == [(group.org_id, group.pk)]  # the next slot
 
 
 def test_templates_can_query_the_orgs_data(tenants, group):
@@ -245,6 +255,6 @@ def test_templates_can_query_the_orgs_data(tenants, group):
         '    by: \'{{ range query "reqs" | sortByLabel "svc" }}{{ .Labels.svc }} {{ end }}\'\n'
     )
     q = services.group_save(org_id=tenants.org.pk, namespace="ns", group=group_parse(text))
-    services.group_evaluate(group_id=q.pk, ts_ms=T0 + MIN)
+    services.group_evaluate(org_id=q.org_id, group_id=q.pk, ts_ms=T0 + MIN)
     (alert,) = alerts_api(org_id=tenants.org.pk)["alerts"]
     assert alert["annotations"] == {"total": "21", "by": "a b "}

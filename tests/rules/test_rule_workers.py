@@ -51,7 +51,7 @@ def test_two_workers_never_evaluate_a_slot_twice(org, tmp_path):
         def tick():
             for _ in range(3):  # a beat tick delivered thrice (a redelivery, two beats)
                 tasks.schedule_due.delay()
-                tasks.evaluate_group.delay(group.pk)
+                tasks.evaluate_group.delay(group.pk)  # the id alone: a pre-upgrade message
             return RuleGroup.objects.for_org(org).get(pk=group.pk).last_eval_ms
 
         first = wait_until(tick, 60, "no evaluation", interval=0.25)

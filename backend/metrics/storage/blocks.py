@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from django.db import connection
 from psycopg import sql
 
@@ -77,16 +76,6 @@ class StoredBlock:
             series=self.series,
             timestamps=self.timestamps,
             values=self.values,
-        )
-
-    def decode_segments(self, wanted: np.ndarray | None = None):
-        return encoding.decode_segments(
-            n_series=self.n_series,
-            value_mode=self.value_mode,
-            series=self.series,
-            timestamps=self.timestamps,
-            values=self.values,
-            wanted=wanted,
         )
 
 

@@ -352,7 +352,18 @@ def _range_function(ev, node: pp.Call, ts: np.ndarray):
     ok = ok & (n > 0)
     labels = m.labels if name == "last_over_time" else [without_name(x) for x in m.labels]
     out = Vector(labels, np.where(ok, values, 0.0), ok).nonempty()
+    if _stays_distinct(node.args[matrix_at], m.labels, keeps_name=name == "last_over_time"):
+        return out
     return merge_rows(out.labels, out.values, out.present, per_step=False)
+
+
+def _stays_distinct(arg, labels: list[Labels], *, keeps_name: bool) -> bool:
+    """Whether a range function's rows need no merging: a range selector's series are
+    distinct label sets (a querier's contract), which stay distinct when the metric name is
+    kept, or dropped from series that all carry the same one."""
+    if not isinstance(unwrap(arg), pp.MatrixSelector):
+        return False
+    return keeps_name or len({x.get(METRIC_NAME) for x in labels}) <= 1
 
 
 # -- instant functions ------------------------------------------------------------------------

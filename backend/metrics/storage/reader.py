@@ -128,38 +128,24 @@ def _series_matching(
             cur.execute(query, params)
             rows = cur.fetchall()
         else:
-            # The blocks only when the series are within the limit (a query refused for too
-            # many series reads no blocks, as before): an empty answer is therefore not kept,
-            # samples_fetch_rows then reads the blocks itself.
+            # The headers are a few small columns a block: read even when the series turn
+            # out to be too many (the query is then refused before any block is read).
             name, start_ms, end_ms, blocks_seen = blocks_of
-            capped = sql.SQL(
-                " AND (SELECT count(*) FROM (SELECT 1 FROM metric_series WHERE {} LIMIT %s)"
-                " AS capped) < %s"
-            ).format(sql.SQL(" AND ").join(where))
-            cap = limit if limit is not None else _NO_LIMIT
             cur.execute(
-                query + sql.SQL("; ") + headers_query(_BLOCKS_WHERE + "{capped}", capped=capped),
-                [
-                    *params,
-                    *_blocks_params(org_id, [name], start_ms, end_ms),
-                    *params,
-                    cap,
-                    cap,
-                ],
+                query + sql.SQL("; ") + headers_query(_BLOCKS_WHERE),
+                [*params, *_blocks_params(org_id, [name], start_ms, end_ms)],
             )
             rows = cur.fetchall()
             cur.nextset()
-            blocks = cur.fetchall()
-            if rows and blocks:
-                blocks_seen[((name,), start_ms, end_ms)] = headers_from_rows(blocks)
+            headers = headers_from_rows(cur.fetchall())
+            if rows:
+                blocks_seen[((name,), start_ms, end_ms)] = headers
         found = series_labels(cur, org_id, rows)
     if post:
         kept = (s for s in found if all(m.matches(s[1], p) for m, p in post))
         return list(itertools.islice(kept, limit))
     return found if limit is None else found[:limit]
 
-
-_NO_LIMIT = 2**62
 
 _BLOCKS_WHERE = (
     "org_id = %s AND metric_name = ANY(%s) AND window_start > %s AND window_start <= %s"

@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from itertools import count
 from operator import itemgetter
 from typing import Any
 
@@ -265,9 +264,9 @@ class _ProtobufDecoder:
         first use; counts the truncated ones. Raises _DictsNeeded when one does not convert
         (the request is then decoded again without columns, which judges it)."""
         sent = self._sent
-        distinct = list(dict.fromkeys(sent))
-        numbers = dict(zip(distinct, count()))
+        numbers = _FirstUse()
         codes = np.fromiter(map(numbers.__getitem__, sent), np.int64, len(sent))
+        distinct = list(numbers)
         converted = self._converted
         convert = self._convert
         try:
@@ -457,6 +456,15 @@ class _ProtobufDecoder:
                 SpanLink(trace_id, span_id, link.trace_state, self.attributes(link.attributes))
             )
         return out
+
+
+class _FirstUse(dict):
+    """Numbers its keys in the order they are first looked up (``map`` of ``__getitem__``
+    over a list: one hash and look-up per item, in C)."""
+
+    def __missing__(self, key: Any) -> int:
+        number = self[key] = len(self)
+        return number
 
 
 class _DictsNeeded(Exception):

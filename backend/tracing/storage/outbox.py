@@ -262,11 +262,7 @@ def batch_append(
             oids.append(ids[1])
             rids.append(catalog.resource_id(cur, org_id, s.resource, memo))
         starts = [s.start_ns for s in spans]
-        payload = (
-            _payload(spans, sids, oids, rids)
-            if attributes is None
-            else _payload(spans, sids, oids, rids, attributes)
-        )
+        payload = _payload(spans, sids, oids, rids, attributes)
         cur.execute(
             "INSERT INTO trace_batches (org_id, n_spans, min_start_ns, max_start_ns, payload) "
             "VALUES (%s, %s, %s, %s, %s) RETURNING id",

@@ -21,6 +21,7 @@ One span in two shapes, their common fields in the same order:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -41,6 +42,7 @@ __all__ = [
     "STATUS_ERROR",
     "STATUS_OK",
     "STATUS_UNSET",
+    "AttributeEntries",
     "Span",
     "SpanEvent",
     "SpanKindNames",
@@ -123,6 +125,47 @@ class Span:
     trace_state: str
     flags: int  # OTLP span flags (W3C trace flags in bits 0-7); 0 for Zipkin
     shared: bool  # Zipkin: a server span that shares the client's span id (B3 single-span)
+
+
+@dataclass(slots=True)
+class AttributeEntries:
+    """The attributes of a batch's spans without a dict per span (what the OTLP protobuf
+    decoder hands the outbox): ``pairs`` are distinct (key, value) pairs, ``codes`` the pair
+    number of each attribute as sent (a sequence of ints: a list, or a numpy array), the
+    spans' attributes one span after another, and ``counts`` how many each span has. A span's
+    attributes are ``dict(pairs[c] for c in its codes)``: a key sent twice keeps its first
+    position and its last value, as in a dict. ``first_use``: every pair is used and they
+    are numbered in the order of their first use in ``codes``. Read-only, as the spans'
+    resources."""
+
+    pairs: list[tuple[str, Any]]
+    codes: Sequence[int]
+    counts: list[int]
+    first_use: bool = False
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """Per span, its attributes as a dict."""
+        pairs, codes = self.pairs, list(self.codes)
+        out: list[dict[str, Any]] = []
+        at = 0
+        for n in self.counts:
+            out.append(dict([pairs[c] for c in codes[at : at + n]]))
+            at += n
+        return out
+
+    def take(self, idx: list[int]) -> AttributeEntries:
+        """The entries of the spans ``idx`` (in that order)."""
+        starts = [0] * len(self.counts)
+        at = 0
+        for i, n in enumerate(self.counts):
+            starts[i] = at
+            at += n
+        all_codes = list(self.codes)
+        codes: list[int] = []
+        counts = [self.counts[i] for i in idx]
+        for i, n in zip(idx, counts, strict=True):
+            codes.extend(all_codes[starts[i] : starts[i] + n])
+        return AttributeEntries(self.pairs, codes, counts)
 
 
 @dataclass(slots=True)

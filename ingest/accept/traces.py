@@ -76,15 +76,24 @@ def _batch_decode(trace_format: TraceFormat, payload: Payload, limits) -> TraceB
     cap = limits.max_request_bytes
     if payload.max_bytes is not None:
         cap = min(cap, payload.max_bytes)
+    # OTLP protobuf: the attributes as entries over pairs (the outbox's columns), no dicts
     if trace_format is TraceFormat.OTLP_PROTOBUF:
-        return decode_otlp_protobuf(payload.read(cap), span_limits)
-    decode = decode_zipkin_spans if trace_format is TraceFormat.ZIPKIN else decode_otlp_traces
-    return decode(
+        return decode_otlp_protobuf(payload.read(cap), span_limits, columns=True)
+    if trace_format is TraceFormat.ZIPKIN:
+        return decode_zipkin_spans(
+            payload.read(cap),
+            content_type=payload.content_type,
+            content_encoding=payload.content_encoding,
+            max_size=cap,
+            limits=span_limits,
+        )
+    return decode_otlp_traces(
         payload.read(cap),
         content_type=payload.content_type,
         content_encoding=payload.content_encoding,
         max_size=cap,
         limits=span_limits,
+        columns=True,
     )
 
 
@@ -115,7 +124,12 @@ def _spans_accept(*, org_id: int, limits, batch: TraceBatch) -> TracesAccepted |
     oldest = now - limits.traces_retention_days * DAY_NS
     newest = now + FUTURE_GRACE_NS
     rejected = list(batch.rejected)
-    spans = [s for s in batch.spans if oldest <= s.start_ns <= newest]
+    spans = batch.spans
+    attributes = batch.attributes  # (None: in the spans, as dicts)
+    kept = [i for i, s in enumerate(spans) if oldest <= s.start_ns <= newest]
+    if len(kept) < len(spans):
+        spans = [spans[i] for i in kept]
+        attributes = attributes.take(kept) if attributes is not None else None
     _reject(
         rejected,
         "outside_retention_window",
@@ -139,9 +153,12 @@ def _spans_accept(*, org_id: int, limits, batch: TraceBatch) -> TracesAccepted |
                 f"{limits.traces_ingestion_burst_size}) exceeded while adding {len(spans)} spans",
                 retry_after=max(1, int(verdict.retry_after + 0.999)),
             )
-        spans = _cap_spans_per_trace(org_id, spans, limits.max_spans_per_trace, rejected)
+        kept = _cap_spans_per_trace(org_id, spans, limits.max_spans_per_trace, rejected)
+        if kept is not None:
+            spans = [spans[i] for i in kept]
+            attributes = attributes.take(kept) if attributes is not None else None
     if spans:
-        spans_write(org_id=org_id, spans=spans)
+        spans_write(org_id=org_id, spans=spans, attributes=attributes)
 
     counts = Counter({r.reason: r.spans for r in rejected})
     counts["attributes_truncated"] += batch.truncated_attributes
@@ -152,8 +169,9 @@ def _spans_accept(*, org_id: int, limits, batch: TraceBatch) -> TracesAccepted |
     return TracesAccepted(len(spans), rejected)
 
 
-def _cap_spans_per_trace(org_id, spans, cap, rejected):
-    per_trace = Counter(s.trace_id for s in spans)
+def _cap_spans_per_trace(org_id, spans, cap, rejected) -> list[int] | None:
+    """The indexes of the spans within the per-trace cap; None when all are."""
+    per_trace = Counter([s.trace_id for s in spans])
     day = time.time_ns() // DAY_NS
     traces = list(per_trace)
     keys = [f"canopy:trace-spans:{{{org_id}}}:{day}:{t.hex()}" for t in traces]
@@ -162,13 +180,14 @@ def _cap_spans_per_trace(org_id, spans, cap, rejected):
     )
     refuse = {t: n for t, n in zip(traces, over, strict=True) if n}
     if not refuse:
-        return spans
+        return None
     kept = []
-    for span in reversed(spans):  # the latest spans of a trace over the cap are the ones refused
-        if refuse.get(span.trace_id, 0) > 0:
-            refuse[span.trace_id] -= 1
+    for i in range(len(spans) - 1, -1, -1):  # a trace's latest spans over the cap are refused
+        trace_id = spans[i].trace_id
+        if refuse.get(trace_id, 0) > 0:
+            refuse[trace_id] -= 1
         else:
-            kept.append(span)
+            kept.append(i)
     kept.reverse()
     _reject(
         rejected,

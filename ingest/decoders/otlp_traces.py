@@ -25,6 +25,14 @@ corrupt). Building two Python message objects per attribute was two thirds of th
 parsed by the stdlib's C parser and walked as plain dicts and lists, all-string attribute lists
 in one comprehension (``json_format.Parse`` alone takes ~10x as long); parsing is then the larger
 part. ``.venv/bin/python bench/decode_traces.py`` measures both.
+
+The receiver asks the protobuf decoder for **columns** (``columns=True``): instead of a dict
+per span, the spans' encoded attributes are collected in one list (``list.extend``, in C),
+numbered by first use in one pass, converted once per distinct one, and handed over as
+:class:`~backend.tracing.spans.AttributeEntries` (pairs and one pair number per attribute),
+from which the outbox makes its attribute columns without walking the spans again. A
+request with a malformed span or attribute is decoded again without columns, so that
+rejections, messages and counts are exactly those of the dict mode (the tests compare both).
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from operator import itemgetter
 from typing import Any
 
+import numpy as np
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -42,7 +52,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from backend.tracing.spans import KIND_BY_OTLP_NAME, KIND_OTLP_NAMES, Span, SpanEvent, SpanLink
+from backend.tracing.spans import (
+    KIND_BY_OTLP_NAME,
+    KIND_OTLP_NAMES,
+    AttributeEntries,
+    Span,
+    SpanEvent,
+    SpanLink,
+)
 from ingest.decoders import request_body
 from ingest.decoders.errors import DecodeError, UnsupportedMediaType
 from ingest.decoders.proto import otlp_trace_view_pb2, rpc_status_pb2
@@ -158,6 +175,7 @@ def decode_otlp_traces(
     content_encoding: str | None,
     max_size: int,
     limits: SpanLimits,
+    columns: bool = False,
 ) -> TraceBatch:
     """Decode one OTLP/HTTP trace export body.
 
@@ -168,7 +186,7 @@ def decode_otlp_traces(
     media_type = otlp_media_type(content_type)
     raw = request_body.decode_body(body, content_encoding=content_encoding, max_size=max_size)
     if media_type == PROTOBUF:
-        return decode_otlp_protobuf(raw, limits)
+        return decode_otlp_protobuf(raw, limits, columns=columns)
     return _decode_json(raw, limits)
 
 
@@ -181,10 +199,19 @@ def decode_otlp_request(message: ExportTraceServiceRequest, limits: SpanLimits) 
     return decode_otlp_protobuf(message.SerializeToString(), limits)
 
 
-def decode_otlp_protobuf(raw: bytes, limits: SpanLimits) -> TraceBatch:
-    """The spans of an encoded ``ExportTraceServiceRequest`` (uncompressed)."""
+def decode_otlp_protobuf(raw: bytes, limits: SpanLimits, *, columns: bool = False) -> TraceBatch:
+    """The spans of an encoded ``ExportTraceServiceRequest`` (uncompressed).
+
+    ``columns``: the spans' attributes as :class:`~backend.tracing.spans.AttributeEntries` in
+    ``TraceBatch.attributes`` (each span's ``attributes`` None) instead of a dict per span:
+    what the outbox stores, without building and walking a dict per span."""
     try:
         request = otlp_trace_view_pb2.TracesView.FromString(raw)
+        if columns:
+            try:
+                return _ProtobufDecoder(limits, columns=True).decode(request)
+            except _DictsNeeded:  # a malformed span or attribute: judged as without columns
+                pass
         return _ProtobufDecoder(limits).decode(request)
     except ProtobufDecodeError as exc:
         raise DecodeError(
@@ -204,11 +231,15 @@ class _ProtobufDecoder:
     of others (service, cluster, node, method...). Only immutable values are kept there.
     """
 
-    __slots__ = ("_converted", "builder")
+    __slots__ = ("_converted", "_counts", "_sent", "builder")
 
-    def __init__(self, limits: SpanLimits) -> None:
+    def __init__(self, limits: SpanLimits, columns: bool = False) -> None:
         self.builder = TraceBatchBuilder(limits)
         self._converted: dict[bytes, tuple[str, Any, bool]] = {}
+        # columns: the spans' encoded attributes, all in one list, and how many per span;
+        # converted once per distinct one at the end (see _entries), no dict per span
+        self._sent: list[bytes] | None = [] if columns else None
+        self._counts: list[int] = []
 
     def decode(self, request: Any) -> TraceBatch:
         builder = self.builder
@@ -229,7 +260,32 @@ class _ProtobufDecoder:
                 scope_version = scope.version
                 for span in scope_spans.spans:
                     self.span(span, resource, service, scope_name, scope_version)
-        return builder.finish()
+        if self._sent is None:
+            return builder.finish()
+        entries = self._entries()
+        batch = builder.finish()
+        batch.attributes = entries
+        return batch
+
+    def _entries(self) -> AttributeEntries:
+        """The spans' attributes (``_sent``) as entries over their distinct pairs, numbered by
+        first use; counts the truncated ones. Raises _DictsNeeded when one does not convert
+        (the request is then decoded again without columns, which judges it)."""
+        sent = self._sent
+        numbers = _FirstUse()
+        codes = np.fromiter(map(numbers.__getitem__, sent), np.int64, len(sent))
+        distinct = list(numbers)
+        converted = self._converted
+        convert = self._convert
+        try:
+            found = [converted.get(key_value) or convert(key_value) for key_value in distinct]
+        except (_Malformed, ProtobufDecodeError):
+            raise _DictsNeeded from None
+        truncated = np.fromiter(map(itemgetter(2), found), bool, len(found))
+        if truncated.any():
+            self.builder.truncated_attributes += int(truncated[codes].sum())
+        pairs = [(key, value) for key, value, _ in found]
+        return AttributeEntries(pairs, codes, self._counts, first_use=True)
 
     def span(
         self,
@@ -264,13 +320,28 @@ class _ProtobufDecoder:
             return
         if not parent or parent == ZERO_SPAN_ID:
             parent = None
+        sent = self._sent
         try:
-            attributes = self.attributes(span.attributes)
+            if sent is None:
+                attributes = self.attributes(span.attributes)
+            else:
+                attributes = None
+                encoded = span.attributes
             events = self.events(span.events) if len(span.events) else []
             links = self.links(span.links) if len(span.links) else []
         except _Malformed as exc:
+            if sent is not None:
+                raise _DictsNeeded from None
             builder.reject("malformed_span", f"{span_label(span.name, trace_id, span_id)}: {exc}")
             return
+        if sent is not None:
+            n = len(encoded)
+            if n > builder.max_attributes:
+                builder.dropped_attributes += n - builder.max_attributes
+                n = builder.max_attributes
+                encoded = encoded[:n]
+            sent.extend(encoded)
+            self._counts.append(n)
         kind = span.kind
         status = span.status
         code = status.code
@@ -393,6 +464,19 @@ class _ProtobufDecoder:
                 SpanLink(trace_id, span_id, link.trace_state, self.attributes(link.attributes))
             )
         return out
+
+
+class _FirstUse(dict):
+    """Numbers its keys in the order they are first looked up (``map`` of ``__getitem__``
+    over a list: one hash and look-up per item, in C)."""
+
+    def __missing__(self, key: Any) -> int:
+        number = self[key] = len(self)
+        return number
+
+
+class _DictsNeeded(Exception):
+    """A request the column mode leaves to the dict mode (a malformed span or attribute)."""
 
 
 def _pb_value(value: Any, depth: int) -> Any:

@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from backend.tracing.spans import Span
+from backend.tracing.spans import AttributeEntries, Span
 
 __all__ = [
     "MAX_TIME_NS",
@@ -93,7 +93,11 @@ class SpanRejection:
 
 @dataclass(slots=True)
 class TraceBatch:
-    """What one request carried, within the limits (see the module docstring)."""
+    """What one request carried, within the limits (see the module docstring).
+
+    ``attributes``, when set (the OTLP protobuf decoder asked for columns), holds the spans'
+    attributes, one entry list per span of ``spans`` in order, and the spans' own
+    ``attributes`` are None."""
 
     spans: list[Span]
     rejected: list[SpanRejection]
@@ -101,6 +105,7 @@ class TraceBatch:
     dropped_attributes: int
     dropped_events: int = 0
     dropped_links: int = 0
+    attributes: AttributeEntries | None = None
 
     @property
     def rejected_spans(self) -> int:

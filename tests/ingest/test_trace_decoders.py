@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import gzip
 import json
@@ -1377,3 +1378,78 @@ def test_fuzz_zipkin(body, content_type):
     decode_or_refuse(
         decode_zipkin_spans, body, content_type=content_type, content_encoding=encoding
     )
+
+
+# --- the column mode (what the receiver asks for) agrees with the dicts -----------------------
+
+
+def _with_entries(batch: TraceBatch) -> TraceBatch:
+    """A batch of the column mode with each span's attributes put back as a dict."""
+    if batch.attributes is None:  # went the dict way (a malformed span or attribute)
+        assert all(s.attributes is not None for s in batch.spans)
+        return batch
+    assert all(s.attributes is None for s in batch.spans)
+    assert len(batch.attributes.counts) == len(batch.spans)
+    dicts = batch.attributes.dicts()
+    spans = [dataclasses.replace(s, attributes=a) for s, a in zip(batch.spans, dicts, strict=True)]
+    return dataclasses.replace(batch, spans=spans, attributes=None)
+
+
+def _modes_agree(body: bytes, limits: SpanLimits) -> TraceBatch | None:
+    """Decode ``body`` with and without columns: the same spans, rejections and counts, or
+    the same DecodeError; returns the column mode's batch."""
+    try:
+        expected = decode_otlp_protobuf(body, limits)
+    except DecodeError as exc:
+        with pytest.raises(DecodeError) as raised:
+            decode_otlp_protobuf(body, limits, columns=True)
+        assert str(raised.value) == str(exc)
+        return None
+    got = decode_otlp_protobuf(body, limits, columns=True)
+    assert _comparable(_with_entries(got)) == _comparable(expected)
+    assert [r.message for r in got.rejected] == [r.message for r in expected.rejected]
+    return got
+
+
+@settings(FUZZ, max_examples=100)
+@given(
+    request=random_request(),
+    limits=st.sampled_from([LIMITS, SpanLimits(2, 5, 1, 1), SpanLimits(0, 0, 0, 0)]),
+)
+def test_protobuf_columns_agree_with_dicts_on_random_requests(request, limits):
+    _modes_agree(request.SerializeToString(), limits)
+
+
+@settings(FUZZ, max_examples=100)
+@given(data=st.data())
+def test_protobuf_columns_agree_with_dicts_on_mutated_bodies(data):
+    body = data.draw(random_request()).SerializeToString()
+    _modes_agree(data.draw(mutated(body)), LIMITS)
+
+
+def test_protobuf_columns_edge_cases():
+    limits = SpanLimits(max_attribute_value_length=2)
+    repeated = pb_span()
+    repeated.attributes.extend([kv("k", "long"), kv("k", "longer"), kv("j", "ok")])
+    got = _modes_agree(request_of(repeated, service="s").SerializeToString(), limits)
+    assert got is not None and got.attributes is not None
+    assert got.attributes.dicts() == [{"k": "lo", "j": "ok"}]
+    assert got.truncated_attributes == 2  # both "k"
+
+    cached = [pb_span(span_id=bytes([i + 1]) * 8, attributes={"k": "long"}) for i in range(3)]
+    got = _modes_agree(request_of(*cached).SerializeToString(), limits)
+    assert got is not None and len(got.attributes.pairs) == 1 and got.truncated_attributes == 4
+
+    deep: Any = "deep"
+    for _ in range(40):
+        deep = [deep]
+    nested = request_of(
+        pb_span(attributes={"k": deep}), pb_span(span_id=SPAN_2, attributes={"a": 1})
+    )
+    got = _modes_agree(nested.SerializeToString(), LIMITS)
+    assert got is not None and got.attributes is None  # judged by the dict mode
+    assert reasons(got) == {"malformed_span": 1}
+
+    corrupt = request_of(pb_span(attributes={"k": "v"})).SerializeToString()
+    corrupt = corrupt.replace(b"\x0a\x01k\x12\x03\x0a\x01v", b"\x0a\x01k\x12\x03\x0a\x01\xff")
+    assert _modes_agree(corrupt, LIMITS) is None  # invalid UTF-8: the same DecodeError

@@ -479,7 +479,8 @@ def test_outbox_rows_written_before_the_upgrade_drain_alike(tenants, monkeypatch
     spans = _random_spans(15, now, n_traces=12)
     _store(tenants.other_org.pk, spans)
 
-    def previous_payload(batch, service_ids, operation_ids, resource_ids):
+    def previous_payload(batch, service_ids, operation_ids, resource_ids, entries=None):
+        assert entries is None  # (spans written here hold their attributes)
         return _v1_payload(batch, service_ids, operation_ids, resource_ids, previous)
 
     new_payload = outbox._payload
@@ -517,3 +518,70 @@ def test_columnar_outbox_encodes_the_very_same_blocks(previous):
         assert encoding.encode(new) == encoding.encode(old)
         assert outbox._peer_services(new) == outbox._peer_services(old)
         assert outbox._head_rows(new) == outbox._head_rows(old)
+
+
+def _edge_request(*, nul_and_bytes: bool, twice: bool):
+    """OTLP spans with every attribute type, long strings and nested values; NUL in keys and
+    values and bytes values (``nul_and_bytes``); a key sent twice in some spans (``twice``)."""
+    from tests.ingest.test_trace_decoders import kv, pb_span, request_of
+
+    rng = random.Random(5)
+    values = ["a", "b" * 300, 7, -1, 2.5, True, None, [1, "x"], {"k": 1.5}]
+    keys = ["k", "j", "http.url", "peer.service"]
+    if nul_and_bytes:
+        values += ["nul\x00", b"\x00\x01", [b"\x02"]]
+        keys.append("n\x00ul")
+    spans = []
+    for i in range(60):
+        span = pb_span(span_id=(i + 1).to_bytes(8, "big"), start_time_unix_nano=10**18 + i)
+        chosen = rng.sample(keys, rng.randrange(0, len(keys)))
+        span.attributes.extend(kv(k, rng.choice(values)) for k in chosen)
+        if twice and i % 7 == 3 and chosen:
+            span.attributes.append(kv(chosen[0], "again"))  # the dict keeps the last value
+        spans.append(span)
+    return request_of(*spans)
+
+
+@pytest.mark.parametrize("shape", ["envoy", "otel", "typed", "twice", "nul_and_bytes", "plain"])
+def test_outbox_row_from_the_decoders_columns_is_the_same(shape):
+    """The outbox row the receiver writes from the OTLP decoder's attribute entries (no dict
+    per span) is byte for byte the one written from a dict per span: all the spans, and the
+    subsets the time window and the per-trace cap leave."""
+    from backend.tracing.storage import outbox
+    from bench.decode_traces import envoy_spans, otlp_request
+    from bench.traces_ingest import otel_spans
+    from ingest.decoders.otlp_traces import decode_otlp_protobuf
+    from ingest.decoders.spans import SpanLimits
+
+    if shape == "envoy":
+        body = otlp_request(envoy_spans(500, seed=3)).SerializeToString()
+    elif shape == "otel":
+        body = otlp_request(otel_spans(500, seed=3, start_us=10**15)).SerializeToString()
+    else:
+        request = _edge_request(nul_and_bytes=shape == "nul_and_bytes", twice=shape == "twice")
+        if shape == "plain":  # strings only, no NUL, no key twice: the columns' fast path
+            for rs in request.resource_spans:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        del span.attributes[:]
+                        span.attributes.add(key="k", value={"string_value": span.name})
+        body = request.SerializeToString()
+    for limits in (
+        SpanLimits(),
+        SpanLimits(max_attributes_per_span=3, max_attribute_value_length=9),
+    ):
+        dicts = decode_otlp_protobuf(body, limits)
+        cols = decode_otlp_protobuf(body, limits, columns=True)
+        assert cols.attributes is not None and len(cols.spans) == len(dicts.spans)
+        n = len(dicts.spans)
+        rng = random.Random(n)
+        ids = [[rng.randrange(1, 50) for _ in range(n)] for _ in range(3)]
+        assert outbox._payload(cols.spans, *ids, cols.attributes) == outbox._payload(
+            dicts.spans, *ids
+        )
+        for _ in range(3):
+            idx = sorted(rng.sample(range(n), rng.randrange(1, n)))
+            sub_ids = [[column[i] for i in idx] for column in ids]
+            assert outbox._payload(
+                [cols.spans[i] for i in idx], *sub_ids, cols.attributes.take(idx)
+            ) == outbox._payload([dicts.spans[i] for i in idx], *sub_ids)

@@ -46,12 +46,20 @@ SERVICE_NAME_MAX = 512  # the catalogs' column sizes
 OPERATION_NAME_MAX = 1024
 
 
+def _service_text(service: str) -> str:
+    return service.replace("\x00", "\ufffd")[:SERVICE_NAME_MAX]
+
+
+def _operation_text(name: str) -> str:
+    return name.replace("\x00", "\ufffd")[:OPERATION_NAME_MAX]
+
+
 def service_name(span: Span) -> str:
-    return span.service.replace("\x00", "\ufffd")[:SERVICE_NAME_MAX]
+    return _service_text(span.service)
 
 
 def operation_name(span: Span) -> str:
-    return span.name.replace("\x00", "\ufffd")[:OPERATION_NAME_MAX]
+    return _operation_text(span.name)
 
 
 def _text(value: str | None) -> str | None:
@@ -133,13 +141,19 @@ def resource_id(cur, org_id: int, resource: dict[str, Any], memo: dict[int, int]
 
 
 def catalog_ids(cur, org_id: int, spans: Sequence[Span]):
-    services = {service_name(s) for s in spans}
+    # the names cleaned once per distinct (service, operation, kind), not per span
+    triples = {(s.service, s.name, s.kind) for s in spans}
+    cleaned = {service: _service_text(service) for service in {t[0] for t in triples}}
+    services = set(cleaned.values())
     missing = [n for n in services if _services.get((org_id, n)) is None]
     if missing:
         for name, sid in _service_ids(cur, org_id, missing).items():
             _services.set((org_id, name), sid)
     service_ids = {n: _services.get((org_id, n)) for n in services}
-    ops = {(service_ids[service_name(s)], operation_name(s), s.kind) for s in spans}
+    ops = {
+        (service_ids[cleaned[service]], _operation_text(name), kind)
+        for service, name, kind in triples
+    }
     missing_ops = [k for k in ops if _operations.get((org_id, *k)) is None]
     if missing_ops:
         for key, oid in _operation_ids(cur, org_id, missing_ops).items():

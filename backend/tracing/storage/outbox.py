@@ -18,15 +18,22 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Sequence
+from itertools import count
 
 import numpy as np
 from django.db import connection, transaction
 from psycopg import sql
 
 from backend.pipeline import partitions
-from backend.tracing.spans import Span
+from backend.tracing.spans import AttributeEntries, Span
 from backend.tracing.storage import blocks, catalog
-from backend.tracing.storage.encoding import AttrColumns, SpanRows, attr_columns, value_text
+from backend.tracing.storage.encoding import (
+    AttrColumns,
+    SpanRows,
+    _json_text,
+    attr_columns,
+    value_text,
+)
 from backend.zstd_contexts import compressor, decompressor
 
 _OUTBOX_ZSTD_LEVEL = 1  # the hot path: fast beats small for a row that lives seconds
@@ -85,11 +92,62 @@ def _has_nul(cols: AttrColumns) -> bool:
     )
 
 
-def _attributes(spans: Sequence[Span]) -> AttrColumns:
+def _entry_columns(entries: AttributeEntries) -> AttrColumns | None:
+    """``attr_columns`` of the entries' spans, made from their distinct pairs instead of a
+    dict per span: the same columns (keys and values numbered by first use, entry by entry),
+    or None when only the dicts can say (a key twice in a span; a bytes value or a NUL)."""
+    codes = np.asarray(entries.codes, dtype=np.int64)
+    counts = entries.counts
+    n = len(counts)
+    pairs = entries.pairs
+    if not entries.first_use and len(codes):  # renumber the pairs used by first use
+        used, first = np.unique(codes, return_index=True)
+        order = used[np.argsort(first)]
+        renumber = np.zeros(len(pairs), dtype=np.int64)
+        renumber[order] = np.arange(len(order))
+        codes = renumber[codes]
+        pairs = [pairs[p] for p in order.tolist()]
+    pair_keys = [key for key, _ in pairs]
+    pair_values = [value for _, value in pairs]
+    if set(map(type, pair_values)) - {str}:
+        try:
+            pair_values = [
+                v if type(v) is str else (type(v).__name__, _json_text(v)) for v in pair_values
+            ]
+        except TypeError:  # bytes
+            return None
+    # (the loops over pairs run in C, as attr_columns' over entries)
+    names = dict(zip(dict.fromkeys(pair_keys), count()))
+    tokens = dict(zip(dict.fromkeys(pair_values), count()))
+    keys = np.fromiter(map(names.__getitem__, pair_keys), np.int64, len(pairs))[codes]
+    values = np.fromiter(map(tokens.__getitem__, pair_values), np.int64, len(pairs))[codes]
+    spans = np.repeat(np.arange(n, dtype=np.int64), counts)
+    cols = AttrColumns(spans, keys, values, list(names), list(tokens))
+    if _has_nul(cols):
+        return None
+    if len(keys):  # a key twice in one span: its dict keeps one entry
+        per_span_key = spans * len(names) + keys
+        if n * len(names) <= 1 << 24:
+            twice = np.bincount(per_span_key).max() > 1
+        else:
+            twice = len(np.unique(per_span_key)) < len(keys)
+        if twice:
+            return None
+    return cols
+
+
+def _attributes(spans: Sequence[Span], entries: AttributeEntries | None = None) -> AttrColumns:
     """The spans' attributes as columns, the values as the first format's JSON gave them back
     to the drain: ``bytes`` as ``{"bytesValue": base64}``, NUL as U+FFFD (both rare: the
-    fast path checks the distinct keys and values only)."""
-    attributes = [s.attributes for s in spans]
+    fast path checks the distinct keys and values only). ``entries``: the attributes when
+    the spans do not hold them."""
+    if entries is not None:
+        cols = _entry_columns(entries)
+        if cols is not None:
+            return cols
+        attributes = entries.dicts()
+    else:
+        attributes = [s.attributes for s in spans]
     try:
         cols = attr_columns(attributes)
     except TypeError:  # a bytes value somewhere
@@ -99,7 +157,13 @@ def _attributes(spans: Sequence[Span]) -> AttrColumns:
     return cols
 
 
-def _payload(spans: Sequence[Span], service_ids: list, operation_ids: list, resource_ids: list):
+def _payload(
+    spans: Sequence[Span],
+    service_ids: list,
+    operation_ids: list,
+    resource_ids: list,
+    entries: AttributeEntries | None = None,
+):
     """One outbox row's payload, columnar (format ``TOB2``), zstd'ed.
 
     ``TOB2``, header length and span count (``<II``), a JSON header (attribute keys and
@@ -111,7 +175,7 @@ def _payload(spans: Sequence[Span], service_ids: list, operation_ids: list, reso
     with a few ``numpy.frombuffer`` and one small ``json.loads``: no object per span but
     its ids."""
     n = len(spans)
-    cols = _attributes(spans)
+    cols = _attributes(spans, entries)
     texts: dict[tuple, int] = {}
     text_codes = [
         texts.setdefault(
@@ -176,8 +240,11 @@ def _payload(spans: Sequence[Span], service_ids: list, operation_ids: list, reso
     return compressor(_OUTBOX_ZSTD_LEVEL).compress(body)
 
 
-def batch_append(*, org_id: int, spans: Sequence[Span]) -> int:
-    """Durably accept spans (one outbox row); returns the batch id."""
+def batch_append(
+    *, org_id: int, spans: Sequence[Span], attributes: AttributeEntries | None = None
+) -> int:
+    """Durably accept spans (one outbox row); returns the batch id. ``attributes``: the
+    spans' attributes when not in the spans (the OTLP protobuf decoder's columns)."""
     with transaction.atomic(), connection.cursor() as cur:
         service_ids, op_ids = catalog.catalog_ids(cur, org_id, spans)
         memo: dict[int, int] = {}
@@ -195,10 +262,11 @@ def batch_append(*, org_id: int, spans: Sequence[Span]) -> int:
             oids.append(ids[1])
             rids.append(catalog.resource_id(cur, org_id, s.resource, memo))
         starts = [s.start_ns for s in spans]
+        payload = _payload(spans, sids, oids, rids, attributes)
         cur.execute(
             "INSERT INTO trace_batches (org_id, n_spans, min_start_ns, max_start_ns, payload) "
             "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            [org_id, len(spans), min(starts), max(starts), _payload(spans, sids, oids, rids)],
+            [org_id, len(spans), min(starts), max(starts), payload],
         )
         return cur.fetchone()[0]
 

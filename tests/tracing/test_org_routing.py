@@ -1,6 +1,6 @@
-"""The trace query API's and the dependency rollup's joins name the org on both sides (``sv.org_id = s.org_id AND sv.id =
-s.service_id``), so that a distribution by ``org_id`` routes them to one shard
-(docs/scaling.md)."""
+"""The joins of the trace query APIs and of the dependency rollup name the org on both sides
+(``sv.org_id = s.org_id AND sv.id = s.service_id``), so that a distribution by ``org_id``
+routes them to one shard (docs/scaling.md)."""
 
 from __future__ import annotations
 

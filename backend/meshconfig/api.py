@@ -444,7 +444,7 @@ class RevisionDetailView(MeshAPIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request, number):
-        rev = selectors.revision_get(org=self.org, number=number)
+        rev = selectors.revision_get(org=self.org, number=number, with_parent=True)
         if rev is None:
             raise Http404("no such revision")
         if request.query_params.get("format") == "yaml":

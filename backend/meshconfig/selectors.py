@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Func, IntegerField
+from django.db.models import F, Func, IntegerField, Prefetch
 from django.utils import timezone
 
 from backend.meshconfig.bundle import EMPTY_DIGEST
@@ -26,6 +26,24 @@ from backend.metrics.storage.catalog import label_pairs_by_id
 from backend.tenancy.models import ApiToken, Organization
 from backend.tracing.selectors import services_list
 
+
+def _with_status(org: Organization | int) -> tuple[Prefetch, ...]:
+    """A cluster's status and its desired and applied revisions, each read by the org
+    (``WHERE org_id = … AND cluster_id IN (…)``, ``… AND id IN (…)``) rather than joined on
+    ``cluster_id = id`` alone, which a distribution by ``org_id`` cannot route
+    (docs/scaling.md)."""
+    return (
+        Prefetch("status", queryset=ClusterStatus.objects.for_org(org)),
+        Prefetch("status__desired", queryset=Revision.objects.for_org(org)),
+        Prefetch("status__applied", queryset=Revision.objects.for_org(org)),
+    )
+
+
+def _with_parent(org: Organization | int, *deferred: str) -> Prefetch:
+    """A revision's parent, read by the org (see ``_with_status``)."""
+    return Prefetch("parent", queryset=Revision.objects.for_org(org).defer(*deferred))
+
+
 # A desired revision the agent has neither ACKed nor NACKed after this long is STALE.
 STALE_AFTER = timedelta(seconds=60)
 # A cluster whose agent has been silent for this many times its long-poll wait is DISCONNECTED.
@@ -41,7 +59,7 @@ def cluster_for_token(*, token: ApiToken | None) -> Cluster | None:
         return None
     return (
         Cluster.objects.for_org(token.org_id)
-        .select_related("status", "status__desired", "status__applied")
+        .prefetch_related(*_with_status(token.org_id))
         .filter(agent_token_id=token.pk)
         .first()
     )
@@ -59,7 +77,7 @@ def bundle_for_cluster(*, cluster: Cluster) -> tuple[Revision | None, str, list[
     resources). With no desired revision: (None, EMPTY_DIGEST, [])."""
     status = (
         ClusterStatus.objects.for_org(cluster.org_id)
-        .select_related("desired")
+        .prefetch_related(Prefetch("desired", queryset=Revision.objects.for_org(cluster.org_id)))
         .filter(cluster_id=cluster.pk)
         .first()
     )
@@ -127,11 +145,7 @@ class ClusterView:
 
 def clusters_list(*, org: Organization | int, now: datetime | None = None) -> list[ClusterView]:
     now = now or timezone.now()
-    rows = (
-        Cluster.objects.for_org(org)
-        .select_related("status", "status__desired", "status__applied")
-        .order_by("name")
-    )
+    rows = Cluster.objects.for_org(org).prefetch_related(*_with_status(org)).order_by("name")
     return [
         ClusterView(cluster=c, status=c.status, state=cluster_state(c.status, now)) for c in rows
     ]
@@ -139,10 +153,7 @@ def clusters_list(*, org: Organization | int, now: datetime | None = None) -> li
 
 def cluster_get(*, org: Organization | int, name: str) -> Cluster | None:
     return (
-        Cluster.objects.for_org(org)
-        .select_related("status", "status__desired", "status__applied")
-        .filter(name=name)
-        .first()
+        Cluster.objects.for_org(org).prefetch_related(*_with_status(org)).filter(name=name).first()
     )
 
 
@@ -159,8 +170,15 @@ def revision_head(*, org: Organization | int) -> Revision | None:
     return Revision.objects.for_org(org).order_by("-number").first()
 
 
-def revision_get(*, org: Organization | int, number: int) -> Revision | None:
-    return Revision.objects.for_org(org).filter(number=number).first()
+def revision_get(
+    *, org: Organization | int, number: int, with_parent: bool = False
+) -> Revision | None:
+    """The org's revision of this number; ``with_parent``: its parent read too, by the org
+    (``rev.parent`` alone would read it by id)."""
+    qs = Revision.objects.for_org(org).filter(number=number)
+    if with_parent:
+        qs = qs.prefetch_related(_with_parent(org, "resources", "validation"))
+    return qs.first()
 
 
 def revisions_list(
@@ -175,13 +193,17 @@ def revisions_list(
     """The org's revisions, newest first; ``since``/``until`` bound their creation time
     (both inclusive). Without ``with_resources``, neither their resources nor their parents'
     are read (``revisions_resources`` reads them): each has ``n_resources``, their count."""
-    qs = Revision.objects.for_org(org).select_related("author", "author_token", "parent")
+    # author and author_token are reference tables (users, tokens): joined anywhere.
+    qs = Revision.objects.for_org(org).select_related("author", "author_token")
     if not with_resources:
-        qs = qs.defer("resources", "parent__resources", "parent__validation").annotate(
+        qs = qs.prefetch_related(_with_parent(org, "resources", "validation"))
+        qs = qs.defer("resources").annotate(
             n_resources=Func(
                 F("resources"), function="jsonb_array_length", output_field=IntegerField()
             )
         )
+    else:
+        qs = qs.prefetch_related(_with_parent(org))
     if before is not None:
         qs = qs.filter(number__lt=before)
     if since is not None:
@@ -268,7 +290,7 @@ def revision_touched(
     ``parent`` may give already read) that touch the service, as ``Kind namespace/name``; []
     when it left the service alone."""
     if parent is None and rev.parent_id:
-        parent = rev.parent
+        parent = Revision.objects.for_org(rev.org_id).filter(pk=rev.parent_id).first()
     before = {_key(r): r for r in (parent.resources if parent is not None else [])}
     after = {_key(r): r for r in rev.resources}
     touched = []
@@ -299,12 +321,23 @@ def revisions_touching(
     revs = list(
         Revision.objects.for_org(org)
         .filter(**{k: v for k, v in (("created_at__gte", since), ("created_at__lte", until)) if v})
-        .select_related("author", "author_token", "parent")
-        # a revision's parent is mostly the next one in the list: its bundle is read once
-        .defer("parent__resources", "parent__validation")
+        .select_related("author", "author_token")
         .order_by("-number")[:TOUCHING_SCAN]
     )
     by_id = {rev.pk: rev for rev in revs}
+    # a revision's parent is mostly the next one in the list: its bundle is read once; the
+    # others (the oldest's) in one read by the org
+    outside = {rev.parent_id for rev in revs if rev.parent_id and rev.parent_id not in by_id}
+    if outside:
+        by_id.update(
+            (p.pk, p)
+            for p in Revision.objects.for_org(org)
+            .filter(pk__in=outside)
+            .only("id", "org_id", "number", "resources")
+        )
+    for rev in revs:
+        if rev.parent_id:
+            rev.parent = by_id[rev.parent_id]  # cached: _revision_summary reads its number
     for rev in revs:
         parent = by_id.get(rev.parent_id) if rev.parent_id else None
         touched = revision_touched(rev, namespace=namespace, service=service, parent=parent)
@@ -319,7 +352,7 @@ def agent_reports(*, cluster: Cluster, limit: int = 20) -> list[AgentReport]:
     return list(
         AgentReport.objects.for_org(cluster.org_id)
         .filter(cluster=cluster)
-        .select_related("revision")
+        .prefetch_related(Prefetch("revision", queryset=Revision.objects.for_org(cluster.org_id)))
         .order_by("-created_at", "-id")[:limit]
     )
 

@@ -102,8 +102,8 @@ SELECT e.start_ns / 60000000000 * 60000 AS minute, ps.name AS parent,
        sum(e.client_ns) AS client_sum,
        ARRAY[{span_metrics.bucket_counts_sql("e.client_ns")}] AS client_buckets
 FROM edges e
-JOIN trace_services ps ON ps.id = e.parent_id
-LEFT JOIN trace_services cs ON cs.id = e.child_id
+JOIN trace_services ps ON ps.org_id = %(org)s AND ps.id = e.parent_id
+LEFT JOIN trace_services cs ON cs.org_id = %(org)s AND cs.id = e.child_id
 WHERE coalesce(cs.name, e.peer) <> ps.name
 GROUP BY 1, 2, 3
 """  # noqa: S608  (the bucket bounds are constants of span_metrics)
@@ -112,8 +112,8 @@ _SPANS = f"""
 SELECT s.start_ns / 60000000000 * 60000, sv.name, op.name, s.kind, s.status_code,
        count(*), sum(s.duration_ns), {span_metrics.bucket_counts_sql("s.duration_ns")}
 FROM trace_span_keys s
-JOIN trace_services sv ON sv.id = s.service_id
-JOIN trace_operations op ON op.id = s.operation_id
+JOIN trace_services sv ON sv.org_id = s.org_id AND sv.id = s.service_id
+JOIN trace_operations op ON op.org_id = s.org_id AND op.id = s.operation_id
 WHERE {_NEW}
 GROUP BY 1, 2, 3, 4, 5
 """  # noqa: S608

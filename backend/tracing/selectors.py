@@ -52,7 +52,8 @@ def traces_overview(*, org_id: int, now_ns: int) -> TracesOverview:
 def operations_list(*, org_id: int, service: str, kind: int | None = None) -> list[tuple[str, int]]:
     """(operation name, OTLP kind) of one service of the org."""
     query = (
-        "SELECT o.name, o.kind FROM trace_operations o JOIN trace_services s ON s.id = o.service_id"
+        "SELECT o.name, o.kind FROM trace_operations o JOIN trace_services s"
+        " ON s.org_id = o.org_id AND s.id = o.service_id"
         " WHERE o.org_id = %s AND s.org_id = %s AND s.name = %s"
     )
     params: list = [org_id, org_id, service]

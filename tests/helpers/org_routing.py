@@ -29,3 +29,25 @@ def unrouted(queries: list[dict], tables: tuple[str, ...]) -> list[str]:
         if "org_id" not in where:
             bad.append(sql)
     return bad
+
+
+_JOIN = re.compile(r'\bJOIN\s+"?(\w+)"?')
+
+
+def unrouted_joins(queries: list[dict], tables: tuple[str, ...]) -> list[str]:
+    """Statements that join one of ``tables`` without ``org_id`` in the join's condition
+    (from its ``JOIN`` to the next ``JOIN`` or ``WHERE``): the WHERE names only the first
+    table's org, so ``a JOIN b ON a.b_id = b.id`` reads ``b`` of every shard. Coarse, like
+    ``unrouted``."""
+    bad = []
+    for q in queries:
+        sql = q["sql"]
+        for m in _JOIN.finditer(sql):
+            if m.group(1) not in tables:
+                continue
+            rest = sql[m.end() :]
+            ends = [i for i in (rest.find(" JOIN "), rest.find(" WHERE ")) if i >= 0]
+            if "org_id" not in rest[: min(ends) if ends else len(rest)]:
+                bad.append(sql)
+                break
+    return bad

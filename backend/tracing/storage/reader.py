@@ -46,9 +46,9 @@ def _json(value, empty):
 def _head_spans(cur, org_id: int, condition: str, params: list) -> list[StoredSpan]:
     cur.execute(
         f"SELECT {_SPAN_COLUMNS} FROM trace_spans s "  # noqa: S608
-        "JOIN trace_services sv ON sv.id = s.service_id "
-        "JOIN trace_operations op ON op.id = s.operation_id "
-        "JOIN trace_resources r ON r.id = s.resource_id "
+        "JOIN trace_services sv ON sv.org_id = s.org_id AND sv.id = s.service_id "
+        "JOIN trace_operations op ON op.org_id = s.org_id AND op.id = s.operation_id "
+        "JOIN trace_resources r ON r.org_id = s.org_id AND r.id = s.resource_id "
         f"WHERE s.org_id = %s AND {condition}",
         [org_id, *params],
     )
@@ -214,9 +214,9 @@ def _add_span_conditions(query, prefix: str, where: list[str], params: list) -> 
 def _head_find(cur, org_id: int, query) -> list[tuple[bytes, int]]:
     where = ["s.org_id = %s", "sv.org_id = %s", "sv.name = %s", "s.start_ns BETWEEN %s AND %s"]
     params: list = [org_id, org_id, query.service, query.start_ns, query.end_ns]
-    joins = "JOIN trace_services sv ON sv.id = s.service_id"
+    joins = "JOIN trace_services sv ON sv.org_id = s.org_id AND sv.id = s.service_id"
     if query.operation:
-        joins += " JOIN trace_operations op ON op.id = s.operation_id"
+        joins += " JOIN trace_operations op ON op.org_id = s.org_id AND op.id = s.operation_id"
         where.append("op.name = %s")
         params.append(query.operation)
     _add_span_conditions(query, "s.", where, params)
@@ -231,7 +231,7 @@ def _head_find(cur, org_id: int, query) -> list[tuple[bytes, int]]:
         where.append(f"coalesce(s.attributes->>%s, r.attributes->>%s, '') {TAG_OPS[op]} %s")
         params += [key, key, value]
         if "trace_resources r" not in joins:
-            joins += " JOIN trace_resources r ON r.id = s.resource_id"
+            joins += " JOIN trace_resources r ON r.org_id = s.org_id AND r.id = s.resource_id"
     cur.execute(
         f"SELECT s.trace_id, {SORTS[query.sort]} FROM trace_spans s {joins} "  # noqa: S608
         f"WHERE {' AND '.join(where)} "

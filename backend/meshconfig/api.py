@@ -39,6 +39,11 @@ from backend.tenancy.parsers import BoundedJSONParser
 READ, WRITE = [Scope.CONFIG_READ], [Scope.CONFIG_WRITE]
 
 
+class YAMLResources(list):
+    """The resources of a YAML body, checked by ``resources_from_yaml`` (a JSON array is not
+    one: it goes through the JSON body's checks)."""
+
+
 class YAMLParser(BaseParser):
     """A multi-document YAML stream of resources; ``request.data`` is the list."""
 
@@ -47,7 +52,7 @@ class YAMLParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
         body = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
         try:
-            return resources_from_yaml(body)
+            return YAMLResources(resources_from_yaml(body))
         except BodyError as exc:
             raise ParseError(str(exc)) from exc
 
@@ -85,7 +90,7 @@ class MeshAPIView(OrgAPIView):
 
     def resources_in(self, request) -> list[dict]:
         data = request.data
-        if isinstance(data, list):  # YAML
+        if isinstance(data, YAMLResources):
             return data
         try:
             return resources_from_json(data)

@@ -95,12 +95,15 @@ def test_validate_yaml_and_json(api, tenants, writer):
         ("- just\n- a list\n", "application/yaml", "not a mapping"),
         ("a: &x [1]\nb: *x\n", "application/yaml", "aliases"),
         ('{"resource": []}', "application/json", "resources"),
+        # a JSON array is not a YAML stream: the JSON body's checks (found by the fuzzer: an
+        # array of arrays was taken as resources and failed with a 500 on publish)
+        ("[[[]]]", "application/json", "resources"),
+        ('[{"kind": "Gateway"}]', "application/json", "resources"),
     ],
 )
-def test_bad_bodies_are_400_with_the_reason(api, writer, body, content_type, reason):
-    got = api.generic(
-        "POST", "/api/v1/config/validate", body, content_type=content_type, **bearer(writer)
-    )
+@pytest.mark.parametrize("path", ["/api/v1/config/validate", "/api/v1/config/revisions"])
+def test_bad_bodies_are_400_with_the_reason(api, writer, body, content_type, reason, path):
+    got = api.generic("POST", path, body, content_type=content_type, **bearer(writer))
     assert got.status_code == 400
     assert reason in got.json()["detail"]
 

@@ -227,18 +227,13 @@ def drain_alone(shape: str, n_batches: int, spans: int) -> None:
     print(drained, time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def accept_alone(shape: str, n_requests: int, spans: int) -> None:
-    """(Run inside Canopy.) The receiver's work on its own: ``n_requests`` OTLP protobuf
-    bodies accepted in one process as ``POST /v1/traces`` does after authentication (decode,
-    limits, the per-trace cap in Redis, the outbox row), without HTTP; prints spans accepted,
-    wall and CPU seconds of this process."""
+def unlimited_org(kind: str):
+    """(Run inside Canopy.) A new org whose trace limits never refuse the bench's load."""
     from backend.tenancy.services import limits_update, org_create, user_get_or_create
-    from ingest.accept.payload import Payload
-    from ingest.accept.traces import TraceFormat, traces_accept
 
     org = org_create(
-        slug=f"accept-{time.time_ns() % 10**9}",
-        name="accept alone",
+        slug=f"{kind}-{time.time_ns() % 10**9}",
+        name=f"{kind} alone",
         owner=user_get_or_create(username="bench-accept"),
     )
     limits_update(
@@ -249,14 +244,31 @@ def accept_alone(shape: str, n_requests: int, spans: int) -> None:
             "max_spans_per_trace": 10_000_000,
         },
     )
+    return org
+
+
+def request_bodies(shape: str, n_requests: int, spans: int) -> list[bytes]:
+    """OTLP protobuf bodies of ``spans`` spans each, starting 10 minutes ago a second apart."""
     start_us = time.time_ns() // 1000 - 600 * 10**6
     make = envoy_spans if shape == "envoy" else otel_spans
-    bodies = [
+    return [
         otlp_request(
             make(spans, seed=8_000_000 + r, start_us=start_us + r * 10**6)
         ).SerializeToString()
-        for r in range(n_requests + 1)
+        for r in range(n_requests)
     ]
+
+
+def accept_alone(shape: str, n_requests: int, spans: int) -> None:
+    """(Run inside Canopy.) The receiver's work on its own: ``n_requests`` OTLP protobuf
+    bodies accepted in one process as ``POST /v1/traces`` does after authentication (decode,
+    limits, the per-trace cap in Redis, the outbox row), without HTTP; prints spans accepted,
+    wall and CPU seconds of this process."""
+    from ingest.accept.payload import Payload
+    from ingest.accept.traces import TraceFormat, traces_accept
+
+    org = unlimited_org("accept")
+    bodies = request_bodies(shape, n_requests + 1, spans)
 
     def accept(body: bytes) -> int:
         payload = Payload(lambda cap: body, "application/x-protobuf")

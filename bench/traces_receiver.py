@@ -60,24 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.core.management import call_command
 
-    from backend.tenancy.services import limits_update, org_create, user_get_or_create
     from backend.tracing.storage import outbox
-    from bench.decode_traces import envoy_spans, otlp_request
-    from bench.traces_ingest import otel_spans
+    from bench.traces_ingest import request_bodies, unlimited_org
     from ingest.accept.payload import Payload
     from ingest.accept.traces import TraceFormat, traces_accept
     from ingest.decoders.otlp_traces import decode_otlp_protobuf
     from ingest.decoders.spans import SpanLimits
 
     call_command("migrate", verbosity=0)
-    make = envoy_spans if args.shape == "envoy" else otel_spans
-    start_us = time.time_ns() // 1000 - 600 * 10**6
-    bodies = [
-        otlp_request(
-            make(1000, seed=8_000_000 + r, start_us=start_us + r * 10**6)
-        ).SerializeToString()
-        for r in range(args.requests + 1)
-    ]
+    bodies = request_bodies(args.shape, args.requests + 1, 1000)
     warm, bodies = bodies[0], bodies[1:]
     spans = 1000 * len(bodies)
     columns = "columns" in inspect.signature(decode_otlp_protobuf).parameters
@@ -92,19 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch = decode_otlp_protobuf(body, SpanLimits())
                 outbox._payload(batch.spans, *ids)
 
-    org = org_create(
-        slug=f"receiver-{time.time_ns() % 10**9}",
-        name="receiver alone",
-        owner=user_get_or_create(username="bench-accept"),
-    )
-    limits_update(
-        org=org,
-        changes={
-            "traces_ingestion_rate": 10**9,
-            "traces_ingestion_burst_size": 10**9,
-            "max_spans_per_trace": 10**9,
-        },
-    )
+    org = unlimited_org("receiver")
 
     def accept(body: bytes) -> int:
         payload = Payload(lambda cap: body, "application/x-protobuf")

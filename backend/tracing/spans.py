@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -155,11 +156,7 @@ class AttributeEntries:
 
     def take(self, idx: list[int]) -> AttributeEntries:
         """The entries of the spans ``idx`` (in that order)."""
-        starts = [0] * len(self.counts)
-        at = 0
-        for i, n in enumerate(self.counts):
-            starts[i] = at
-            at += n
+        starts = list(accumulate(self.counts, initial=0))
         all_codes = list(self.codes)
         codes: list[int] = []
         counts = [self.counts[i] for i in idx]

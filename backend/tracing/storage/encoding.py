@@ -201,6 +201,14 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def value_tokens(values: list) -> list:
+    """Attribute values as the columns' tokens: a string as it is, any other value as (its
+    type's name, its JSON). Raises TypeError for a value JSON cannot hold (bytes)."""
+    if not set(map(type, values)) - {str}:
+        return values
+    return [v if type(v) is str else (type(v).__name__, _json_text(v)) for v in values]
+
+
 def trace_key(trace_id: bytes) -> int:
     """The trace index's 64-bit key of a trace id: the low half (64-bit B3 trace ids are
     left-padded with zeros, so the high half would collide)."""
@@ -338,9 +346,7 @@ def attr_columns(attributes: list[dict | None]) -> AttrColumns:
     total = int(lengths.sum())
     names = dict(zip(dict.fromkeys(chain.from_iterable(dicts)), count()))
     keys = np.fromiter(map(names.__getitem__, chain.from_iterable(dicts)), np.int64, total)
-    values = list(chain.from_iterable(map(dict.values, dicts)))
-    if set(map(type, values)) - {str}:
-        values = [v if type(v) is str else (type(v).__name__, _json_text(v)) for v in values]
+    values = value_tokens(list(chain.from_iterable(map(dict.values, dicts))))
     tokens = dict(zip(dict.fromkeys(values), count()))
     codes = np.fromiter(map(tokens.__getitem__, values), np.int64, total)
     spans = np.repeat(np.arange(len(dicts), dtype=np.int64), lengths)

@@ -30,9 +30,9 @@ from backend.tracing.storage import blocks, catalog
 from backend.tracing.storage.encoding import (
     AttrColumns,
     SpanRows,
-    _json_text,
     attr_columns,
     value_text,
+    value_tokens,
 )
 from backend.zstd_contexts import compressor, decompressor
 
@@ -108,14 +108,10 @@ def _entry_columns(entries: AttributeEntries) -> AttrColumns | None:
         codes = renumber[codes]
         pairs = [pairs[p] for p in order.tolist()]
     pair_keys = [key for key, _ in pairs]
-    pair_values = [value for _, value in pairs]
-    if set(map(type, pair_values)) - {str}:
-        try:
-            pair_values = [
-                v if type(v) is str else (type(v).__name__, _json_text(v)) for v in pair_values
-            ]
-        except TypeError:  # bytes
-            return None
+    try:
+        pair_values = value_tokens([value for _, value in pairs])
+    except TypeError:  # bytes
+        return None
     # (the loops over pairs run in C, as attr_columns' over entries)
     names = dict(zip(dict.fromkeys(pair_keys), count()))
     tokens = dict(zip(dict.fromkeys(pair_values), count()))

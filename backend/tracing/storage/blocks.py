@@ -23,6 +23,7 @@ import numpy as np
 from django.db import connection, transaction
 
 from backend.pipeline import partitions
+from backend.pipeline.binary import binary_cursor
 from backend.tracing.storage.encoding import (
     AttrColumns,
     Block,
@@ -100,12 +101,12 @@ def subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
 
 
 def _insert(cur, org_id: int, window_ns: int, payload: bytes, s: Summary) -> None:
-    cur.execute(
+    binary_cursor(cur).execute(  # (the payload in binary: no hex literal)
         """
         INSERT INTO trace_blocks (org_id, window_ns, min_start_ns, max_start_ns, n_spans,
             n_traces, min_duration_ns, max_duration_ns, has_error, service_ids, operation_ids,
             attribute_keys, trace_keys, service_counts, prefix_tokens, payload)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::int[], %s::int[], %s)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::int[], %s::int[], %b)
         """,
         [
             org_id,

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from psycopg import sql
 
 from backend.pipeline import partitions
+from backend.pipeline.binary import binary_cursor
 from backend.tracing.spans import AttributeEntries, Span
 from backend.tracing.storage import blocks, catalog
 from backend.tracing.storage.encoding import (
@@ -259,12 +260,13 @@ def batch_append(
             rids.append(catalog.resource_id(cur, org_id, s.resource, memo))
         starts = [s.start_ns for s in spans]
         payload = _payload(spans, sids, oids, rids, attributes)
-        cur.execute(
+        raw = binary_cursor(cur)  # (the payload in binary: no hex literal)
+        raw.execute(
             "INSERT INTO trace_batches (org_id, n_spans, min_start_ns, max_start_ns, payload) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            "VALUES (%s, %s, %s, %s, %b) RETURNING id",
             [org_id, len(spans), min(starts), max(starts), payload],
         )
-        return cur.fetchone()[0]
+        return raw.fetchone()[0]
 
 
 _COLUMNS = (
@@ -280,17 +282,40 @@ _KEY_COLUMNS = (
     "trace_id, span_id, parent_span_id, service_id, operation_id, kind, start_ns, duration_ns, "
     "status_code, peer_service"
 )
+# The keys of one drain round, COPYed in PostgreSQL's binary format from one numpy record per
+# span (no Python per row): fixed-width fields only, so a parent is 8 bytes with a flag and a
+# peer service a number into the round's list of them (1-based; 0: none).
 _KEYS_IN = (
-    "CREATE TEMP TABLE IF NOT EXISTS trace_keys_in (trace_id bytea, span_id bytea, "
-    "parent_span_id bytea, service_id integer, operation_id integer, kind smallint, "
-    "start_ns bigint, duration_ns bigint, status_code smallint, peer_service text) "
-    "ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS trace_keys_in_bin (trace_id bytea, span_id bytea, "
+    "parent_span_id bytea, has_parent boolean, service_id integer, operation_id integer, "
+    "kind smallint, start_ns bigint, duration_ns bigint, status_code smallint, "
+    "peer_code integer) ON COMMIT DELETE ROWS"
 )
+_KEYS_IN_FIELDS = (  # (column, its binary type): every field is preceded by its length
+    ("trace_id", "V16"),
+    ("span_id", "V8"),
+    ("parent_span_id", "V8"),
+    ("has_parent", "u1"),
+    ("service_id", ">i4"),
+    ("operation_id", ">i4"),
+    ("kind", ">i2"),
+    ("start_ns", ">i8"),
+    ("duration_ns", ">i8"),
+    ("status_code", ">i2"),
+    ("peer_code", ">i4"),
+)
+_KEYS_IN_RECORD = np.dtype(
+    [("fields", ">i2")]
+    + [f for name, kind in _KEYS_IN_FIELDS for f in ((f"{name}_size", ">i4"), (name, kind))]
+)
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no extension
+_COPY_TRAILER = b"\xff\xff"
 PEER_SERVICE_MAX = 512  # as the service catalog's names
 
 
 def _claim(cur, org_id: int, max_batches: int) -> list[tuple]:
-    cur.execute(
+    raw = binary_cursor(cur)  # (the payloads in binary: no hex text)
+    raw.execute(
         """
         DELETE FROM trace_batches WHERE (org_id, id) IN (
             SELECT org_id, id FROM trace_batches WHERE org_id = %s
@@ -298,8 +323,9 @@ def _claim(cur, org_id: int, max_batches: int) -> list[tuple]:
         RETURNING min_start_ns, max_start_ns, payload
         """,
         [org_id, max_batches],
+        binary=True,
     )
-    return cur.fetchall()
+    return raw.fetchall()
 
 
 def _rows_v1(raw: bytes) -> list[list]:
@@ -418,6 +444,34 @@ def _peer_services(spans: SpanRows) -> list[str | None]:
     return [_peer_service(a) for a in spans.attributes]
 
 
+def _key_records(spans: SpanRows, peers: dict[str, int]) -> np.ndarray:
+    """The spans' rows of ``trace_keys_in_bin`` as binary COPY records; numbers the peer
+    services in ``peers`` (from 1, in order of first use)."""
+    n = len(spans)
+    out = np.zeros(n, dtype=_KEYS_IN_RECORD)
+    out["fields"] = len(_KEYS_IN_FIELDS)
+    for name, kind in _KEYS_IN_FIELDS:
+        out[f"{name}_size"] = np.dtype(kind).itemsize
+    out["trace_id"] = np.frombuffer(b"".join(spans.trace_ids), dtype="V16")
+    out["span_id"] = np.frombuffer(b"".join(spans.span_ids), dtype="V8")
+    parents = spans.parent_ids
+    out["parent_span_id"] = np.frombuffer(b"".join([p or _ZERO_ID for p in parents]), dtype="V8")
+    out["has_parent"] = np.fromiter(map(bool, parents), dtype=bool, count=n)
+    for name, column in (
+        ("service_id", spans.service_ids),
+        ("operation_id", spans.operation_ids),
+        ("kind", spans.kinds),
+        ("start_ns", spans.starts),
+        ("duration_ns", spans.durations),
+        ("status_code", spans.statuses),
+    ):
+        out[name] = column
+    out["peer_code"] = [
+        0 if p is None else peers.setdefault(p, len(peers) + 1) for p in _peer_services(spans)
+    ]
+    return out
+
+
 def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
     """Store the keys (what the rollups and the de-duplication read) of the spans not stored
     yet, stamped with the drain round ``seq``; returns the indexes of those spans in
@@ -425,31 +479,21 @@ def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
     horizon are looked up in the blocks too. Call under the org's store lock."""
     cur.execute(_KEYS_IN)
     # (ON COMMIT empties it, but two drains may share a transaction: a caller's atomic block)
-    cur.execute("DELETE FROM trace_keys_in")
-    starts = spans.starts.tolist()
-    with cur.copy(f"COPY trace_keys_in ({_KEY_COLUMNS}) FROM STDIN") as copy:
-        for row in zip(
-            spans.trace_ids,
-            spans.span_ids,
-            spans.parent_ids,
-            spans.service_ids.tolist(),
-            spans.operation_ids.tolist(),
-            spans.kinds.tolist(),
-            starts,
-            spans.durations.tolist(),
-            spans.statuses.tolist(),
-            _peer_services(spans),
-            strict=True,
-        ):
-            copy.write_row(row)
+    cur.execute("DELETE FROM trace_keys_in_bin")
+    peers: dict[str, int] = {}
+    records, peer_names = _key_records(spans, peers), list(peers)
+    with cur.copy("COPY trace_keys_in_bin FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(_COPY_SIGNATURE + records.tobytes() + _COPY_TRAILER)
     cur.execute("SELECT pruned_before_ns FROM trace_span_horizon WHERE org_id = %s", [org_id])
     horizon = cur.fetchone()
-    if horizon is not None and min(starts) < horizon[0]:
-        blocks.drop_stored_in_blocks(cur, org_id, "trace_keys_in", below_ns=horizon[0])
+    if horizon is not None and int(spans.starts.min()) < horizon[0]:
+        blocks.drop_stored_in_blocks(cur, org_id, "trace_keys_in_bin", below_ns=horizon[0])
     cur.execute(
         f"INSERT INTO trace_span_keys (org_id, {_KEY_COLUMNS}, seq) "  # noqa: S608
-        f"SELECT %s, {_KEY_COLUMNS}, %s FROM trace_keys_in ON CONFLICT DO NOTHING",
-        [org_id, seq],
+        "SELECT %s, trace_id, span_id, CASE WHEN has_parent THEN parent_span_id END, "
+        "service_id, operation_id, kind, start_ns, duration_ns, status_code, "
+        "(%s::text[])[peer_code], %s FROM trace_keys_in_bin ON CONFLICT DO NOTHING",
+        [org_id, peer_names, seq],
     )
     if cur.rowcount == len(spans):  # the usual case: all new, nothing to read back
         return np.arange(len(spans))
@@ -460,7 +504,7 @@ def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
     )
     stored = cur.fetchall()
     wanted = {(bytes(t), bytes(s), k, st) for t, s, k, st in stored}
-    kinds = spans.kinds.tolist()
+    kinds, starts = spans.kinds.tolist(), spans.starts.tolist()
     keep = []
     for i, key in enumerate(zip(spans.trace_ids, spans.span_ids, kinds, starts, strict=True)):
         if key in wanted:

@@ -42,10 +42,15 @@ CUT_MAX_SPANS = 200_000  # spans moved by one cut transaction
 _LOCK = zlib.crc32(b"trace_store") & 0x7FFFFFFF
 
 
-def org_lock(cur, org_id: int) -> None:
-    """The org's store lock, held until commit: drains, cuts and rollups of one org take
-    turns (a cut must not move a span between a drain's duplicate check and its insert)."""
-    cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK, org_id])
+def org_lock(cur, org_id: int, *, shared: bool = False) -> None:
+    """The org's store lock, held until commit. Drains take it ``shared``: they run side by
+    side, each on the batches it claimed, and the key head's unique index decides which of
+    two drains stores a span both hold. Cuts, compactions, prunes and rollups take it alone:
+    nothing is moved or pruned between a drain's duplicate check and its insert, and a
+    rollup sees no drain in flight, so every drain round numbered up to the highest it
+    reads has committed (drain rounds are numbered after taking the lock)."""
+    lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    cur.execute(f"SELECT {lock}(%s, %s)", [_LOCK, org_id])
 
 
 _HEAD_COLUMNS = (

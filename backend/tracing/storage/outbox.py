@@ -8,9 +8,11 @@ thin key head ``trace_span_keys``: ``ON CONFLICT DO NOTHING`` on the span key; f
 than the org's key horizon, also in the blocks, through the trace index); stores the keys of
 the rest stamped with this drain round's sequence number (the rollups count them there);
 encodes those spans straight into columnar blocks (``blocks.blocks_write``); and deletes the
-batches. The drain holds the org's store lock (``blocks.org_lock``), so nothing is pruned or
-compacted between its look-up and its insert: a retried export or a redelivered task stores
-nothing twice, and a span is queryable as soon as the drain commits.
+batches. The drain holds the org's store lock (``blocks.org_lock``) shared, so nothing is
+pruned or compacted between its look-up and its insert, while other drains of the org run
+beside it on other batches (the key head's unique index arbitrates a span two of them hold):
+a retried export or a redelivered task stores nothing twice, and a span is queryable as soon
+as the drain commits.
 """
 
 from __future__ import annotations
@@ -482,6 +484,13 @@ def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
     cur.execute("DELETE FROM trace_keys_in_bin")
     peers: dict[str, int] = {}
     records, peer_names = _key_records(spans, peers), list(peers)
+    # in the identity index's order: two drains inserting the same spans wait for each other
+    # in one order, never in a cycle (the key head's heap keeps the COPY's order)
+    ids = np.frombuffer(records["trace_id"].tobytes(), dtype=">u8").reshape(-1, 2)
+    span_ids = np.frombuffer(records["span_id"].tobytes(), dtype=">u8")
+    records = records[
+        np.lexsort((records["start_ns"], records["kind"], span_ids, ids[:, 1], ids[:, 0]))
+    ]
     with cur.copy("COPY trace_keys_in_bin FROM STDIN (FORMAT BINARY)") as copy:
         copy.write(_COPY_SIGNATURE + records.tobytes() + _COPY_TRAILER)
     cur.execute("SELECT pruned_before_ns FROM trace_span_horizon WHERE org_id = %s", [org_id])
@@ -517,9 +526,10 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
     """Store up to ``max_batches`` outbox rows of the org: the keys of the spans not stored
     yet into ``trace_span_keys``, the spans themselves encoded into blocks, the batches
     deleted, all in one transaction; returns the spans that were new (duplicates of stored
-    spans are dropped), None if there was nothing."""
+    spans are dropped), None if there was nothing. Several drains of one org run side by
+    side (``blocks.org_lock``, shared)."""
     with transaction.atomic(), connection.cursor() as cur:
-        blocks.org_lock(cur, org_id)
+        blocks.org_lock(cur, org_id, shared=True)
         batches = _claim(cur, org_id, max_batches)
         if not batches:
             return None

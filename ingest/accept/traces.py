@@ -102,8 +102,9 @@ def _reject(rejected: list[SpanRejection], reason: str, message: str, n: int) ->
         rejected.append(SpanRejection(reason, message, n))
 
 
-# Per (org, trace, day) span counts; one Lua call per request, returns each trace's new total
-# and gives back what it refused.
+# Per (org, trace, day) span counts; one Lua call per request, which gives back what it
+# refused and answers with the refusals only, as (trace number, spans over the cap) pairs
+# (usually none: a short answer to parse).
 _TRACE_COUNTS = """
 local cap = tonumber(ARGV[1])
 local out = {}
@@ -112,8 +113,11 @@ for i = 1, #KEYS do
   local total = redis.call('INCRBY', KEYS[i], n)
   if total == n then redis.call('EXPIRE', KEYS[i], 86400) end
   local over = math.max(0, math.min(n, total - cap))
-  if over > 0 then redis.call('DECRBY', KEYS[i], over) end
-  out[i] = over
+  if over > 0 then
+    redis.call('DECRBY', KEYS[i], over)
+    out[#out + 1] = i - 1
+    out[#out + 1] = over
+  end
 end
 return out
 """
@@ -178,9 +182,9 @@ def _cap_spans_per_trace(org_id, spans, cap, rejected) -> list[int] | None:
     over = get_redis_connection("default").eval(
         _TRACE_COUNTS, len(keys), *keys, cap, *[per_trace[t] for t in traces]
     )
-    refuse = {t: n for t, n in zip(traces, over, strict=True) if n}
-    if not refuse:
+    if not over:
         return None
+    refuse = {traces[int(i)]: int(n) for i, n in zip(over[::2], over[1::2], strict=True)}
     kept = []
     for i in range(len(spans) - 1, -1, -1):  # a trace's latest spans over the cap are refused
         trace_id = spans[i].trace_id

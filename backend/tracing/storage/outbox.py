@@ -21,6 +21,7 @@ import json
 import struct
 from collections.abc import Sequence
 from itertools import count
+from operator import attrgetter
 
 import numpy as np
 from django.db import connection, transaction
@@ -156,6 +157,11 @@ def _attributes(spans: Sequence[Span], entries: AttributeEntries | None = None) 
     return cols
 
 
+_ID_FIELDS = attrgetter("trace_id", "span_id", "parent_span_id")
+_INT_FIELDS = attrgetter("kind", "start_ns", "duration_ns", "status_code", "flags")
+_TEXT_FIELDS = attrgetter("status_message", "scope_name", "scope_version", "trace_state")
+
+
 def _payload(
     spans: Sequence[Span],
     service_ids: list,
@@ -175,18 +181,23 @@ def _payload(
     its ids."""
     n = len(spans)
     cols = _attributes(spans, entries)
-    texts: dict[tuple, int] = {}
-    text_codes = [
-        texts.setdefault(
+    # the spans' fields as columns, one pass each in C (map of attrgetter, zip)
+    trace_list, span_list, parent_list = zip(*map(_ID_FIELDS, spans), strict=True)
+    kinds, starts, durations, statuses, flags = zip(*map(_INT_FIELDS, spans), strict=True)
+    raw_texts = list(map(_TEXT_FIELDS, spans))
+    texts: dict[tuple, int] = {}  # (message, scope, trace state) -> number, by first use
+    raw_codes = {
+        (message, scope, version, state): texts.setdefault(
             (
-                s.status_message or None,
-                (f"{s.scope_name}@{s.scope_version}" if s.scope_version else s.scope_name) or None,
-                s.trace_state or None,
+                message or None,
+                (f"{scope}@{version}" if version else scope) or None,
+                state or None,
             ),
             len(texts),
         )
-        for s in spans
-    ]
+        for message, scope, version, state in dict.fromkeys(raw_texts)
+    }
+    text_codes = list(map(raw_codes.__getitem__, raw_texts))
     extra_rows = [i for i, s in enumerate(spans) if s.events or s.links]
     extras = (
         catalog.dumps([[_events(spans[i].events), _links(spans[i].links)] for i in extra_rows])
@@ -205,20 +216,20 @@ def _payload(
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode()
-    trace_ids = b"".join([s.trace_id for s in spans])
-    span_ids = b"".join([s.span_id for s in spans])
-    parents = b"".join([s.parent_span_id or _ZERO_ID for s in spans])
+    trace_ids = b"".join(trace_list)
+    span_ids = b"".join(span_list)
+    parents = b"".join([p or _ZERO_ID for p in parent_list])
     if len(trace_ids) != 16 * n or len(span_ids) != 8 * n or len(parents) != 8 * n:
         raise ValueError("trace ids must be 16 bytes, span and parent ids 8")
     ints = [
         service_ids,
         operation_ids,
-        [s.kind for s in spans],
-        [s.start_ns for s in spans],
-        [s.duration_ns for s in spans],
-        [s.status_code for s in spans],
+        kinds,
+        starts,
+        durations,
+        statuses,
         resource_ids,
-        [s.flags for s in spans],
+        flags,
         text_codes,
     ]
     body = b"".join(
@@ -229,7 +240,7 @@ def _payload(
             trace_ids,
             span_ids,
             parents,
-            bytes([1 if s.parent_span_id else 0 for s in spans]),
+            bytes(map(bool, parent_list)),
             *(np.array(column, dtype=np.int64).tobytes() for column in ints),
             np.bincount(cols.spans, minlength=n).astype(np.int64).tobytes(),
             cols.keys.astype(np.int32).tobytes(),
@@ -246,20 +257,23 @@ def batch_append(
     spans' attributes when not in the spans (the OTLP protobuf decoder's columns)."""
     with transaction.atomic(), connection.cursor() as cur:
         service_ids, op_ids = catalog.catalog_ids(cur, org_id, spans)
+        # ids per distinct (service, operation, kind) and per resource dict, then per span
+        # by look-ups in C (map)
+        names = [(s.service, s.name, s.kind) for s in spans]
+        distinct: dict[tuple, tuple[int, int]] = {}
+        for s in dict(zip(names, spans, strict=True)).values():
+            sid = service_ids[catalog.service_name(s)]
+            distinct[(s.service, s.name, s.kind)] = (
+                sid,
+                op_ids[(sid, catalog.operation_name(s), s.kind)],
+            )
+        pairs = list(map(distinct.__getitem__, names))
+        sids, oids = [p[0] for p in pairs], [p[1] for p in pairs]
         memo: dict[int, int] = {}
-        names: dict[tuple, tuple[int, int]] = {}
-        sids, oids, rids = [], [], []
-        for s in spans:
-            ids = names.get((s.service, s.name, s.kind))
-            if ids is None:
-                sid = service_ids[catalog.service_name(s)]
-                ids = names[(s.service, s.name, s.kind)] = (
-                    sid,
-                    op_ids[(sid, catalog.operation_name(s), s.kind)],
-                )
-            sids.append(ids[0])
-            oids.append(ids[1])
-            rids.append(catalog.resource_id(cur, org_id, s.resource, memo))
+        resources = list(map(id, [s.resource for s in spans]))
+        for s in dict(zip(resources, spans, strict=True)).values():
+            catalog.resource_id(cur, org_id, s.resource, memo)
+        rids = list(map(memo.__getitem__, resources))
         starts = [s.start_ns for s in spans]
         payload = _payload(spans, sids, oids, rids, attributes)
         raw = binary_cursor(cur)  # (the payload in binary: no hex literal)

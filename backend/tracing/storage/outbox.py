@@ -2,16 +2,17 @@
 
 A receiver turns a request's spans into table rows (catalog ids resolved, attributes as JSON)
 and commits them as one zstd'ed outbox row before answering. A Celery task claims the org's
-batches and, in one transaction: COPYs the spans' keys (ids, parent, service, operation, kind,
-times, status, ``peer.service``) into a temporary table; drops those already stored (in the
-thin key head ``trace_span_keys``: ``ON CONFLICT DO NOTHING`` on the span key; for spans older
-than the org's key horizon, also in the blocks, through the trace index); stores the keys of
-the rest stamped with this drain round's sequence number (the rollups count them there);
-encodes those spans straight into columnar blocks (``blocks.blocks_write``); and deletes the
-batches. The drain holds the org's store lock (``blocks.org_lock``) shared, so nothing is
-pruned or compacted between its look-up and its insert, while other drains of the org run
-beside it on other batches (the key head's unique index arbitrates a span two of them hold):
-a retried export or a redelivered task stores nothing twice, and a span is queryable as soon
+batches and, in one transaction: drops the spans already stored (a round's second copies;
+those whose keys the thin key head ``trace_span_keys`` holds, looked up per trace; for spans
+older than the org's key horizon, those in the blocks, through the trace index); COPYs the
+keys of the rest (ids, parent, service, operation, kind, times, status, ``peer.service``)
+into a temporary table and from there into the key head, stamped with this drain round's
+sequence number (the rollups count them there); encodes those spans straight into columnar
+blocks (``blocks.blocks_write``); and deletes the batches. The drain holds the org's store
+lock (``blocks.org_lock``) shared, so nothing is pruned or compacted between its look-up and
+its insert, while other drains of the org run beside it on other batches (the key head's
+unique index arbitrates a span two of them hold: the later one runs its round again): a
+retried export or a redelivered task stores nothing twice, and a span is queryable as soon
 as the drain commits.
 """
 
@@ -24,7 +25,7 @@ from itertools import count
 from operator import attrgetter
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from psycopg import sql
 
 from backend.pipeline import partitions
@@ -502,20 +503,50 @@ def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
     # in one order, never in a cycle (the key head's heap keeps the COPY's order)
     ids = np.frombuffer(records["trace_id"].tobytes(), dtype=">u8").reshape(-1, 2)
     span_ids = np.frombuffer(records["span_id"].tobytes(), dtype=">u8")
-    records = records[
-        np.lexsort((records["start_ns"], records["kind"], span_ids, ids[:, 1], ids[:, 0]))
-    ]
+    order = np.lexsort((records["start_ns"], records["kind"], span_ids, ids[:, 1], ids[:, 0]))
+    records, ids, span_ids = records[order], ids[order], span_ids[order]
+    # what the key head holds already: a round's second copy of a span (adjacent once
+    # sorted), and the keys stored for the round's traces (one index probe per trace)
+    copies = np.zeros(len(records), dtype=bool)
+    copies[1:] = (
+        (ids[1:] == ids[:-1]).all(axis=1)
+        & (span_ids[1:] == span_ids[:-1])
+        & (records["kind"][1:] == records["kind"][:-1])
+        & (records["start_ns"][1:] == records["start_ns"][:-1])
+    )
+    traces = np.ones(len(records), dtype=bool)
+    traces[1:] = (ids[1:] != ids[:-1]).any(axis=1)
+    trace_bytes = records["trace_id"][traces].tobytes()
+    cur.execute(
+        "SELECT trace_id, span_id, kind, start_ns FROM trace_span_keys "
+        "WHERE org_id = %s AND trace_id = ANY(%s::bytea[])",
+        [org_id, [trace_bytes[i : i + 16] for i in range(0, len(trace_bytes), 16)]],
+    )
+    if stored := {(bytes(t), bytes(sp), k, st) for t, sp, k, st in cur.fetchall()}:
+        copies |= [
+            (t, sp, k, st) in stored
+            for t, sp, k, st in zip(
+                map(bytes, records["trace_id"]),
+                map(bytes, records["span_id"]),
+                records["kind"].tolist(),
+                records["start_ns"].tolist(),
+                strict=True,
+            )
+        ]
     with cur.copy("COPY trace_keys_in_bin FROM STDIN (FORMAT BINARY)") as copy:
-        copy.write(_COPY_SIGNATURE + records.tobytes() + _COPY_TRAILER)
+        copy.write(_COPY_SIGNATURE + records[~copies].tobytes() + _COPY_TRAILER)
     cur.execute("SELECT pruned_before_ns FROM trace_span_horizon WHERE org_id = %s", [org_id])
     horizon = cur.fetchone()
     if horizon is not None and int(spans.starts.min()) < horizon[0]:
         blocks.drop_stored_in_blocks(cur, org_id, "trace_keys_in_bin", below_ns=horizon[0])
+    # a plain INSERT (no ON CONFLICT: a third cheaper): a drain beside this one may insert a
+    # key of the same span first, and this one then fails on the identity index and is run
+    # again (``batches_drain``)
     cur.execute(
         f"INSERT INTO trace_span_keys (org_id, {_KEY_COLUMNS}, seq) "  # noqa: S608
         "SELECT %s, trace_id, span_id, CASE WHEN has_parent THEN parent_span_id END, "
         "service_id, operation_id, kind, start_ns, duration_ns, status_code, "
-        "(%s::text[])[peer_code], %s FROM trace_keys_in_bin ON CONFLICT DO NOTHING",
+        "(%s::text[])[peer_code], %s FROM trace_keys_in_bin",
         [org_id, peer_names, seq],
     )
     if cur.rowcount == len(spans):  # the usual case: all new, nothing to read back
@@ -541,7 +572,26 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
     yet into ``trace_span_keys``, the spans themselves encoded into blocks, the batches
     deleted, all in one transaction; returns the spans that were new (duplicates of stored
     spans are dropped), None if there was nothing. Several drains of one org run side by
-    side (``blocks.org_lock``, shared)."""
+    side (``blocks.org_lock``, shared); a round that lost a span to one of them is run again
+    (the batches claimed anew, that span found stored)."""
+    for attempt in count(1):
+        try:
+            return _drain_round(org_id, max_batches)
+        except IntegrityError as exc:
+            cause = getattr(exc.__cause__, "diag", None)
+            if (
+                attempt == _DRAIN_ATTEMPTS
+                or cause is None
+                or cause.constraint_name != ("trace_span_keys_identity")
+            ):
+                raise
+    raise AssertionError("unreachable")
+
+
+_DRAIN_ATTEMPTS = 3
+
+
+def _drain_round(org_id: int, max_batches: int) -> int | None:
     with transaction.atomic(), connection.cursor() as cur:
         blocks.org_lock(cur, org_id, shared=True)
         batches = _claim(cur, org_id, max_batches)

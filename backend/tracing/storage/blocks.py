@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 from django.db import connection, transaction
@@ -93,6 +94,8 @@ def rows_from_head(rows: list[tuple]) -> SpanRows:
 
 def subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
     pick = idx.tolist()
+    # (itemgetter picks in C; with one index it returns the item, not a tuple)
+    take = itemgetter(*pick) if len(pick) > 1 else (lambda v: tuple(v[i] for i in pick))
     out = {}
     for name in SpanRows.__slots__:
         value = getattr(rows, name)
@@ -101,7 +104,7 @@ def subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
         elif isinstance(value, AttrColumns):
             out[name] = value.take(idx, len(rows))
         else:
-            out[name] = [value[i] for i in pick]
+            out[name] = list(take(value))
     return SpanRows(**out)
 
 

@@ -381,15 +381,17 @@ def _spans_v2(raw: bytes) -> SpanRows:
     for i, (ev, ln) in zip(header["extra_rows"], json.loads(header["extras"]), strict=True):
         events[i] = ev
         links[i] = ln
+    messages, scopes, states = zip(*texts, strict=True) if texts else ((), (), ())
+    parent_ids = [parent_raw[i : i + 8] for i in range(0, 8 * n, 8)]
+    if has_parent.count(0):
+        parent_ids = [p if has else None for p, has in zip(parent_ids, has_parent, strict=True)]
     return SpanRows(
         trace_ids=[trace_raw[i : i + 16] for i in range(0, 16 * n, 16)],
         span_ids=[span_raw[i : i + 8] for i in range(0, 8 * n, 8)],
-        parent_ids=[
-            parent_raw[8 * i : 8 * i + 8] if has else None for i, has in enumerate(has_parent)
-        ],
-        status_messages=[texts[c][0] for c in text_codes],
-        scopes=[texts[c][1] for c in text_codes],
-        trace_states=[texts[c][2] for c in text_codes],
+        parent_ids=parent_ids,
+        status_messages=list(map(messages.__getitem__, text_codes)),
+        scopes=list(map(scopes.__getitem__, text_codes)),
+        trace_states=list(map(states.__getitem__, text_codes)),
         attributes=AttrColumns(
             np.repeat(np.arange(n, dtype=np.int64), counts),
             keys,

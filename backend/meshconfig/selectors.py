@@ -336,10 +336,9 @@ def revisions_touching(
             .only("id", "org_id", "number", "resources")
         )
     for rev in revs:
+        parent = None
         if rev.parent_id:
-            rev.parent = by_id[rev.parent_id]  # cached: _revision_summary reads its number
-    for rev in revs:
-        parent = by_id.get(rev.parent_id) if rev.parent_id else None
+            parent = rev.parent = by_id[rev.parent_id]  # cached: the summary reads its number
         touched = revision_touched(rev, namespace=namespace, service=service, parent=parent)
         if touched:
             found.append((rev, touched))

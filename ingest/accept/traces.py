@@ -13,6 +13,7 @@ import enum
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 
 from django_redis import get_redis_connection
 
@@ -79,21 +80,17 @@ def _batch_decode(trace_format: TraceFormat, payload: Payload, limits) -> TraceB
     # OTLP protobuf: the attributes as entries over pairs (the outbox's columns), no dicts
     if trace_format is TraceFormat.OTLP_PROTOBUF:
         return decode_otlp_protobuf(payload.read(cap), span_limits, columns=True)
-    if trace_format is TraceFormat.ZIPKIN:
-        return decode_zipkin_spans(
-            payload.read(cap),
-            content_type=payload.content_type,
-            content_encoding=payload.content_encoding,
-            max_size=cap,
-            limits=span_limits,
-        )
-    return decode_otlp_traces(
+    decode = (
+        decode_zipkin_spans
+        if trace_format is TraceFormat.ZIPKIN
+        else partial(decode_otlp_traces, columns=True)
+    )
+    return decode(
         payload.read(cap),
         content_type=payload.content_type,
         content_encoding=payload.content_encoding,
         max_size=cap,
         limits=span_limits,
-        columns=True,
     )
 
 

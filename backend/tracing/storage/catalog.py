@@ -6,13 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection
 
 from backend.tenancy.ttlcache import TTLCache
-from backend.tracing.spans import Span
 
 
 def json_default(value: Any):
@@ -52,14 +51,6 @@ def _service_text(service: str) -> str:
 
 def _operation_text(name: str) -> str:
     return name.replace("\x00", "\ufffd")[:OPERATION_NAME_MAX]
-
-
-def service_name(span: Span) -> str:
-    return _service_text(span.service)
-
-
-def operation_name(span: Span) -> str:
-    return _operation_text(span.name)
 
 
 def _text(value: str | None) -> str | None:
@@ -140,25 +131,31 @@ def resource_id(cur, org_id: int, resource: dict[str, Any], memo: dict[int, int]
     return rid
 
 
-def catalog_ids(cur, org_id: int, spans: Sequence[Span]):
-    # the names cleaned once per distinct (service, operation, kind), not per span
-    triples = {(s.service, s.name, s.kind) for s in spans}
-    cleaned = {service: _service_text(service) for service in {t[0] for t in triples}}
-    services = set(cleaned.values())
+def catalog_ids(
+    cur, org_id: int, triples: Iterable[tuple[str, str, int]]
+) -> dict[tuple[str, str, int], tuple[int, int]]:
+    """(service id, operation id) of each distinct (service, operation, kind) as the spans
+    carry them, the names cleaned once per triple; new names are added to the catalogs."""
+    cleaned = {
+        (service, name, kind): (_service_text(service), _operation_text(name), kind)
+        for service, name, kind in triples
+    }
+    services = {t[0] for t in cleaned.values()}
     missing = [n for n in services if _services.get((org_id, n)) is None]
     if missing:
         for name, sid in _service_ids(cur, org_id, missing).items():
             _services.set((org_id, name), sid)
     service_ids = {n: _services.get((org_id, n)) for n in services}
-    ops = {
-        (service_ids[cleaned[service]], _operation_text(name), kind)
-        for service, name, kind in triples
-    }
+    ops = {(service_ids[service], name, kind) for service, name, kind in cleaned.values()}
     missing_ops = [k for k in ops if _operations.get((org_id, *k)) is None]
     if missing_ops:
         for key, oid in _operation_ids(cur, org_id, missing_ops).items():
             _operations.set((org_id, *key), oid)
-    return service_ids, {k: _operations.get((org_id, *k)) for k in ops}
+    out = {}
+    for triple, (service, name, kind) in cleaned.items():
+        sid = service_ids[service]
+        out[triple] = (sid, _operations.get((org_id, sid, name, kind)))
+    return out
 
 
 def names_get(

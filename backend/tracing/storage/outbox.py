@@ -257,18 +257,10 @@ def batch_append(
     """Durably accept spans (one outbox row); returns the batch id. ``attributes``: the
     spans' attributes when not in the spans (the OTLP protobuf decoder's columns)."""
     with transaction.atomic(), connection.cursor() as cur:
-        service_ids, op_ids = catalog.catalog_ids(cur, org_id, spans)
         # ids per distinct (service, operation, kind) and per resource dict, then per span
         # by look-ups in C (map)
         names = [(s.service, s.name, s.kind) for s in spans]
-        distinct: dict[tuple, tuple[int, int]] = {}
-        for s in dict(zip(names, spans, strict=True)).values():
-            sid = service_ids[catalog.service_name(s)]
-            distinct[(s.service, s.name, s.kind)] = (
-                sid,
-                op_ids[(sid, catalog.operation_name(s), s.kind)],
-            )
-        pairs = list(map(distinct.__getitem__, names))
+        pairs = list(map(catalog.catalog_ids(cur, org_id, set(names)).__getitem__, names))
         sids, oids = [p[0] for p in pairs], [p[1] for p in pairs]
         memo: dict[int, int] = {}
         resources = list(map(id, [s.resource for s in spans]))
@@ -576,18 +568,14 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
     spans are dropped), None if there was nothing. Several drains of one org run side by
     side (``blocks.org_lock``, shared); a round that lost a span to one of them is run again
     (the batches claimed anew, that span found stored)."""
-    for attempt in count(1):
+    for _ in range(_DRAIN_ATTEMPTS - 1):
         try:
             return _drain_round(org_id, max_batches)
         except IntegrityError as exc:
-            cause = getattr(exc.__cause__, "diag", None)
-            if (
-                attempt == _DRAIN_ATTEMPTS
-                or cause is None
-                or cause.constraint_name != ("trace_span_keys_identity")
-            ):
+            diag = getattr(exc.__cause__, "diag", None)
+            if diag is None or diag.constraint_name != "trace_span_keys_identity":
                 raise
-    raise AssertionError("unreachable")
+    return _drain_round(org_id, max_batches)
 
 
 _DRAIN_ATTEMPTS = 3

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WITH_SERVICES := $(BIN)/python -m backend.embedded exec --
 
-.PHONY: install frontend run test test-fast reliability lint format protos clean-data stop-services
+.PHONY: install native frontend run test test-fast reliability lint format protos clean-data stop-services
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,20 +28,28 @@ $(FRONTEND_BUILT): $(FRONTEND_DEPS) $(FRONTEND)/build.mjs $(wildcard $(FRONTEND)
 	@touch $@
 frontend: $(FRONTEND_BUILT)
 
-install: $(STAMP) $(FRONTEND_BUILT)
+## the trace receiver's native OTLP scan (ingest/decoders/otlp_native.py loads it with ctypes;
+## without it every request takes the protobuf runtime's slower path)
+CC ?= cc
+NATIVE := ingest/decoders/native/_otlp_scan.so
+$(NATIVE): ingest/decoders/native/otlp_scan.c
+	$(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $<
+native: $(NATIVE)
+
+install: $(STAMP) $(FRONTEND_BUILT) $(NATIVE)
 
 ## make run: migrate, create the demo org, then serve web + ingest workers + beat on :8000
-run: $(STAMP) $(FRONTEND_BUILT)
+run: $(STAMP) $(FRONTEND_BUILT) $(NATIVE)
 	$(WITH_SERVICES) $(BIN)/python -m backend.runner
 
 ## make test: the whole suite against real PostgreSQL and Redis (embedded unless *_URL are set;
 ## the embedded ones live in their own data folder, apart from `make run`'s)
 TEST_DATA_DIR ?= $(CURDIR)/.canopy/test
-test: $(STAMP) $(FRONTEND_BUILT)
+test: $(STAMP) $(FRONTEND_BUILT) $(NATIVE)
 	CANOPY_DATA_DIR=$(TEST_DATA_DIR) $(WITH_SERVICES) $(BIN)/pytest $(PYTEST_ARGS)
 
 ## make test-fast: skip the browser and real-peer tests
-test-fast: $(STAMP) $(FRONTEND_BUILT)
+test-fast: $(STAMP) $(FRONTEND_BUILT) $(NATIVE)
 	CANOPY_DATA_DIR=$(TEST_DATA_DIR) $(WITH_SERVICES) $(BIN)/pytest -m "not e2e and not compat" $(PYTEST_ARGS)
 
 ## make reliability: the reliability suite's long parts (docs/reliability.md): the URL-map

@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -60,7 +61,7 @@ from backend.tracing.spans import (
     SpanEvent,
     SpanLink,
 )
-from ingest.decoders import request_body
+from ingest.decoders import otlp_native, request_body
 from ingest.decoders.errors import DecodeError, UnsupportedMediaType
 from ingest.decoders.proto import otlp_trace_view_pb2, rpc_status_pb2
 from ingest.decoders.spans import (
@@ -206,6 +207,11 @@ def decode_otlp_protobuf(raw: bytes, limits: SpanLimits, *, columns: bool = Fals
     ``TraceBatch.attributes`` (each span's ``attributes`` None) instead of a dict per span:
     what the outbox stores, without building and walking a dict per span."""
     try:
+        if columns and (scan := otlp_native.scan(raw)) is not None and len(scan.spans):
+            try:
+                return _ProtobufDecoder(limits, columns=True).decode_scan(raw, scan)
+            except _DictsNeeded:  # judged by the runtime path below
+                pass
         request = otlp_trace_view_pb2.TracesView.FromString(raw)
         if columns:
             try:
@@ -269,12 +275,16 @@ class _ProtobufDecoder:
 
     def _entries(self) -> AttributeEntries:
         """The spans' attributes (``_sent``) as entries over their distinct pairs, numbered by
-        first use; counts the truncated ones. Raises _DictsNeeded when one does not convert
-        (the request is then decoded again without columns, which judges it)."""
+        first use. Raises _DictsNeeded when one does not convert (the request is then decoded
+        again without columns, which judges it)."""
         sent = self._sent
         numbers = _FirstUse()
         codes = np.fromiter(map(numbers.__getitem__, sent), np.int64, len(sent))
-        distinct = list(numbers)
+        return self._entries_of(codes, list(numbers), self._counts)
+
+    def _entries_of(self, codes: np.ndarray, distinct: list[bytes], counts) -> AttributeEntries:
+        """Entries over the ``distinct`` encoded attributes (numbered by first use in
+        ``codes``), converted once each; counts the truncated ones."""
         converted = self._converted
         convert = self._convert
         try:
@@ -285,7 +295,96 @@ class _ProtobufDecoder:
         if truncated.any():
             self.builder.truncated_attributes += int(truncated[codes].sum())
         pairs = [(key, value) for key, value, _ in found]
-        return AttributeEntries(pairs, codes, self._counts, first_use=True)
+        return AttributeEntries(pairs, codes, counts, first_use=True)
+
+    def decode_scan(self, raw: bytes, scan: otlp_native.Scan) -> TraceBatch:
+        """The batch of a request the native scan read (columns mode): the same spans,
+        entries and counts as :meth:`decode`, with Python touching each span once and each
+        distinct attribute, name or trace state once. Raises _DictsNeeded for what only
+        the runtime path may judge (a malformed resource, attribute or string, a span over
+        the attribute limit)."""
+        builder = self.builder
+        spans, attrs = scan.spans, scan.attributes
+        counts = spans[:, otlp_native.S_ATTR_COUNT]
+        if len(counts) and int(counts.max()) > builder.max_attributes:
+            raise _DictsNeeded
+        try:
+            resources = []  # per resource: its attributes and service
+            for at, size in scan.resources.tolist():
+                resource = (
+                    self.attributes(
+                        otlp_trace_view_pb2.ResourceView.FromString(raw[at : at + size]).attributes
+                    )
+                    if at >= 0
+                    else {}
+                )
+                service = resource.get("service.name")
+                if type(service) is not str or not service:
+                    service = UNKNOWN_SERVICE
+                resources.append((resource, service))
+            groups = []  # per scope: (resource, service, scope name, scope version)
+            for index, at, size in scan.scopes.tolist():
+                scope = otlp_trace_view_pb2.ScopeView.FromString(
+                    raw[at : at + size] if at >= 0 else b""
+                )
+                groups.append((*resources[index], scope.name, scope.version))
+            names = _strings(raw, spans[:, otlp_native.S_NAME], spans[:, otlp_native.S_NAME_LEN])
+            states = _strings(raw, spans[:, otlp_native.S_STATE], spans[:, otlp_native.S_STATE_LEN])
+            messages = _strings(
+                raw, spans[:, otlp_native.S_MESSAGE], spans[:, otlp_native.S_MESSAGE_LEN]
+            )
+            numbered = otlp_native.number_strings(
+                raw, attrs[:, otlp_native.A_OFF], attrs[:, otlp_native.A_LEN]
+            )
+        except (_Malformed, ProtobufDecodeError, UnicodeDecodeError):
+            raise _DictsNeeded from None
+        if numbered is None:  # (a degraded hash table: a dict numbers them)
+            numbers = _FirstUse()
+            sent = [raw[a : a + n] for a, n in attrs.tolist()]
+            codes = np.fromiter(map(numbers.__getitem__, sent), np.int64, len(sent))
+            distinct = list(numbers)
+        else:
+            codes, first = numbered
+            distinct = [raw[a : a + n] for a, n in attrs[first].tolist()]
+        entries = self._entries_of(codes, distinct, counts.tolist())
+        group_of = list(map(groups.__getitem__, spans[:, otlp_native.S_SCOPE].tolist()))
+        resource_of, service_of, scope_names, scope_versions = (
+            zip(*group_of, strict=True) if group_of else ((), (), (), ())
+        )
+        kinds = spans[:, otlp_native.S_KIND]
+        statuses = spans[:, otlp_native.S_STATUS]
+        starts = spans[:, otlp_native.S_START]
+        n = len(spans)
+        builder.spans = list(
+            map(
+                Span,
+                [raw[at : at + 16] for at in spans[:, otlp_native.S_TRACE].tolist()],
+                [raw[at : at + 8] for at in spans[:, otlp_native.S_SPAN].tolist()],
+                [
+                    raw[at : at + 8] if at >= 0 else None
+                    for at in spans[:, otlp_native.S_PARENT].tolist()
+                ],
+                service_of,
+                names,
+                np.where((kinds >= 0) & (kinds <= _MAX_KIND), kinds, 0).tolist(),
+                starts.tolist(),
+                (spans[:, otlp_native.S_END] - starts).tolist(),
+                np.where((statuses >= 0) & (statuses <= _MAX_STATUS), statuses, 0).tolist(),
+                messages,
+                repeat(None, n),
+                [[] for _ in range(n)],
+                [[] for _ in range(n)],
+                resource_of,
+                scope_names,
+                scope_versions,
+                states,
+                spans[:, otlp_native.S_FLAGS].tolist(),
+                repeat(False, n),
+            )
+        )
+        batch = builder.finish()
+        batch.attributes = entries
+        return batch
 
     def span(
         self,
@@ -473,6 +572,26 @@ class _FirstUse(dict):
     def __missing__(self, key: Any) -> int:
         number = self[key] = len(self)
         return number
+
+
+def _strings(raw: bytes, offsets: np.ndarray, lengths: np.ndarray) -> list[str]:
+    """The UTF-8 strings ``raw[offsets[i] : offsets[i] + lengths[i]]``, each distinct one
+    decoded once (UnicodeDecodeError for one that is not UTF-8)."""
+    numbered = otlp_native.number_strings(raw, offsets, lengths)
+    if numbered is None:
+        memo: dict[bytes, str] = {}
+        return [
+            memo[b] if b in memo else memo.setdefault(b, b.decode())
+            for b in [
+                raw[a : a + n] for a, n in zip(offsets.tolist(), lengths.tolist(), strict=True)
+            ]
+        ]
+    codes, first = numbered
+    distinct = [
+        raw[a : a + n].decode()
+        for a, n in zip(offsets[first].tolist(), lengths[first].tolist(), strict=True)
+    ]
+    return list(map(distinct.__getitem__, codes.tolist()))
 
 
 class _DictsNeeded(Exception):

@@ -510,13 +510,16 @@ def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
     )
     traces = np.ones(len(records), dtype=bool)
     traces[1:] = (ids[1:] != ids[:-1]).any(axis=1)
-    trace_bytes = records["trace_id"][traces].tobytes()
-    cur.execute(
+    # (the trace ids as one binary parameter, cut in SQL: a bytea[] of them would be dumped
+    # element by element in Python)
+    raw = binary_cursor(cur)
+    raw.execute(
         "SELECT trace_id, span_id, kind, start_ns FROM trace_span_keys "
-        "WHERE org_id = %s AND trace_id = ANY(%s::bytea[])",
-        [org_id, [trace_bytes[i : i + 16] for i in range(0, len(trace_bytes), 16)]],
+        "WHERE org_id = %s AND trace_id = ANY(ARRAY("
+        "SELECT substring(%b FROM i * 16 + 1 FOR 16) FROM generate_series(0, %s - 1) AS i))",
+        [org_id, records["trace_id"][traces].tobytes(), int(traces.sum())],
     )
-    if stored := {(bytes(t), bytes(sp), k, st) for t, sp, k, st in cur.fetchall()}:
+    if stored := {(bytes(t), bytes(sp), k, st) for t, sp, k, st in raw.fetchall()}:
         copies |= [
             (t, sp, k, st) in stored
             for t, sp, k, st in zip(

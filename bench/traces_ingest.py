@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
+import os
 import random
 import statistics
 import sys
@@ -299,7 +300,7 @@ def accept_alone(shape: str, n_requests: int, spans: int) -> None:
 COPY_RUNS = 3  # the reference is timed this many times (one COPY's rate varies by run)
 
 
-def raw_copy_rates(srv: CanopyServer, tree: TreeCpu) -> tuple[list[float], int, int]:
+def raw_copy_rates(srv: CanopyServer, tree: TreeCpu) -> tuple[list[float], float, int, int]:
     """The reference: the org's stored spans as rows (text), COPYed into the row head's
     table (partitioned by day, with its indexes) under an org id that collides with
     nothing, ``COPY_RUNS`` times (the rows deleted and vacuumed between runs), each once the
@@ -326,21 +327,23 @@ def raw_copy_rates(srv: CanopyServer, tree: TreeCpu) -> tuple[list[float], int, 
             f"{other_org}\t".encode() + line + b"\n" for line in buf.getvalue().splitlines()
         )
         rows = data.count(b"\n")
-        rates = []
+        rates: list[float] = []
+        cpus: list[float] = []  # CPU-seconds of PostgreSQL per row
         for attempt in range(COPY_RUNS):
             if attempt:
                 conn.execute("DELETE FROM trace_spans WHERE org_id = %s", [other_org])
                 conn.execute("VACUUM trace_spans")
             wait_idle(tree, timeout=60, idle_share=0.1)
-            t = time.perf_counter()
+            cpu0, t = tree(), time.perf_counter()
             with conn.cursor().copy(
                 f"COPY trace_spans (org_id, {SPAN_COLUMNS}) FROM STDIN"
             ) as copy:
                 copy.write(data)
             rates.append(rows / (time.perf_counter() - t))
+            cpus.append((tree() - cpu0) / rows)
         row_bytes = span_store_bytes(srv, ("trace_spans",))  # (no blocks' org: only these rows)
         conn.execute("DELETE FROM trace_spans WHERE org_id = %s", [other_org])
-    return rates, rows, row_bytes
+    return rates, statistics.median(cpus), rows, row_bytes
 
 
 CATALOGS = ("trace_services", "trace_operations", "trace_resources")
@@ -435,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(row head: {head_rows} rows)"
         )
         fresh_bytes = span_store_bytes(srv, ("trace_blocks",), (*CATALOGS, "trace_span_keys"))
-        copy_rates, copied, row_bytes = raw_copy_rates(srv, tree)
+        copy_rates, copy_cpu, copied, row_bytes = raw_copy_rates(srv, tree)
         copy_rate = statistics.median(copy_rates)
         # What the beat jobs do once the spans are old enough: count them (rollups, reading
         # the key head), then prune the counted keys and compact small blocks. Timed in one
@@ -513,7 +516,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"raw COPY of the same {copied:,} spans as rows into the row head's table: "
         f"{copy_rate:,.0f} spans/s (median of {COPY_RUNS}: "
-        f"{', '.join(f'{r:,.0f}' for r in copy_rates)})"
+        f"{', '.join(f'{r:,.0f}' for r in copy_rates)}), {copy_cpu * 1e6:.0f} CPU-us per span "
+        "(one PostgreSQL backend)"
+    )
+    print(
+        f"CPU per span: the pipeline {cpu / per_run * 1e6:.0f} CPU-us on {os.cpu_count()} cores, "
+        f"the COPY {copy_cpu * 1e6:.0f} CPU-us in one backend: at full use of the cores the "
+        f"ratio would be {os.cpu_count() * copy_cpu / (cpu / per_run):.2f}"
     )
     print(
         f"ratio stored (in blocks) / raw COPY: {stored_rate / copy_rate:.2f} (runs: "

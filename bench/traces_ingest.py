@@ -539,8 +539,10 @@ def main(argv: list[str] | None = None) -> int:
         f"({accepted / accept_cpu:,.0f} spans per CPU-second of the receiver)"
     )
     print(
-        f"rollup of the spans {float(rollup_s):.1f} s; keys pruned in {float(prune_s):.1f} s; "
-        f"compaction merged {merged} blocks into {written} in {float(compact_s):.1f} s"
+        f"what the beat jobs had left after the runs (they run meanwhile): rollup "
+        f"{float(rollup_s):.1f} s; keys pruned in {float(prune_s):.1f} s; compaction merged "
+        f"{merged} blocks into {written} in {float(compact_s):.1f} s (the day's rollup at scale: "
+        "bench/traces_query.py --rollup-only)"
     )
     print(
         f"bytes on disk as rows (the reference's): {row_bytes:,} B = "

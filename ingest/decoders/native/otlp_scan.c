@@ -222,13 +222,17 @@ static int span(scan_t *s, const uint8_t *p, const uint8_t *end, int64_t scope) 
     return 0;
 }
 
-static int scope_spans(scan_t *s, const uint8_t *p, const uint8_t *end, int64_t resource) {
-    if (s->n_scopes >= s->cap_scopes) return SCAN_FULL;
-    int64_t index = s->n_scopes++;
-    int64_t *row = s->scopes + index * SCOPE_COLS;
-    row[C_RESOURCE] = resource;
-    row[C_SCOPE] = -1;
-    row[C_SCOPE_LEN] = 0;
+typedef int (*child_fn)(scan_t *s, const uint8_t *p, const uint8_t *end, int64_t parent);
+
+/*
+ * ResourceSpans and ScopeSpans alike: field 1 a sub-message (the resource, the scope) kept
+ * as its offset and length in at[0], at[1] (-1, 0 when absent); field 2 repeated children,
+ * each read by `child` with this message's row index.
+ */
+static int container(scan_t *s, const uint8_t *p, const uint8_t *end, int64_t index,
+                     int64_t *at, child_fn child) {
+    at[0] = -1;
+    at[1] = 0;
     while (p < end) {
         uint32_t number;
         int wire;
@@ -237,40 +241,31 @@ static int scope_spans(scan_t *s, const uint8_t *p, const uint8_t *end, int64_t 
         int rc;
         if (field(&p, end, &number, &wire, &data, &len, &value)) return SCAN_FALLBACK;
         if (number == 1) {
-            if (wire != 2 || row[C_SCOPE] != -1) return SCAN_FALLBACK;
-            row[C_SCOPE] = data - s->base;
-            row[C_SCOPE_LEN] = (int64_t)len;
+            if (wire != 2 || at[0] != -1) return SCAN_FALLBACK;
+            at[0] = data - s->base;
+            at[1] = (int64_t)len;
         } else if (number == 2) {
             if (wire != 2) return SCAN_FALLBACK;
-            if ((rc = span(s, data, data + len, index))) return rc;
+            if ((rc = child(s, data, data + len, index))) return rc;
         }
     }
     return 0;
 }
 
-static int resource_spans(scan_t *s, const uint8_t *p, const uint8_t *end) {
+static int scope_spans(scan_t *s, const uint8_t *p, const uint8_t *end, int64_t resource) {
+    if (s->n_scopes >= s->cap_scopes) return SCAN_FULL;
+    int64_t index = s->n_scopes++;
+    int64_t *row = s->scopes + index * SCOPE_COLS;
+    row[C_RESOURCE] = resource;
+    return container(s, p, end, index, row + C_SCOPE, span);
+}
+
+static int resource_spans(scan_t *s, const uint8_t *p, const uint8_t *end, int64_t unused) {
+    (void)unused;
     if (s->n_resources >= s->cap_resources) return SCAN_FULL;
     int64_t index = s->n_resources++;
-    int64_t *row = s->resources + index * RESOURCE_COLS;
-    row[R_RESOURCE] = -1;
-    row[R_RESOURCE_LEN] = 0;
-    while (p < end) {
-        uint32_t number;
-        int wire;
-        const uint8_t *data = 0;
-        uint64_t len = 0, value = 0;
-        int rc;
-        if (field(&p, end, &number, &wire, &data, &len, &value)) return SCAN_FALLBACK;
-        if (number == 1) {
-            if (wire != 2 || row[R_RESOURCE] != -1) return SCAN_FALLBACK;
-            row[R_RESOURCE] = data - s->base;
-            row[R_RESOURCE_LEN] = (int64_t)len;
-        } else if (number == 2) {
-            if (wire != 2) return SCAN_FALLBACK;
-            if ((rc = scope_spans(s, data, data + len, index))) return rc;
-        }
-    }
-    return 0;
+    return container(s, p, end, index, s->resources + index * RESOURCE_COLS + R_RESOURCE,
+                     scope_spans);
 }
 
 /*
@@ -292,7 +287,7 @@ int canopy_otlp_scan(const uint8_t *buf, int64_t size, int64_t *spans, int64_t c
         if (field(&p, end, &number, &wire, &data, &len, &value)) return SCAN_FALLBACK;
         if (number == 1) {
             if (wire != 2) return SCAN_FALLBACK;
-            if ((rc = resource_spans(&s, data, data + len))) return rc;
+            if ((rc = resource_spans(&s, data, data + len, 0))) return rc;
         }
     }
     counts[0] = s.n_spans;

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LIB", "LIBRARY", "Scan", "number_strings", "scan"]
+__all__ = ["LIB", "LIBRARY", "Scan", "number_strings", "scan", "string_attributes"]
 
 LIBRARY = Path(__file__).with_name("native") / "_otlp_scan.so"
 
@@ -82,6 +82,8 @@ def _load() -> ctypes.CDLL | None:
         _P,
         _I64,
     ]
+    lib.canopy_string_attributes.restype = None
+    lib.canopy_string_attributes.argtypes = [ctypes.c_char_p, _P, _P, _I64, _I64, _P]
     return lib
 
 
@@ -171,3 +173,20 @@ def number_strings(raw: bytes, offsets: np.ndarray, lengths: np.ndarray) -> tupl
     if distinct < 0:
         return None
     return codes.astype(np.int64), first[:distinct]
+
+
+def string_attributes(raw: bytes, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per encoded KeyValue ``raw[offsets[i] : offsets[i] + lengths[i]]``, the offset and
+    length of its key and of its value when it is a plain string attribute, else -1 first:
+    an (n, 4) int64 array (columns of one int64 table in, as :func:`number_strings`)."""
+    out = np.empty((len(offsets), 4), np.int64)
+    if len(offsets):
+        LIB.canopy_string_attributes(
+            raw,
+            offsets.ctypes.data,
+            lengths.ctypes.data,
+            offsets.strides[0] // 8,
+            len(offsets),
+            out.ctypes.data,
+        )
+    return out

@@ -280,17 +280,69 @@ class _ProtobufDecoder:
         sent = self._sent
         numbers = _FirstUse()
         codes = np.fromiter(map(numbers.__getitem__, sent), np.int64, len(sent))
-        return self._entries_of(codes, list(numbers), self._counts)
+        return self._entries_of(codes, self._found(list(numbers)), self._counts)
 
-    def _entries_of(self, codes: np.ndarray, distinct: list[bytes], counts) -> AttributeEntries:
-        """Entries over the ``distinct`` encoded attributes (numbered by first use in
-        ``codes``), converted once each; counts the truncated ones."""
+    def _found(self, distinct: list[bytes]) -> list[tuple[str, Any, bool]]:
+        """The distinct encoded attributes converted (key, value, truncated); _DictsNeeded
+        when one does not convert."""
         converted = self._converted
         convert = self._convert
         try:
-            found = [converted.get(key_value) or convert(key_value) for key_value in distinct]
+            return [converted.get(key_value) or convert(key_value) for key_value in distinct]
         except (_Malformed, ProtobufDecodeError):
             raise _DictsNeeded from None
+
+    def _found_scanned(
+        self, raw: bytes, offsets: np.ndarray, lengths: np.ndarray
+    ) -> list[tuple[str, Any, bool]]:
+        """:meth:`_found` of the distinct attributes ``raw[offsets[i] : offsets[i] +
+        lengths[i]]``: the plain string ones split by the native scan (each distinct key
+        decoded once), the others as :meth:`_found` does."""
+        split = otlp_native.string_attributes(raw, offsets, lengths)
+        plain = split[:, 0] >= 0
+        if not plain.all():
+            others = np.flatnonzero(~plain)
+            found: list = [None] * len(plain)
+            for i, one in zip(
+                others.tolist(),
+                self._found(
+                    [
+                        raw[a : a + n]
+                        for a, n in zip(
+                            offsets[others].tolist(), lengths[others].tolist(), strict=True
+                        )
+                    ]
+                ),
+                strict=True,
+            ):
+                found[i] = one
+            if not len(others) < len(plain):
+                return found
+        split = split[plain]
+        try:
+            keys = _strings(raw, split[:, 0], split[:, 1])
+            values = [raw[a : a + n].decode() for a, n in split[:, 2:].tolist()]
+        except UnicodeDecodeError:
+            raise _DictsNeeded from None
+        max_length = self.builder.max_length
+        if values and max(map(len, values)) > max_length:
+            strings = [
+                (k, v[:max_length], True) if len(v) > max_length else (k, v, False)
+                for k, v in zip(keys, values, strict=True)
+            ]
+        else:
+            strings = list(zip(keys, values, repeat(False)))
+        if len(strings) == len(plain):
+            return strings
+        for i, string in zip(np.flatnonzero(plain).tolist(), strings, strict=True):
+            found[i] = string
+        return found
+
+    def _entries_of(
+        self, codes: np.ndarray, found: list[tuple[str, Any, bool]], counts
+    ) -> AttributeEntries:
+        """Entries over the distinct attributes ``found`` (converted; numbered by first use
+        in ``codes``); counts the truncated ones."""
         truncated = np.fromiter(map(itemgetter(2), found), bool, len(found))
         if truncated.any():
             self.builder.truncated_attributes += int(truncated[codes].sum())
@@ -342,11 +394,14 @@ class _ProtobufDecoder:
             numbers = _FirstUse()
             sent = [raw[a : a + n] for a, n in attrs.tolist()]
             codes = np.fromiter(map(numbers.__getitem__, sent), np.int64, len(sent))
-            distinct = list(numbers)
+            found = self._found(list(numbers))
         else:
             codes, first = numbered
-            distinct = [raw[a : a + n] for a, n in attrs[first].tolist()]
-        entries = self._entries_of(codes, distinct, counts.tolist())
+            distinct = attrs[first]
+            found = self._found_scanned(
+                raw, distinct[:, otlp_native.A_OFF], distinct[:, otlp_native.A_LEN]
+            )
+        entries = self._entries_of(codes, found, counts.tolist())
         group_of = list(map(groups.__getitem__, spans[:, otlp_native.S_SCOPE].tolist()))
         resource_of, service_of, scope_names, scope_versions = (
             zip(*group_of, strict=True) if group_of else ((), (), (), ())

@@ -353,3 +353,31 @@ int64_t canopy_number_strings(const uint8_t *buf, const int64_t *off, const int6
     }
     return distinct;
 }
+
+/*
+ * For each of the n encoded KeyValues buf[off[i] : off[i] + len[i]] (a row every `stride`
+ * int64s), where it is the plain string attribute (field 1 the key, then field 2 an AnyValue
+ * holding only field 1, the string, nothing else), the offsets and lengths of its key and of
+ * its value in out[4i .. 4i + 3]; out[4i] = -1 for any other shape (the caller converts it).
+ */
+void canopy_string_attributes(const uint8_t *buf, const int64_t *off, const int64_t *len,
+                              int64_t stride, int64_t n, int64_t *out) {
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *p = buf + off[i * stride], *end = p + len[i * stride];
+        uint64_t key_len, any_len, value_len;
+        int64_t *row = out + 4 * i;
+        row[0] = -1;
+        if (p == end || *p++ != 0x0A || varint(&p, end, &key_len)) continue;
+        if (key_len > (uint64_t)(end - p)) continue;
+        const uint8_t *key = p;
+        p += key_len;
+        if (p == end || *p++ != 0x12 || varint(&p, end, &any_len)) continue;
+        if (any_len != (uint64_t)(end - p) || any_len == 0) continue;
+        if (*p++ != 0x0A || varint(&p, end, &value_len)) continue;
+        if (value_len != (uint64_t)(end - p)) continue;
+        row[0] = key - buf;
+        row[1] = (int64_t)key_len;
+        row[2] = p - buf;
+        row[3] = (int64_t)value_len;
+    }
+}

@@ -4,6 +4,9 @@ import enum
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
+
+from backend.gc_tuning import settle_after_boot
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
@@ -30,3 +33,8 @@ app.conf.task_routes = TASK_ROUTES
 app.autodiscover_tasks(
     ["backend.pipeline", "backend.tenancy", "backend.metrics", "backend.tracing", "backend.rules"]
 )
+
+
+@worker_process_init.connect
+def _settle(**_: object) -> None:
+    settle_after_boot()  # each pool process, once it has booted

@@ -1,7 +1,8 @@
-import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
+
+from backend.gc_tuning import settle_after_boot
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 application = get_wsgi_application()
@@ -22,14 +23,7 @@ def _warm_up() -> None:
     app.finalize(auto=True)
     app.connection_for_write().transport  # noqa: B018 (imports the broker's transport)
     app.amqp.producer_pool  # noqa: B018
-    # What booting created lives as long as the worker: keep it out of the garbage collector's
-    # full passes, which otherwise walk all of it again and again (100+ ms each).
-    gc.freeze()
-    # A request makes thousands of short-lived objects (a trace export: a span object each),
-    # freed by reference counting; with the default threshold (700 allocations) the young
-    # generation is collected a dozen times per such request for nothing (~0.8 CPU-us per
-    # span, bench/traces_ingest.py). The older generations keep their defaults.
-    gc.set_threshold(10_000, *gc.get_threshold()[1:])
+    settle_after_boot()
 
 
 _warm_up()

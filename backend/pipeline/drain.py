@@ -20,8 +20,13 @@ def org_drain(*, signal: str, org_id: int, max_rounds: int = 20) -> int:
     until the outbox is empty; returns what was stored.
 
     The flag is cleared *before* batches are claimed, so a batch committed before another
-    request's refused SET NX (see ``outbox.drain_requested``) is always seen here.
+    request's refused SET NX (see ``outbox.drain_requested``) is always seen here. Where the
+    signal's drains run side by side, each round that stored something asks for a helper
+    (the same flag: at most one queued), which finds nothing to claim once the outbox is
+    empty.
     """
+    from backend.pipeline.outbox import drain_requested
+
     store = signal_get(signal)
     get_redis_connection("default").delete(pending_key(signal, org_id))
     stored = 0
@@ -30,6 +35,8 @@ def org_drain(*, signal: str, org_id: int, max_rounds: int = 20) -> int:
         if moved is None:
             break
         stored += moved
+        if store.side_by_side:  # more may be waiting: a worker that is idle may help
+            drain_requested(signal=signal, org_id=org_id, at_once=True)
     return stored
 
 

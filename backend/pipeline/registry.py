@@ -22,6 +22,9 @@ class SignalStore:
     org_trim: Callable[[int, int], int]
     # More tables partitioned the same way, dropped whole by retention with the first.
     also_partitioned: tuple[str, ...] = ()
+    # Drains of one org may run side by side: a drain that still finds batches after a
+    # round asks for a helper (a backlog then takes the idle workers, not one).
+    side_by_side: bool = False
 
 
 _stores: dict[str, SignalStore] = {}

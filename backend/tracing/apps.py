@@ -23,5 +23,6 @@ class TracingConfig(AppConfig):
                 org_trim=lambda org_id, cutoff: org_spans_delete_before(
                     org_id=org_id, cutoff_ns=cutoff
                 ),
+                side_by_side=True,  # (the store lock is shared by drains)
             )
         )

@@ -123,3 +123,40 @@ def test_a_rollup_waits_for_the_drains_in_flight(tenants):
         rollup.join(30)
     # the rollup ran after the drain committed, and counted its spans
     assert out == {"drain": len(spans), "rollup": len(spans)}
+
+
+def test_a_drain_round_asks_for_a_helper_at_once(tenants, monkeypatch):
+    # (transaction=True: the helper is requested on commit, as in production; the task is
+    # not sent, its enqueueing recorded instead)
+    from django_redis import get_redis_connection
+
+    from backend.pipeline import drain, tasks
+
+    queued = []
+    monkeypatch.setattr(
+        tasks.drain_org,
+        "apply_async",
+        lambda args, countdown=None: queued.append((tuple(args), countdown)),
+    )
+    org = tenants.org.pk
+    now = time.time_ns()
+    for seed in range(3):
+        storage.batch_append(org_id=org, spans=_random_spans(seed, now, n_traces=2))
+    flag = drain.pending_key("traces", org)
+    redis = get_redis_connection("default")
+    redis.delete(flag)
+    assert drain.org_drain(signal="traces", org_id=org, max_rounds=1) > 0
+    # a round stored spans: a helper is queued at once (no delay), under the pending flag
+    assert queued == [(("traces", org), None)]
+    assert redis.get(flag)
+    # the helper clears the flag, finds the outbox empty and asks for nobody
+    assert drain.org_drain(signal="traces", org_id=org) == 0
+    assert len(queued) == 1 and not redis.get(flag)
+
+    # metrics drains do not run side by side: no helper
+    from tests.metrics.test_storage import _series, _write
+
+    (series, *_) = _series(tenants.org)
+    _write(tenants.org, [series], [int(now / 1e6)], [1.0])
+    assert drain.org_drain(signal="metrics", org_id=org) > 0
+    assert len(queued) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import connection
 from django_redis import get_redis_connection
 from psycopg import sql
@@ -15,18 +17,18 @@ def pending_key(signal: str, org_id: int) -> str:
     return f"canopy:drain-pending:{signal}:{org_id}"
 
 
-def org_drain(*, signal: str, org_id: int, max_rounds: int = 20) -> int:
+def org_drain(
+    *, signal: str, org_id: int, max_rounds: int = 20, helper: Callable[[], None] | None = None
+) -> int:
     """What the drain task does: clear the org's pending flag, then drain round after round
     until the outbox is empty; returns what was stored.
 
     The flag is cleared *before* batches are claimed, so a batch committed before another
     request's refused SET NX (see ``outbox.drain_requested``) is always seen here. Where the
-    signal's drains run side by side, each round that stored something asks for a helper
-    (the same flag: at most one queued), which finds nothing to claim once the outbox is
-    empty.
+    signal's drains run side by side, each round that stored something calls ``helper``
+    (the drain task: queue another drain at once under the same flag, so at most one is
+    queued), which finds nothing to claim once the outbox is empty.
     """
-    from backend.pipeline.outbox import drain_requested
-
     store = signal_get(signal)
     get_redis_connection("default").delete(pending_key(signal, org_id))
     stored = 0
@@ -35,8 +37,8 @@ def org_drain(*, signal: str, org_id: int, max_rounds: int = 20) -> int:
         if moved is None:
             break
         stored += moved
-        if store.side_by_side:  # more may be waiting: a worker that is idle may help
-            drain_requested(signal=signal, org_id=org_id, at_once=True)
+        if helper is not None and store.side_by_side:  # more may be waiting: an idle
+            helper()  # worker may help
     return stored
 
 

@@ -126,8 +126,7 @@ def test_a_rollup_waits_for_the_drains_in_flight(tenants):
 
 
 def test_a_drain_round_asks_for_a_helper_at_once(tenants, monkeypatch):
-    # (transaction=True: the helper is requested on commit, as in production; the task is
-    # not sent, its enqueueing recorded instead)
+    # (the task run in this process; the helper's task is not sent, its enqueueing recorded)
     from django_redis import get_redis_connection
 
     from backend.pipeline import drain, tasks
@@ -145,12 +144,12 @@ def test_a_drain_round_asks_for_a_helper_at_once(tenants, monkeypatch):
     flag = drain.pending_key("traces", org)
     redis = get_redis_connection("default")
     redis.delete(flag)
-    assert drain.org_drain(signal="traces", org_id=org, max_rounds=1) > 0
+    assert tasks.drain_org.run("traces", org) > 0
     # a round stored spans: a helper is queued at once (no delay), under the pending flag
     assert queued == [(("traces", org), None)]
     assert redis.get(flag)
     # the helper clears the flag, finds the outbox empty and asks for nobody
-    assert drain.org_drain(signal="traces", org_id=org) == 0
+    assert tasks.drain_org.run("traces", org) == 0
     assert len(queued) == 1 and not redis.get(flag)
 
     # metrics drains do not run side by side: no helper
@@ -158,5 +157,5 @@ def test_a_drain_round_asks_for_a_helper_at_once(tenants, monkeypatch):
 
     (series, *_) = _series(tenants.org)
     _write(tenants.org, [series], [int(now / 1e6)], [1.0])
-    assert drain.org_drain(signal="metrics", org_id=org) > 0
+    assert tasks.drain_org.run("metrics", org) > 0
     assert len(queued) == 1

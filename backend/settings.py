@@ -301,6 +301,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # An outbox drain is queued this long after the first batch that needs it: the batches that
 # arrive meanwhile are drained together (fewer, larger blocks; much less worker CPU per sample
 # than one drain per request), at the price of this much more delay before data is queryable.
+# Metrics only: trace drains are queued at once (their drains run side by side, see
+# backend.pipeline.registry.SignalStore.side_by_side).
 INGEST_DRAIN_DELAY_SECONDS = env_int("CANOPY_DRAIN_DELAY_MS", 250, minimum=0) / 1000
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # The PromQL results cache (backend/metrics/results_cache.py): range-query steps older than the

@@ -23,7 +23,9 @@ class SignalStore:
     # More tables partitioned the same way, dropped whole by retention with the first.
     also_partitioned: tuple[str, ...] = ()
     # Drains of one org may run side by side: a drain that still finds batches after a
-    # round asks for a helper (a backlog then takes the idle workers, not one).
+    # round asks for a helper (a backlog then takes the idle workers, not one), and a drain
+    # is queued as soon as a request commits (no INGEST_DRAIN_DELAY_SECONDS to gather the
+    # requests of a moment into one round: small rounds split across workers cost no more).
     side_by_side: bool = False
 
 

@@ -159,3 +159,25 @@ def test_a_drain_round_asks_for_a_helper_at_once(tenants, monkeypatch):
     _write(tenants.org, [series], [int(now / 1e6)], [1.0])
     assert tasks.drain_org.run("metrics", org) > 0
     assert len(queued) == 1
+
+
+def test_trace_drains_are_queued_at_once_metrics_drains_after_the_delay(
+    tenants, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    from django_redis import get_redis_connection
+
+    from backend.pipeline import drain, outbox, tasks
+
+    queued = []
+    monkeypatch.setattr(
+        tasks.drain_org,
+        "apply_async",
+        lambda args, countdown=None: queued.append((tuple(args), countdown)),
+    )
+    settings.INGEST_DRAIN_DELAY_SECONDS = 0.25
+    org = tenants.org.pk
+    for signal in ("traces", "metrics"):
+        get_redis_connection("default").delete(drain.pending_key(signal, org))
+        with django_capture_on_commit_callbacks(execute=True):
+            outbox.drain_requested(signal=signal, org_id=org)
+    assert queued == [(("traces", org), None), (("metrics", org), 0.25)]

@@ -277,10 +277,8 @@ class _ProtobufDecoder:
         """The spans' attributes (``_sent``) as entries over their distinct pairs, numbered by
         first use. Raises _DictsNeeded when one does not convert (the request is then decoded
         again without columns, which judges it)."""
-        sent = self._sent
-        numbers = _FirstUse()
-        codes = np.fromiter(map(numbers.__getitem__, sent), np.int64, len(sent))
-        return self._entries_of(codes, self._found(list(numbers)), self._counts)
+        codes, distinct = _FirstUse.numbered(self._sent)
+        return self._entries_of(codes, self._found(distinct), self._counts)
 
     def _found(self, distinct: list[bytes]) -> list[tuple[str, Any, bool]]:
         """The distinct encoded attributes converted (key, value, truncated); _DictsNeeded
@@ -300,43 +298,35 @@ class _ProtobufDecoder:
         decoded once), the others as :meth:`_found` does."""
         split = otlp_native.string_attributes(raw, offsets, lengths)
         plain = split[:, 0] >= 0
-        if not plain.all():
-            others = np.flatnonzero(~plain)
-            found: list = [None] * len(plain)
-            for i, one in zip(
-                others.tolist(),
-                self._found(
-                    [
-                        raw[a : a + n]
-                        for a, n in zip(
-                            offsets[others].tolist(), lengths[others].tolist(), strict=True
-                        )
-                    ]
-                ),
-                strict=True,
-            ):
-                found[i] = one
-            if not len(others) < len(plain):
-                return found
-        split = split[plain]
+        strings = self._plain_strings(raw, split[plain])
+        if len(strings) == len(plain):
+            return strings
+        found: list = [None] * len(plain)
+        others = np.flatnonzero(~plain).tolist()
+        at, size = offsets.tolist(), lengths.tolist()
+        pieces = [raw[at[i] : at[i] + size[i]] for i in others]
+        for i, one in zip(others, self._found(pieces), strict=True):
+            found[i] = one
+        for i, one in zip(np.flatnonzero(plain).tolist(), strings, strict=True):
+            found[i] = one
+        return found
+
+    def _plain_strings(self, raw: bytes, split: np.ndarray) -> list[tuple[str, str, bool]]:
+        """(key, value, truncated) of plain string attributes, from the rows of
+        :func:`otlp_native.string_attributes` (key offset and length, value offset and
+        length); _DictsNeeded for one that is not UTF-8."""
         try:
             keys = _strings(raw, split[:, 0], split[:, 1])
             values = [raw[a : a + n].decode() for a, n in split[:, 2:].tolist()]
         except UnicodeDecodeError:
             raise _DictsNeeded from None
         max_length = self.builder.max_length
-        if values and max(map(len, values)) > max_length:
-            strings = [
-                (k, v[:max_length], True) if len(v) > max_length else (k, v, False)
-                for k, v in zip(keys, values, strict=True)
-            ]
-        else:
-            strings = list(zip(keys, values, repeat(False)))
-        if len(strings) == len(plain):
-            return strings
-        for i, string in zip(np.flatnonzero(plain).tolist(), strings, strict=True):
-            found[i] = string
-        return found
+        if not values or max(map(len, values)) <= max_length:
+            return list(zip(keys, values, repeat(False)))
+        return [
+            (k, v[:max_length], True) if len(v) > max_length else (k, v, False)
+            for k, v in zip(keys, values, strict=True)
+        ]
 
     def _entries_of(
         self, codes: np.ndarray, found: list[tuple[str, Any, bool]], counts
@@ -391,10 +381,8 @@ class _ProtobufDecoder:
         except (_Malformed, ProtobufDecodeError, UnicodeDecodeError):
             raise _DictsNeeded from None
         if numbered is None:  # (a degraded hash table: a dict numbers them)
-            numbers = _FirstUse()
-            sent = [raw[a : a + n] for a, n in attrs.tolist()]
-            codes = np.fromiter(map(numbers.__getitem__, sent), np.int64, len(sent))
-            found = self._found(list(numbers))
+            codes, distinct_bytes = _FirstUse.numbered([raw[a : a + n] for a, n in attrs.tolist()])
+            found = self._found(distinct_bytes)
         else:
             codes, first = numbered
             distinct = attrs[first]
@@ -627,6 +615,13 @@ class _FirstUse(dict):
     def __missing__(self, key: Any) -> int:
         number = self[key] = len(self)
         return number
+
+    @classmethod
+    def numbered(cls, items: list) -> tuple[np.ndarray, list]:
+        """Each item's number (int64) and the distinct items, in order of first use."""
+        numbers = cls()
+        codes = np.fromiter(map(numbers.__getitem__, items), np.int64, len(items))
+        return codes, list(numbers)
 
 
 def _strings(raw: bytes, offsets: np.ndarray, lengths: np.ndarray) -> list[str]:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, NamedTuple
 
+import numpy as np
+
 __all__ = [
     "KIND_BY_JAEGER_NAME",
     "KIND_BY_OTLP_NAME",
@@ -45,6 +47,7 @@ __all__ = [
     "STATUS_UNSET",
     "AttributeEntries",
     "Span",
+    "SpanColumns",
     "SpanEvent",
     "SpanKindNames",
     "SpanLink",
@@ -163,6 +166,115 @@ class AttributeEntries:
         for i, n in zip(idx, counts, strict=True):
             codes.extend(all_codes[starts[i] : starts[i] + n])
         return AttributeEntries(self.pairs, codes, counts)
+
+
+@dataclass(slots=True, eq=False)
+class SpanColumns(Sequence[Span]):
+    """A batch's spans as columns, without an object per span (what the OTLP protobuf
+    decoder's native scan hands the outbox): ids as one byte string each (16 bytes a trace
+    id, 8 a span id, 8 zero bytes where a span has no parent), numbers as int64 arrays, and
+    the strings as a number per span into the distinct ones. A ``Sequence`` of :class:`Span`
+    too (made on first use, attributes None: they come as ``AttributeEntries``), for the
+    code that reads spans one by one. Read-only, as the spans' resources."""
+
+    trace_ids: bytes
+    span_ids: bytes
+    parent_ids: bytes
+    has_parent: np.ndarray  # bool
+    # per span, its group: (resource, service, scope name, scope version) in ``groups``
+    group: np.ndarray
+    groups: list[tuple[dict[str, Any], str, str, str]]
+    name: np.ndarray  # into ``names``
+    names: list[str]
+    kinds: np.ndarray
+    starts: np.ndarray
+    durations: np.ndarray
+    statuses: np.ndarray
+    message: np.ndarray  # into ``messages``
+    messages: list[str]
+    state: np.ndarray  # into ``states``
+    states: list[str]
+    flags: np.ndarray
+    _spans: list[Span] | None = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.spans()[i]
+
+    def __iter__(self):
+        return iter(self.spans())
+
+    def __eq__(self, other: object) -> bool:  # the same spans, as a list of them would be
+        if isinstance(other, list | SpanColumns):
+            return self.spans() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def spans(self) -> list[Span]:
+        """The spans as :class:`Span` (made once)."""
+        if self._spans is None:
+            n = len(self)
+            parents = [self.parent_ids[i : i + 8] for i in range(0, 8 * n, 8)]
+            group_of = list(map(self.groups.__getitem__, self.group.tolist()))
+            resources, services, scope_names, scope_versions = (
+                zip(*group_of, strict=True) if group_of else ((), (), (), ())
+            )
+            self._spans = list(
+                map(
+                    Span,
+                    [self.trace_ids[i : i + 16] for i in range(0, 16 * n, 16)],
+                    [self.span_ids[i : i + 8] for i in range(0, 8 * n, 8)],
+                    [
+                        p if has else None
+                        for p, has in zip(parents, self.has_parent.tolist(), strict=True)
+                    ],
+                    services,
+                    list(map(self.names.__getitem__, self.name.tolist())),
+                    self.kinds.tolist(),
+                    self.starts.tolist(),
+                    self.durations.tolist(),
+                    self.statuses.tolist(),
+                    list(map(self.messages.__getitem__, self.message.tolist())),
+                    [None] * n,
+                    [[] for _ in range(n)],
+                    [[] for _ in range(n)],
+                    resources,
+                    scope_names,
+                    scope_versions,
+                    list(map(self.states.__getitem__, self.state.tolist())),
+                    self.flags.tolist(),
+                    [False] * n,
+                )
+            )
+        return self._spans
+
+    def take(self, idx: np.ndarray) -> SpanColumns:
+        """The spans ``idx`` (int64 indexes, in that order)."""
+        trace_ids = np.frombuffer(self.trace_ids, "V16")[idx].tobytes()
+        span_ids = np.frombuffer(self.span_ids, "V8")[idx].tobytes()
+        parent_ids = np.frombuffer(self.parent_ids, "V8")[idx].tobytes()
+        return SpanColumns(
+            trace_ids,
+            span_ids,
+            parent_ids,
+            self.has_parent[idx],
+            self.group[idx],
+            self.groups,
+            self.name[idx],
+            self.names,
+            self.kinds[idx],
+            self.starts[idx],
+            self.durations[idx],
+            self.statuses[idx],
+            self.message[idx],
+            self.messages,
+            self.state[idx],
+            self.states,
+            self.flags[idx],
+        )
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
 from django_redis import get_redis_connection
 
 from backend.observability.metrics import ingest_accepted
@@ -22,6 +23,7 @@ from backend.tenancy.ratelimit import bucket_take
 from backend.tenancy.rejections import rejections_count
 from backend.tenancy.selectors import limits_get
 from backend.tracing.services import spans_write
+from backend.tracing.spans import SpanColumns
 from ingest.accept.payload import Payload
 from ingest.accept.refusals import ACCEPT_ERRORS, Refusal, Refused, refused_from_error
 from ingest.decoders.otlp_traces import decode_otlp_protobuf, decode_otlp_traces
@@ -127,10 +129,12 @@ def _spans_accept(*, org_id: int, limits, batch: TraceBatch) -> TracesAccepted |
     rejected = list(batch.rejected)
     spans = batch.spans
     attributes = batch.attributes  # (None: in the spans, as dicts)
-    kept = [i for i, s in enumerate(spans) if oldest <= s.start_ns <= newest]
+    if isinstance(spans, SpanColumns):
+        kept = np.flatnonzero((spans.starts >= oldest) & (spans.starts <= newest)).tolist()
+    else:
+        kept = [i for i, s in enumerate(spans) if oldest <= s.start_ns <= newest]
     if len(kept) < len(spans):
-        spans = [spans[i] for i in kept]
-        attributes = attributes.take(kept) if attributes is not None else None
+        spans, attributes = _take(spans, attributes, kept)
     _reject(
         rejected,
         "outside_retention_window",
@@ -156,8 +160,7 @@ def _spans_accept(*, org_id: int, limits, batch: TraceBatch) -> TracesAccepted |
             )
         kept = _cap_spans_per_trace(org_id, spans, limits.max_spans_per_trace, rejected)
         if kept is not None:
-            spans = [spans[i] for i in kept]
-            attributes = attributes.take(kept) if attributes is not None else None
+            spans, attributes = _take(spans, attributes, kept)
     if spans:
         spans_write(org_id=org_id, spans=spans, attributes=attributes)
 
@@ -170,21 +173,47 @@ def _spans_accept(*, org_id: int, limits, batch: TraceBatch) -> TracesAccepted |
     return TracesAccepted(len(spans), rejected)
 
 
+def _take(spans, attributes, kept: list[int]):
+    """The spans ``kept`` and their attributes."""
+    if isinstance(spans, SpanColumns):
+        spans = spans.take(np.array(kept, dtype=np.int64))
+    else:
+        spans = [spans[i] for i in kept]
+    return spans, attributes.take(kept) if attributes is not None else None
+
+
+def _trace_ids(spans) -> list[bytes]:
+    if isinstance(spans, SpanColumns):
+        raw = spans.trace_ids
+        return [raw[i : i + 16] for i in range(0, len(raw), 16)]
+    return [s.trace_id for s in spans]
+
+
+def _per_trace(spans) -> tuple[list[bytes], list[int]]:
+    """The spans' traces in order of first use, and how many spans each has."""
+    if not isinstance(spans, SpanColumns):
+        per_trace = Counter(_trace_ids(spans))
+        return list(per_trace), list(per_trace.values())
+    ids = np.frombuffer(spans.trace_ids, "V16")
+    _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    order = np.argsort(first)
+    raw = ids[first[order]].tobytes()
+    return [raw[i : i + 16] for i in range(0, len(raw), 16)], counts[order].tolist()
+
+
 def _cap_spans_per_trace(org_id, spans, cap, rejected) -> list[int] | None:
     """The indexes of the spans within the per-trace cap; None when all are."""
-    per_trace = Counter([s.trace_id for s in spans])
+    traces, counts = _per_trace(spans)
     day = time.time_ns() // DAY_NS
-    traces = list(per_trace)
     keys = [f"canopy:trace-spans:{{{org_id}}}:{day}:{t.hex()}" for t in traces]
-    over = get_redis_connection("default").eval(
-        _TRACE_COUNTS, len(keys), *keys, cap, *[per_trace[t] for t in traces]
-    )
+    over = get_redis_connection("default").eval(_TRACE_COUNTS, len(keys), *keys, cap, *counts)
     if not over:
         return None
     refuse = {traces[int(i)]: int(n) for i, n in zip(over[::2], over[1::2], strict=True)}
+    trace_ids = _trace_ids(spans)
     kept = []
     for i in range(len(spans) - 1, -1, -1):  # a trace's latest spans over the cap are refused
-        trace_id = spans[i].trace_id
+        trace_id = trace_ids[i]
         if refuse.get(trace_id, 0) > 0:
             refuse[trace_id] -= 1
         else:

@@ -6,8 +6,8 @@ in C into columns instead: one int64 row per span (offsets of its ids and string
 status, flags, its attribute rows), per scope, per resource and per encoded attribute; and
 :func:`number_strings` numbers byte strings of the request by first use (the distinct
 attributes, names, trace states) with a hash table keyed by a per-process random seed. Python
-then touches each span once, to make its :class:`~backend.tracing.spans.Span`, and each
-*distinct* attribute or name once.
+then touches each *distinct* attribute or name once, and no span: the receiver keeps the
+spans as columns (:class:`~backend.tracing.spans.SpanColumns`) into the outbox row.
 
 The scan never judges a request: anything but the plain shapes exporters send (see the C file)
 makes it give up, and the caller decodes that request with the protobuf runtime as before.

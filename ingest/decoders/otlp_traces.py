@@ -58,6 +58,7 @@ from backend.tracing.spans import (
     KIND_OTLP_NAMES,
     AttributeEntries,
     Span,
+    SpanColumns,
     SpanEvent,
     SpanLink,
 )
@@ -341,8 +342,9 @@ class _ProtobufDecoder:
 
     def decode_scan(self, raw: bytes, scan: otlp_native.Scan) -> TraceBatch:
         """The batch of a request the native scan read (columns mode): the same spans,
-        entries and counts as :meth:`decode`, with Python touching each span once and each
-        distinct attribute, name or trace state once. Raises _DictsNeeded for what only
+        entries and counts as :meth:`decode`, the spans as
+        :class:`~backend.tracing.spans.SpanColumns` (no object per span), each distinct
+        attribute, name or trace state converted once. Raises _DictsNeeded for what only
         the runtime path may judge (a malformed resource, attribute or string, a span over
         the attribute limit)."""
         builder = self.builder
@@ -370,9 +372,13 @@ class _ProtobufDecoder:
                     raw[at : at + size] if at >= 0 else b""
                 )
                 groups.append((*resources[index], scope.name, scope.version))
-            names = _strings(raw, spans[:, otlp_native.S_NAME], spans[:, otlp_native.S_NAME_LEN])
-            states = _strings(raw, spans[:, otlp_native.S_STATE], spans[:, otlp_native.S_STATE_LEN])
-            messages = _strings(
+            names = _numbered_strings(
+                raw, spans[:, otlp_native.S_NAME], spans[:, otlp_native.S_NAME_LEN]
+            )
+            states = _numbered_strings(
+                raw, spans[:, otlp_native.S_STATE], spans[:, otlp_native.S_STATE_LEN]
+            )
+            messages = _numbered_strings(
                 raw, spans[:, otlp_native.S_MESSAGE], spans[:, otlp_native.S_MESSAGE_LEN]
             )
             numbered = otlp_native.number_strings(
@@ -390,40 +396,26 @@ class _ProtobufDecoder:
                 raw, distinct[:, otlp_native.A_OFF], distinct[:, otlp_native.A_LEN]
             )
         entries = self._entries_of(codes, found, counts.tolist())
-        group_of = list(map(groups.__getitem__, spans[:, otlp_native.S_SCOPE].tolist()))
-        resource_of, service_of, scope_names, scope_versions = (
-            zip(*group_of, strict=True) if group_of else ((), (), (), ())
-        )
         kinds = spans[:, otlp_native.S_KIND]
         statuses = spans[:, otlp_native.S_STATUS]
         starts = spans[:, otlp_native.S_START]
-        n = len(spans)
-        builder.spans = list(
-            map(
-                Span,
-                [raw[at : at + 16] for at in spans[:, otlp_native.S_TRACE].tolist()],
-                [raw[at : at + 8] for at in spans[:, otlp_native.S_SPAN].tolist()],
-                [
-                    raw[at : at + 8] if at >= 0 else None
-                    for at in spans[:, otlp_native.S_PARENT].tolist()
-                ],
-                service_of,
-                names,
-                np.where((kinds >= 0) & (kinds <= _MAX_KIND), kinds, 0).tolist(),
-                starts.tolist(),
-                (spans[:, otlp_native.S_END] - starts).tolist(),
-                np.where((statuses >= 0) & (statuses <= _MAX_STATUS), statuses, 0).tolist(),
-                messages,
-                repeat(None, n),
-                [[] for _ in range(n)],
-                [[] for _ in range(n)],
-                resource_of,
-                scope_names,
-                scope_versions,
-                states,
-                spans[:, otlp_native.S_FLAGS].tolist(),
-                repeat(False, n),
-            )
+        parents = spans[:, otlp_native.S_PARENT]
+        has_parent = parents >= 0
+        builder.spans = SpanColumns(
+            _gather(raw, spans[:, otlp_native.S_TRACE], 16),
+            _gather(raw, spans[:, otlp_native.S_SPAN], 8),
+            _gather(raw, parents, 8),
+            has_parent,
+            spans[:, otlp_native.S_SCOPE].copy(),
+            groups,
+            *names,
+            np.where((kinds >= 0) & (kinds <= _MAX_KIND), kinds, 0),
+            starts.copy(),
+            spans[:, otlp_native.S_END] - starts,
+            np.where((statuses >= 0) & (statuses <= _MAX_STATUS), statuses, 0),
+            *messages,
+            *states,
+            spans[:, otlp_native.S_FLAGS].copy(),
         )
         batch = builder.finish()
         batch.attributes = entries
@@ -624,24 +616,39 @@ class _FirstUse(dict):
         return codes, list(numbers)
 
 
-def _strings(raw: bytes, offsets: np.ndarray, lengths: np.ndarray) -> list[str]:
-    """The UTF-8 strings ``raw[offsets[i] : offsets[i] + lengths[i]]``, each distinct one
-    decoded once (UnicodeDecodeError for one that is not UTF-8)."""
+def _numbered_strings(
+    raw: bytes, offsets: np.ndarray, lengths: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """The UTF-8 strings ``raw[offsets[i] : offsets[i] + lengths[i]]`` numbered by first use:
+    each one's number (int64) and the distinct strings, each decoded once
+    (UnicodeDecodeError for one that is not UTF-8)."""
     numbered = otlp_native.number_strings(raw, offsets, lengths)
     if numbered is None:
-        memo: dict[bytes, str] = {}
-        return [
-            memo[b] if b in memo else memo.setdefault(b, b.decode())
-            for b in [
-                raw[a : a + n] for a, n in zip(offsets.tolist(), lengths.tolist(), strict=True)
-            ]
-        ]
+        codes, pieces = _FirstUse.numbered(
+            [raw[a : a + n] for a, n in zip(offsets.tolist(), lengths.tolist(), strict=True)]
+        )
+        return codes, [piece.decode() for piece in pieces]
     codes, first = numbered
-    distinct = [
+    return codes, [
         raw[a : a + n].decode()
         for a, n in zip(offsets[first].tolist(), lengths[first].tolist(), strict=True)
     ]
+
+
+def _strings(raw: bytes, offsets: np.ndarray, lengths: np.ndarray) -> list[str]:
+    """The strings of :func:`_numbered_strings`, one per offset."""
+    codes, distinct = _numbered_strings(raw, offsets, lengths)
     return list(map(distinct.__getitem__, codes.tolist()))
+
+
+def _gather(raw: bytes, offsets: np.ndarray, size: int) -> bytes:
+    """The ``size`` bytes at each offset of ``raw``, one after another (zeros for -1)."""
+    if not len(offsets):
+        return b""
+    at = np.maximum(offsets, 0)[:, None] + np.arange(size)
+    out = np.frombuffer(raw, np.uint8)[at]
+    out[offsets < 0] = 0
+    return out.tobytes()
 
 
 class _DictsNeeded(Exception):

@@ -30,7 +30,7 @@ from psycopg import sql
 
 from backend.pipeline import partitions
 from backend.pipeline.binary import binary_cursor
-from backend.tracing.spans import AttributeEntries, Span
+from backend.tracing.spans import AttributeEntries, Span, SpanColumns
 from backend.tracing.storage import blocks, catalog
 from backend.tracing.storage.encoding import (
     AttrColumns,
@@ -166,11 +166,92 @@ _INT_FIELDS = attrgetter("kind", "start_ns", "duration_ns", "status_code", "flag
 _TEXT_FIELDS = attrgetter("status_message", "scope_name", "scope_version", "trace_state")
 
 
+def _span_fields(spans: Sequence[Span]) -> tuple:
+    """The fields of :func:`_payload` that come from the spans, read span by span: ids (joined),
+    whether each has a parent (bytes), kinds, starts, durations, statuses, flags, the text
+    triples' numbers and the triples, the rows with events or links and those as JSON."""
+    # the spans' fields as columns, one pass each in C (map of attrgetter, zip)
+    trace_list, span_list, parent_list = zip(*map(_ID_FIELDS, spans), strict=True)
+    kinds, starts, durations, statuses, flags = zip(*map(_INT_FIELDS, spans), strict=True)
+    raw_texts = list(map(_TEXT_FIELDS, spans))
+    texts: dict[tuple, int] = {}  # (message, scope, trace state) -> number, by first use
+    raw_codes = {
+        (message, scope, version, state): texts.setdefault(
+            (message or None, _scope(scope, version), state or None), len(texts)
+        )
+        for message, scope, version, state in dict.fromkeys(raw_texts)
+    }
+    text_codes = list(map(raw_codes.__getitem__, raw_texts))
+    extra_rows = [i for i, s in enumerate(spans) if s.events or s.links]
+    extras = (
+        catalog.dumps([[_events(spans[i].events), _links(spans[i].links)] for i in extra_rows])
+        if extra_rows
+        else "[]"
+    )
+    return (
+        b"".join(trace_list),
+        b"".join(span_list),
+        b"".join([p or _ZERO_ID for p in parent_list]),
+        bytes(map(bool, parent_list)),
+        (kinds, starts, durations, statuses, flags),
+        text_codes,
+        list(texts),
+        extra_rows,
+        extras,
+    )
+
+
+def _scope(name: str, version: str) -> str | None:
+    return (f"{name}@{version}" if version else name) or None
+
+
+def _column_fields(spans: SpanColumns) -> tuple:
+    """:func:`_span_fields` of spans as columns: the same fields, no Python per span."""
+    scope_numbers: dict[str | None, int] = {}
+    group_scope = np.array(
+        [
+            scope_numbers.setdefault(_scope(name, version), len(scope_numbers))
+            for _, _, name, version in spans.groups
+        ],
+        dtype=np.int64,
+    )
+    # (message, scope, trace state) numbered by first use, as _span_fields does: distinct
+    # messages and states are distinct texts ("" reads as None, which no string is)
+    key = (spans.message * len(scope_numbers) + group_scope[spans.group]) * len(
+        spans.states
+    ) + spans.state
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    scopes = list(scope_numbers)
+    texts = [
+        (spans.messages[m] or None, scopes[group_scope[g]], spans.states[st] or None)
+        for m, g, st in zip(
+            spans.message[first[order]].tolist(),
+            spans.group[first[order]].tolist(),
+            spans.state[first[order]].tolist(),
+            strict=True,
+        )
+    ]
+    return (
+        spans.trace_ids,
+        spans.span_ids,
+        spans.parent_ids,
+        spans.has_parent.astype(np.uint8).tobytes(),
+        (spans.kinds, spans.starts, spans.durations, spans.statuses, spans.flags),
+        rank[inverse.reshape(-1)],
+        texts,
+        [],
+        "[]",
+    )
+
+
 def _payload(
-    spans: Sequence[Span],
-    service_ids: list,
-    operation_ids: list,
-    resource_ids: list,
+    spans: Sequence[Span] | SpanColumns,
+    service_ids: Sequence[int],
+    operation_ids: Sequence[int],
+    resource_ids: Sequence[int],
     entries: AttributeEntries | None = None,
 ):
     """One outbox row's payload, columnar (format ``TOB2``), zstd'ed.
@@ -185,34 +266,16 @@ def _payload(
     its ids."""
     n = len(spans)
     cols = _attributes(spans, entries)
-    # the spans' fields as columns, one pass each in C (map of attrgetter, zip)
-    trace_list, span_list, parent_list = zip(*map(_ID_FIELDS, spans), strict=True)
-    kinds, starts, durations, statuses, flags = zip(*map(_INT_FIELDS, spans), strict=True)
-    raw_texts = list(map(_TEXT_FIELDS, spans))
-    texts: dict[tuple, int] = {}  # (message, scope, trace state) -> number, by first use
-    raw_codes = {
-        (message, scope, version, state): texts.setdefault(
-            (
-                message or None,
-                (f"{scope}@{version}" if version else scope) or None,
-                state or None,
-            ),
-            len(texts),
-        )
-        for message, scope, version, state in dict.fromkeys(raw_texts)
-    }
-    text_codes = list(map(raw_codes.__getitem__, raw_texts))
-    extra_rows = [i for i, s in enumerate(spans) if s.events or s.links]
-    extras = (
-        catalog.dumps([[_events(spans[i].events), _links(spans[i].links)] for i in extra_rows])
-        if extra_rows
-        else "[]"
+    fields = _column_fields(spans) if isinstance(spans, SpanColumns) else _span_fields(spans)
+    trace_ids, span_ids, parents, has_parent, numbers, text_codes, texts, extra_rows, extras = (
+        fields
     )
+    kinds, starts, durations, statuses, flags = numbers
     header = json.dumps(
         {
             "keys": cols.key_names,
             "tokens": cols.tokens,
-            "texts": list(texts),
+            "texts": texts,
             "entries": len(cols.keys),
             "extra_rows": extra_rows,
             "extras": extras,
@@ -220,9 +283,6 @@ def _payload(
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode()
-    trace_ids = b"".join(trace_list)
-    span_ids = b"".join(span_list)
-    parents = b"".join([p or _ZERO_ID for p in parent_list])
     if len(trace_ids) != 16 * n or len(span_ids) != 8 * n or len(parents) != 8 * n:
         raise ValueError("trace ids must be 16 bytes, span and parent ids 8")
     ints = [
@@ -244,8 +304,8 @@ def _payload(
             trace_ids,
             span_ids,
             parents,
-            bytes(map(bool, parent_list)),
-            *(np.array(column, dtype=np.int64).tobytes() for column in ints),
+            has_parent,
+            *(np.asarray(column, dtype=np.int64).tobytes() for column in ints),
             np.bincount(cols.spans, minlength=n).astype(np.int64).tobytes(),
             cols.keys.astype(np.int32).tobytes(),
             cols.values.astype(np.int32).tobytes(),
@@ -254,29 +314,74 @@ def _payload(
     return compressor(_OUTBOX_ZSTD_LEVEL).compress(body)
 
 
+def _catalog_numbers(cur, org_id: int, spans: Sequence[Span] | SpanColumns) -> tuple:
+    """Per span, its service id, operation id and resource id (the catalogs' rows made for
+    new names and resources), and its first and last start."""
+    if isinstance(spans, SpanColumns):
+        return _column_catalog_numbers(cur, org_id, spans)
+    # ids per distinct (service, operation, kind) and per resource dict, then per span by
+    # look-ups in C (map)
+    names = [(s.service, s.name, s.kind) for s in spans]
+    pairs = list(map(catalog.catalog_ids(cur, org_id, set(names)).__getitem__, names))
+    sids, oids = [p[0] for p in pairs], [p[1] for p in pairs]
+    memo: dict[int, int] = {}
+    resources = list(map(id, [s.resource for s in spans]))
+    for s in dict(zip(resources, spans, strict=True)).values():
+        catalog.resource_id(cur, org_id, s.resource, memo)
+    rids = list(map(memo.__getitem__, resources))
+    starts = [s.start_ns for s in spans]
+    return sids, oids, rids, min(starts), max(starts)
+
+
+def _column_catalog_numbers(cur, org_id: int, spans: SpanColumns) -> tuple:
+    services: dict[str, int] = {}
+    group_service = np.array(
+        [services.setdefault(service, len(services)) for _, service, _, _ in spans.groups],
+        dtype=np.int64,
+    )
+    # (service, operation, kind) as one number (kinds are 0-5), each distinct one looked up
+    key = (group_service[spans.group] * len(spans.names) + spans.name) * 8 + spans.kinds
+    distinct, inverse = np.unique(key, return_inverse=True)
+    service_names, n_names = list(services), len(spans.names)
+    triples = [
+        (service_names[k // 8 // n_names], spans.names[k // 8 % n_names], k % 8)
+        for k in distinct.tolist()
+    ]
+    ids = catalog.catalog_ids(cur, org_id, set(triples))
+    sids = np.array([ids[t][0] for t in triples], dtype=np.int64)[inverse.reshape(-1)]
+    oids = np.array([ids[t][1] for t in triples], dtype=np.int64)[inverse.reshape(-1)]
+    # resources in order of first use, as span by span
+    memo: dict[int, int] = {}
+    _, group_first = np.unique(spans.group, return_index=True)
+    used = np.unique(spans.group)[np.argsort(group_first)].tolist()
+    group_rid = np.zeros(len(spans.groups), dtype=np.int64)
+    for g in used:
+        group_rid[g] = catalog.resource_id(cur, org_id, spans.groups[g][0], memo)
+    return (
+        sids,
+        oids,
+        group_rid[spans.group],
+        int(spans.starts.min()),
+        int(spans.starts.max()),
+    )
+
+
 def batch_append(
-    *, org_id: int, spans: Sequence[Span], attributes: AttributeEntries | None = None
+    *,
+    org_id: int,
+    spans: Sequence[Span] | SpanColumns,
+    attributes: AttributeEntries | None = None,
 ) -> int:
     """Durably accept spans (one outbox row); returns the batch id. ``attributes``: the
     spans' attributes when not in the spans (the OTLP protobuf decoder's columns)."""
     with transaction.atomic(), connection.cursor() as cur:
-        # ids per distinct (service, operation, kind) and per resource dict, then per span
-        # by look-ups in C (map)
-        names = [(s.service, s.name, s.kind) for s in spans]
-        pairs = list(map(catalog.catalog_ids(cur, org_id, set(names)).__getitem__, names))
-        sids, oids = [p[0] for p in pairs], [p[1] for p in pairs]
-        memo: dict[int, int] = {}
-        resources = list(map(id, [s.resource for s in spans]))
-        for s in dict(zip(resources, spans, strict=True)).values():
-            catalog.resource_id(cur, org_id, s.resource, memo)
-        rids = list(map(memo.__getitem__, resources))
-        starts = [s.start_ns for s in spans]
+        sids, oids, rids, first_start, last_start = _catalog_numbers(cur, org_id, spans)
         payload = _payload(spans, sids, oids, rids, attributes)
         raw = binary_cursor(cur)  # (the payload in binary: no hex literal)
         raw.execute(
             "INSERT INTO trace_batches (org_id, n_spans, min_start_ns, max_start_ns, payload) "
             "VALUES (%s, %s, %s, %s, %b) RETURNING id",
-            [org_id, len(spans), min(starts), max(starts), payload],
+            [org_id, len(spans), first_start, last_start, payload],
         )
         return raw.fetchone()[0]
 

@@ -108,13 +108,20 @@ def subset(rows: SpanRows, idx: np.ndarray) -> SpanRows:
     return SpanRows(**out)
 
 
+def _int_array(values: list[int]) -> str:
+    """An integer array as PostgreSQL's text literal: made in C (join, map), where psycopg
+    would dump a list element by element."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def _insert(cur, org_id: int, window_ns: int, payload: bytes, s: Summary) -> None:
     binary_cursor(cur).execute(  # (the payload in binary: no hex literal)
         """
         INSERT INTO trace_blocks (org_id, window_ns, min_start_ns, max_start_ns, n_spans,
             n_traces, min_duration_ns, max_duration_ns, has_error, service_ids, operation_ids,
             attribute_keys, trace_keys, service_counts, prefix_tokens, payload)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::int[], %s::int[], %b)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::int[], %s::int[], %s, %s::bigint[],
+            %s::int[], %s::int[], %b)
         """,
         [
             org_id,
@@ -126,12 +133,12 @@ def _insert(cur, org_id: int, window_ns: int, payload: bytes, s: Summary) -> Non
             s.min_duration_ns,
             s.max_duration_ns,
             s.has_error,
-            s.service_ids,
-            s.operation_ids,
+            _int_array(s.service_ids),
+            _int_array(s.operation_ids),
             s.attribute_keys,
-            s.trace_keys,
-            s.service_counts,
-            s.prefix_tokens,
+            _int_array(s.trace_keys),
+            _int_array(s.service_counts),
+            _int_array(s.prefix_tokens),
             payload,
         ],
     )

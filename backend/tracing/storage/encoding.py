@@ -280,6 +280,50 @@ def _dictionary(values: list) -> tuple[np.ndarray, list]:
     return codes, list(index)
 
 
+def _first_use(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``codes`` renumbered by first use, and the old number of each new one."""
+    distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    ranked = np.argsort(first)
+    renumber = np.empty(len(distinct), dtype=np.int64)
+    renumber[ranked] = np.arange(len(distinct))
+    return renumber[inverse.reshape(-1)], distinct[ranked]
+
+
+def _parent_distances(
+    parent_ids: list[bytes | None], order: np.ndarray, trace_no: np.ndarray, span_raw: np.ndarray
+) -> tuple[np.ndarray, bytes]:
+    """Per span of the block (``order`` of the rows; ``trace_no`` and the span ids
+    ``span_raw``, (n, 8) uint8, in block order), how far back its parent's row is in the
+    same trace (the first row with that id; negative, less ``1 << 40``, for a parent after
+    its child), or ``-k`` for the ``k``-th parent id kept aside (not in the block's trace),
+    0 for none; and the ids kept aside."""
+    n = len(order)
+    parents = np.zeros(n, dtype=np.int64)
+    has = np.fromiter(map(bool, parent_ids), dtype=bool, count=n)[order]
+    if not has.any():
+        return parents, b""
+    raw = np.frombuffer(b"".join([p or _NO_PARENT for p in parent_ids]), np.uint8)
+    parent_raw = raw.reshape(-1, 8)[order]
+    # (trace number, span id) as 16 bytes that sort as the pair; the first row of each
+    # comes first among equals (a stable sort), and a parent finds it with a binary search
+    trace_be = trace_no.astype(">u8").view(np.uint8).reshape(-1, 8)
+    keys = np.hstack([trace_be, span_raw]).view("S16").reshape(-1)
+    wanted = np.hstack([trace_be, parent_raw]).view("S16").reshape(-1)
+    sorter = np.argsort(keys, kind="stable")
+    at = np.minimum(np.searchsorted(keys[sorter], wanted), n - 1)
+    rows = np.arange(n)
+    j = sorter[at]
+    inside = has & (keys[j] == wanted) & (j != rows)
+    distance = rows - j
+    parents[inside] = np.where(distance[inside] < 0, distance[inside] - (1 << 40), distance[inside])
+    aside = has & ~inside
+    parents[aside] = -np.arange(1, int(aside.sum()) + 1)
+    return parents, parent_raw[aside].tobytes()
+
+
+_NO_PARENT = bytes(8)
+
+
 def _ints_dictionary(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     distinct, codes = np.unique(values, return_inverse=True)
     return codes.astype(np.int64), distinct.astype(np.int64)
@@ -402,31 +446,19 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
     trace_no = np.cumsum(new_trace) - 1
     offsets = starts - trace_starts[trace_no]
 
-    # parents: distance back to the parent's row in the same trace, or an id kept aside
-    parents = np.zeros(n, dtype=np.int64)
-    outside: list[bytes] = []
-    position: dict[tuple[int, bytes], int] = {}
-    for i in range(n):
-        position.setdefault((int(trace_no[i]), span_bytes[8 * i : 8 * i + 8]), i)
-    for i, row in enumerate(order.tolist()):
-        parent = rows.parent_ids[row]
-        if parent is None:
-            continue
-        j = position.get((int(trace_no[i]), parent))
-        if j is not None and j != i:
-            parents[i] = i - j  # may be negative: a parent starting after its child
-            if parents[i] < 0:
-                parents[i] -= 1 << 40
-        else:
-            outside.append(parent)
-            parents[i] = -len(outside)
-
+    parents, outside = _parent_distances(rows.parent_ids, order, trace_no, span_raw)
     op_codes, op_dict = _ints_dictionary(rows.operation_ids[order])
     sv_codes, sv_dict = _ints_dictionary(rows.service_ids[order])
     rs_codes, rs_dict = _ints_dictionary(rows.resource_ids[order])
-    text_codes, text_dict = _dictionary(
-        [(rows.status_messages[r], rows.scopes[r], rows.trace_states[r]) for r in order.tolist()]
+    # the (message, scope, trace state) triples numbered in any order, then by first use in
+    # the block's (the triples made and hashed in C: zip, dict)
+    triples = list(zip(rows.status_messages, rows.scopes, rows.trace_states, strict=True))
+    numbers = dict(zip(dict.fromkeys(triples), count()))
+    text_codes, first = _first_use(
+        np.fromiter(map(numbers.__getitem__, triples), np.int64, n)[order]
     )
+    distinct_texts = list(numbers)
+    text_dict = [distinct_texts[t] for t in first.tolist()]
 
     trace_bytes = tid[trace_first].tobytes()
     distinct_traces = [trace_bytes[16 * t : 16 * t + 16] for t in range(len(trace_first))]
@@ -461,26 +493,28 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
     renumber = np.zeros(len(cols.tokens), dtype=np.int64)
     renumber[ranked] = np.arange(len(ranked))
     value_codes = renumber[value_codes]
-    token_list = cols.tokens
-    value_texts = [
-        _encode_str(t) if type(t) is str else t[1]
-        for t in map(token_list.__getitem__, ranked.tolist())
-    ]
+    block_tokens = list(map(cols.tokens.__getitem__, ranked.tolist()))
+    if all(map(str.__instancecheck__, block_tokens)):  # (the usual case: loops in C)
+        value_texts = list(map(_encode_str, block_tokens))
+    else:
+        value_texts = [_encode_str(t) if type(t) is str else t[1] for t in block_tokens]
     key_counts = np.bincount(key_codes, minlength=len(key_list)).astype(np.int64)
-    encoded_values = [t.encode() for t in value_texts]
-    lengths = np.array([len(t) + 1 for t in encoded_values], dtype=np.int64)  # "," or "["
+    encoded_values = list(map(str.encode, value_texts))
+    lengths = np.fromiter(map(len, encoded_values), np.int64, len(encoded_values)) + 1  # ","/"["
     value_offsets = np.cumsum(np.append(1, lengths))[:-1]  # each value's first byte
     value_blob = b"[" + b",".join(encoded_values) + b"]"
 
-    extras_rows, extras_texts = [], []
-    for i, row in enumerate(order.tolist()):
-        if rows.events[row] or rows.links[row]:
-            extras_rows.append(i)
-            extras_texts.append(
-                json.dumps(
-                    [rows.events[row], rows.links[row]], ensure_ascii=False, separators=(",", ":")
-                ).encode()
-            )
+    with_extras = (
+        np.fromiter(map(bool, rows.events), dtype=bool, count=n)
+        | np.fromiter(map(bool, rows.links), dtype=bool, count=n)
+    )[order]
+    extras_rows = np.flatnonzero(with_extras).tolist()
+    extras_texts = [
+        json.dumps(
+            [rows.events[row], rows.links[row]], ensure_ascii=False, separators=(",", ":")
+        ).encode()
+        for row in order[with_extras].tolist()
+    ]
     extras_lengths = np.array([len(t) for t in extras_texts], dtype=np.int64)
 
     columns = {
@@ -489,7 +523,7 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
         "trace_starts": pack_ints(_delta(trace_starts - int(starts.min()))),
         "span_ids": pack_bytes(span_bytes),
         "parents": pack_ints(parents),
-        "parent_ids": pack_bytes(b"".join(outside)),
+        "parent_ids": pack_bytes(outside),
         "start_offsets": pack_ints(offsets),
         "durations": pack_ints(rows.durations[order]),
         "kinds": pack_ints(rows.kinds[order]),

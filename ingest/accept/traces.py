@@ -184,8 +184,7 @@ def _take(spans, attributes, kept: list[int]):
 
 def _trace_ids(spans) -> list[bytes]:
     if isinstance(spans, SpanColumns):
-        raw = spans.trace_ids
-        return [raw[i : i + 16] for i in range(0, len(raw), 16)]
+        return np.frombuffer(spans.trace_ids, "V16").tolist()
     return [s.trace_id for s in spans]
 
 
@@ -197,8 +196,7 @@ def _per_trace(spans) -> tuple[list[bytes], list[int]]:
     ids = np.frombuffer(spans.trace_ids, "V16")
     _, first, counts = np.unique(ids, return_index=True, return_counts=True)
     order = np.argsort(first)
-    raw = ids[first[order]].tobytes()
-    return [raw[i : i + 16] for i in range(0, len(raw), 16)], counts[order].tolist()
+    return ids[first[order]].tolist(), counts[order].tolist()
 
 
 def _cap_spans_per_trace(org_id, spans, cap, rejected) -> list[int] | None:

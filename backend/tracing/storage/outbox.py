@@ -482,13 +482,10 @@ def _spans_v2(raw: bytes) -> SpanRows:
         events[i] = ev
         links[i] = ln
     messages, scopes, states = zip(*texts, strict=True) if texts else ((), (), ())
-    parent_ids = [parent_raw[i : i + 8] for i in range(0, 8 * n, 8)]
-    if has_parent.count(0):
-        parent_ids = [p if has else None for p, has in zip(parent_ids, has_parent, strict=True)]
     return SpanRows(
-        trace_ids=[trace_raw[i : i + 16] for i in range(0, 16 * n, 16)],
-        span_ids=[span_raw[i : i + 8] for i in range(0, 8 * n, 8)],
-        parent_ids=parent_ids,
+        trace_ids=_id_list(trace_raw, 16),
+        span_ids=_id_list(span_raw, 8),
+        parent_ids=_id_list(parent_raw, 8, np.frombuffer(has_parent, np.uint8)),
         status_messages=list(map(messages.__getitem__, text_codes)),
         scopes=list(map(scopes.__getitem__, text_codes)),
         trace_states=list(map(states.__getitem__, text_codes)),
@@ -503,6 +500,17 @@ def _spans_v2(raw: bytes) -> SpanRows:
         links=links,
         **ints,
     )
+
+
+def _id_list(raw: bytes, size: int, present: np.ndarray | None = None) -> list[bytes | None]:
+    """The ``size``-byte ids one after another in ``raw`` as a list (None where ``present``
+    is 0), cut in C (numpy's void scalars are the bytes, zeros kept)."""
+    ids = np.frombuffer(raw, f"V{size}")
+    if present is None or present.all():
+        return ids.tolist()
+    out = ids.astype(object)
+    out[present == 0] = None
+    return out.tolist()
 
 
 def _spans(batches: list[tuple]) -> SpanRows:

@@ -101,25 +101,35 @@ def _reject(rejected: list[SpanRejection], reason: str, message: str, n: int) ->
         rejected.append(SpanRejection(reason, message, n))
 
 
-# Per (org, trace, day) span counts; one Lua call per request, which gives back what it
-# refused and answers with the refusals only, as (trace number, spans over the cap) pairs
-# (usually none: a short answer to parse).
+# Per (org, trace, day) span counts: one hash per org and day, a field per trace (its 16-byte
+# id). One Lua call per request, its traces and their span counts in two binary arguments (no
+# argument per trace to encode and parse); it answers with the refusals only, as (trace
+# number, spans over the cap) pairs (usually none: a short answer to parse).
 _TRACE_COUNTS = """
 local cap = tonumber(ARGV[1])
+local ids, counts = ARGV[2], ARGV[3]
+local new = redis.call('EXISTS', KEYS[1]) == 0
 local out = {}
-for i = 1, #KEYS do
-  local n = tonumber(ARGV[i + 1])
-  local total = redis.call('INCRBY', KEYS[i], n)
-  if total == n then redis.call('EXPIRE', KEYS[i], 86400) end
+for i = 0, #ids / 16 - 1 do
+  local id = string.sub(ids, 16 * i + 1, 16 * i + 16)
+  local n = struct.unpack('<I4', counts, 4 * i + 1)
+  local total = redis.call('HINCRBY', KEYS[1], id, n)
   local over = math.max(0, math.min(n, total - cap))
   if over > 0 then
-    redis.call('DECRBY', KEYS[i], over)
-    out[#out + 1] = i - 1
+    redis.call('HINCRBY', KEYS[1], id, -over)
+    out[#out + 1] = i
     out[#out + 1] = over
   end
 end
+if new then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return out
 """
+TRACE_COUNTS_TTL_S = 25 * 3600  # a day's counts outlive the day: a trace crossing midnight
+
+
+def trace_counts_key(org_id: int, day: int) -> str:
+    """The Redis hash of the org's span counts per trace on ``day`` (days since the epoch)."""
+    return f"canopy:trace-spans:{{{org_id}}}:{day}"
 
 
 def _spans_accept(*, org_id: int, limits, batch: TraceBatch) -> TracesAccepted | Refused:
@@ -202,9 +212,15 @@ def _per_trace(spans) -> tuple[list[bytes], list[int]]:
 def _cap_spans_per_trace(org_id, spans, cap, rejected) -> list[int] | None:
     """The indexes of the spans within the per-trace cap; None when all are."""
     traces, counts = _per_trace(spans)
-    day = time.time_ns() // DAY_NS
-    keys = [f"canopy:trace-spans:{{{org_id}}}:{day}:{t.hex()}" for t in traces]
-    over = get_redis_connection("default").eval(_TRACE_COUNTS, len(keys), *keys, cap, *counts)
+    over = get_redis_connection("default").eval(
+        _TRACE_COUNTS,
+        1,
+        trace_counts_key(org_id, time.time_ns() // DAY_NS),
+        cap,
+        b"".join(traces),
+        np.array(counts, dtype="<u4").tobytes(),
+        TRACE_COUNTS_TTL_S,
+    )
     if not over:
         return None
     refuse = {traces[int(i)]: int(n) for i, n in zip(over[::2], over[1::2], strict=True)}

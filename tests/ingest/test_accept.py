@@ -4,10 +4,12 @@ whole) as typed results, before any protocol renders it."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import grpc
 import pytest
 from django.db import DatabaseError
+from django_redis import get_redis_connection
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
@@ -148,6 +150,22 @@ def test_traces_over_the_per_trace_cap_are_rejected_in_part(tenants):
     assert isinstance(outcome, TracesAccepted)
     assert outcome.stored == 3
     assert [(r.reason, r.spans) for r in outcome.rejected] == [("max_spans_per_trace", 2)]
+
+
+def test_the_per_trace_cap_counts_across_requests_per_day(tenants):
+    limits_update(org=tenants.org, changes={"max_spans_per_trace": 3})
+    accept = partial(traces_accept, org_id=tenants.org.pk, trace_format=TraceFormat.OTLP)
+    assert accept(payload=otlp(2)).stored == 2
+    second = accept(payload=otlp(2))  # the same trace: one more span fits
+    assert (second.stored, second.rejected_spans) == (1, 1)
+    assert accept(payload=otlp(1)).rejected_spans == 1
+    # one hash of counts per org and day, which outlives the day (a trace across midnight)
+    key = traces_accept_module.trace_counts_key(tenants.org.pk, time.time_ns() // 86_400_000_000_000)
+    redis = get_redis_connection("default")
+    assert redis.hgetall(key) == {bytes(range(16)): b"3"}
+    assert 24 * 3600 < redis.ttl(key) <= traces_accept_module.TRACE_COUNTS_TTL_S
+    other = traces_accept(org_id=tenants.other_org.pk, trace_format=TraceFormat.OTLP, payload=otlp(3))
+    assert other.stored == 3  # another org's counts are its own
 
 
 def test_traces_refusals(tenants):

@@ -160,11 +160,14 @@ def test_the_per_trace_cap_counts_across_requests_per_day(tenants):
     assert (second.stored, second.rejected_spans) == (1, 1)
     assert accept(payload=otlp(1)).rejected_spans == 1
     # one hash of counts per org and day, which outlives the day (a trace across midnight)
-    key = traces_accept_module.trace_counts_key(tenants.org.pk, time.time_ns() // 86_400_000_000_000)
+    day = time.time_ns() // 86_400_000_000_000
+    key = traces_accept_module.trace_counts_key(tenants.org.pk, day)
     redis = get_redis_connection("default")
     assert redis.hgetall(key) == {bytes(range(16)): b"3"}
     assert 24 * 3600 < redis.ttl(key) <= traces_accept_module.TRACE_COUNTS_TTL_S
-    other = traces_accept(org_id=tenants.other_org.pk, trace_format=TraceFormat.OTLP, payload=otlp(3))
+    other = traces_accept(
+        org_id=tenants.other_org.pk, trace_format=TraceFormat.OTLP, payload=otlp(3)
+    )
     assert other.stored == 3  # another org's counts are its own
 
 

@@ -64,12 +64,16 @@ WITH n AS (SELECT * FROM trace_span_keys s WHERE {_NEW}),
 edges AS (
     -- a new child whose parent (in another service) is stored
     -- (LATERAL … OFFSET 0: probe the identity index per new span, never hash the org's
-    -- whole key head, which is a day of keys when a run catches up)
+    -- whole key head, which is a day of keys when a run catches up. The probes match the
+    -- org as a join column, k.org_id = c.org_id (the new span's, which is the org's): an
+    -- org the statistics have not seen yet is estimated at one row, and with the org as a
+    -- constant the (org_id, start_ns) index looked as good as the identity's, a scan of the
+    -- org's whole key head per probe)
     SELECT c.start_ns, p.service_id AS parent_id, c.service_id AS child_id, NULL AS peer,
            c.status_code, c.duration_ns, p.duration_ns AS client_ns
     FROM n c
     JOIN LATERAL (SELECT k.service_id, k.duration_ns FROM trace_span_keys k
-                  WHERE k.org_id = %(org)s AND k.trace_id = c.trace_id
+                  WHERE k.org_id = c.org_id AND k.trace_id = c.trace_id
                     AND k.span_id = c.parent_span_id AND k.seq <= %(s1)s OFFSET 0) p ON true
     WHERE c.parent_span_id IS NOT NULL AND p.service_id <> c.service_id
     UNION ALL
@@ -79,7 +83,7 @@ edges AS (
     FROM n p
     JOIN LATERAL (SELECT k.start_ns, k.service_id, k.status_code, k.duration_ns
                   FROM trace_span_keys k
-                  WHERE k.org_id = %(org)s AND k.trace_id = p.trace_id
+                  WHERE k.org_id = p.org_id AND k.trace_id = p.trace_id
                     AND k.parent_span_id = p.span_id
                     -- (+ 0: by the trace's identity index, never all counted keys)
                     AND k.seq + 0 <= %(s0)s AND k.start_ns + 0 < %(r0)s OFFSET 0) c ON true
@@ -90,7 +94,7 @@ edges AS (
            c.status_code, c.duration_ns, c.duration_ns
     FROM n c
     WHERE c.kind = 3 AND c.peer_service IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM trace_span_keys k WHERE k.org_id = %(org)s
+      AND NOT EXISTS (SELECT 1 FROM trace_span_keys k WHERE k.org_id = c.org_id
                       AND k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
                       AND k.seq <= %(s1)s)
 )
@@ -144,19 +148,23 @@ def _first_watermark(cur, ready_until: int) -> int:
     return state.done_until_ms if state else ready_until - FIRST_RUN_LOOKBACK_MS
 
 
+def plan_pin(cur) -> None:
+    """The run's joins are index probes by design (a run counts minutes of spans against a
+    key head that may hold a day). A fresh, fast-growing key head has stale statistics,
+    with which the planner picked nested-loop sequential scans (minutes for 40,000 spans in
+    a bench run): the plan is pinned for the transaction."""
+    cur.execute("SET LOCAL enable_seqscan = off")
+    cur.execute("SET LOCAL enable_hashjoin = off")
+    cur.execute("SET LOCAL enable_mergejoin = off")
+
+
 def org_rollup(*, org_id: int, now_ms: int, max_minutes: int = BATCH_MINUTES) -> int:
     """One run for one org (see the module docstring); returns spans counted."""
     ready_until = (now_ms - LATE_MS) // MINUTE_MS * MINUTE_MS
     window_ms = limits_get(org_id=org_id).traces_out_of_order_window_seconds * 1000
     with transaction.atomic(), connection.cursor() as cur:
         org_lock(cur, org_id)
-        # The run's joins are index probes by design (a run counts minutes of spans against
-        # a key head that may hold a day). A fresh, fast-growing key head has stale
-        # statistics, with which the planner picked nested-loop sequential scans (minutes
-        # for 40,000 spans in a bench run): the plan is pinned for this transaction.
-        cur.execute("SET LOCAL enable_seqscan = off")
-        cur.execute("SET LOCAL enable_hashjoin = off")
-        cur.execute("SET LOCAL enable_mergejoin = off")
+        plan_pin(cur)
         cur.execute(
             "SELECT counted_seq, ready_until_ms FROM trace_rollup_orgs WHERE org_id = %s",
             [org_id],

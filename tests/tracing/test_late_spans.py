@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from backend.metrics.labels import Matcher
 from backend.metrics.selectors import samples_for_series
@@ -199,3 +199,30 @@ def test_spans_later_than_the_window_are_stored_but_not_counted(tenants):
     _write(org, too_late)  # 5 minutes after its minute was counted, with a 1-minute window
     assert dependencies.rollup_due(now_ms=base_ms + 10 * 60_000) == 0
     assert span_count(org_id=org) == len(first) + 1
+
+
+def test_the_rollup_probes_the_identity_index_for_an_org_the_statistics_have_not_seen(tenants):
+    # The key head analyzed while it held another org's keys only: the new org's keys are
+    # estimated at one row, and the rollup's per-span probes once took the (org_id,
+    # start_ns) index with the org alone as its condition, a scan of the org's whole key
+    # head per span (minutes for 20,000 spans: ingest stalled behind the org's lock)
+    now = time.time_ns()
+    _write(tenants.other_org.pk, _random_traces(1, now - 5 * MINUTE_NS, n_traces=60))
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE trace_span_keys")
+    _write(tenants.org.pk, _random_traces(2, now - 5 * MINUTE_NS, n_traces=120))
+    params = {
+        "org": tenants.org.pk,
+        "s0": 0,
+        "s1": 2**62,
+        "r0": now - 10 * MINUTE_NS,
+        "r1": now,
+        "low": now - 20 * MINUTE_NS,
+    }
+    with transaction.atomic(), connection.cursor() as cur:
+        dependencies.plan_pin(cur)
+        cur.execute("EXPLAIN " + dependencies._EDGES, params)
+        plan = [line for (line,) in cur.fetchall()]
+    probes = [line for line in plan if "on trace_span_keys k" in line]
+    assert len(probes) == 3, "\n".join(plan)
+    assert all("using trace_span_keys_identity" in line for line in probes), "\n".join(plan)

@@ -15,11 +15,13 @@ from django.db import connection, transaction
 from backend.metrics.labels import Matcher
 from backend.metrics.selectors import samples_for_series
 from backend.metrics.storage.reader import series_match
+from backend.pipeline.binary import binary_cursor
 from backend.pipeline.drain import org_drain
 from backend.tenancy.services import limits_update
 from backend.tracing import dependencies, storage
 from backend.tracing.selectors import span_count, traces_get
 from backend.tracing.spans import Span
+from backend.tracing.storage import outbox
 from backend.tracing.storage.encoding import Block
 
 pytestmark = pytest.mark.django_db
@@ -201,28 +203,55 @@ def test_spans_later_than_the_window_are_stored_but_not_counted(tenants):
     assert span_count(org_id=org) == len(first) + 1
 
 
-def test_the_rollup_probes_the_identity_index_for_an_org_the_statistics_have_not_seen(tenants):
-    # The key head analyzed while it held another org's keys only: the new org's keys are
-    # estimated at one row, and the rollup's per-span probes once took the (org_id,
-    # start_ns) index with the org alone as its condition, a scan of the org's whole key
-    # head per span (minutes for 20,000 spans: ingest stalled behind the org's lock)
+def _plan_with_stale_statistics(tenants, sql: str, params, pin=None) -> list[str]:
+    """EXPLAIN of ``sql`` for ``tenants.org`` once the key head was analyzed while it held
+    another org's keys only: the org's keys are then estimated at one row."""
     now = time.time_ns()
     _write(tenants.other_org.pk, _random_traces(1, now - 5 * MINUTE_NS, n_traces=60))
     with connection.cursor() as cur:
         cur.execute("ANALYZE trace_span_keys")
     _write(tenants.org.pk, _random_traces(2, now - 5 * MINUTE_NS, n_traces=120))
-    params = {
-        "org": tenants.org.pk,
-        "s0": 0,
-        "s1": 2**62,
-        "r0": now - 10 * MINUTE_NS,
-        "r1": now,
-        "low": now - 20 * MINUTE_NS,
-    }
     with transaction.atomic(), connection.cursor() as cur:
-        dependencies.plan_pin(cur)
-        cur.execute("EXPLAIN " + dependencies._EDGES, params)
-        plan = [line for (line,) in cur.fetchall()]
+        if pin is not None:
+            pin(cur)
+        raw = binary_cursor(cur)
+        raw.execute("EXPLAIN " + sql, params(now))
+        return [line for (line,) in raw.fetchall()]
+
+
+def test_the_rollup_probes_the_identity_index_for_an_org_the_statistics_have_not_seen(tenants):
+    # The rollup's per-span probes once took the (org_id, start_ns) index with the org alone
+    # as its condition, a scan of the org's whole key head per span (minutes for 20,000
+    # spans: ingest stalled behind the org's lock)
+    plan = _plan_with_stale_statistics(
+        tenants,
+        dependencies._EDGES,
+        lambda now: {
+            "org": tenants.org.pk,
+            "s0": 0,
+            "s1": 2**62,
+            "r0": now - 10 * MINUTE_NS,
+            "r1": now,
+            "low": now - 20 * MINUTE_NS,
+        },
+        pin=dependencies.plan_pin,
+    )
     probes = [line for line in plan if "on trace_span_keys k" in line]
     assert len(probes) == 3, "\n".join(plan)
     assert all("using trace_span_keys_identity" in line for line in probes), "\n".join(plan)
+
+
+def test_the_drain_looks_up_stored_keys_by_trace_for_an_org_the_statistics_have_not_seen(
+    tenants,
+):
+    # (it once scanned the org's whole key head per drain round, the org alone the index
+    # condition)
+    trace_ids = [bytes([i]) * 16 for i in range(1, 40)]
+    plan = _plan_with_stale_statistics(
+        tenants,
+        outbox.STORED_KEYS,
+        lambda now: [tenants.org.pk, len(trace_ids), b"".join(trace_ids)],
+    )
+    probes = [line for line in plan if "on trace_span_keys" in line]
+    assert len(probes) == 1, "\n".join(plan)
+    assert "using trace_span_keys_identity" in probes[0], "\n".join(plan)

@@ -599,6 +599,18 @@ def _key_records(spans: SpanRows, peers: dict[str, int]) -> np.ndarray:
     return out
 
 
+# The keys stored for some traces of an org: the org, how many traces, their ids one after
+# another (a binary parameter)
+STORED_KEYS = (
+    "WITH o AS MATERIALIZED (SELECT %s::bigint AS org_id) "
+    "SELECT k.trace_id, k.span_id, k.kind, k.start_ns "
+    "FROM o, generate_series(0, %s - 1) AS i, LATERAL ("
+    "SELECT trace_id, span_id, kind, start_ns FROM trace_span_keys s "
+    "WHERE s.org_id = o.org_id AND s.trace_id = substring(%b FROM i * 16 + 1 FOR 16) "
+    "OFFSET 0) k"
+)
+
+
 def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
     """Store the keys (what the rollups and the de-duplication read) of the spans not stored
     yet, stamped with the drain round ``seq``; returns the indexes of those spans in
@@ -627,14 +639,12 @@ def keys_insert(cur, org_id: int, spans: SpanRows, seq: int) -> np.ndarray:
     traces = np.ones(len(records), dtype=bool)
     traces[1:] = (ids[1:] != ids[:-1]).any(axis=1)
     # (the trace ids as one binary parameter, cut in SQL: a bytea[] of them would be dumped
-    # element by element in Python)
+    # element by element in Python. One identity index probe per trace, the org matched as
+    # a join column: with the org as a constant, an org the statistics have not seen yet is
+    # estimated at one row, and the planner took the (org_id, start_ns) index with the org
+    # alone as its condition, a scan of the org's whole key head per round)
     raw = binary_cursor(cur)
-    raw.execute(
-        "SELECT trace_id, span_id, kind, start_ns FROM trace_span_keys "
-        "WHERE org_id = %s AND trace_id = ANY(ARRAY("
-        "SELECT substring(%b FROM i * 16 + 1 FOR 16) FROM generate_series(0, %s - 1) AS i))",
-        [org_id, records["trace_id"][traces].tobytes(), int(traces.sum())],
-    )
+    raw.execute(STORED_KEYS, [org_id, int(traces.sum()), records["trace_id"][traces].tobytes()])
     if stored := {(bytes(t), bytes(sp), k, st) for t, sp, k, st in raw.fetchall()}:
         copies |= [
             (t, sp, k, st) in stored

@@ -71,15 +71,17 @@ def batches_drain(*, org_id: int, max_batches: int = DRAIN_MAX_BATCHES) -> int |
     """Move up to ``max_batches`` of the org's outbox into blocks; returns samples moved, None
     if there was no batch."""
     with transaction.atomic(), connection.cursor() as cur:
-        # SKIP LOCKED: two workers draining the same org take disjoint batches.
+        # SKIP LOCKED: two workers draining the same org take disjoint batches. (The locking
+        # sub-select materialized, run once: see the trace outbox's ``_claim``.)
         cur.execute(
             """
-            DELETE FROM metric_batches WHERE (org_id, id) IN (
-                SELECT org_id, id FROM metric_batches WHERE org_id = %s
+            WITH claimed AS MATERIALIZED (
+                SELECT id FROM metric_batches WHERE org_id = %s
                 ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
-            RETURNING id, series_ids, timestamps, "values"
+            DELETE FROM metric_batches b USING claimed WHERE b.org_id = %s AND b.id = claimed.id
+            RETURNING b.id, b.series_ids, b.timestamps, b."values"
             """,
-            [org_id, max_batches],
+            [org_id, max_batches, org_id],
         )
         rows = sorted(cur.fetchall())  # arrival order, so that a later write wins
         if not rows:

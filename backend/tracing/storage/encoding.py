@@ -280,7 +280,7 @@ def _dictionary(values: list) -> tuple[np.ndarray, list]:
     return codes, list(index)
 
 
-def _first_use(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def first_use(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``codes`` renumbered by first use, and the old number of each new one."""
     distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
     ranked = np.argsort(first)
@@ -454,7 +454,7 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
     # the block's (the triples made and hashed in C: zip, dict)
     triples = list(zip(rows.status_messages, rows.scopes, rows.trace_states, strict=True))
     numbers = dict(zip(dict.fromkeys(triples), count()))
-    text_codes, first = _first_use(
+    text_codes, first = first_use(
         np.fromiter(map(numbers.__getitem__, triples), np.int64, n)[order]
     )
     distinct_texts = list(numbers)

@@ -36,6 +36,7 @@ from backend.tracing.storage.encoding import (
     AttrColumns,
     SpanRows,
     attr_columns,
+    first_use,
     value_text,
     value_tokens,
 )
@@ -109,12 +110,8 @@ def _entry_columns(entries: AttributeEntries) -> AttrColumns | None:
     n = len(counts)
     pairs = entries.pairs
     if not entries.first_use and len(codes):  # renumber the pairs used by first use
-        used, first = np.unique(codes, return_index=True)
-        order = used[np.argsort(first)]
-        renumber = np.zeros(len(pairs), dtype=np.int64)
-        renumber[order] = np.arange(len(order))
-        codes = renumber[codes]
-        pairs = [pairs[p] for p in order.tolist()]
+        codes, used = first_use(codes)
+        pairs = [pairs[p] for p in used.tolist()]
     pair_keys = [key for key, _ in pairs]
     try:
         pair_values = value_tokens([value for _, value in pairs])
@@ -217,22 +214,18 @@ def _column_fields(spans: SpanColumns) -> tuple:
     )
     # (message, scope, trace state) numbered by first use, as _span_fields does: distinct
     # messages and states are distinct texts ("" reads as None, which no string is)
-    key = (spans.message * len(scope_numbers) + group_scope[spans.group]) * len(
-        spans.states
-    ) + spans.state
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
+    n_scopes, n_states = len(scope_numbers), len(spans.states)
+    text_codes, keys = first_use(
+        (spans.message * n_scopes + group_scope[spans.group]) * n_states + spans.state
+    )
     scopes = list(scope_numbers)
     texts = [
-        (spans.messages[m] or None, scopes[group_scope[g]], spans.states[st] or None)
-        for m, g, st in zip(
-            spans.message[first[order]].tolist(),
-            spans.group[first[order]].tolist(),
-            spans.state[first[order]].tolist(),
-            strict=True,
+        (
+            spans.messages[k // n_states // n_scopes] or None,
+            scopes[k // n_states % n_scopes],
+            spans.states[k % n_states] or None,
         )
+        for k in keys.tolist()
     ]
     return (
         spans.trace_ids,
@@ -240,7 +233,7 @@ def _column_fields(spans: SpanColumns) -> tuple:
         spans.parent_ids,
         spans.has_parent.astype(np.uint8).tobytes(),
         (spans.kinds, spans.starts, spans.durations, spans.statuses, spans.flags),
-        rank[inverse.reshape(-1)],
+        text_codes,
         texts,
         [],
         "[]",
@@ -352,10 +345,8 @@ def _column_catalog_numbers(cur, org_id: int, spans: SpanColumns) -> tuple:
     oids = np.array([ids[t][1] for t in triples], dtype=np.int64)[inverse.reshape(-1)]
     # resources in order of first use, as span by span
     memo: dict[int, int] = {}
-    _, group_first = np.unique(spans.group, return_index=True)
-    used = np.unique(spans.group)[np.argsort(group_first)].tolist()
     group_rid = np.zeros(len(spans.groups), dtype=np.int64)
-    for g in used:
+    for g in first_use(spans.group)[1].tolist():
         group_rid[g] = catalog.resource_id(cur, org_id, spans.groups[g][0], memo)
     return (
         sids,
@@ -431,15 +422,21 @@ PEER_SERVICE_MAX = 512  # as the service catalog's names
 
 
 def _claim(cur, org_id: int, max_batches: int) -> list[tuple]:
+    """Delete and return up to ``max_batches`` of the org's batches that no other drain
+    holds. (The locking sub-select runs once, materialized: as an ``IN (...)`` semi-join,
+    a nested-loop plan ran it again per outer row, and each run, past the rows the
+    statement had already deleted, locked and deleted one more batch: a drain of one batch
+    took them all, leaving nothing to the drains beside it.)"""
     raw = binary_cursor(cur)  # (the payloads in binary: no hex text)
     raw.execute(
         """
-        DELETE FROM trace_batches WHERE (org_id, id) IN (
-            SELECT org_id, id FROM trace_batches WHERE org_id = %s
+        WITH claimed AS MATERIALIZED (
+            SELECT id FROM trace_batches WHERE org_id = %s
             ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
-        RETURNING min_start_ns, max_start_ns, payload
+        DELETE FROM trace_batches b USING claimed WHERE b.org_id = %s AND b.id = claimed.id
+        RETURNING b.min_start_ns, b.max_start_ns, b.payload
         """,
-        [org_id, max_batches],
+        [org_id, max_batches, org_id],
         binary=True,
     )
     return raw.fetchall()

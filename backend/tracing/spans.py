@@ -52,6 +52,7 @@ __all__ = [
     "SpanKindNames",
     "SpanLink",
     "StoredSpan",
+    "id_list",
 ]
 
 # OTLP SpanKind and Status.StatusCode numbers: how every span in Canopy carries them.
@@ -168,6 +169,17 @@ class AttributeEntries:
         return AttributeEntries(self.pairs, codes, counts)
 
 
+def id_list(raw: bytes, size: int, present: np.ndarray | None = None) -> list[bytes | None]:
+    """The ``size``-byte ids one after another in ``raw`` as a list (None where ``present``
+    is false), cut in C (numpy's void scalars are the bytes, zeros kept)."""
+    ids = np.frombuffer(raw, f"V{size}")
+    if present is None or present.all():
+        return ids.tolist()
+    out = ids.astype(object)
+    out[~present.astype(bool)] = None
+    return out.tolist()
+
+
 @dataclass(slots=True, eq=False)
 class SpanColumns(Sequence[Span]):
     """A batch's spans as columns, without an object per span (what the OTLP protobuf
@@ -217,9 +229,6 @@ class SpanColumns(Sequence[Span]):
         """The spans as :class:`Span` (made once)."""
         if self._spans is None:
             n = len(self)
-            # (ids cut in C: numpy's void scalars are the bytes)
-            parents = np.frombuffer(self.parent_ids, "V8").astype(object)
-            parents[~self.has_parent] = None
             group_of = list(map(self.groups.__getitem__, self.group.tolist()))
             resources, services, scope_names, scope_versions = (
                 zip(*group_of, strict=True) if group_of else ((), (), (), ())
@@ -227,9 +236,9 @@ class SpanColumns(Sequence[Span]):
             self._spans = list(
                 map(
                     Span,
-                    np.frombuffer(self.trace_ids, "V16").tolist(),
-                    np.frombuffer(self.span_ids, "V8").tolist(),
-                    parents.tolist(),
+                    id_list(self.trace_ids, 16),
+                    id_list(self.span_ids, 8),
+                    id_list(self.parent_ids, 8, self.has_parent),
                     services,
                     list(map(self.names.__getitem__, self.name.tolist())),
                     self.kinds.tolist(),

@@ -23,7 +23,7 @@ from backend.tenancy.ratelimit import bucket_take
 from backend.tenancy.rejections import rejections_count
 from backend.tenancy.selectors import limits_get
 from backend.tracing.services import spans_write
-from backend.tracing.spans import SpanColumns
+from backend.tracing.spans import SpanColumns, id_list
 from ingest.accept.payload import Payload
 from ingest.accept.refusals import ACCEPT_ERRORS, Refusal, Refused, refused_from_error
 from ingest.decoders.otlp_traces import decode_otlp_protobuf, decode_otlp_traces
@@ -194,7 +194,7 @@ def _take(spans, attributes, kept: list[int]):
 
 def _trace_ids(spans) -> list[bytes]:
     if isinstance(spans, SpanColumns):
-        return np.frombuffer(spans.trace_ids, "V16").tolist()
+        return id_list(spans.trace_ids, 16)
     return [s.trace_id for s in spans]
 
 

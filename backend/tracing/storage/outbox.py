@@ -30,7 +30,7 @@ from psycopg import sql
 
 from backend.pipeline import partitions
 from backend.pipeline.binary import binary_cursor
-from backend.tracing.spans import AttributeEntries, Span, SpanColumns
+from backend.tracing.spans import AttributeEntries, Span, SpanColumns, id_list
 from backend.tracing.storage import blocks, catalog
 from backend.tracing.storage.encoding import (
     AttrColumns,
@@ -480,9 +480,9 @@ def _spans_v2(raw: bytes) -> SpanRows:
         links[i] = ln
     messages, scopes, states = zip(*texts, strict=True) if texts else ((), (), ())
     return SpanRows(
-        trace_ids=_id_list(trace_raw, 16),
-        span_ids=_id_list(span_raw, 8),
-        parent_ids=_id_list(parent_raw, 8, np.frombuffer(has_parent, np.uint8)),
+        trace_ids=id_list(trace_raw, 16),
+        span_ids=id_list(span_raw, 8),
+        parent_ids=id_list(parent_raw, 8, np.frombuffer(has_parent, np.uint8)),
         status_messages=list(map(messages.__getitem__, text_codes)),
         scopes=list(map(scopes.__getitem__, text_codes)),
         trace_states=list(map(states.__getitem__, text_codes)),
@@ -497,17 +497,6 @@ def _spans_v2(raw: bytes) -> SpanRows:
         links=links,
         **ints,
     )
-
-
-def _id_list(raw: bytes, size: int, present: np.ndarray | None = None) -> list[bytes | None]:
-    """The ``size``-byte ids one after another in ``raw`` as a list (None where ``present``
-    is 0), cut in C (numpy's void scalars are the bytes, zeros kept)."""
-    ids = np.frombuffer(raw, f"V{size}")
-    if present is None or present.all():
-        return ids.tolist()
-    out = ids.astype(object)
-    out[present == 0] = None
-    return out.tolist()
 
 
 def _spans(batches: list[tuple]) -> SpanRows:

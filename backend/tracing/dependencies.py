@@ -97,18 +97,31 @@ edges AS (
       AND NOT EXISTS (SELECT 1 FROM trace_span_keys k WHERE k.org_id = c.org_id
                       AND k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
                       AND k.seq <= %(s1)s)
+),
+-- counted by service ids first, then named: a few rows per minute to look up, not one per
+-- edge (joined per edge, the planner took the org's services as the outer side and ran
+-- the edges' probes once per service: 9.5 s instead of 1 s an hour at 200,000 spans).
+-- Named edges are summed again, as a peer may bear an instrumented service's name.
+by_id AS MATERIALIZED (
+    SELECT e.start_ns / 60000000000 * 60000 AS minute, e.parent_id, e.child_id, e.peer,
+           count(*) AS calls, count(*) FILTER (WHERE e.status_code = 2) AS errors,
+           sum(e.duration_ns) AS server_sum,
+           ARRAY[{span_metrics.bucket_counts_sql("e.duration_ns")}] AS server_buckets,
+           sum(e.client_ns) AS client_sum,
+           ARRAY[{span_metrics.bucket_counts_sql("e.client_ns")}] AS client_buckets
+    FROM edges e
+    GROUP BY 1, 2, 3, 4
 )
-SELECT e.start_ns / 60000000000 * 60000 AS minute, ps.name AS parent,
-       coalesce(cs.name, e.peer) AS child, count(*) AS calls,
-       count(*) FILTER (WHERE e.status_code = 2) AS errors,
-       sum(e.duration_ns) AS server_sum,
-       ARRAY[{span_metrics.bucket_counts_sql("e.duration_ns")}] AS server_buckets,
-       sum(e.client_ns) AS client_sum,
-       ARRAY[{span_metrics.bucket_counts_sql("e.client_ns")}] AS client_buckets
-FROM edges e
-JOIN trace_services ps ON ps.org_id = %(org)s AND ps.id = e.parent_id
-LEFT JOIN trace_services cs ON cs.org_id = %(org)s AND cs.id = e.child_id
-WHERE coalesce(cs.name, e.peer) <> ps.name
+SELECT g.minute, ps.name AS parent, coalesce(cs.name, g.peer) AS child,
+       sum(g.calls)::bigint AS calls, sum(g.errors)::bigint AS errors,
+       sum(g.server_sum) AS server_sum,
+       ARRAY[{span_metrics.bucket_sums_sql("g.server_buckets")}] AS server_buckets,
+       sum(g.client_sum) AS client_sum,
+       ARRAY[{span_metrics.bucket_sums_sql("g.client_buckets")}] AS client_buckets
+FROM by_id g
+JOIN trace_services ps ON ps.org_id = %(org)s AND ps.id = g.parent_id
+LEFT JOIN trace_services cs ON cs.org_id = %(org)s AND cs.id = g.child_id
+WHERE coalesce(cs.name, g.peer) <> ps.name
 GROUP BY 1, 2, 3
 """  # noqa: S608  (the bucket bounds are constants of span_metrics)
 

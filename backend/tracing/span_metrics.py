@@ -53,6 +53,11 @@ def bucket_counts_sql(column: str) -> str:
     return ", ".join(f"count(*) FILTER (WHERE {column} <= {int(b * 1e9)})" for b in BUCKETS)
 
 
+def bucket_sums_sql(column: str) -> str:
+    """SQL aggregates summing arrays of ``bucket_counts_sql`` counts (``column``) per bucket."""
+    return ", ".join(f"sum({column}[{i}])::bigint" for i in range(1, len(BUCKETS) + 1))
+
+
 def _labels(name: str, **labels: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({METRIC_NAME: name, **labels}.items()))
 

@@ -237,41 +237,28 @@ def _probe_indexes(plan: list[str]) -> list[str]:
     return out
 
 
-def test_the_rollup_probes_the_identity_index_for_an_org_the_statistics_have_not_seen(tenants):
-    # The rollup's per-span probes once took the (org_id, start_ns) index with the org alone
-    # as its condition, a scan of the org's whole key head per span (minutes for 20,000
-    # spans: ingest stalled behind the org's lock)
-    plan = _plan_with_stale_statistics(
-        tenants,
-        dependencies._EDGES,
-        _rollup_params(tenants),
-        pin=dependencies.plan_pin,
-    )
-    assert _probe_indexes(plan) == ["trace_span_keys_identity"] * 3, "\n".join(plan)
-
-
-def _rollup_params(tenants):
-    return lambda now: {
-        "org": tenants.org.pk,
-        "s0": 0,
-        "s1": 2**62,
-        "r0": now - 10 * MINUTE_NS,
-        "r1": now,
-        "low": now - 20 * MINUTE_NS,
-    }
-
-
-def test_the_rollup_probes_each_new_span_once_whatever_the_number_of_services(tenants):
+def test_the_rollup_probes_the_identity_index_once_per_new_span(tenants):
+    # For an org the statistics have not seen, the rollup's per-span probes once took the
+    # (org_id, start_ns) index with the org alone as its condition, a scan of the org's whole
+    # key head per span (minutes for 20,000 spans: ingest stalled behind the org's lock).
     # Joined to the service names per edge, the planner once took the org's services as the
-    # outer side of the join and computed the edges, identity probes and all, once per
-    # service (4x the day's catch-up at 20 services): the probes must run once per new span
+    # outer side and computed the edges, probes and all, once per service (4x the day's
+    # catch-up at 20 services)
     plan = _plan_with_stale_statistics(
         tenants,
         dependencies._EDGES,
-        _rollup_params(tenants),
+        lambda now: {
+            "org": tenants.org.pk,
+            "s0": 0,
+            "s1": 2**62,
+            "r0": now - 10 * MINUTE_NS,
+            "r1": now,
+            "low": now - 20 * MINUTE_NS,
+        },
         pin=dependencies.plan_pin,
         explain="EXPLAIN (ANALYZE, COSTS OFF) ",
     )
+    assert _probe_indexes(plan) == ["trace_span_keys_identity"] * 3, "\n".join(plan)
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM trace_span_keys WHERE org_id = %s", [tenants.org.pk])
         (keys,) = cur.fetchone()

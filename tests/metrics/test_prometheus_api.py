@@ -279,7 +279,11 @@ def test_per_org_query_limits(api, data):
     samples = api.get(f"{BASE}/query", {"query": "up[10m]", "time": T0_S + 600}, **auth)
     assert samples.status_code == 422
     assert "too many samples" in samples.json()["error"]
-    timed_out = api.get(f"{BASE}/query", {"query": "up", "time": T0_S, "timeout": "0.0001"}, **auth)
+    # the least timeout is 1 ms, which one selector over this small store can beat on a fast
+    # machine: 100 selectors take tens of ms to evaluate (and stay within the sample limit)
+    limits_update(org=data.org, changes={"query_max_samples": 1_000_000})
+    slow = " + ".join(["up"] * 100)
+    timed_out = api.get(f"{BASE}/query", {"query": slow, "time": T0_S, "timeout": "0.0001"}, **auth)
     assert timed_out.status_code == 503
     assert timed_out.json()["errorType"] == "timeout"
 

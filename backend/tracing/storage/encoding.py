@@ -477,22 +477,11 @@ def encode(rows: SpanRows) -> tuple[bytes, Summary]:
     by_span = np.argsort(_narrow(entry_pos, n), kind="stable")
     entry_pos = entry_pos[by_span]
     entry_keys = cols.keys[by_span]
-    distinct_keys, key_first = np.unique(
-        _narrow(entry_keys, len(cols.key_names)), return_index=True
-    )
-    key_ranked = distinct_keys[np.argsort(key_first)]
-    key_renumber = np.zeros(len(cols.key_names), dtype=np.int64)
-    key_renumber[key_ranked] = np.arange(len(key_ranked))
-    key_codes = key_renumber[entry_keys]
+    key_codes, key_ranked = first_use(_narrow(entry_keys, len(cols.key_names)))
     key_list = [cols.key_names[k] for k in key_ranked.tolist()]
     by_key = np.argsort(_narrow(key_codes, len(key_list)), kind="stable")
     attr_spans = entry_pos[by_key]
-    value_codes = cols.values[by_span][by_key]
-    distinct, first = np.unique(_narrow(value_codes, len(cols.tokens)), return_index=True)
-    ranked = distinct[np.argsort(first)]
-    renumber = np.zeros(len(cols.tokens), dtype=np.int64)
-    renumber[ranked] = np.arange(len(ranked))
-    value_codes = renumber[value_codes]
+    value_codes, ranked = first_use(_narrow(cols.values[by_span][by_key], len(cols.tokens)))
     block_tokens = list(map(cols.tokens.__getitem__, ranked.tolist()))
     if all(map(str.__instancecheck__, block_tokens)):  # (the usual case: loops in C)
         value_texts = list(map(_encode_str, block_tokens))
